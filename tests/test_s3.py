@@ -32,6 +32,7 @@ from pipeline.errors import ConfigError, InputError, OutputError, PipelineError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, record_of, reference, write_config
 from tests.faultkit import (
+    env,
     error_of,
     go_on,
     holding_input_lock,
@@ -3773,3 +3774,297 @@ def test_an_s3_inputs_edited_dtype_is_refused_before_the_output_is_made(
     fresh = s3fs.S3FileSystem(skip_instance_cache=True, **options)  # no listing cached
     assert not fresh.exists(f"{url}/out.zarr")
     assert {k: fresh.info(k)["ETag"] for k in fresh.find(f"{url}/in.zarr")} == before
+
+
+#: ``python -m pipeline`` (argv[2:]) whose third block's write is held (before its task asks
+#: that its lock is still its run's) until the file ``argv[1].release`` exists, writing
+#: ``argv[1].held`` as it begins to wait: a run with one worker thread, two blocks written,
+#: held between blocks (a process stopped there, a suspended laptop), no timing.
+_HELD_AT_THIRD_BLOCK = """
+import os, sys, time
+from pipeline.running import tasks
+
+gate = sys.argv.pop(1)
+calls = []
+
+
+def held(plain):
+    def write(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            open(gate + ".held", "w").close()
+            while not os.path.exists(gate + ".release"):
+                time.sleep(0.02)
+        return plain(*args, **kwargs)
+
+    return write
+
+
+tasks.write_block = held(tasks.write_block)
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+#: :data:`_HELD_AT_THIRD_BLOCK` of ``pipeline generate``: its third unit's write held.
+_HELD_AT_THIRD_UNIT = _HELD_AT_THIRD_BLOCK.replace(
+    "tasks.write_block = held(tasks.write_block)",
+    "from pipeline.running import generate\ngenerate.write_unit = held(generate.write_unit)",
+)
+
+
+@pytest.mark.parametrize("other", ["ended", "writing"])
+def test_a_run_whose_s3_lock_object_is_removed_stops_writing_there(
+    tmp_path, bucket, other: str
+) -> None:
+    """A run writing an S3 output whose lock object is removed meanwhile (stopped with
+    SIGSTOP, it is refused as live to a second run, whose line says to remove the lock if that
+    run is gone; a user does), and a run of another config with ``--overwrite`` that takes the
+    lock: once it goes on (SIGCONT), the first run stops before its next block, in one line
+    naming the lock and that it is gone or another run's (real processes). The second
+    run's output is its own alone, complete, NumPy's bit for bit (``ended``: it had ended
+    first; ``writing``: it holds the lock, stopped before it writes, and its lock object stays
+    its own through the first one's end). ``Ledger.check_held`` had returned at once on an
+    object store: the first run wrote its blocks, markers and "complete" into the other's
+    output, and its end deleted that run's record, its lock too, both exiting 0 (h77d)."""
+    import signal
+
+    import s3fs
+
+    url, options = bucket
+    rows, cols = 12, 256
+    x = np.random.default_rng(7).standard_normal((rows, cols)).astype(np.float32)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(1, cols)
+    )[...] = x
+
+    def config(name: str, factor: int) -> Path:
+        return write_config(
+            tmp_path, "", "", name,
+            input={"store": f"{url}/in.zarr", "storage_options": options},
+            output={"store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols]},
+            stages=[{"op": "multiply", "factor": factor}],
+            chunking={"block": [1, cols]},
+            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+        )  # fmt: skip
+
+    first, second = config("a.yaml", 2), config("b.yaml", 3)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    lock = f"{url}/out.zarr/.pipeline/lock"
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _HELD_AT_THIRD_BLOCK,
+            str(gate),
+            "run",
+            str(first),
+            "--progress",
+            "none",
+        ],
+        env=env(),
+        cwd=str(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not Path(f"{gate}.held").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the first run never reached its third block"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGSTOP)
+        e = refused("run", second, "--overwrite")  # a live run, stopped: named
+        assert isinstance(e, OutputError) and e.holder["pid"] == proc.pid, e
+        assert f"or remove {lock} if that run is gone" in str(e), e
+        fs.rm_file(lock.removeprefix("s3://"))  # as the line says (the run seems gone)
+        with contextlib.ExitStack() as stack:
+            later = None
+            if other == "ended":
+                assert error_of("run", second, "--overwrite", "--progress", "none") is None
+                now, then = "it is now gone", "`run --overwrite` recomputes it"  # run's own
+            else:
+                later = stack.enter_context(
+                    paused_at_lock("run", second, "--overwrite", cwd=tmp_path)
+                )
+                now = f"it is now another run's (pid {later.pid} on "
+                then = f"another run is writing {url}/out.zarr (pid {later.pid} on "
+            Path(f"{gate}.release").touch()
+            os.kill(proc.pid, signal.SIGCONT)
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            line = one_line_error(err)
+            assert line.startswith(
+                f"error: the lock {lock} of {url}/out.zarr was removed, or taken by another "
+                f"run, while this run wrote it ({now}"
+            ), line
+            assert "this run stopped, so as not to write into another's; " in line, line
+            assert then in line, line
+            if later is not None:  # its lock object is still its own: no third run takes it
+                fs.invalidate_cache()
+                assert json.loads(fs.cat_file(lock.removeprefix("s3://")))["pid"] == later.pid
+                out, err = go_on(later)
+                assert later.returncode == 0, out + err
+        y = _zarr_s3(f"{url}/out.zarr", options)
+        assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+        assert record_of(y.attrs)["status"] == "complete"
+        assert not Location.of(f"{url}/out.zarr", options).exists(".pipeline")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            kill_group(proc)
+            proc.wait(30)
+
+
+def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_one_s(
+    tmp_path, bucket
+) -> None:
+    """A generation of an S3 input whose lock object (``generate.lock``) is removed while it
+    writes, and another generation that takes it (real processes, held before it writes):
+    the first stops before its next unit, in one line naming the lock and the other's
+    process, and leaves the other's lock object as it is; the other then makes the input
+    whole. ``InputLock.check_held`` had returned at once on an object store: the first
+    wrote on, marked the input generated and deleted its record, the other's lock in it,
+    exiting 0 (h77d)."""
+    url, options = bucket
+    store = f"{url}/gen.zarr"
+    cfg = write_config(
+        tmp_path, "", "",
+        input={
+            "store": store, "array": "x", "storage_options": options,
+            "generate": {"shape": [12, 64], "chunks": [1, 64], "shards": [1, 64]},
+        },
+        output={"store": f"{url}/res.zarr", "storage_options": options},
+        cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+    )  # fmt: skip
+    loc = Location.of(store, options)
+    key = "x/.pipeline/generate.lock"
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _HELD_AT_THIRD_UNIT,
+            str(gate),
+            "generate",
+            str(cfg),
+            "--progress",
+            "none",
+        ],
+        env=env(),
+        cwd=str(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not Path(f"{gate}.held").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the generation never reached its third unit"
+            time.sleep(0.05)
+        loc.delete(key)  # as a user would (the busy line names it to remove)
+        with paused_at_lock("generate", cfg, cwd=tmp_path) as later:
+            Path(f"{gate}.release").touch()
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            line = one_line_error(err)
+            lock = f"{store}/x/.pipeline/generate.lock"
+            assert line.startswith(
+                f"error: the lock {lock} of {store}/x was removed, or taken by another run, "
+                f"while this generation wrote it (it is now another run's (pid {later.pid} on "
+            ), line
+            assert line.endswith(
+                "this generation stopped, so as not to write into another's; generate it again "
+                "once no other generation writes it"
+            ), line
+            raw = loc.read(key)
+            assert raw is not None and json.loads(raw)["pid"] == later.pid
+            out, err = go_on(later)
+            assert later.returncode == 0, out + err
+        assert not loc.exists("x/.pipeline")
+        values = _zarr_s3(f"{store}/x", options)[...]
+        assert values.shape == (12, 64) and np.isfinite(values).all()
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+            proc.wait(30)
+
+
+def test_an_s3_lock_removed_and_taken_in_the_same_process_is_left_to_its_new_holder(
+    bucket,
+) -> None:
+    """An S3 output lock object removed while its run holds it, and taken by another run of
+    the same process (another thread's ``pipeline.run``, a notebook's): the first run's
+    block write is refused naming it, and its release, and its record's removal, leave that
+    run's lock and record as they are; the other run's own check passes. The holder had been
+    told by its pid and host alone: the first run's end deleted the other's lock, which a
+    third run then took beside it (h77d)."""
+    from pipeline.store.ledger import Ledger
+
+    url, options = bucket
+    loc = Location.of(f"{url}/same.zarr", options)
+    first, second = Ledger(loc, ""), Ledger(loc, "")
+    first.acquire()
+    first.check_held()
+    loc.delete(".pipeline/lock")  # removed by hand, its run thought gone
+    second.acquire()
+    second.write_manifest({"the": "second's"})
+    with pytest.raises(OutputError) as info:
+        first.check_held()
+    assert info.value.status == "displaced" and "this process, another thread's" in str(
+        info.value
+    ), info.value
+    first.release()
+    first.clear_after(info.value)
+    second.check_held()
+    raw = loc.read(".pipeline/lock")
+    assert raw is not None and json.loads(raw)["token"] == second.token
+    assert second.read_manifest() == {"the": "second's"}
+    second.clear()
+    assert not loc.exists(".pipeline")
+
+
+def test_a_run_whose_s3_lock_object_is_removed_before_it_creates_the_output_leaves_it(
+    tmp_path, bucket
+) -> None:
+    """A run held between taking its S3 lock and creating its output (a slow cluster start,
+    a process stopped there), whose lock object is removed, and a run of another config with
+    ``--overwrite`` that completes the output meanwhile: the first, going on, stops in one
+    line before it creates anything, and the output stays the second's, NumPy's bit for bit.
+    Its create had replaced the other's complete output, and it exited 0 (h77d)."""
+    url, options = bucket
+    x = np.random.default_rng(3).standard_normal((6, 32)).astype(np.float32)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 32)
+    )[...] = x
+
+    def config(name: str, factor: int) -> Path:
+        return write_config(
+            tmp_path, "", "", name,
+            input={"store": f"{url}/in.zarr", "storage_options": options},
+            output={"store": f"{url}/out.zarr", "storage_options": options},
+            stages=[{"op": "multiply", "factor": factor}],
+            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+        )  # fmt: skip
+
+    first, second = config("a.yaml", 2), config("b.yaml", 3)
+    loc = Location.of(f"{url}/out.zarr", options)
+    with paused_at_lock("run", first, cwd=tmp_path) as held:
+        loc.delete(".pipeline/lock")  # as a user would, its run thought gone
+        assert error_of("run", second, "--overwrite", "--progress", "none") is None
+        _, err = go_on(held)
+        assert held.returncode == 1, err
+        line = one_line_error(err)
+        assert line.startswith(
+            f"error: the lock {url}/out.zarr/.pipeline/lock of {url}/out.zarr was removed, or "
+            "taken by another run, while this run wrote it (it is now gone): this run stopped"
+        ), line
+    y = _zarr_s3(f"{url}/out.zarr", options)
+    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+    assert record_of(y.attrs)["status"] == "complete"
+    assert not loc.exists(".pipeline")

@@ -46,7 +46,7 @@ from pipeline.running.workers import Bound, Workers, local_workers
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
-from pipeline.store.ledger import RECORD, InputLock, remove_if_empty
+from pipeline.store.ledger import RECORD, UNIT_CHECK_WITHIN, InputLock, remove_if_empty
 from pipeline.store.location import Folder, Location
 
 RAMP_PERIOD = 1024
@@ -154,6 +154,7 @@ def _generate_locked(
             # tasks of an earlier generation of this input, its process killed, may still run:
             # waited for before the input is replaced, or their units land in the new one
             workers.wait_for_writers(loc, lock.array_path)
+            lock.check_held()  # what is there is another's where its lock was taken since
             spec = create_input(config, cp.backend)  # unfinished until every unit is written
             spec = dataclasses.replace(spec, lock=lock)
             _generate_units(workers, spec, progress, interval)
@@ -554,7 +555,8 @@ def _generate_unit_into(spec: GenSpec, unit_index: Shape, folder: Folder | None)
     """:func:`_generate_unit`'s lock check and write, through the input's ``folder``
     (:func:`~pipeline.running.tasks.array_folder`)."""
     if spec.lock is not None:  # still this generation's, in the folder its unit goes into
-        spec.lock.check_held(folder)
+        # (on an object store, one read of its lock object a second at most, not one per unit)
+        spec.lock.check_held(folder, within=UNIT_CHECK_WITHIN)
     be = devices.get(spec.sink.backend)
     be.prepare()
     with be.on_stream():  # the values are drawn on the stream that encodes them

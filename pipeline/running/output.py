@@ -2282,7 +2282,12 @@ def create(plan: Plan) -> None:
     around it (the group's attributes, rewritten in place, and coordinates, written by
     xarray), with the input's dimension names and attributes. All of it under the group's
     lock (:func:`pipeline.store.ledger.group_lock`): another run writing another variable
-    into the same group replaces the coordinates and rewrites the group's metadata too."""
+    into the same group replaces the coordinates and rewrites the group's metadata too.
+    First asks that the run's lock is still its own (``Ledger.check_held``): what is there is
+    another run's where its lock was removed, and taken, since this run took it (a run
+    stopped between its lock and its create had replaced that run's complete output, h77d)."""
+    assert plan.sink.ledger is not None
+    plan.sink.ledger.check_held()
     with group_lock(plan.output.location, output_group(plan)):
         _create(plan)
 

@@ -14,7 +14,9 @@ so a killed run never blocks its resume and a recycled pid is never mistaken for
 Object stores have no such lock: there the lock is an object made by a conditional PUT, whose
 holder's pid and host are checked (best effort); a stopped run's is replaced by a PUT on the
 condition that it is still the version read (S3's If-Match on its ETag), which one run alone
-wins (:func:`_take_over`).
+wins (:func:`_take_over`). Its holder's ``token`` is read back before each block's write and
+before "complete" (:meth:`Ledger.check_held`): a run whose lock object was deleted, and taken
+by another run, stops rather than write into that run's output.
 
 ``generate.lock`` (:class:`InputLock`), the same lock in a generated input's own array folder,
 keeps a second generation from writing that input, and a run from reading it meanwhile.
@@ -58,6 +60,13 @@ _BLOCK_NAME = re.compile(r"[0-9]+(\.[0-9]+)*")
 #: Open lock files of this process, by path (the descriptor holds the OS lock).
 _HELD: dict[str, int] = {}
 _HELD_LOCK = threading.Lock()
+#: Seconds for which a generation's check that its lock object is still its own stands, for
+#: the next units it writes (:meth:`Ledger.check_held`'s ``within``): one small GET a second
+#: at most, not one per object written.
+UNIT_CHECK_WITHIN = 1.0
+#: When (``time.monotonic``) this process last found an object store's lock object its
+#: holder's, by (the lock's URL, the holder's token): :meth:`Ledger.check_held`'s ``within``.
+_CHECKED: dict[tuple[str, str], float] = {}
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,9 @@ class Ledger:
     AFTER_MOVE: ClassVar[str] = (
         "finish the output where it is now with `run --resume` (output.store naming it)"
     )
+    #: What finishes it where its lock object was removed on an object store (where ``run``
+    #: refuses that, the run's end says its refusal instead: ``runner._as_run_takes``).
+    AFTER_TAKEN: ClassVar[str] = "once no other run writes it, `run --resume` finishes it"
 
     def _key(self, *parts: str) -> str:
         base = f"{self.array_path}/{RECORD}" if self.array_path else RECORD
@@ -293,9 +305,16 @@ class Ledger:
         it: a run that takes the lock as soon as it is gone makes its own in that folder.
         The whole folder's removal had failed there ("Directory not empty", a warning that
         the complete output's record stays), or removed the folder between the other run's
-        making it and its open of the lock (a bare FileNotFoundError; h76d)."""
+        making it and its open of the lock (a bare FileNotFoundError; h76d). On an object
+        store: never where its lock object is no longer this holder's (:meth:`check_held`:
+        removed, or taken by another run, whose record this is now); a displaced run's end
+        had deleted the other run's lock and markers with its own (h77d)."""
         path = self.location.join(self._key(self.LOCK))
-        if not (self.location.is_local and path in _HELD):
+        if not self.location.is_local:
+            self._check_object(0.0)  # never another run's record, that took the lock since
+            self.location.delete(self._key(), recursive=True)
+            return
+        if path not in _HELD:
             self.location.delete(self._key(), recursive=True)
             return
         self._check_still_here()
@@ -591,10 +610,19 @@ class Ledger:
         if read is None:
             return
         holder, tag = read
-        if (holder.get("pid"), holder.get("host")) == (os.getpid(), socket.gethostname()):
+        if self._mine(holder):
             _delete_version(self.location, key, tag)  # not another's that took it over since
 
-    def check_held(self, folder: Folder | None = None) -> None:
+    def _mine(self, holder: dict[str, Any]) -> bool:
+        """Whether the lock object's ``holder`` is this one: its :attr:`token` (an earlier
+        version's holder, with none: this process). Its pid and host alone had named as this
+        run's the lock another run (or another thread's, in this process) took once this
+        one's was removed: its release deleted that run's lock (h77d)."""
+        if "token" in holder:
+            return holder["token"] == self.token
+        return (holder.get("pid"), holder.get("host")) == (os.getpid(), socket.gethostname())
+
+    def check_held(self, folder: Folder | None = None, within: float = 0.0) -> None:
         """Refuse (OutputError, InputError for a generation: ``output`` or ``input``,
         ``lock``, ``holder``, ``status`` 'displaced') to
         write more where the lock at this store's path is no longer this holder's (its
@@ -605,15 +633,24 @@ class Ledger:
         both exiting 0 with one's blocks in the other's (h76d). Asked by every block's write,
         in whichever process, before its units and before its marker, and before the output
         is marked complete; by a generation's every unit, and before it marks the input
-        generated. Local stores only: an object store's keys are never moved, and
-        its lock is taken over only from a stopped run.
+        generated.
 
         ``folder``: the array's folder, held open by the task that asks
         (:meth:`Location.folder`), whose lock is read, wherever that folder is now; the task
         writes its block through it, so that a move between this check and its writes sends
         them after the output, never into a new run's output at the path (h77e). None: the
-        lock at the path."""
+        lock at the path.
+
+        On an object store (S3) the lock object is read (one GET, a small object; never one
+        per chunk) and its token compared: a lock object deleted while its run wrote (by a
+        user, as a busy run's line says to where its run seems gone: a run stopped with
+        SIGSTOP, a suspended laptop, another host's), then taken by a run with
+        ``--overwrite``, had left the first run writing its blocks, markers and "complete"
+        into the other's output, both exiting 0 (h77d). ``within``: seconds for which a
+        check of this lock that passed in this process stands (a generation's every unit:
+        one GET a second at most, not one per object written); 0: read it now."""
         if not self.location.is_local:
+            self._check_object(within)
             return
         if folder is not None:
             raw = folder.read(f"{RECORD}/{self.LOCK}")
@@ -629,6 +666,20 @@ class Ledger:
         holder = _holder_of(raw)
         if holder.get("token") != self.token:
             raise self._displaced(holder)
+
+    def _check_object(self, within: float) -> None:
+        """:meth:`check_held` on an object store: its lock object read, the token compared
+        (a check of it that passed in this process less than ``within`` seconds ago stands)."""
+        key = self._key(self.LOCK)
+        seen = (self.location.join(key), self.token)
+        last = _CHECKED.get(seen)
+        if within > 0 and last is not None and time.monotonic() - last < within:
+            return
+        holder = _holder_of(self.location.read(key) or b"")
+        if holder.get("token") != self.token:
+            _CHECKED.pop(seen, None)
+            raise self._displaced(holder)
+        _CHECKED[seen] = time.monotonic()
 
     def _check_still_here(self) -> None:
         """:meth:`check_held` by this process's own descriptor: where it holds this store's
@@ -647,10 +698,19 @@ class Ledger:
         lock = self.location.join(self._key(self.LOCK))
         where = self.location.join(self.array_path)
         now = f"another run's ({holder_said(holder)})" if holder.get("pid") else "gone"
-        return self._refusal(
+        text = (
             f"{where} was moved, or its record removed or replaced, while {self.HOLDER} wrote "
             f"it (its lock {lock} is now {now}): {self.HOLDER} stopped, since it writes by "
-            f"that path; {self.AFTER_MOVE}",
+            f"that path; {self.AFTER_MOVE}"
+        )
+        if not self.location.is_local:  # keys that never move: its lock object was deleted
+            text = (
+                f"the lock {lock} of {where} was removed, or taken by another run, while "
+                f"{self.HOLDER} wrote it (it is now {now}): {self.HOLDER} stopped, so as not "
+                f"to write into another's; {self.AFTER_TAKEN}"
+            )
+        return self._refusal(
+            text,
             lock=lock,
             holder=holder,
             status="displaced",
@@ -684,6 +744,7 @@ class InputLock(Ledger):
     WHAT: ClassVar[str] = "generate"
     HOLDER: ClassVar[str] = "this generation"
     AFTER_MOVE: ClassVar[str] = "generate it again where it is now (input.store naming it)"
+    AFTER_TAKEN: ClassVar[str] = "generate it again once no other generation writes it"
 
     def left(self) -> dict[str, Any] | None:
         """The holder document (``pid``, ``host``, ``since``; {} where it was never written)
