@@ -525,9 +525,11 @@ def _as_run_takes(plan: Plan, e: PipelineError | Interrupted) -> PipelineError |
         flag = INTERRUPTED_FLAG.get(e.state) if e.what == "run" and not e.refused else None
     elif e.data.get("lock_stays"):  # `run` would find this run's own lock, which its line
         return e  # says how to remove: the command it names is for after that
-    elif e.data.get("status") == "displaced":  # its command is for the output where it was
-        # moved, not what is at the path now (a new run's, complete: its line had ended
-        # "... is complete, but the stages changed ...: `run --overwrite` recomputes it")
+    elif e.data.get("status") == "displaced" and plan.output.location.is_local:
+        # its command is for the output where it was moved, not what is at the path now (a
+        # new run's, complete: its line had ended "... is complete, but the stages changed
+        # ...: `run --overwrite` recomputes it"); an object store's keys are never moved: its
+        # displaced run's output is what is at the path, which `run` is asked about
         return e
     else:
         named = _NAMED.search(str(e))
