@@ -329,7 +329,9 @@ class ClusterError(PipelineError):
     running another version of it, with ``module`` (and ``name``, what theirs lacks), or
     ``workers``, ``theirs`` and ``ours`` (version, source digest, folder: one of the same
     version edited too), 'tls' for a ``tls://`` address this process's TLS settings cannot
-    join; 'unreachable' said at once has ``cause``: 'refused', 'unknown-host', 'no-route'),
+    join; 'no-answer' for workers that did not answer the run's question within
+    ``cluster.timeout``, with ``workers`` (``running.cluster.ask_workers``); 'unreachable'
+    said at once has ``cause``: 'refused', 'unknown-host', 'no-route'),
     ``address`` (the scheduler's, or
     'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
     one workers died running, its key; with ``deaths``, how many, ``worker``, the last one's

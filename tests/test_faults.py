@@ -135,6 +135,157 @@ def test_a_killed_worker_is_replaced_and_the_output_is_right(tmp_path: Path) -> 
     assert np.array_equal(y, expected(x), equal_nan=True)
 
 
+@pytest.mark.parametrize("nanny", [True, False])
+def test_the_blocks_per_worker_row_counts_a_killed_worker_s_blocks_naming_it_gone(
+    tmp_path: Path, nanny: bool
+) -> None:
+    """One of two workers of a joined cluster SIGKILLed once blocks are written: its nanny
+    starts another under a new address, or (no nanny) it is gone. The summary's "blocks per
+    worker" had been read from where the results were held at the end: the killed worker's
+    were gone with it (Dask ran them again elsewhere), the row missing where one worker held
+    them all. Each worker's blocks are counted where they ran, the killed one named as gone,
+    and the counts add up to the blocks written."""
+    x = many_blocks_input(tmp_path / "in.zarr", 12, cols=64)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        chunking={"block": [1, 64]},
+        cluster={"dashboard": ""},
+    )
+    out, summary = tmp_path / "out.zarr", tmp_path / "summary.json"
+    slow = {"SLOW_BLOCK_SECONDS": "0.5"}
+    with (
+        external_cluster(
+            tmp_path,
+            nworkers=2 if nanny else 1,
+            worker_args=("--preload", "tests.slow_blocks"),
+            worker_env=slow,
+        ) as ext,
+        contextlib.ExitStack() as stack,
+    ):
+        if not nanny:  # a worker of its own process, which nothing starts again
+            alone = subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", ext.address]
+                + ["--no-nanny", "--nthreads", "1", "--no-dashboard"]
+                + ["--preload", "tests.slow_blocks"],
+                env={**env(), **slow},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            stack.callback(kill_group, alone)
+            deadline = time.monotonic() + 60
+            while alone.pid not in _worker_pids(ext.address).values():
+                assert time.monotonic() < deadline and alone.poll() is None
+                time.sleep(0.2)
+        pids = _worker_pids(ext.address)
+        killed, pid = (
+            sorted(pids.items())[0]
+            if nanny
+            else next((w, p) for w, p in pids.items() if p == alone.pid)
+        )
+        proc = cli_process(
+            cfg, "--scheduler", ext.address, "--summary-json", str(summary), cwd=tmp_path
+        )
+        try:
+            assert wait_for_markers(proc, out, 4) >= 0, "the run ended before the kill"
+            os.kill(pid, signal.SIGKILL)
+            said, err = proc.communicate(timeout=120)
+        finally:
+            kill_group(proc)
+    assert proc.returncode == 0, err
+    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
+    s = json.loads(summary.read_text())
+    per_worker = s["blocks_per_worker"]
+    assert sum(per_worker.values()) == 12 and per_worker.get(killed, 0) >= 1, per_worker
+    assert s["workers_gone"] == [killed], s
+    rows = [ln.split(None, 3)[3] for ln in said.splitlines() if "blocks per worker" in ln]
+    assert rows == [
+        ", ".join(f"{n} ({w}, gone)" if w == killed else str(n) for w, n in per_worker.items())
+    ], said
+
+
+def test_a_joined_worker_s_own_memory_is_measured_not_assumed(tmp_path: Path) -> None:
+    """A joined worker started with `--memory-limit 250MB` had been refused: the plan assumed
+    400 MiB for any worker process, where this one holds about 80 MiB, and its blocks of 65
+    kiB fit it with room. The plan counts the bytes each worker's process holds, as it says
+    them (its tasks' modules imported): the run completes. A worker whose limit truly cannot
+    hold its process and a block is refused naming the `--memory-limit` that does, and a
+    worker started with that limit runs."""
+    x, argv = _eight_blocks(tmp_path, dashboard="")
+    out = tmp_path / "out.zarr"
+    plan = [sys.executable, "-m", "pipeline", "plan", argv[4]]
+
+    def run_on(limit: str, command: list[str]) -> subprocess.CompletedProcess:
+        folder = tmp_path / limit
+        folder.mkdir()
+        with external_cluster(folder, nworkers=1, worker_args=("--memory-limit", limit)) as ext:
+            return subprocess.run(
+                [*command, "--scheduler", ext.address], capture_output=True, text=True, env=env()
+            )
+
+    done = run_on("250MB", argv)
+    assert done.returncode == 0, done.stderr
+    assert status(out) == "complete"
+    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
+    refused_ = run_on("100MB", plan)
+    assert refused_.returncode == 1, refused_.stdout + refused_.stderr
+    line = one_line_error(refused_.stderr)
+    assert "the budget does not even hold a worker process" in line, line
+    asked = re.search(r"start the workers with `--memory-limit (\S+)` or more", line)
+    assert asked, line
+    from dask.utils import parse_bytes
+
+    assert 100 * 2**20 < parse_bytes(asked.group(1)) < 400 * 2**20, line
+    planned = run_on(asked.group(1), plan)
+    assert planned.returncode == 0, planned.stderr
+    assert "(fits)" in planned.stdout, planned.stdout
+
+
+def test_a_stopped_worker_is_named_within_cluster_timeout(tmp_path: Path) -> None:
+    """A worker of a joined cluster that is stopped (SIGSTOP: a frozen machine) answers no
+    question: the run's `Client.run` of its workers (their facts, packages, GPU memory, the
+    tasks of earlier runs still writing) waited for it forever, without a word. Each answer
+    is waited for at most cluster.timeout, and the line names the worker that did not
+    answer and what to do; the run asked of the workers after the plan (the wait for
+    earlier writers) is bounded alike."""
+    from distributed import Client
+
+    from pipeline.errors import ClusterError
+    from pipeline.running import cluster
+    from pipeline.store.location import Location
+
+    _, argv = _eight_blocks(tmp_path, dashboard="", timeout=3)
+    with external_cluster(tmp_path, nworkers=2) as ext:
+        stopped, pid = sorted(_worker_pids(ext.address).items())[0]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            done = subprocess.run(
+                [*argv, "--scheduler", ext.address],
+                capture_output=True,
+                text=True,
+                env=env(),
+                timeout=60,
+            )
+            with Client(ext.address, timeout=30, set_as_default=False) as client:
+                workers = cluster.DaskWorkers(client, ext.address, None, 2.0)
+                with pytest.raises(ClusterError) as e:
+                    workers.wait_for_writers(Location(str(tmp_path)), "out.zarr")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    assert done.returncode == 1, done.stderr
+    said = [ln for ln in done.stderr.splitlines() if not ln.startswith("dashboard: ")]
+    line = one_line_error("\n".join(said))
+    assert (
+        f"worker {stopped} of the cluster at {ext.address} did not answer within 3 s "
+        "(cluster.timeout)"
+    ) in line, line
+    assert "restart it" in line and "raise cluster.timeout" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+    assert (e.value.reason, e.value.workers) == ("no-answer", (stopped,)), e.value
+
+
 #: The environment of processes whose Dask workers die as a task starts (tests/dying_worker.py,
 #: loaded as a preload by Dask's config), two deaths allowed for a task, not four.
 DIES = {

@@ -139,6 +139,7 @@ def _run_joined(cfg: Path) -> ClusterError | None:
 #: ``scheduler_info`` answered from what it last knew and the loss is seen by the next call.
 LOST = {
     "identity:3": {"connect"},  # waiting for its first worker (the 3rd identity request)
+    "ncores:1": {"plan"},  # its workers, each asked on its own (cluster.ask_workers)
     "broadcast:1": {"plan"},  # the device memory its workers hold (Client.run)
     "broadcast:2": {"plan"},  # its workers' facts (Client.run)
     "broadcast:3": {"plan"},  # whether its workers open the stores' file systems (Client.run)
@@ -174,11 +175,17 @@ def test_a_scheduler_lost_before_the_work_ends_is_a_cluster_error(tmp_path, mome
     assert np.array_equal(read_array(out), reference(x))
 
 
-@pytest.mark.parametrize("moment", ["who_has:1", "broadcast:6", "close-client:1"])
+#: The moments after the work: which workers are gone (the 6th Client.nthreads: one asked
+#: before each of the 5 Client.run before it, cluster.ask_workers), the peaks (Client.run),
+#: the client's close.
+AFTER_THE_WORK = ["ncores:6", "broadcast:6", "close-client:1"]
+
+
+@pytest.mark.parametrize("moment", AFTER_THE_WORK)
 def test_a_scheduler_lost_after_every_block_is_written_leaves_a_complete_output(
     tmp_path, moment
 ) -> None:
-    """Lost while the run reads its statistics (where the results were, the peaks) or closes
+    """Lost while the run reads its statistics (which workers are gone, the peaks) or closes
     its client: every block is written and recorded, so the output is complete; the summary
     leaves out what only the scheduler knew."""
     x = _input(tmp_path)

@@ -475,14 +475,14 @@ def test_a_run_on_a_joined_cluster_uses_the_weakest_workers_memory_limit(
 def test_a_joined_cluster_too_small_for_a_worker_is_told_to_start_its_workers_with_more(
     tmp_path: Path, cli
 ) -> None:
-    """A joined cluster's worker limit caps cluster.host_memory_limit, so a worker of 256 MiB
-    (less than a worker process needs) is told the `--memory-limit` its workers need, not to
-    raise cluster.host_memory_limit (which is refused above the workers' limit); a cluster
-    started as it says plans."""
+    """A joined cluster's worker limit caps cluster.host_memory_limit, so a worker of 100 MiB
+    (less than its process, measured, and a block need) is told the `--memory-limit` its
+    workers need, not to raise cluster.host_memory_limit (which is refused above the workers'
+    limit); a cluster started as it says plans."""
     x = np.random.default_rng(16).standard_normal((64, 300)).astype(np.float32)
     make_array(tmp_path / "in.zarr", x, (16, 100))
     cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
-    with _dask_cluster(tmp_path, "256MiB") as address:
+    with _dask_cluster(tmp_path, "100MiB") as address:
         rc, _, err = cli("plan", cfg, "--scheduler", address)
     assert rc == 1
     line = one_line_error(err)
@@ -500,7 +500,8 @@ def test_a_joined_clusters_fractional_budget_is_advised_as_a_limit_that_plans(
     """cluster.host_memory_limit: 0.5 on a joined cluster makes the budget half of each
     worker's `--memory-limit`: a refusal advises the limit whose half holds the plan (not the
     plan's need itself, which would still be refused), and never fewer threads when one thread
-    does not fit; workers started as it says plan."""
+    does not fit (a block of 311 MiB and a worker process of about 145 MiB, in a budget of
+    384 MiB); workers started as it says plan."""
     make_array(tmp_path / "in.zarr", np.ones((4000, 4000), np.float32), (4000, 4000))
     cfg = write_config(
         tmp_path,
@@ -508,7 +509,7 @@ def test_a_joined_clusters_fractional_budget_is_advised_as_a_limit_that_plans(
         tmp_path / "out.zarr",
         cluster={"host_memory_limit": 0.5},
     )
-    with _dask_cluster(tmp_path, "1GiB", threads=3) as address:
+    with _dask_cluster(tmp_path, "768MiB", threads=3) as address:
         rc, _, err = cli("plan", cfg, "--scheduler", address)
     assert rc == 1
     line = one_line_error(err)

@@ -13,6 +13,7 @@ does, for its optional GPU buffers) makes no process do so.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -104,6 +105,12 @@ class Facts:
     GPU, as they report their GPUs (:func:`sharing_gpu`); None for this machine's own (local)
     cluster, whose ``cluster.workers_per_gpu`` the config sets, and where no worker reports a
     GPU"""
+    worker_process_bytes: int | None = None
+    """host bytes the process of the heaviest worker of a cluster joined by address or a
+    caller's client's holds before its tasks, the modules they import imported (its resident
+    set, as its nanny measures it against its memory limit; :func:`worker_facts`), shared like
+    ``worker_memory_limit`` by the workers that are threads of one process; None for this
+    machine's own (local) cluster, whose workers are not started when it is planned"""
 
     @classmethod
     def local(cls, want_gpu: bool = True) -> Facts:
@@ -292,14 +299,24 @@ def held_device_bytes() -> tuple[str, int] | None:
     return pci_bus_id(str(cupy.cuda.Device().pci_bus_id)), int(pool.total_bytes())
 
 
-def worker_facts(dask_worker: Any = None) -> dict[str, Any]:
+def worker_facts(modules: Sequence[str] = (), dask_worker: Any = None) -> dict[str, Any]:
     """Run on a worker (``client.run`` passes ``dask_worker``): its facts as a plain dict
-    (for a cluster joined by address), with its own memory limit in bytes (None: no limit)."""
+    (for a cluster joined by address), with its own memory limit in bytes (None: no limit)
+    and the bytes its process holds (``process_bytes``, its resident set, what its nanny
+    compares with that limit) once ``modules`` (those its tasks import) are imported."""
+    import psutil
+
+    for name in modules:
+        # a module the worker cannot import is refused by the run's check of its packages,
+        # naming it (running.cluster.check_store_packages), not here
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
     f = Facts.local()
     d = f.as_dict()
     d["host_available_bytes"] = f.host_available_bytes
     manager = getattr(dask_worker, "memory_manager", None)
     d["memory_limit"] = getattr(manager, "memory_limit", None) or None
+    d["process_bytes"] = int(psutil.Process().memory_info().rss)
     return d
 
 
@@ -322,7 +339,8 @@ def facts_from_workers(
     the other workers of that host (by host name), never with the workers of other hosts; the
     workers that are threads of one process (``inproc://`` addresses) each compare the whole
     process's memory with their limit, so theirs is shared by them all. ``cpu_count`` and
-    ``host_total_bytes`` are the weakest worker host's; ``workers_per_gpu``: :func:`sharing_gpu`.
+    ``host_total_bytes`` are the weakest worker host's; ``workers_per_gpu``: :func:`sharing_gpu`;
+    ``worker_process_bytes``: the heaviest worker process's bytes before its tasks.
     ``host_available_bytes`` is ``here_available``, this process's (what the arrays carried
     beside an output Dataset, read whole into this process, must fit in), not a worker's."""
     by_address = dict(infos) if isinstance(infos, Mapping) else dict(enumerate(infos))
@@ -346,6 +364,7 @@ def facts_from_workers(
         driver=next(iter({i["driver"] for i in listed})),
         worker_memory_limit=min(_worker_memory(a, i, by_address) for a, i in by_address.items()),
         workers_per_gpu=sharing_gpu(listed),
+        worker_process_bytes=max(_process_bytes(a, i, by_address) for a, i in by_address.items()),
     )
 
 
@@ -371,6 +390,16 @@ def sharing_gpu(infos: list[dict[str, Any]]) -> int | None:
         if i.get("gpus")
     )
     return max(used.values()) if used else None
+
+
+def _process_bytes(address: Any, info: dict[str, Any], infos: dict[Any, dict[str, Any]]) -> int:
+    """Bytes the process of the worker at ``address`` (``info``: its :func:`worker_facts`)
+    holds before its tasks; the workers that are threads of one process share it, as they
+    share its memory limit (:func:`_worker_memory`)."""
+    own = int(info.get("process_bytes") or 0)
+    if str(address).startswith("inproc://"):
+        return own // sum(1 for a in infos if str(a).startswith("inproc://"))
+    return own
 
 
 def _worker_memory(address: Any, info: dict[str, Any], infos: dict[Any, dict[str, Any]]) -> int:

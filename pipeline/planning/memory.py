@@ -26,8 +26,33 @@ from pipeline.store.grid import Shape
 #: about 1.7 GB for 256 MiB blocks (2048 frames).
 NVCOMP_SCRATCH_FIXED = 1100 << 20
 NVCOMP_SCRATCH_PER_FRAME = 400 << 10
-#: Host bytes a worker process needs besides its tasks (interpreter, libraries, Dask).
+#: Host bytes a worker process needs besides its tasks (interpreter, libraries, Dask, and a
+#: GPU worker's CUDA context), assumed where the workers are not there to be measured: a
+#: local cluster's, planned before it starts.
 WORKER_BASELINE = 400 << 20
+#: Host bytes a measured worker process (a joined cluster's: :func:`worker_baseline`) may gain
+#: while it runs tasks besides their blocks (Dask's own state, the allocator's slack, codecs
+#: imported on first use). A CPU worker of 63 MiB held 81 MiB once the tasks' modules were
+#: imported, 86 MiB after a run (distributed 2026.7, zarr 3).
+WORKER_HEADROOM = 64 << 20
+#: What a worker started anew may measure more than the one measured (its libraries' buffers,
+#: the allocator's): a `--memory-limit` advised by a refusal holds this more, so that workers
+#: started as it says plan (:class:`Room`'s ``measured``).
+MEASURED_SLACK = 16 << 20
+
+
+def worker_baseline(backend: str, measured: int | None) -> int:
+    """Host bytes a worker process holds besides its tasks: ``measured`` (a joined cluster's
+    heaviest worker process, its tasks' modules imported: ``Facts.worker_process_bytes``)
+    and :data:`WORKER_HEADROOM`, where its workers were measured; else (a local cluster, not
+    started yet) :data:`WORKER_BASELINE`. A GPU run's is never less than WORKER_BASELINE: a
+    worker that has not used its GPU yet holds no CUDA context, which its first task makes.
+    A joined worker started with `--memory-limit 250MB` (a CPU worker of 81 MiB) had been
+    refused for an assumed 400 MiB, though blocks of hundreds of kiB fit it with room."""
+    if measured is None:
+        return WORKER_BASELINE
+    own = measured + WORKER_HEADROOM
+    return max(own, WORKER_BASELINE) if backend == "gpu" else own
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,9 @@ class Memory:
     """GPU bytes each worker may hold; None on the CPU"""
     host_budget: int | None
     """host bytes each worker may hold (its memory limit); None where there is none"""
+    baseline: int = WORKER_BASELINE
+    """host bytes of ``host_per_worker`` that the worker process holds besides its tasks
+    (:func:`worker_baseline`)"""
 
     def fits(self) -> bool:
         """Whether a worker's projected memory is within both budgets (a budget of None
@@ -108,6 +136,7 @@ def project_memory(
     read: ReadCost | None = None,
     unpacked: np.dtype | None = None,
     decode_threads: int = 1,
+    baseline: int = WORKER_BASELINE,
 ) -> Memory:
     """Upper bounds of the memory one task needs, from the block's bytes.
 
@@ -152,9 +181,10 @@ def project_memory(
         device_per_task=dev,
         host_per_task=host,
         device_per_worker=int(dev * threads * 1.1),
-        host_per_worker=host * threads + pooled + WORKER_BASELINE,
+        host_per_worker=host * threads + pooled + baseline,
         device_budget=device_budget,
         host_budget=host_budget,
+        baseline=baseline,
     )
 
 
@@ -292,6 +322,10 @@ class Room:
     """``cluster.host_memory_limit`` when it is a fraction (of a joined worker's memory limit,
     or of a local worker's share of RAM): a worker limit advised on a joined cluster must
     hold the budget after it"""
+    measured: bool = False
+    """the worker process's bytes were measured on the workers (:func:`worker_baseline`): a
+    worker limit advised holds :data:`MEASURED_SLACK` more, as workers started anew measure
+    a little more or less"""
 
 
 #: A fix a refusal names: its words, and the config's key of the one setting it changes
@@ -315,6 +349,8 @@ def _raise_budget(kind: str, need: int, per_gpu: int, room: Room) -> Fix:
     size = at_least(need)
     limit = room.worker_memory_limit
     if room.joined and limit is not None:
+        if size > limit and room.measured:  # for workers started anew, measured anew
+            size = at_least(need + MEASURED_SLACK)
         if size <= limit:
             return (
                 f"raise cluster.host_memory_limit to at least {bytes_text(size)} (auto: all of "
@@ -393,7 +429,7 @@ def does_not_fit(
         )
     else:
         kind, need, budget = "host", mem.host_per_worker, mem.host_budget or 0
-        per_task, task, fixed, source = mem.host_per_task, mem.host_per_task, WORKER_BASELINE, ""
+        per_task, task, fixed, source = mem.host_per_task, mem.host_per_task, mem.baseline, ""
     fixed_text = f"{bytes_text(fixed)} for the worker process + " if fixed else ""
     overhead = "(+10%) " if kind == "device" else ""
     sums = (

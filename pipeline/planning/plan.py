@@ -790,6 +790,9 @@ class _Context:
     """the host's cores (``Facts.cpu_count``)"""
     room: memory.Room = field(default_factory=memory.Room)
     """what a refusal of memory may advise (:class:`~pipeline.planning.memory.Room`)"""
+    baseline: int = memory.WORKER_BASELINE
+    """host bytes a worker process holds besides its tasks
+    (:func:`~pipeline.planning.memory.worker_baseline`)"""
 
     @property
     def unpacked(self) -> np.dtype | None:
@@ -876,7 +879,10 @@ def make_plan(
                 if isinstance(config.cluster.host_memory_limit, float)
                 else None
             ),
+            measured=not own and facts.worker_process_bytes is not None,
         ),
+        # a joined cluster's workers as they measure themselves, a local one's assumed
+        baseline=memory.worker_baseline(backend, None if own else facts.worker_process_bytes),
     )
     base = blocks.alignment(info, config.output)
     choice = _choose_block(ctx, base)
@@ -1266,6 +1272,7 @@ def _choose(ctx: _Context, block: Shape) -> _Choice:
         read=memory.read_cost(info, block, info.format is not None, decode_on),
         unpacked=ctx.unpacked,
         decode_threads=pool,
+        baseline=ctx.baseline,
     )
     return _Choice(block, unit_out, chunk_out, decode_on, encode_on, mem, pool)
 

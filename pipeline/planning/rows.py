@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from pipeline.planning.memory import WORKER_BASELINE, bytes_text
+from pipeline.planning.memory import bytes_text
 from pipeline.planning.plan import Plan, gpu_wait
 
 
@@ -86,7 +86,7 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
         (
             "host memory",
             f"{bytes_text(m.host_per_task)} per task; {threads} in flight + "
-            f"{bytes_text(WORKER_BASELINE)} for the worker need "
+            f"{bytes_text(m.baseline)} for the worker need "
             f"{bytes_text(m.host_per_worker)} of the {bytes_text(m.host_budget)} budget per "
             "worker" + _fits(m.host_per_worker, m.host_budget),
         )

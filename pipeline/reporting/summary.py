@@ -108,9 +108,21 @@ class Summary:
     """the plan's notes, in words"""
     blocks_per_worker: dict[str, int] = field(default_factory=dict)
     """{worker address: blocks it computed in this run}"""
+    workers_gone: list[str] = field(default_factory=list)
+    """the workers of ``blocks_per_worker`` that were gone at the work's end (killed, and
+    started again by their nanny under another address, or left the cluster)"""
     workers_in_process: bool = False
     """the workers were threads of the run's process: the peak host memory is that process's,
     which all of them share"""
+
+    def _per_worker(self) -> str:
+        """The blocks each worker computed, in the order of their addresses ('5, 4'), a
+        worker gone by the work's end named after its count ('5, 2 (tcp://10.0.0.7:39151,
+        gone), 2')."""
+        return ", ".join(
+            f"{n} ({w}, gone)" if w in self.workers_gone else str(n)
+            for w, n in self.blocks_per_worker.items()
+        )
 
     def __repr__(self) -> str:
         """``<Summary complete: out.zarr; 3 of 3 blocks written, 8.20 kiB in, 1.52 s, cpu>``."""
@@ -168,7 +180,7 @@ class Summary:
                 + f", of {self.blocks_total}",
             ),
             *(
-                [("blocks per worker", ", ".join(map(str, self.blocks_per_worker.values())))]
+                [("blocks per worker", self._per_worker())]
                 if len(self.blocks_per_worker) > 1
                 else []
             ),

@@ -245,6 +245,92 @@ def ask(
     return out
 
 
+def ask_workers(
+    client: Client,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    name: str,
+    address: str,
+    during: str,
+    timeout: float,
+    what: str,
+) -> dict[str, Any]:
+    """``client.run(fn, *args)``, {worker address: its answer}, ``what`` it is asked for (in
+    the words of a line: 'its facts for the plan'), asked of each worker at once
+    and each answer waited for at most ``timeout`` seconds (``cluster.timeout``), off the main
+    thread as :func:`ask` asks (a lost scheduler as its ClusterError). ``Client.run`` waits
+    for every worker without end: a stopped worker (SIGSTOP, a machine that froze) had kept
+    the command waiting forever without a word. Workers that do not answer in time are
+    raised as :func:`silent_workers`'s ClusterError (unless the scheduler went meanwhile); a
+    worker that left as it was asked (its ``OSError``, and no longer the scheduler's) is left
+    out."""
+
+    def each() -> dict[str, Any]:
+        workers = list(client.nthreads())  # the scheduler's workers now
+
+        async def one(worker: str) -> tuple[str, Any]:
+            try:
+                got = await client.run(
+                    fn, *args, workers=[worker], asynchronous=True, callback_timeout=timeout
+                )
+            except TimeoutError:
+                return worker, _SILENT
+            except OSError as e:  # the worker left, or the scheduler is gone: told below
+                return worker, e
+            return worker, got.get(worker, _GONE)
+
+        async def all_of_them() -> list[tuple[str, Any]]:
+            return list(await asyncio.gather(*(one(w) for w in workers)))
+
+        answers = dict(client.sync(all_of_them))
+        failed = {w: got for w, got in answers.items() if isinstance(got, OSError)}
+        silent = sorted(w for w, got in answers.items() if got is _SILENT)
+        for e in failed.values():
+            if scheduler_gone(e, client):
+                raise e  # as ask says a lost scheduler
+        if silent:
+            if scheduler_gone(TimeoutError(), client):  # no answer, as the scheduler went
+                raise TimeoutError(f"no answer from the scheduler within {timeout:g} s")
+            raise silent_workers(silent, address, during, timeout, what)
+        if failed:
+            there = set(client.nthreads())
+            for w, e in failed.items():
+                if w in there:  # a worker still there failed: its error, as it is
+                    raise e
+        return {w: got for w, got in answers.items() if got is not _GONE and w not in failed}
+
+    return ask(client, each, name, address, during)
+
+
+#: What :func:`ask_workers` notes for a worker that did not answer in time, or had left.
+_SILENT, _GONE = object(), object()
+
+
+def silent_workers(
+    workers: list[str], address: str, during: str, timeout: float, what: str
+) -> ClusterError:
+    """The one-line ClusterError (``reason`` 'no-answer', ``workers``, ``address``,
+    ``during``, ``timeout``, ``key`` 'cluster.timeout') of ``workers`` of the scheduler
+    ``address`` that did not answer the run's question (``what`` it asked them for) within
+    ``timeout`` seconds during its phase ``during`` (a key of :data:`DOING`)."""
+    one = len(workers) == 1
+    who = f"worker {workers[0]}" if one else f"workers {', '.join(workers)}"
+    them, are = ("it", "is") if one else ("them", "are")
+    left = "; `run --resume` finishes the incomplete output" if during == "compute" else ""
+    return ClusterError(
+        f"{who} of the cluster at {address} did not answer within {timeout:g} s "
+        f"(cluster.timeout), asked for {what}: {them} {are} "
+        f"stopped, frozen or overloaded; restart {them} (or end {them}: the run uses the "
+        f"workers that answer), or raise cluster.timeout, and run again{left}",
+        key="cluster.timeout",
+        reason="no-answer",
+        workers=tuple(workers),
+        address=address,
+        during=during,
+        timeout=timeout,
+    )
+
+
 #: How distributed hands back a worker's failure to unpickle a function of the pipeline's
 #: (its ``exception_text`` in a bare Exception): the package absent from the worker's Python,
 #: or a name this process's pipeline has and the worker's, another version, has not.
@@ -469,9 +555,17 @@ class DaskWorkers:
         self._statistics_lost = False
         self.work = "run"
         """what the tasks do, for the words of a stop (:data:`pipeline.running.threads.STOPPING`)"""
+        self.gone: tuple[str, ...] = ()
+        """the workers that ran tasks of the last :meth:`compute` and were gone at its end
+        (killed, and started again by their nanny under another address, or left)"""
 
     def _ask(self, fn: Callable[[], T], name: str, during: str) -> T:
         return ask(self.client, fn, name, self.scheduler, during)
+
+    def _ask_workers(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], name: str, during: str, what: str
+    ) -> dict[str, Any]:
+        return ask_workers(self.client, fn, args, name, self.scheduler, during, self.timeout, what)
 
     @property
     def dashboard(self) -> str | None:
@@ -510,20 +604,28 @@ class DaskWorkers:
         from pipeline.running import tasks
 
         def count() -> dict[str, int]:
-            return self._ask(
-                lambda: self.client.run(tasks.writing, location, path),
+            return self._ask_workers(
+                tasks.writing,
+                (location, path),
                 "pipeline-writers",
                 "setup",
+                "the tasks of earlier runs that still write the array",
             )
 
         tasks.wait_for_writers(count, location.said(path))
 
     def reset_peaks(self) -> None:
-        self._ask(lambda: self.client.run(_reset_peaks), "pipeline-peaks", "compute")
+        self._ask_workers(_reset_peaks, (), "pipeline-peaks", "compute", "its peak memory")
 
     def peaks(self) -> dict[str, dict[str, int]]:
         """{worker address: {"rss": bytes, "device": bytes}} since the last reset."""
-        return self._statistic(lambda: self.client.run(_read_peaks), "pipeline-peaks", {})
+        return self._statistic(
+            lambda: self._ask_workers(
+                _read_peaks, (), "pipeline-peaks", "compute", "its peak memory"
+            ),
+            "pipeline-peaks",
+            {},
+        )
 
     def _statistic(self, fn: Callable[[], T], name: str, default: T) -> T:
         """A statistic of the finished work: ``fn()`` (a blocking call), or ``default`` when
@@ -531,12 +633,14 @@ class DaskWorkers:
         as a warning."""
         try:
             return self._ask(fn, name, "compute")
-        except ClusterError:
-            if not self._statistics_lost:
+        except ClusterError as e:
+            if e.data.get("reason") != "lost":  # a worker that did not answer: as below
+                log.debug("a statistic of the work (%s): %s", name, e)
+            elif not self._statistics_lost:
                 self._statistics_lost = True
                 log.warning(
                     "lost the Dask scheduler (%s) after the work, every block written: the "
-                    "summary leaves out what only it knew (blocks per worker, peak memory)",
+                    "summary leaves out what only it knew (peak memory, workers gone)",
                     self.scheduler,
                 )
         except Exception as e:
@@ -576,12 +680,19 @@ class DaskWorkers:
 
     def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
         """Submit the graph ``dsk`` for its ``keys``, call ``each(result)`` as each task ends;
-        ``{worker address: tasks whose results it held}``. On any error the tasks are
+        ``{worker address: tasks it ran}``, each task counted where it ran, as its result says
+        (:func:`_ran_on`), the workers gone by the end among them (:attr:`gone`). They had
+        been counted where their results were held at the end (``Client.who_has``): a killed
+        worker's tasks were left out, or counted on the worker that ran them again, and the
+        summary's row of blocks per worker was missing. On any error the tasks are
         cancelled; a task's error is raised as the task raised it, workers that kept dying
         running a task as ClusterError (``reason`` 'workers-died', ``task``), a lost
         scheduler as ClusterError (``reason`` 'lost', ``address``, ``during`` 'compute')."""
         from distributed import as_completed
 
+        dsk = {key: (_ran_on, *task) for key, task in dsk.items()}
+        ran: dict[str, int] = {}
+        self.gone = ()
         with _performance_report(self.report, self._ask, self.client):
             futures: list = []
             outcome: list[BaseException] = []
@@ -594,7 +705,9 @@ class DaskWorkers:
                     for fut in as_completed(futures, loop=self.client.loop):
                         if given_up.is_set():  # the run stopped: its results are not counted
                             return
-                        each(_result(fut))
+                        worker, result = _result(fut)
+                        ran[worker] = ran.get(worker, 0) + 1
+                        each(result)
                 except BaseException as e:
                     outcome.append(e)
 
@@ -620,9 +733,14 @@ class DaskWorkers:
                 if gone:
                     raise lost_scheduler(self.scheduler, "compute", type(e).__name__) from None
                 raise
-            return self._statistic(
-                lambda: _held_by(self.client.who_has(futures)), "pipeline-who-has", {}
+            there = self._statistic(
+                lambda: set(self.client.nthreads()),
+                "pipeline-workers",
+                None,
             )
+            if there is not None:
+                self.gone = tuple(sorted(w for w in ran if w not in there))
+            return dict(sorted(ran.items()))
 
     def _settle(self, keys: list) -> None:
         """Return once no worker executes a task of ``keys`` any more, or after
@@ -825,14 +943,12 @@ def _task_said(task: str) -> str:
     return f"{where} ({m.group(2).strip().rstrip(',')})"
 
 
-def _held_by(who_has: dict[Any, Any]) -> dict[str, int]:
-    """{worker address: results it holds}, from ``Client.who_has``'s answer ({key: [worker
-    addresses]}): where each task ran, before the results are released."""
-    counts: dict[str, int] = {}
-    for holders in who_has.values():
-        if holders:
-            counts[holders[0]] = counts.get(holders[0], 0) + 1
-    return dict(sorted(counts.items()))
+def _ran_on(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    """A task of :meth:`DaskWorkers.compute`: (the address of the worker it ran on,
+    ``fn(*args)``)."""
+    from distributed import get_worker
+
+    return get_worker().address, fn(*args)
 
 
 #: Seconds a closing worker gets to finish its tasks and stop before its nanny kills it; long,
@@ -1453,7 +1569,9 @@ def _imported_modules() -> list[str]:
     return sorted(set(names) - mine - {"__main__", "__mp_main__", "pipeline"})
 
 
-def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -> None:
+def check_store_packages(
+    client: Client, address: str, stores: dict[str, Any], timeout: float
+) -> None:
     """Refuse, before anything is written, workers of ``client``'s scheduler (``address``, as
     the config names it) that run another pipeline than this process's, or lack a package its
     tasks import (:data:`TASK_MODULES`: ClusterError 'missing-package' with ``module``, by
@@ -1479,17 +1597,21 @@ def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -
     URL: Install s3fs to access S3``, which named no worker (this process has s3fs), after
     the output was made. ClusterError (``reason`` 'missing-package', ``address``, ``store``,
     ``workers``: those that lack it, ``cause``: fsspec's line); ClusterError 'lost' for a
-    lost scheduler."""
+    lost scheduler, and workers that do not answer within ``timeout`` seconds as
+    :func:`silent_workers`'s."""
     urls = sorted({loc.url for loc in stores.values()})
     on_worker = _worker_side()[1]
     ours = _this_pipeline()
     modules = _imported_modules()
-    answers: dict[str, dict[str, Any]] = ask(
+    answers: dict[str, dict[str, Any]] = ask_workers(
         client,
-        lambda: client.run(on_worker, urls, ours["source"], modules, _needed()),
+        on_worker,
+        (urls, ours["source"], modules, _needed()),
         "pipeline-packages",
         address,
         "plan",
+        timeout,
+        "its packages",
     )
     _check_pipeline(address, ours, {w: a["pipeline"] for w, a in answers.items()})
     _check_task_modules(address, {w: a.get("lacks") or [] for w, a in answers.items()})
@@ -2320,17 +2442,22 @@ def _speaks_http(host_port: tuple[str, int], seconds: float) -> bool:
         return False
 
 
-def held_device_memory(client: Client, address: str | None = None) -> dict[str, int]:
+def held_device_memory(
+    client: Client, address: str | None = None, timeout: float = 30.0
+) -> dict[str, int]:
     """Device bytes the cluster's workers hold, per GPU PCI bus id, after their CuPy pools
     gave back cached blocks: a warm cluster's own memory, which a plan counts as free. None
     known where the workers cannot tell; a lost scheduler (``address``, as the config names
-    it; the client's own by default) raised as ClusterError (``during`` 'plan')."""
+    it; the client's own by default) raised as ClusterError (``during`` 'plan'), and workers
+    that do not answer within ``timeout`` seconds as :func:`silent_workers`'s."""
     from pipeline.devices.hardware import held_device_bytes
 
     where = address or str(getattr(client.scheduler, "address", "?"))
     held: dict[str, int] = {}
     try:
-        answers = ask(client, lambda: client.run(held_device_bytes), "pipeline-held", where, "plan")
+        answers = ask_workers(
+            client, held_device_bytes, (), "pipeline-held", where, "plan", timeout, "its GPU memory"
+        )
     except ClusterError:
         raise
     except Exception as e:

@@ -435,7 +435,7 @@ def _joined(cp: ClusterPlan, store: Location) -> Iterator[Workers]:
 
     client = cluster.join(cp.scheduler, cp.timeout)
     try:
-        cluster.check_store_packages(client, cp.scheduler, {"input": store})
+        cluster.check_store_packages(client, cp.scheduler, {"input": store}, cp.timeout)
         with cluster.registered(client, cluster.PipelineSetup(cp.backend, None), cp.scheduler):
             yield cluster.DaskWorkers(client, cp.scheduler, None, cp.timeout)
     finally:

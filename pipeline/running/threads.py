@@ -60,6 +60,8 @@ class Threads:
     #: What the tasks do, for the words of a stop (:data:`STOPPING`): 'run' (a run's blocks),
     #: or 'generate' (the input's units, which ``pipeline generate`` sets).
     work: str = "run"
+    #: Threads of this process are never gone (:attr:`pipeline.running.workers.Workers.gone`).
+    gone: tuple[str, ...] = ()
 
     #: Seconds :meth:`close` waits in silence for the blocks still running; then it says so
     #: (a block on slow storage can take long, and the run ignores further Ctrl-Cs then).

@@ -62,6 +62,10 @@ class Workers(Protocol):
     #: 'run' (a run's blocks, by default), or 'generate' (the input's units).
     work: str
 
+    #: The workers that ran tasks of the last :meth:`compute` and were gone at its end (a
+    #: Dask cluster's worker killed, or left), by the names :meth:`compute` counts them by.
+    gone: tuple[str, ...]
+
     @property
     def dashboard(self) -> str | None:
         """The link to Dask's dashboard; None where there is none."""
