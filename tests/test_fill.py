@@ -446,6 +446,13 @@ def test_a_nan_fill_values_bits_are_the_outputs_metadata_and_every_element_read_
     for index in range(2):
         assert (tmp_path / "out.zarr" / "c" / str(index)).is_file(), index
     _verify(cfg, cli)
+    # its bits edited since (another NaN): verify says so, where it had taken any NaN
+    meta = json.loads((tmp_path / "out.zarr" / "zarr.json").read_text())
+    other = _hex(np.asarray(-expected_fill))  # the sign flipped: a NaN still
+    meta["fill_value"] = other
+    (tmp_path / "out.zarr" / "zarr.json").write_text(json.dumps(meta))
+    rc, said, err = cli("verify", cfg, "--all")
+    assert rc != 0 and f"its fill value {other} (the run wrote {written})" in said + err, said
 
 
 @pytest.mark.parametrize(

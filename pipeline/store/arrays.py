@@ -3128,15 +3128,31 @@ def keep_fill_said(location: Location, path: str, said: Any) -> None:
     location.write(key, [json.dumps(doc, indent=2, allow_nan=True).encode()], atomic=True)
 
 
-def fills_agree(expected: np.ndarray, found: Any) -> bool:
+def fills_agree(expected: np.ndarray, found: Any, said: Any = None) -> bool:
     """Whether the fill value ``found`` (as zarr-python parsed it from the metadata) is
-    ``expected`` (0-d), bit for bit, -0.0 apart from 0.0, but for a NaN's sign and payload
-    (the document says them, :func:`keep_fill_said`, but zarr-python's parse of it may lose
-    them: a float16 payload, a float32 signalling NaN)."""
+    ``expected`` (0-d), bit for bit, -0.0 apart from 0.0; a NaN by ``said``, the document's
+    own ``fill_value`` (:func:`stored_fill_said`), its sign and payload too (the run writes
+    them, :func:`keep_fill_said`, but zarr-python's parse may lose them: a float16 payload,
+    a float32 signalling NaN), or, where it is None (unread), any NaN."""
     got = np.asarray(0 if found is None else found, dtype=expected.dtype)
     if expected.dtype.kind == "f" and np.isnan(expected) and np.isnan(got):
+        if said == "NaN":
+            return _float_bits(expected) == _spec_nan_bits(expected.dtype)
+        if isinstance(said, str) and said.startswith("0x"):
+            return said[2:].lower() == f"{_float_bits(expected):0{expected.itemsize * 2}x}"
         return True
     return got.tobytes() == expected.tobytes()
+
+
+def stored_fill_said(location: Location, path: str) -> Any:
+    """The ``fill_value`` of the v3 metadata document of the array at ``path`` as its JSON
+    says it ("0x7fc00005", "NaN", 1.0); None where none is read."""
+    try:
+        raw = location.read(_key_in(path.strip("/"), "zarr.json"))
+        doc = json.loads(raw) if raw else None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return doc.get("fill_value") if isinstance(doc, dict) else None
 
 
 #: What Zarr metadata says is at a path (:func:`node_type`).
