@@ -745,6 +745,24 @@ def test_an_integer_decodings_refusal_names_the_configs_own_fix_first(
     assert file_states(tmp_path / "in.zarr") == before
 
 
+def _unsigned_coordinate(path: Path, stored: str, attrs: dict[str, Any], elements: list) -> Any:
+    """A v3 Dataset of a float32 variable ``v`` (x 8) whose coordinate ``x`` holds ``stored``
+    elements ``elements`` with the attributes ``attrs``, consolidated, at ``path``; the
+    coordinate's array."""
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        v = group.create_array("v", shape=(8,), dtype="f4", chunks=(8,), dimension_names=["x"])
+        v[:] = np.arange(8, dtype="f4")
+        arr = group.create_array(
+            "x", shape=(8,), dtype=stored, chunks=(8,), dimension_names=["x"], attributes=attrs
+        )
+        arr[:] = np.array(elements, dtype=stored)
+        zarr.consolidate_metadata(str(path))
+    return arr
+
+
+@pytest.mark.parametrize("where", ["variable", "coordinate"])
 @pytest.mark.parametrize(
     ("stored", "unsigned", "fill", "fixed", "holder"),
     [("uint16", "false", 65534, -2, "int16"), ("int8", "true", 200, -56, "int8")],
@@ -752,36 +770,63 @@ def test_an_integer_decodings_refusal_names_the_configs_own_fix_first(
     ids=["uint16-false", "int8-true"],
 )
 def test_an_unsigned_fill_value_xarray_cannot_convert_is_refused_naming_a_fix_that_works(
-    tmp_path: Path, stored: str, unsigned: str, fill: int, fixed: int, holder: str
+    tmp_path: Path, stored: str, unsigned: str, fill: int, fixed: int, holder: str, where: str
 ) -> None:
-    """A v3 variable's ``_FillValue`` that xarray cannot convert for ``_Unsigned`` (65534 on
-    uint16 read as int16: xarray's ``int16(65534)`` overflows) is refused in one line that
-    names the dtype that cannot hold it and the fix, the same bits in that dtype (-2); written
-    so, xarray masks the elements meant, and so does the run. h77c: the line named the stored
-    dtype (uint16, which holds 65534) as the one that could not, and no fix at all."""
+    """A v3 variable's or coordinate's ``_FillValue`` that xarray cannot convert for
+    ``_Unsigned`` (65534 on uint16 read as int16: xarray's ``int16(65534)`` overflows) is
+    refused in one line that names the dtype that cannot hold it and the fix, the same bits
+    in that dtype (-2); written so, xarray masks the elements meant, and so does the run.
+    h77c: the line named the stored dtype (uint16, which holds 65534) as the one that could
+    not, and no fix at all; h77f: a coordinate's was told to "correct _FillValue and
+    _Unsigned"."""
     import pipeline
     from pipeline.errors import InputError
 
     marked = np.array(fill, f"u{np.dtype(stored).itemsize}").view(stored).item()
     elements = [0, 1, marked, 3, 4, marked, 6, 7]
-    arr = _packed_variable(
-        tmp_path / "in.zarr", stored, {"_Unsigned": unsigned, "_FillValue": fill}, elements
-    )
+    attrs = {"_Unsigned": unsigned, "_FillValue": fill}
+    make = _packed_variable if where == "variable" else _unsigned_coordinate
+    arr = make(tmp_path / "in.zarr", stored, attrs, elements)
     with pytest.raises(InputError) as info:
         pipeline.plan(_decoding(tmp_path, [{"op": "add"}]))
     line = str(info.value)
+    said = f"write _FillValue as {fixed}, the {holder} of its bits (it masks the same elements)"
     assert "\n" not in line and f"to {holder}, which cannot hold it" in line, line
-    assert line.endswith(f"write _FillValue as {fixed}, the {holder} of its bits (it masks the "
-                         "same elements), or remove it"), line  # fmt: skip
-    assert info.value.fix == f"_FillValue: {fixed}"
+    assert line.startswith(f"input {where} "), line
+    if where == "variable":
+        assert line.endswith(f"{said}, or remove it"), line
+        assert info.value.fix == f"_FillValue: {fixed}"
+    else:
+        assert f"{said}, or remove it (xr.open_zarr fails on the input Dataset" in line, line
+        assert line.endswith("set output.array: '' to write the variable alone, without "
+                             "its coordinates"), line  # fmt: skip
+    if where == "coordinate" and unsigned == "false":
+        # xarray reads -2 on uint16 read as int16, but writes it back as 65534, which it
+        # cannot read: for the output, such a coordinate's fix is to leave it out (h77f)
+        assert f"back as the {stored} of its bits, which it then cannot read, so for the " \
+            "output set output.array: ''" in line, line  # fmt: skip
+        assert info.value.fix == "output.array: ''"
+        run = _decoding(tmp_path, [{"op": "add"}], array="")
+        assert pipeline.run(run).status == "complete"
+        return
+    if where == "coordinate":
+        assert "back as" not in line, line
+        assert info.value.fix == f"_FillValue: {fixed}, or output.array: ''"
     with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
         warnings.simplefilter("ignore")
         arr.update_attributes({"_FillValue": fixed})  # the fix, as the line says it
         zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
-    want = _xarray_v(tmp_path / "in.zarr")
+    want = _xarray_v(tmp_path / "in.zarr", "values" if where == "variable" else "x")
+    if where == "coordinate":
+        want = np.asarray(want.values)
     assert np.isnan(want).ravel().tolist() == [e == marked for e in elements]
     assert pipeline.run(_decoding(tmp_path, [{"op": "add"}])).status == "complete"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = xr.open_zarr(str(tmp_path / "out.zarr"))["v"].values
-    assert got.dtype == want.dtype and got.tobytes() == (want + want).tobytes()
+        out = xr.open_zarr(str(tmp_path / "out.zarr"))
+    if where == "variable":
+        got = out["v"].values
+        assert got.dtype == want.dtype and got.tobytes() == (want + want).tobytes()
+    else:
+        got = out["x"].values
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()

@@ -3,9 +3,10 @@
 Real zarr-python writes each input, Zarr v2 and v3, with a fill value (NaN, an infinity, -0.0,
 1.0, an integer) and a chunk it leaves unwritten (all fill value); the pipeline runs on a
 ``distributed.Client`` made here; the output's metadata must hold, as its fill value, NumPy's
-chain over the input's fill value, to the bit (a NaN's payload aside: zarr-python writes every
-NaN as "NaN"), every chunk must be written (an all-fill one too), and ``verify --all`` must
-pass, also of an output an earlier version wrote (fill value 0, its record saying none).
+chain over the input's fill value, to the bit (a NaN's payload and sign in the v3 spec's hex
+form, where zarr-python writes every NaN as "NaN"), every chunk must be written (an all-fill
+one too), and ``verify --all`` must pass, also of an output an earlier version wrote (fill
+value 0, its record saying none).
 """
 
 from __future__ import annotations
@@ -375,3 +376,116 @@ def test_a_fill_value_to_mend_in_a_consolidated_dataset_names_consolidating_it_a
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(str(src))
     assert pipeline.plan(cfg).notes == ()
+
+
+def _hex(x: np.ndarray) -> str:
+    """The Zarr v3 spec's hex form of a float's bits, big-endian ("0x7fc00005")."""
+    return "0x" + x.astype(x.dtype.newbyteorder(">")).tobytes().hex()
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    return x.view(f"u{x.dtype.itemsize}")
+
+
+@pytest.mark.parametrize("write_empty", [False, True], ids=["unwritten", "written"])
+@pytest.mark.parametrize(
+    "dtype, said",
+    [
+        ("float32", "0x7fc00005"),  # a payload
+        ("float32", "0xffc00000"),  # a negative NaN
+        ("float64", "0x7ff8000000000123"),
+        ("float64", "0x7ff0000000000001"),  # signalling: multiply quiets it, payload kept
+        ("float16", "0xfe00"),
+    ],
+)
+def test_a_nan_fill_values_bits_are_the_outputs_metadata_and_every_element_read_back(
+    tmp_path: Path, cli: Any, dtype: str, said: str, write_empty: bool
+) -> None:
+    """A v3 input's NaN fill value written in hex (the spec's only form of a NaN other than
+    its own "NaN") is, through the chain, the output's fill value to the bit, in hex: it had
+    been "NaN", the payload lost. Each element read back from the output is, bit for bit,
+    NumPy's chain over zarr-python's read of the input, an input chunk of fill values
+    written or not (``write_empty_chunks``; zarr-python drops a chunk of NaNs equal to a NaN
+    fill value, payload aside), and every output chunk is written, so none reads as the fill."""
+    fill = np.frombuffer(bytes.fromhex(said[2:]), np.dtype(dtype).newbyteorder(">"))[0]
+    data = np.arange(8, dtype=dtype) + 1
+    data[4:] = fill  # the second chunk all fill value
+    src = zarr.create_array(
+        str(tmp_path / "in.zarr"),
+        shape=(8,),
+        chunks=(4,),
+        dtype=dtype,
+        fill_value=0,
+        config={"write_empty_chunks": write_empty},
+    )
+    src[:] = data
+    meta = json.loads((tmp_path / "in.zarr" / "zarr.json").read_text())
+    meta["fill_value"] = said
+    (tmp_path / "in.zarr" / "zarr.json").write_text(json.dumps(meta))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        stages=[{"op": "multiply", "factor": 5}],
+    )
+    assert pipeline.run(cfg).status == "complete"
+
+    read = zarr.open_array(str(tmp_path / "in.zarr"), mode="r")
+    with np.errstate(all="ignore"):
+        expected = read[...] * read.dtype.type(5)
+        expected_fill = np.asarray(read.fill_value * read.dtype.type(5))
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    written = json.loads((tmp_path / "out.zarr" / "zarr.json").read_text())["fill_value"]
+    wanted = (
+        "NaN" if _hex(expected_fill) == _hex(np.asarray(np.nan, dtype)) else _hex(expected_fill)
+    )
+    assert written == wanted
+    assert record_of(out.attrs)["fill_value"] == written
+    assert out.dtype == expected.dtype
+    assert np.array_equal(_bits(out[...]), _bits(expected))
+    for index in range(2):
+        assert (tmp_path / "out.zarr" / "c" / str(index)).is_file(), index
+    _verify(cfg, cli)
+    # its bits edited since (another NaN): verify says so, where it had taken any NaN
+    meta = json.loads((tmp_path / "out.zarr" / "zarr.json").read_text())
+    other = _hex(np.asarray(-expected_fill))  # the sign flipped: a NaN still
+    meta["fill_value"] = other
+    (tmp_path / "out.zarr" / "zarr.json").write_text(json.dumps(meta))
+    rc, said, err = cli("verify", cfg, "--all")
+    assert rc != 0 and f"its fill value {other} (the run wrote {written})" in said + err, said
+
+
+@pytest.mark.parametrize(
+    "value, said",
+    [
+        (np.float32(-0.0), -0.0),
+        (np.float32(np.nan), "NaN"),
+        (np.frombuffer(bytes.fromhex("7f800001"), ">f4").astype("f4")[0], "0x7f800001"),
+        (np.frombuffer(bytes.fromhex("7c01"), ">f2").astype("f2")[0], "0x7c01"),
+        (
+            np.frombuffer(bytes.fromhex("7ff4000000000000"), ">f8").astype("f8")[0],
+            "0x7ff4000000000000",
+        ),
+        (np.float64(-np.inf), "-Infinity"),
+    ],
+    ids=["-0.0", "nan", "f4-signalling", "f2-signalling", "f8-signalling", "-inf"],
+)
+def test_a_fill_value_is_said_in_the_metadata_to_the_bit(
+    tmp_path: Path, value: Any, said: Any
+) -> None:
+    """What the output's metadata says of each fill value: -0.0 as a number with its sign,
+    the spec's own NaN as "NaN", every other NaN, signalling ones too, in hex; the document
+    zarr-python writes is given those bits, and keeps them through its attributes' update."""
+    from pipeline.store import arrays
+    from pipeline.store.location import Location
+
+    fill = np.asarray(value)
+    assert json.dumps(arrays.fill_said(fill)) == json.dumps(said)
+    zarr.create_array(
+        str(tmp_path / "a.zarr"), shape=(2,), chunks=(2,), dtype=fill.dtype, fill_value=0
+    )
+    loc = Location.of(str(tmp_path / "a.zarr"))
+    arrays.keep_fill_said(loc, "", arrays.fill_said(fill))
+    arrays.update_attributes(loc, "", {"x": 1})
+    doc = json.loads((tmp_path / "a.zarr" / "zarr.json").read_text())
+    assert json.dumps(doc["fill_value"]) == json.dumps(said) and doc["attributes"] == {"x": 1}

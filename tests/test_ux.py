@@ -22,6 +22,11 @@ from tests.conftest import generated_config, make_array, record_of, reference, w
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: A rate as the pipeline says it: three significant figures in the decimal unit that holds
+#: it between 1 and 1000 (:func:`pipeline.reporting.progress.rate_said`), or 0 B/s.
+RATE = r"(?:(?:\d\.\d\d|\d\d\.\d|\d\d\d) [kMGT]?B/s|0 B/s)"
+
+
 @pytest.fixture
 def small(tmp_path: Path) -> tuple[np.ndarray, Path]:
     """A 12-block float32 input and a config that runs it on 2 local worker processes."""
@@ -45,8 +50,8 @@ def test_plain_progress_prints_at_a_steady_interval() -> None:
         p.advance()
     lines = out.getvalue().splitlines()
     assert len(lines) >= 5, lines
-    assert lines[0].startswith("[run] 0/4 blocks (0%), 0.00 GB/s") and "eta ?" in lines[0]
-    assert re.fullmatch(r"\[run\] 4/4 blocks \(100%\), \d+\.\d\d GB/s, elapsed .*", lines[-1])
+    assert lines[0].startswith("[run] 0/4 blocks (0%), 0 B/s") and "eta ?" in lines[0]
+    assert re.fullmatch(rf"\[run\] 4/4 blocks \(100%\), {RATE}, elapsed .*", lines[-1])
     assert any(line.startswith("[run] 3/4 blocks (75%)") and "eta" in line for line in lines)
 
 
@@ -104,7 +109,7 @@ def test_bar_mode_draws_blocks_and_rate() -> None:
     with Progress(3, 1e9, mode="bar", stream=out) as p:
         for _ in range(3):
             p.advance()
-    assert re.search(r"3/3 blocks\s+\d+\.\d\d GB/s", out.getvalue()), out.getvalue()
+    assert re.search(rf"3/3 blocks\s+{RATE}", out.getvalue()), out.getvalue()
 
 
 def test_run_prints_dashboard_then_plain_progress(tmp_path, cli, small) -> None:
@@ -116,8 +121,9 @@ def test_run_prints_dashboard_then_plain_progress(tmp_path, cli, small) -> None:
     assert re.fullmatch(r"dashboard: http://\S+:\d+/status", lines[0]), err
     progress = [line for line in lines if line.startswith("[run] ")]
     assert progress and progress[-1].startswith("[run] 12/12 blocks (100%)"), err
-    assert all("GB/s" in line and "blocks" in line for line in progress)
+    assert all(re.search(rf"blocks \(\d+%\), {RATE},", line) for line in progress), progress
     assert "dashboard" in out  # and in the summary
+    assert re.search(rf"throughput +{RATE} of input \(compute phase\)", out), out
 
 
 def test_report_and_summary_json(tmp_path, cli, small) -> None:
@@ -1097,3 +1103,38 @@ def test_a_run_refuses_to_write_its_summary_or_report_over_its_config(tmp_path: 
     assert cfg.read_bytes() == text and not (tmp_path / "out.zarr").exists()
     rc, _, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")  # another file: runs
     assert rc == 0 and json.loads((tmp_path / "s.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    "per_second, said",
+    [
+        (0, "0 B/s"),
+        (400, "400 B/s"),
+        (999.6, "1.00 kB/s"),
+        (8e5, "800 kB/s"),
+        (2.5e6, "2.50 MB/s"),
+        (45.67e6, "45.7 MB/s"),
+        (1.234e9, "1.23 GB/s"),
+        (123.4e9, "123 GB/s"),
+    ],
+)
+def test_a_rate_keeps_three_significant_figures_in_its_unit(per_second: float, said: str) -> None:
+    """Every rate the pipeline prints is said by one formatter, in the unit that keeps three
+    significant figures: a slow run's (10,000 chunks of 400 B at 0.8 MB/s) had been said as
+    0.00 GB/s in its progress lines and its summary (h77c)."""
+    from pipeline.reporting.progress import rate_said
+
+    assert rate_said(per_second) == said
+    assert re.fullmatch(RATE, said)
+
+
+def test_a_slow_runs_progress_says_its_rate() -> None:
+    """Blocks of 400 B a few a second: the progress line says kB/s or B/s with three
+    significant figures, not 0.00 GB/s (h77c)."""
+    out = io.StringIO()
+    with Progress(2, 400, mode="plain", interval=0.02, stream=out) as p:
+        time.sleep(0.1)
+        p.advance(2)
+    last = out.getvalue().splitlines()[-1]
+    match = re.fullmatch(rf"\[run\] 2/2 blocks \(100%\), ({RATE}), elapsed .*", last)
+    assert match and match.group(1).endswith((" B/s", " kB/s")) and match.group(1) != "0 B/s", last

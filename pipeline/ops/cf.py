@@ -584,6 +584,18 @@ def reinterpreted(attrs: Mapping[str, Any], stored: np.dtype) -> np.dtype | None
     return None
 
 
+def fill_written_back_unread(attrs: Mapping[str, Any], stored: np.dtype) -> bool:
+    """Whether xarray writes a ``_FillValue`` of a variable with ``attrs``, stored as
+    ``stored``, back in a form it cannot read: read signed by ``_Unsigned`` "false" on
+    unsigned elements, it converts the fill value through the signed dtype as it reads it
+    (65534 on uint16 must be -2), but writes it as the unsigned one (its
+    ``_encode_unsigned_fill_value``: -2 is written 65534 again; and without a fill value it
+    writes the elements back unsigned, ``_Unsigned`` dropped). ``_Unsigned`` "true" goes
+    through the stored signed dtype both ways."""
+    view = reinterpreted(attrs, stored)
+    return view is not None and view.kind == "i" and attrs.get("_FillValue") is not None
+
+
 def _reinterpreted_fills(
     attrs: Mapping[str, Any],
     stored: np.dtype,

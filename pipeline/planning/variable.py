@@ -24,6 +24,7 @@ from pipeline.ops.cf import (
     bounds_time_conflicts,
     compared_fills,
     fill_attributes,
+    fill_written_back_unread,
     is_packed,
     time_attributes,
     unpacking,
@@ -532,6 +533,7 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
             reason=reason,
             fix="a coordinate without a fill value, or output.array: ''",
         )
+    _refuse_coordinate_fill(store, variable, where, coord, reason)
     try:
         attrs = datasets.own_attributes(store, variable.group, coord)
     except Exception:
@@ -581,6 +583,45 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         reason=reason,
         fix=fix,
     )
+
+
+def _refuse_coordinate_fill(
+    store: Any, variable: Variable, where: str, coord: str, reason: str
+) -> None:
+    """Refuse the coordinate ``coord`` (at ``where``) whose fill value xarray cannot read as it
+    decodes it (``reason``: xarray's failure), in the words and with the fix an input
+    variable's gets (:func:`_unpacking_of`: an ``_Unsigned`` one's ``_FillValue`` the other
+    signedness cannot hold named with the same bits in it, ``_FillValue: -2``). h77f: it had
+    been told only to "correct _FillValue and _Unsigned". Nothing where xarray reads it."""
+    arr = datasets.group_arrays(store, variable.group).get(coord)
+    if arr is None or np.dtype(arr.dtype).kind not in "iuf":
+        return
+    stored = np.dtype(arr.dtype).newbyteorder("=")
+    try:
+        _unpacking_of(arr, stored, True, False)
+    except UnreadableFill as e:
+        alone = "set output.array: '' to write the variable alone, without its coordinates"
+        if fill_written_back_unread(dict(arr.attrs), stored):
+            line = (
+                f"{e} (xr.open_zarr fails on the input Dataset), but xarray writes such a "
+                f"coordinate's fill value back as the {stored} of its bits, which it then "
+                f"cannot read, so for the output {alone}"
+            )
+            fix = "output.array: ''"
+        else:
+            line = (
+                f"{e} (xr.open_zarr fails on the input Dataset, which the output is written "
+                f"as), or {alone}"
+            )
+            fix = f"{e.fix}, or output.array: ''"
+        raise InputError(
+            f"input coordinate {where} has {line}",
+            variable=where,
+            coordinate=coord,
+            attributes=["_FillValue"],
+            reason=reason,
+            fix=fix,
+        ) from None
 
 
 def _refuse_unnamed_member(loc: Location, store: Any, variable: Variable, reason: str) -> None:
@@ -857,7 +898,7 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
     zarr_format = arr.metadata.zarr_format
     v2_fill = arr.fill_value if is_variable and zarr_format == 2 else None
     try:
-        found = unpacking(attrs, stored, v2_fill, zarr_format, as_variable=is_variable, alone=alone)
+        found = _unpacking_of(arr, stored, is_variable, alone)
     except UnreadableFill as e:
         raise InputError(
             f"input variable {where} has {e}",
@@ -911,6 +952,19 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
         variable=where,
         attributes=names,
         fix="input.mask_and_scale: true",
+    )
+
+
+def _unpacking_of(arr: Any, stored: np.dtype, is_variable: bool, alone: bool) -> Unpacking | None:
+    """:func:`pipeline.ops.cf.unpacking` of the Zarr array ``arr`` (its elements ``stored``,
+    native), as xarray decodes a variable (``is_variable``: a v2 array's fill value its
+    ``_FillValue``) or a coordinate: :func:`decoding`'s and a coordinate's
+    (:func:`_refuse_coordinate_fill`), so that what xarray cannot read of either is said by
+    the same :class:`pipeline.ops.cf.UnreadableFill`, its fix the value to write."""
+    zarr_format = arr.metadata.zarr_format
+    v2_fill = arr.fill_value if is_variable and zarr_format == 2 else None
+    return unpacking(
+        dict(arr.attrs), stored, v2_fill, zarr_format, as_variable=is_variable, alone=alone
     )
 
 

@@ -13,7 +13,7 @@ from dask.utils import format_bytes
 
 from pipeline.planning.plan import Plan
 from pipeline.reporting.info import versions
-from pipeline.reporting.progress import gbps
+from pipeline.reporting.progress import gbps, rate_said
 
 
 @dataclass(repr=False)
@@ -193,7 +193,7 @@ class Summary:
             ("time", f"{s.get('total', 0):.2f} s total: " + phases_text(s)),
             (
                 "throughput",
-                f"{self.gbps_in:.2f} GB/s of input (compute phase)"
+                f"{rate_said(self.gbps_in * 1e9)} of input (compute phase)"
                 if self.blocks_done
                 else unmeasured,
             ),

@@ -494,7 +494,11 @@ def verify(
         coordinates_differ=tuple(name for name, _ in coordinates),
         coordinate_differences=tuple(said for _, said in coordinates),
         metadata_differs=_metadata_differs(
-            dst, kept, _wrote_fill(record, src, native, unpack, chain), record
+            dst,
+            kept,
+            _wrote_fill(record, src, native, unpack, chain),
+            record,
+            arrays.stored_fill_said(loc_out, out_path),
         ),
         files_differ=arrays.units_differ(
             loc_out, out_path, dst, record.get("stored") if isinstance(record, dict) else None
@@ -694,13 +698,14 @@ def _made_with(record: Any, chain: Any, unpack: Any) -> str | None:
 
 
 def _metadata_differs(
-    dst: Any, kept: Carried, fill: np.ndarray | None, record: Any
+    dst: Any, kept: Carried, fill: np.ndarray | None, record: Any, said: Any = None
 ) -> tuple[str, ...]:
     """What the output's own metadata holds otherwise than the run wrote it, each in a few
     words (:func:`pipeline.store.datasets.own_metadata_differs`: its attributes, dimension
     names and fill value against what the input (``kept``) and the pipeline give it, ``fill``
     as :func:`_wrote_fill` says, and xarray's ``_FillValue`` where the output's ``record``
-    says the run wrote one, ``fill_attribute``: an earlier version's wrote none). () where
+    says the run wrote one, ``fill_attribute``: an earlier version's wrote none; ``said``: the
+    stored document's ``fill_value`` as written, a NaN's bits). () where
     all agree. Its consolidated copies are :attr:`VerifyResult.consolidated_stale`; the
     group's attributes are not the output's: :func:`_group_attributes_changed` names them."""
     attrs = dict(kept.attrs)
@@ -708,7 +713,7 @@ def _metadata_differs(
         text = output_fill_attribute(np.dtype(dst.dtype), kept.frame)
         if text is not None:
             attrs["_FillValue"] = text
-    return tuple(datasets.own_metadata_differs(dst, attrs, kept.dimension_names, fill))
+    return tuple(datasets.own_metadata_differs(dst, attrs, kept.dimension_names, fill, said))
 
 
 def _wrote_fill(

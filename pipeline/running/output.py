@@ -1628,7 +1628,11 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
             if encoding:
                 found.append(("layout", encoding))
     own = datasets.own_metadata_differs(
-        arr, recorded_attributes(plan), plan.carried.dimension_names, recorded_fill(plan)
+        arr,
+        recorded_attributes(plan),
+        plan.carried.dimension_names,
+        recorded_fill(plan),
+        arrays.stored_fill_said(o.location, o.path),
     )
     if own:
         found.append(("metadata", "; ".join(own)))

@@ -2936,8 +2936,10 @@ def create_output(
 ) -> ArrayInfo:
     """Create the output array's metadata with Zarr (v3), laid out as ``layout`` says, with
     ``dimension_names`` (the input's, some perhaps None; None: none) and the fill value
-    ``fill`` (a 0-d array of ``layout.dtype``, :func:`chained_fill`; None: zero); chunks are
-    written later, raw, every one of them, whatever its values (a chunk all fill value too)."""
+    ``fill`` (a 0-d array of ``layout.dtype``, :func:`chained_fill`; None: zero), to the bit
+    (:func:`keep_fill_said`: a NaN's payload in hex); chunks are written later, raw, every
+    one of them, whatever its values (a chunk all fill value too), so no element reads as
+    the fill value."""
     with location.asking(_key_in(path.strip("/"), "zarr.json"), "write"):
         arr = _create_output_array(
             location.zarr_store(read_only=False),
@@ -2948,6 +2950,8 @@ def create_output(
             dimension_names=dimension_names,
             fill=fill,
         )
+        if fill is not None:  # the bits of a NaN, which zarr-python writes as "NaN"
+            keep_fill_said(location, path, fill_said(fill))
     info = describe_array(location, path, arr)
     if info.codec != layout.codec:  # pragma: no cover - guards against a Zarr layout change
         raise RuntimeError(f"Zarr wrote an unexpected codec chain: {arr.metadata}")
@@ -3078,23 +3082,77 @@ def chained_fill(
 
 
 def fill_said(fill: np.ndarray) -> int | float | str:
-    """A fill value (0-d) as zarr-python writes it in a v3 ``zarr.json``, and as the output's
-    record says it: an integer, a float, or "NaN", "Infinity", "-Infinity" (which JSON has no
-    number for)."""
+    """A fill value (0-d) as the output's v3 ``zarr.json`` says it, bit for bit, and as the
+    output's record says it: an integer, a float (-0.0 too), "Infinity", "-Infinity", "NaN"
+    for the spec's own NaN (sign 0, the mantissa's top bit alone set: float32's 0x7fc00000),
+    and any other NaN (a payload, a sign, a signalling one) as the v3 spec's hex string of its
+    bits, big-endian ("0x7fc00005"): zarr-python writes every NaN as "NaN", which had lost an
+    input's payload, its spec's own NaN in the output's metadata where the run computes
+    another (``multiply`` keeps the payload)."""
     value = fill.item()
+    if isinstance(value, float) and math.isnan(value):
+        bits = _float_bits(fill)
+        return "NaN" if bits == _spec_nan_bits(fill.dtype) else f"0x{bits:0{fill.itemsize * 2}x}"
     if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return "Infinity" if value > 0 else "-Infinity"
     return value
 
 
-def fills_agree(expected: np.ndarray, found: Any) -> bool:
+def _float_bits(x: np.ndarray) -> int:
+    """The bits of the float ``x`` (0-d) as an unsigned integer."""
+    return int(x.astype(x.dtype.newbyteorder("="), copy=False).view(f"u{x.itemsize}").item())
+
+
+def _spec_nan_bits(dtype: np.dtype) -> int:
+    """The bits of the NaN that the Zarr v3 spec's "NaN" names for the float ``dtype``: sign
+    0, exponent all ones, the mantissa's top bit alone (float16 0x7e00, float64
+    0x7ff8000000000000)."""
+    nbits, mantissa = dtype.itemsize * 8, int(np.finfo(dtype).nmant)
+    return ((1 << (nbits - 1)) - 1) & ~((1 << (mantissa - 1)) - 1)
+
+
+def keep_fill_said(location: Location, path: str, said: Any) -> None:
+    """Make the v3 metadata document of the array at ``path`` say its fill value as ``said``
+    (:func:`fill_said`'s JSON value) where zarr-python wrote it otherwise: it writes every NaN
+    as "NaN" (its ``to_json_scalar`` takes no bits), and reads a hex one into a NumPy scalar
+    that may lose them (a float16 payload, a float32 signalling NaN), so no API of it can
+    write the bits; only the document's ``fill_value`` is replaced, the rest as it wrote it."""
+    key = _key_in(path.strip("/"), "zarr.json")
+    raw = location.read(key)
+    doc = json.loads(raw) if raw else None
+    if not isinstance(doc, dict) or "fill_value" not in doc:
+        return
+    if json.dumps(doc["fill_value"]) == json.dumps(said):  # -0.0 apart from 0.0
+        return
+    doc["fill_value"] = said
+    location.write(key, [json.dumps(doc, indent=2, allow_nan=True).encode()], atomic=True)
+
+
+def fills_agree(expected: np.ndarray, found: Any, said: Any = None) -> bool:
     """Whether the fill value ``found`` (as zarr-python parsed it from the metadata) is
-    ``expected`` (0-d), bit for bit, -0.0 apart from 0.0, but for a NaN's sign and payload
-    (zarr-python writes every NaN as "NaN")."""
+    ``expected`` (0-d), bit for bit, -0.0 apart from 0.0; a NaN by ``said``, the document's
+    own ``fill_value`` (:func:`stored_fill_said`), its sign and payload too (the run writes
+    them, :func:`keep_fill_said`, but zarr-python's parse may lose them: a float16 payload,
+    a float32 signalling NaN), or, where it is None (unread), any NaN."""
     got = np.asarray(0 if found is None else found, dtype=expected.dtype)
     if expected.dtype.kind == "f" and np.isnan(expected) and np.isnan(got):
+        if said == "NaN":
+            return _float_bits(expected) == _spec_nan_bits(expected.dtype)
+        if isinstance(said, str) and said.startswith("0x"):
+            return said[2:].lower() == f"{_float_bits(expected):0{expected.itemsize * 2}x}"
         return True
     return got.tobytes() == expected.tobytes()
+
+
+def stored_fill_said(location: Location, path: str) -> Any:
+    """The ``fill_value`` of the v3 metadata document of the array at ``path`` as its JSON
+    says it ("0x7fc00005", "NaN", 1.0); None where none is read."""
+    try:
+        raw = location.read(_key_in(path.strip("/"), "zarr.json"))
+        doc = json.loads(raw) if raw else None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return doc.get("fill_value") if isinstance(doc, dict) else None
 
 
 #: What Zarr metadata says is at a path (:func:`node_type`).
@@ -3344,11 +3402,17 @@ def clear_array(location: Location, path: str, keep: str) -> None:
 
 
 def update_attributes(location: Location, path: str, attrs: dict[str, Any]) -> None:
-    """Merge ``attrs`` into the array's attributes (Zarr rewrites its metadata document)."""
+    """Merge ``attrs`` into the array's attributes (Zarr rewrites its metadata document), its
+    v3 fill value kept as the document said it (:func:`keep_fill_said`: zarr-python rewrites
+    a NaN's bits as "NaN")."""
     import zarr
 
+    raw = location.read(_key_in(path.strip("/"), "zarr.json"))
+    doc = json.loads(raw) if raw else None
     arr = zarr.open_array(store=location.zarr_store(read_only=False), path=path, mode="r+")
     arr.update_attributes(attrs)
+    if isinstance(doc, dict) and "fill_value" in doc:
+        keep_fill_said(location, path, doc["fill_value"])
 
 
 def read_attributes(location: Location, path: str) -> dict[str, Any]:

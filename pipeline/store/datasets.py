@@ -24,6 +24,7 @@ from pipeline.errors import ListingError, cause, storage_failure, wrong_library
 from pipeline.store.arrays import (
     RUN_RECORD,
     enclosing_groups,
+    fill_said,
     fills_agree,
     format_warnings_ignored,
     is_member_name,
@@ -2370,14 +2371,17 @@ def own_metadata_differs(
     attrs: dict[str, Any],
     dimension_names: tuple[str | None, ...] | None,
     fill: Any = None,
+    said: Any = None,
 ) -> list[str]:
     """What the own metadata of the output array ``arr`` holds otherwise than a run writes it,
     each in a few words: its attributes (besides the pipeline's record) against ``attrs``
     (those the input gives it), its dimension names against ``dimension_names`` (the
     input's), its fill value against ``fill`` (a 0-d array: the chain of the input's fill
     value, :func:`pipeline.store.arrays.chained_fill`, where the output's record says it
-    wrote that, ``fill_value``; None: zero, which earlier versions wrote), bit for bit but a
-    NaN's payload (:func:`pipeline.store.arrays.fills_agree`). [] where all agree. What
+    wrote that, ``fill_value``; None: zero, which earlier versions wrote), bit for bit, a
+    NaN's payload by ``said``, the document's ``fill_value`` as written
+    (:func:`pipeline.store.arrays.fills_agree`, :func:`~pipeline.store.arrays.stored_fill_said`;
+    None: any NaN). [] where all agree. What
     ``verify`` checks of a complete output, and ``run --resume`` of an incomplete one (which
     never rewrites them, and would mark the output complete with the edit in it)."""
     import numpy as np
@@ -2394,7 +2398,8 @@ def own_metadata_differs(
             f"(the run wrote {list(dimension_names) if dimension_names is not None else None})"
         )
     wrote = np.zeros((), dtype=arr.dtype) if fill is None else fill
-    if not fills_agree(wrote, arr.metadata.fill_value):  # -0.0 too
+    if not fills_agree(wrote, arr.metadata.fill_value, said):  # -0.0, a NaN's bits too
         has = np.asarray(arr.metadata.fill_value, dtype=arr.dtype).item()
-        found.append(f"its fill value {has!r} (the run wrote {wrote.item()!r})")
+        shown = said if isinstance(said, str) else repr(has)
+        found.append(f"its fill value {shown} (the run wrote {fill_said(wrote)})")
     return found
