@@ -1614,8 +1614,64 @@ def _write(frame: Any, dst_store: Any, dst_group: str) -> None:
         ):
             v.encoding.pop(key, None)
         _writable_fill(v)
-    frame = _without_extension_indexes(frame)
+    frame = _without_extension_indexes(_with_unsigned_kept(frame))
     frame.to_zarr(dst_store, group=dst_group or None, mode="a", zarr_format=3, consolidated=False)
+
+
+def _with_unsigned_kept(frame: Any) -> Any:
+    """``frame`` with each variable that xarray read by an ``_Unsigned`` attribute but holds no
+    fill value for (no ``_FillValue`` or ``missing_value`` in its encoding) made the array of
+    its stored integers (the input's dtype and bits) with ``_Unsigned`` (and ``scale_factor``
+    and ``add_offset``, where xarray unpacked it) as attributes: xarray 2025.6 writes
+    ``_Unsigned`` back only with a fill value (``CFMaskCoder.encode`` returns first), so a
+    uint16 coordinate with ``_Unsigned: "false"`` (65534 read as int16 -2) had been written
+    uint16 without it, read back as 65534, the run complete (h77g). Where the values are not
+    the stored integers' (unpacking that does not undo exactly), they are left to xarray, and
+    :func:`frame_failure` finds the output's reading otherwise."""
+    import numpy as np
+    import xarray as xr
+
+    from pipeline.ops.cf import reinterpreted
+
+    coords: dict[str, Any] = {}
+    others: dict[str, Any] = {}
+    for name, v in frame.variables.items():
+        enc = v.encoding
+        if "_Unsigned" not in enc or "_FillValue" in enc or "missing_value" in enc:
+            continue
+        stored = np.dtype(enc.get("dtype", v.dtype))
+        if stored.kind not in "iu":
+            continue
+        read = reinterpreted({"_Unsigned": enc["_Unsigned"]}, stored) or stored
+        packing = {k: enc[k] for k in ("scale_factor", "add_offset") if k in enc}
+        values = np.asarray(v.values)
+        if packing:
+            if values.dtype.kind != "f":
+                continue
+            x = values.astype(np.float64)
+            if "add_offset" in packing:
+                x = x - float(np.asarray(packing["add_offset"]))
+            if "scale_factor" in packing:
+                x = x / float(np.asarray(packing["scale_factor"]))
+            info = np.iinfo(read)
+            if (
+                not np.all(np.isfinite(x))
+                or x.min(initial=0) < info.min
+                or x.max(initial=0) > info.max
+            ):
+                continue
+            values = np.rint(x).astype(read)
+        elif values.dtype != read:
+            continue
+        attrs = {**v.attrs, **packing, "_Unsigned": enc["_Unsigned"]}
+        rest = {k: e for k, e in enc.items() if k not in ("_Unsigned", "dtype", *packing)}
+        made = xr.Variable(v.dims, values.view(stored), attrs, rest)
+        (coords if name in frame.coords else others)[name] = made
+    if coords:
+        frame = frame.assign_coords(coords)
+    if others:
+        frame = frame.assign(others)
+    return frame
 
 
 def _writable_fill(v: Any) -> None:
@@ -1906,7 +1962,7 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
     try:
         with _quiet():
             _write(_frame(src_store, var, var.coords, written=var.coords), MemoryStore(), "")
-        return None
+        return _written_otherwise(src_store, var)
     except ListingError:  # the group cannot be read at all: its own line
         raise
     except Exception as e:
@@ -1934,6 +1990,36 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
             # as one on which "xr.open_zarr fails on the input", which opens)
             return c, UNWRITABLE + _reason(e)
     return "", _reason(first)
+
+
+def _written_otherwise(src_store: Any, var: Variable) -> tuple[str, str] | None:
+    """The first coordinate of ``var`` that :func:`write_frame` would write (into memory here)
+    so that ``xr.open_zarr`` of the output reads it otherwise than that of the input, with
+    :data:`UNWRITABLE` and what differs (:func:`coordinate_difference`'s words: values to the
+    bit, dtype too, dimensions, attributes); None where each reads as the input's. A decoding
+    attribute xarray reads by but does not write back as it read it (``_Unsigned`` with
+    ``missing_value`` alone: xarray writes a ``_FillValue`` the input lacks, masking an
+    element the input reads) had given an output reading otherwise, the run complete, and
+    ``verify``'s advice, overwrite, wrote it the same again (h77g)."""
+    from zarr.storage import MemoryStore
+
+    from pipeline.ops import bits
+
+    out = MemoryStore()
+    with _quiet():
+        write_frame(src_store, var, out, "")
+        new = _frame(src_store, var, var.coords, written=var.coords)
+        old = _frame(out, Variable("", "", ()), var.coords)
+    for name in var.coords:
+        a, b = new[name].variable, old[name].variable
+        said = (
+            (f"dimensions {b.dims}, not {a.dims}" if a.dims != b.dims else None)
+            or _attributes_said(differing_values(a.attrs, b.attrs))
+            or _values_said(bits.difference(*_as_one_dtype(a.values, b.values)))
+        )
+        if said is not None:
+            return name, f"{UNWRITABLE}xarray reads the written one otherwise ({said})"
+    return None
 
 
 #: How :func:`frame_failure`'s reason begins where xarray reads and decodes the coordinate,
