@@ -882,3 +882,40 @@ def go_on(held: subprocess.Popen) -> tuple[str, str]:
     held.stdin.write("\n")
     held.stdin.flush()
     return held.communicate(timeout=300)
+
+
+def held_unit_write(
+    tmp_path: Path, command: list[str], meanwhile: Callable[[], None]
+) -> tuple[int, str]:
+    """``pipeline COMMAND`` (``command``: ``["run", config]``, ``["generate", config]``) on a
+    joined cluster whose one worker thread holds its first block's (unit's) write at its
+    first unit, after the write's check of the lock (``tests/slow_blocks.py``),
+    ``meanwhile()`` called then, the write released after it: the command's exit status and
+    stderr (``<tmp_path>/hold.done`` is there once the held write is done)."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold), "HOLD_BLOCK_AT": "unit"},
+    ) as ext:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *command, "--progress", "none"]
+            + ["--scheduler", ext.address],
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not Path(f"{hold}.held").exists():
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.05)
+            meanwhile()
+            Path(f"{hold}.release").touch()
+            _, err = proc.communicate(timeout=120)
+        finally:
+            end_process(proc)
+    return proc.returncode, err

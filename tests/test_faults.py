@@ -53,6 +53,7 @@ from tests.faultkit import (
     external_cluster,
     file_states,
     go_on,
+    held_unit_write,
     holding_input_lock,
     holding_output_lock,
     kill_group,
@@ -520,36 +521,15 @@ def test_a_unit_in_flight_as_its_generated_input_moves_lands_in_the_moved_input(
         ["-m", "pipeline", "generate", generated_config(alone, _generate_of(second))], alone
     )
     assert made.returncode == 0, made.stderr
-    hold = tmp_path / "hold"
-    hold.touch()
-    with external_cluster(
-        tmp_path,
-        nworkers=1,
-        worker_args=("--preload", "tests.slow_blocks"),
-        worker_env={"HOLD_BLOCK_FILE": str(hold), "HOLD_BLOCK_AT": "unit"},
-    ) as ext:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "generate", str(first), "--progress", "none"]
-            + ["--scheduler", ext.address],
-            env=env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while not Path(f"{hold}.held").exists():
-                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-                time.sleep(0.05)
-            (tmp_path / "in.zarr").rename(tmp_path / "moved.zarr")
-            later = run_python(["-m", "pipeline", "generate", second], cwd=tmp_path)
-            assert later.returncode == 0, later.stderr
-            Path(f"{hold}.release").touch()
-            _, err = proc.communicate(timeout=120)
-            assert proc.returncode == 1, err
-            assert Path(f"{hold}.done").exists()
-        finally:
-            kill_group(proc)
+
+    def move_and_generate_again() -> None:
+        (tmp_path / "in.zarr").rename(tmp_path / "moved.zarr")
+        later = run_python(["-m", "pipeline", "generate", second], cwd=tmp_path)
+        assert later.returncode == 0, later.stderr
+
+    code, err = held_unit_write(tmp_path, ["generate", str(first)], move_and_generate_again)
+    assert code == 1, err
+    assert (tmp_path / "hold.done").exists()
     assert np.array_equal(read_array(tmp_path / "in.zarr"), read_array(alone / "in.zarr"))
     lines = [ln for ln in err.strip().splitlines() if not ln.startswith("dashboard: ")]
     assert len(lines) == 1 and "was moved" in lines[0] and "generate it again" in lines[0], err

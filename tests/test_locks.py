@@ -32,7 +32,7 @@ from pipeline.store.location import Location
 from tests.faultkit import (
     end_process,
     env,
-    external_cluster,
+    held_unit_write,
     many_blocks_config,
     many_blocks_input,
     run_python,
@@ -491,50 +491,23 @@ def test_a_run_whose_output_is_moved_away_stops_writing_there(tmp_path: Path) ->
         there = config("c.yaml", moved, 2)  # the moved output, resumed where it is now
         done = run_python(["-m", "pipeline", "run", there, "--resume"], cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-        for store, cfg, factor in ((out, second, 3), (moved, there, 2)):
-            y = zarr.open_array(str(store), mode="r")[...]
-            expected = zarr.open_array(str(inp), mode="r")[...] * np.float32(factor)
-            assert np.array_equal(y.view(np.uint32), expected.view(np.uint32)), store
-            checked = run_python(["-m", "pipeline", "verify", cfg, "--all"], cwd=tmp_path)
-            assert checked.returncode == 0 and "mismatched     0" in checked.stdout, checked
+        _the_input_times(tmp_path, inp, (out, second, 3), (moved, there, 2))
         assert np.array_equal(zarr.open_array(str(inp), mode="r")[...], x, equal_nan=True)
         assert {p: p.read_bytes() for p in inp.rglob("*") if p.is_file()} == files
     finally:
         end_process(proc)
 
 
-def _held_block(tmp_path: Path, config: Path, meanwhile: Any) -> tuple[int, str]:
-    """A run of ``config`` on a joined cluster whose one worker thread holds its first
-    block's write at its first unit, after the block's check of the lock
-    (``tests/slow_blocks.py``), ``meanwhile()`` called then, the write released after it;
-    the run's exit status and stderr."""
-    hold = tmp_path / "hold"
-    hold.touch()
-    with external_cluster(
-        tmp_path,
-        nworkers=1,
-        worker_args=("--preload", "tests.slow_blocks"),
-        worker_env={"HOLD_BLOCK_FILE": str(hold), "HOLD_BLOCK_AT": "unit"},
-    ) as ext:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "run", str(config), "--progress", "none"]
-            + ["--scheduler", ext.address],
-            env=env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while not Path(f"{hold}.held").exists():
-                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-                time.sleep(0.05)
-            meanwhile()
-            Path(f"{hold}.release").touch()
-            _, err = proc.communicate(timeout=120)
-        finally:
-            end_process(proc)
-    return proc.returncode, err
+def _the_input_times(tmp_path: Path, inp: Path, *outputs: tuple[Path, Path, int]) -> None:
+    """Assert of each (output, its config, factor) of ``outputs``: the output reads as the
+    input ``inp`` times the factor, bit for bit, and ``verify --all`` finds no block
+    mismatched."""
+    for store, cfg, factor in outputs:
+        y = zarr.open_array(str(store), mode="r")[...]
+        expected = zarr.open_array(str(inp), mode="r")[...] * np.float32(factor)
+        assert np.array_equal(y.view(np.uint32), expected.view(np.uint32)), store
+        checked = run_python(["-m", "pipeline", "verify", cfg, "--all"], cwd=tmp_path)
+        assert checked.returncode == 0 and "mismatched     0" in checked.stdout, checked
 
 
 def _factor_config(tmp_path: Path, inp: Path, name: str, store: Path, factor: int) -> Path:
@@ -569,7 +542,7 @@ def test_a_block_in_flight_as_its_output_moves_lands_in_the_moved_output(tmp_pat
         later = run_python(["-m", "pipeline", "run", second, "--overwrite"], cwd=tmp_path)
         assert later.returncode == 0, later.stderr
 
-    code, err = _held_block(tmp_path, first, move_and_run_again)
+    code, err = held_unit_write(tmp_path, ["run", str(first)], move_and_run_again)
     assert code == 1, err
     assert (tmp_path / "hold.done").exists()  # the held block was written
     y = zarr.open_array(str(out), mode="r")[...]
@@ -584,12 +557,7 @@ def test_a_block_in_flight_as_its_output_moves_lands_in_the_moved_output(tmp_pat
     done = run_python(["-m", "pipeline", "run", there, "--resume"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert status(out) == status(moved) == "complete"
-    for store, cfg, factor in ((out, second, 3), (moved, there, 2)):
-        y = zarr.open_array(str(store), mode="r")[...]
-        expected = zarr.open_array(str(inp), mode="r")[...] * np.float32(factor)
-        assert np.array_equal(y.view(np.uint32), expected.view(np.uint32)), store
-        checked = run_python(["-m", "pipeline", "verify", cfg, "--all"], cwd=tmp_path)
-        assert checked.returncode == 0 and "mismatched     0" in checked.stdout, checked
+    _the_input_times(tmp_path, inp, (out, second, 3), (moved, there, 2))
 
 
 def test_a_block_in_flight_as_its_output_is_removed_writes_nothing_at_its_path(
@@ -602,9 +570,8 @@ def test_a_block_in_flight_as_its_output_is_removed_writes_nothing_at_its_path(
     one line a move gets, not as a store refusing a chunk."""
     inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
     many_blocks_input(inp, 8)
-    code, err = _held_block(
-        tmp_path, _factor_config(tmp_path, inp, "a.yaml", out, 2), lambda: shutil.rmtree(out)
-    )
+    cfg = _factor_config(tmp_path, inp, "a.yaml", out, 2)
+    code, err = held_unit_write(tmp_path, ["run", str(cfg)], lambda: shutil.rmtree(out))
     assert code == 1, err
     assert not out.exists(), sorted(out.rglob("*"))
     lines = [ln for ln in err.strip().splitlines() if not ln.startswith("dashboard: ")]

@@ -3812,6 +3812,41 @@ _HELD_AT_THIRD_UNIT = _HELD_AT_THIRD_BLOCK.replace(
 )
 
 
+@contextlib.contextmanager
+def _held_at_third(
+    tmp_path: Path, script: str, *command: str
+) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """``pipeline COMMAND`` (``command``) run by ``script`` (:data:`_HELD_AT_THIRD_BLOCK` or
+    :data:`_HELD_AT_THIRD_UNIT`) in its own process group, once it is held at its third
+    write: the process and its gate (touch ``<gate>.release`` to let it go on). Ended, if it
+    has not, on the way out (continued first, where a test stopped it)."""
+    import signal
+
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(gate), *command, "--progress", "none"],
+        env=env(),
+        cwd=str(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not Path(f"{gate}.held").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"{command[0]} never reached its third write"
+            time.sleep(0.05)
+        yield proc, gate
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            kill_group(proc)
+            proc.wait(30)
+
+
 @pytest.mark.parametrize("other", ["ended", "writing"])
 def test_a_run_whose_s3_lock_object_is_removed_stops_writing_there(
     tmp_path, bucket, other: str
@@ -3850,31 +3885,7 @@ def test_a_run_whose_s3_lock_object_is_removed_stops_writing_there(
     first, second = config("a.yaml", 2), config("b.yaml", 3)
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     lock = f"{url}/out.zarr/.pipeline/lock"
-    gate = tmp_path / "gate"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _HELD_AT_THIRD_BLOCK,
-            str(gate),
-            "run",
-            str(first),
-            "--progress",
-            "none",
-        ],
-        env=env(),
-        cwd=str(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not Path(f"{gate}.held").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the first run never reached its third block"
-            time.sleep(0.05)
+    with _held_at_third(tmp_path, _HELD_AT_THIRD_BLOCK, "run", str(first)) as (proc, gate):
         os.kill(proc.pid, signal.SIGSTOP)
         e = refused("run", second, "--overwrite")  # a live run, stopped: named
         assert isinstance(e, OutputError) and e.holder["pid"] == proc.pid, e
@@ -3911,12 +3922,6 @@ def test_a_run_whose_s3_lock_object_is_removed_stops_writing_there(
         assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
         assert record_of(y.attrs)["status"] == "complete"
         assert not Location.of(f"{url}/out.zarr", options).exists(".pipeline")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGCONT)
-        if proc.poll() is None:
-            kill_group(proc)
-            proc.wait(30)
 
 
 def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_one_s(
@@ -3942,31 +3947,7 @@ def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_o
     )  # fmt: skip
     loc = Location.of(store, options)
     key = "x/.pipeline/generate.lock"
-    gate = tmp_path / "gate"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _HELD_AT_THIRD_UNIT,
-            str(gate),
-            "generate",
-            str(cfg),
-            "--progress",
-            "none",
-        ],
-        env=env(),
-        cwd=str(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not Path(f"{gate}.held").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the generation never reached its third unit"
-            time.sleep(0.05)
+    with _held_at_third(tmp_path, _HELD_AT_THIRD_UNIT, "generate", str(cfg)) as (proc, gate):
         loc.delete(key)  # as a user would (the busy line names it to remove)
         with paused_at_lock("generate", cfg, cwd=tmp_path) as later:
             Path(f"{gate}.release").touch()
@@ -3989,10 +3970,6 @@ def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_o
         assert not loc.exists("x/.pipeline")
         values = _zarr_s3(f"{store}/x", options)[...]
         assert values.shape == (12, 64) and np.isfinite(values).all()
-    finally:
-        if proc.poll() is None:
-            kill_group(proc)
-            proc.wait(30)
 
 
 def test_an_s3_lock_removed_and_taken_in_the_same_process_is_left_to_its_new_holder(
