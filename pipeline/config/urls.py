@@ -12,7 +12,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from pipeline.errors import said_option
@@ -977,7 +977,7 @@ def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]
             (): ("each aiohttp request", bools(ClientSession._request)),
             ("client_kwargs",): ("aiohttp's ClientSession", bools(ClientSession)),
         }
-    if cls.__module__.split(".")[0] == "s3fs":
+    if _is_s3fs(cls):
         from botocore.session import Session
 
         found: dict[tuple[str, ...], tuple[str, set[str]]] = {
@@ -1207,6 +1207,34 @@ def _file_systems(url: str, options: dict) -> Iterator[tuple[type, tuple[str, ..
         yield cls, at, given
 
 
+def _is_s3fs(cls: type) -> bool:
+    """Whether the file system class ``cls`` is s3fs's (whose options botocore takes)."""
+    return cls.__module__.split(".")[0] == "s3fs"
+
+
+def _s3fs_options(url: str, options: dict) -> Iterator[tuple[tuple[str, ...], dict]]:
+    """The options each s3fs file system ``url`` names is given as a mapping, as (their keys
+    in ``options``, them): :func:`_file_systems`' s3fs ones, what the checks of the options
+    s3fs passes to botocore look through."""
+    for cls, at, given in _file_systems(url, options):
+        if _is_s3fs(cls):
+            yield at, given
+
+
+def _config_places(
+    config: object, places: Iterable[tuple[str, ...]]
+) -> Iterator[tuple[tuple[str, ...], dict]]:
+    """Each place of ``places`` (keys under s3fs's ``config_kwargs``: ``()`` botocore
+    ``Config``'s own options, ``("retries",)`` a mapping of them) that ``config`` holds as
+    a mapping, as (the place, the mapping there)."""
+    for place in places:
+        held: Any = config
+        for step in place:
+            held = held.get(step) if isinstance(held, dict) else None
+        if isinstance(held, dict):
+            yield place, held
+
+
 def _library(cls: type) -> str:
     """A file system class named with its library: "s3fs's S3FileSystem"."""
     return f"{cls.__module__.split('.')[0]}'s {cls.__name__}"
@@ -1287,7 +1315,7 @@ def mapping_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any
             if value is not None and not isinstance(value, dict):
                 return (*at, n), _library(cls), value
         config = given.get("config_kwargs")
-        if cls.__module__.split(".")[0] == "s3fs" and isinstance(config, dict):
+        if _is_s3fs(cls) and isinstance(config, dict):
             kinds = botocore_config_kinds()[()]
             for n in sorted(n for n, kind in kinds.items() if kind == "mapping"):
                 value = config.get(n)
@@ -1528,16 +1556,10 @@ def kind_option(url: str, options: object) -> tuple[tuple[str, ...], str, str, A
     ``ContentLength: '12'``, ``Expires: 2030-01-01``, a date without a time)."""
     if not isinstance(options, dict):
         return None
-    for cls, at, given in _file_systems(url, options):
-        if cls.__module__.split(".")[0] != "s3fs":
-            continue
-        config = given.get("config_kwargs")
-        for place, kinds in botocore_config_kinds().items():
-            held: Any = config
-            for step in place:
-                held = held.get(step) if isinstance(held, dict) else None
-            if not isinstance(held, dict):
-                continue
+    table = botocore_config_kinds()
+    for at, given in _s3fs_options(url, options):
+        for place, held in _config_places(given.get("config_kwargs"), table):
+            kinds = table[place]
             for n in sorted(n for n, k in kinds.items() if k in ("int", "number", "pair")):
                 value = held.get(n)
                 if value is not None and not _fits(kinds[n], value):
@@ -1564,9 +1586,9 @@ def unknown_request_parameter(url: str, options: object) -> tuple[tuple[str, ...
 
     if not isinstance(options, dict):
         return None
-    for cls, at, given in _file_systems(url, options):
+    for at, given in _s3fs_options(url, options):
         extra = given.get("s3_additional_kwargs")
-        if cls.__module__.split(".")[0] != "s3fs" or not isinstance(extra, dict):
+        if not isinstance(extra, dict):
             continue
         known = _s3_request_kinds()
         for name in extra:
@@ -1673,25 +1695,16 @@ def choice_option(
     (:func:`signature_versions`: ``s3v5`` was its UnknownSignatureVersionError there)."""
     if not isinstance(options, dict):
         return None
-    for cls, at, given in _file_systems(url, options):
-        if cls.__module__.split(".")[0] != "s3fs":
-            continue
+    for at, given in _s3fs_options(url, options):
         extra = given.get("s3_additional_kwargs")
         if isinstance(extra, dict):
             chosen = _request_choice(extra, _s3_request_kinds())
             if chosen is not None:
                 keys, text, allowed = chosen
                 return (*at, "s3_additional_kwargs", *keys), "S3's API", text, allowed
-        config = given.get("config_kwargs")
-        if not isinstance(config, dict):
-            continue
-        for place, names in botocore_config_choices().items():
-            held: Any = config
-            for step in place:
-                held = held.get(step) if isinstance(held, dict) else None
-            if not isinstance(held, dict):
-                continue
-            for n, values in sorted(names.items()):
+        choices = botocore_config_choices()
+        for place, held in _config_places(given.get("config_kwargs"), choices):
+            for n, values in sorted(choices[place].items()):
                 given_value: Any = held.get(n)
                 if not isinstance(given_value, str) or given_value in values:
                     continue
@@ -1702,7 +1715,8 @@ def choice_option(
                         given_value,
                         values,
                     )
-        version = config.get("signature_version")
+        config = given.get("config_kwargs")
+        version = config.get("signature_version") if isinstance(config, dict) else None
         known, said = signature_versions()
         if isinstance(version, str) and version not in known:
             return (*at, "config_kwargs", "signature_version"), "botocore's signer", version, said
