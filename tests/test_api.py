@@ -76,6 +76,30 @@ def test_importing_the_package_is_light() -> None:
     assert not loaded & heavy, sorted(loaded & heavy)
 
 
+def test_planning_a_run_on_local_stores_loads_no_s3_client(tmp_path: Path) -> None:
+    """The plan of a run whose stores are local folders imports no S3 library: the checks of
+    the options s3fs passes to botocore read botocore's tables only for an s3fs store (a local
+    store's plan had imported botocore, a tenth of a second or more of every run's plan)."""
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    code = (
+        "import json, sys, pipeline; pipeline.plan(sys.argv[1]); "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = {m.split(".")[0] for m in json.loads(done.stdout.splitlines()[-1])}
+    assert "zarr" in loaded  # the input's metadata was read
+    s3 = loaded & {"botocore", "s3fs", "aiobotocore"}
+    assert not s3, sorted(s3)
+
+
 # every re-export of each subpackage, checked after importing each module of the package
 _REEXPORTS = r"""
 import importlib, inspect, json, pkgutil, sys

@@ -1556,8 +1556,10 @@ def kind_option(url: str, options: object) -> tuple[tuple[str, ...], str, str, A
     ``ContentLength: '12'``, ``Expires: 2030-01-01``, a date without a time)."""
     if not isinstance(options, dict):
         return None
-    table = botocore_config_kinds()
     for at, given in _s3fs_options(url, options):
+        # botocore is imported for an s3fs file system only (0.1-0.2 s: a local store's
+        # plan had imported it for nothing)
+        table = botocore_config_kinds()
         for place, held in _config_places(given.get("config_kwargs"), table):
             kinds = table[place]
             for n in sorted(n for n, k in kinds.items() if k in ("int", "number", "pair")):

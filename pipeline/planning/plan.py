@@ -724,16 +724,19 @@ def _local_files_identity(
             for d in dirs
             if d != ".pipeline" and not links_above(os.path.join(dirpath, d), real_root)
         ]
+        # each name's path below the root: the folder's, once, joined to the name (a relpath
+        # of every file had been most of the walk's time, 2000 chunk files: h78c)
+        below = os.path.relpath(dirpath, root)
         if folders is not None:
             for d in dirs:
-                name = os.path.relpath(os.path.join(dirpath, d), root).replace(os.sep, "/")
+                name = (d if below == "." else os.path.join(below, d)).replace(os.sep, "/")
                 if _READ_NAME.fullmatch(name):
                     folders.append(name)
         for f in files:
             if is_os_file(f):  # a .DS_Store that Finder wrote is no change of the input
                 continue
             file = os.path.join(dirpath, f)
-            rel = os.path.relpath(file, root)
+            rel = f if below == "." else os.path.join(below, f)
             try:
                 st = os.stat(file)
             except FileNotFoundError:  # a link to nothing (or a file gone meanwhile)

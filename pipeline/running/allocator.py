@@ -27,7 +27,6 @@ the shell), and any C library other than glibc.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 from typing import Any
@@ -60,9 +59,10 @@ def tune() -> bool:
 
 def _mallopt() -> Any:
     """glibc's ``mallopt``, or None where the C library is another (musl, macOS)."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
+        # the C library this process runs on, already loaded: ctypes.util.find_library("c")
+        # had run ldconfig (a process of its own) in the command and in every worker
+        libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018  # glibc's alone
         fn = libc.mallopt
     except (OSError, AttributeError, TypeError):
