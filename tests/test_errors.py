@@ -2063,6 +2063,43 @@ def test_an_output_named_to_be_written_elsewhere_than_meant_is_refused_at_its_li
     assert load_config(path).output.array == "a b"
 
 
+@pytest.mark.parametrize(
+    "section, key, said",
+    [
+        ("input", "store", "input.store: the store's path or URL holds a NUL character"),
+        ("input", "array", "input.array: the array's path holds a NUL character"),
+        ("output", "store", "output.store: the store's path or URL holds a NUL character"),
+        ("output", "array", "output.array: the array's path holds a NUL character"),
+    ],
+)
+def test_a_path_holding_a_nul_character_is_refused_at_its_line(
+    tmp_path: Path, cli, section: str, key: str, said: str
+) -> None:
+    """A store's or array's path with a NUL character in it (YAML's ``"\\0"``), which no file
+    or object name holds, is refused at its line naming the key and the fix (h78d: the run
+    stopped with ``error: ValueError: embedded null byte``, naming neither), before anything
+    is read or written."""
+    make_array(tmp_path / "in.zarr", np.arange(8, dtype="f4"), chunks=(4,))
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+    }
+    cfg[section][key] = f"{cfg[section].get(key, '')}a\0b"
+    body = "".join(
+        f"{name}:\n" + "".join(f'  {k}: "{v}"\n' for k, v in sec.items())
+        for name, sec in cfg.items()
+    )
+    path = tmp_path / "run.yaml"
+    path.write_text(body.replace("\0", "\\0") + "stages:\n  - op: square\n")
+    before = file_states(tmp_path / "in.zarr")
+    rc, _, err = cli("plan", path)
+    assert rc == 1
+    line = one_line_error(err)
+    assert said in line and "write it without" in line and "run.yaml:" in line, line
+    assert "ValueError" not in line, line
+    assert file_states(tmp_path / "in.zarr") == before and not (tmp_path / "out.zarr").exists()
+
+
 _TOP = "input:\n  store: in.zarr\noutput:\n  store: out.zarr\n"
 
 
