@@ -1010,6 +1010,16 @@ def test_a_group_given_as_the_input_is_named_as_written(tmp_path: Path, cli) -> 
             {"store": "in.zarr", "array": "g /a"},
             "check input.array (a part of it begins or ends with a space: did you mean 'g/a'?)",
         ),
+        (  # YAML's `store: |` keeps a line break at its end: the line had been split in two
+            {"store": "in.zarr\n", "array": "g/a"},
+            "/in.zarr\\n' does not exist: fix input.store (it begins or ends "
+            "with a space, 'in.zarr\\n': write it without, 'in.zarr')",
+        ),
+        (  # and so `array: |` (h78d)
+            {"store": "in.zarr", "array": "g/a\n"},
+            "/in.zarr/g/a\\n'; check input.array (a part of it begins or "
+            "ends with a space: did you mean 'g/a'?)",
+        ),
     ],
 )
 def test_an_input_not_found_for_a_space_at_an_end_of_its_name_says_so(
@@ -1017,7 +1027,8 @@ def test_an_input_not_found_for_a_space_at_an_end_of_its_name_says_so(
 ) -> None:
     """A store or array path quoted with a space at an end (``store: " in.zarr"``) was
     "does not exist" or "no Zarr array at .../in.zarr/ g/a ", the space lost in the path
-    said: the line says it, and the name meant."""
+    said: the line says it, and the name meant; a line break there is shown quoted, the
+    line kept one."""
     from pipeline import plan
 
     monkeypatch.chdir(tmp_path)
@@ -1026,8 +1037,8 @@ def test_an_input_not_found_for_a_space_at_an_end_of_its_name_says_so(
     with pytest.raises(InputError) as e:
         plan(config)
     assert said in str(e.value), str(e.value)
-    assert e.value.status == "absent"
-    meant = {k: v.replace(" ", "") for k, v in given.items()}
+    assert e.value.status == "absent" and "\n" not in str(e.value)
+    meant = {k: v.strip().replace(" ", "") for k, v in given.items()}
     assert plan({**config, "input": meant}).input.shape == (4,)
 
 
