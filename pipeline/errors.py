@@ -125,6 +125,14 @@ def hide_url_secrets(text: str) -> str:
     return hide_url_passwords(hide_url_queries(text))
 
 
+def name_shown(text: str) -> str:
+    """``text`` as a line says a name or path given by the user: as it is where every character
+    prints, else quoted as Python writes it (``'in.zarr\\n'``), so that a line break or
+    another control character in it (YAML's ``store: |``) neither splits the one-line error
+    nor hides what differs (h78d)."""
+    return text if text.isprintable() else repr(text)
+
+
 def public_url(url: str) -> str:
     """A store URL (or path) as the pipeline says and stores it: its password masked
     (:func:`hide_url_passwords`); the URL itself otherwise."""

@@ -1875,6 +1875,8 @@ def _unwritable_report(tmp_path: Path, case: str) -> tuple[Path, str]:
         return tmp_path / "in.zarr" / "zarr.json", "inside the input store"
     if case in ("output-store", "output-store-new"):
         return tmp_path / "out.zarr" / "report.html", "inside the output store"
+    if case == "nul":  # h78d: a bare "ValueError: embedded null byte", naming no option
+        return tmp_path / "r\0.out", "holds a NUL character"
     if os.geteuid() == 0:  # root writes a read-only file anyway
         pytest.skip("root can write a read-only file")
     made = tmp_path / "kept.out"
@@ -1893,6 +1895,7 @@ def _unwritable_report(tmp_path: Path, case: str) -> tuple[Path, str]:
         "input-metadata",
         "output-store",
         "output-store-new",
+        "nul",
     ],
 )
 @pytest.mark.parametrize("option", ["report", "summary_json"])

@@ -1010,6 +1010,16 @@ def test_a_group_given_as_the_input_is_named_as_written(tmp_path: Path, cli) -> 
             {"store": "in.zarr", "array": "g /a"},
             "check input.array (a part of it begins or ends with a space: did you mean 'g/a'?)",
         ),
+        (  # YAML's `store: |` keeps a line break at its end: the line had been split in two
+            {"store": "in.zarr\n", "array": "g/a"},
+            "/in.zarr\\n' does not exist: fix input.store (it begins or ends "
+            "with a space, 'in.zarr\\n': write it without, 'in.zarr')",
+        ),
+        (  # and so `array: |` (h78d)
+            {"store": "in.zarr", "array": "g/a\n"},
+            "/in.zarr/g/a\\n'; check input.array (a part of it begins or "
+            "ends with a space: did you mean 'g/a'?)",
+        ),
     ],
 )
 def test_an_input_not_found_for_a_space_at_an_end_of_its_name_says_so(
@@ -1017,7 +1027,8 @@ def test_an_input_not_found_for_a_space_at_an_end_of_its_name_says_so(
 ) -> None:
     """A store or array path quoted with a space at an end (``store: " in.zarr"``) was
     "does not exist" or "no Zarr array at .../in.zarr/ g/a ", the space lost in the path
-    said: the line says it, and the name meant."""
+    said: the line says it, and the name meant; a line break there is shown quoted, the
+    line kept one."""
     from pipeline import plan
 
     monkeypatch.chdir(tmp_path)
@@ -1026,8 +1037,8 @@ def test_an_input_not_found_for_a_space_at_an_end_of_its_name_says_so(
     with pytest.raises(InputError) as e:
         plan(config)
     assert said in str(e.value), str(e.value)
-    assert e.value.status == "absent"
-    meant = {k: v.replace(" ", "") for k, v in given.items()}
+    assert e.value.status == "absent" and "\n" not in str(e.value)
+    meant = {k: v.strip().replace(" ", "") for k, v in given.items()}
     assert plan({**config, "input": meant}).input.shape == (4,)
 
 
@@ -2061,6 +2072,43 @@ def test_an_output_named_to_be_written_elsewhere_than_meant_is_refused_at_its_li
     fine = {"input": {"store": "in.zarr"}, "output": {"store": "my out.zarr", "array": "a b"}}
     path.write_text(yaml.safe_dump({**fine, "stages": [{"op": "square"}]}))
     assert load_config(path).output.array == "a b"
+
+
+@pytest.mark.parametrize(
+    "section, key, said",
+    [
+        ("input", "store", "input.store: the store's path or URL holds a NUL character"),
+        ("input", "array", "input.array: the array's path holds a NUL character"),
+        ("output", "store", "output.store: the store's path or URL holds a NUL character"),
+        ("output", "array", "output.array: the array's path holds a NUL character"),
+    ],
+)
+def test_a_path_holding_a_nul_character_is_refused_at_its_line(
+    tmp_path: Path, cli, section: str, key: str, said: str
+) -> None:
+    """A store's or array's path with a NUL character in it (YAML's ``"\\0"``), which no file
+    or object name holds, is refused at its line naming the key and the fix (h78d: the run
+    stopped with ``error: ValueError: embedded null byte``, naming neither), before anything
+    is read or written."""
+    make_array(tmp_path / "in.zarr", np.arange(8, dtype="f4"), chunks=(4,))
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+    }
+    cfg[section][key] = f"{cfg[section].get(key, '')}a\0b"
+    body = "".join(
+        f"{name}:\n" + "".join(f'  {k}: "{v}"\n' for k, v in sec.items())
+        for name, sec in cfg.items()
+    )
+    path = tmp_path / "run.yaml"
+    path.write_text(body.replace("\0", "\\0") + "stages:\n  - op: square\n")
+    before = file_states(tmp_path / "in.zarr")
+    rc, _, err = cli("plan", path)
+    assert rc == 1
+    line = one_line_error(err)
+    assert said in line and "write it without" in line and "run.yaml:" in line, line
+    assert "ValueError" not in line, line
+    assert file_states(tmp_path / "in.zarr") == before and not (tmp_path / "out.zarr").exists()
 
 
 _TOP = "input:\n  store: in.zarr\noutput:\n  store: out.zarr\n"

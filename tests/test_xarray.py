@@ -5008,6 +5008,37 @@ def test_verify_fails_when_what_the_output_carries_changed(tmp_path: Path, cli, 
         assert "(its group's attribute 'title' (changed))" in line, line
 
 
+def test_a_coordinate_new_in_the_input_is_named_as_one_the_output_does_not_hold(
+    tmp_path: Path, cli
+) -> None:
+    """A coordinate added to the input's Dataset since the run (on the variable's dimension,
+    so carried by a run now): ``run --resume`` and ``verify`` refuse the output, and named it
+    as "chunks or metadata, which zarr-python cannot read" (h78d), where the output holds no
+    such array at all. They say that the output does not hold it."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(tmp_path / "in.zarr").load()
+        ds.assign_coords(lab=("x", np.arange(COLS))).to_zarr(tmp_path / "in.zarr", mode="w")
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 1
+    line = one_line_error(err)
+    assert "(its coordinate lab, which the output does not hold)" in line, line
+    assert "cannot read" not in line, line
+    rc, out, err = cli("verify", cfg)
+    assert rc == 1, out
+    line = one_line_error(err)
+    assert "its coordinate lab, which the output does not hold" in line, line
+    assert "cannot read" not in line, line
+    result = pipeline.verify(config(tmp_path))
+    assert not result.ok and result.input_changed
+    assert "cannot read" not in " ".join(result.coordinate_differences), result
+
+
 def test_verify_fails_on_an_output_coordinate_edited_after_the_run(tmp_path: Path, cli) -> None:
     """The output's ``lon`` edited after the run (consolidated again): xarray reads the
     output's values at other places, and verify passed, comparing values only (helper-45).

@@ -730,9 +730,18 @@ def _path_text(v: Any, key: str, side: str = "in") -> Any:
     array, an fsspec mapper, an ``xarray.Dataset``, given through the API; ``side``: ``in``
     or ``out``, for the example its line gives) is refused with
     one line that says to give its path or URL as text: pydantic's "Input should be a valid
-    string" had named neither. Raises ValueError."""
+    string" had named neither. So is text holding a NUL character, which no name holds.
+    Raises ValueError."""
     if key == "store":
         v = _fspath(v)
+    if (isinstance(v, str) and "\0" in v) or (isinstance(v, bytes) and b"\0" in v):
+        # no file or object name holds one: open() had raised "embedded null byte", said
+        # as a bare ValueError naming neither the key nor the fix
+        what = "store's path or URL" if key == "store" else "array's path"
+        raise ValueError(
+            f"the {what} holds a NUL character ('\\0'), which no file or object name can "
+            "hold: write it without"
+        )
     if v is None or isinstance(v, (str, bytes)):
         return v
     kind = kind_said(v)

@@ -28,7 +28,14 @@ import numpy as np
 from pipeline.config.models import Config, GenerateConfig
 from pipeline.devices.base import Encoding, GpuWait
 from pipeline.devices.hardware import Facts, visible_gpu_ids
-from pipeline.errors import ConfigError, InputError, ListingError, PlanError, public_url
+from pipeline.errors import (
+    ConfigError,
+    InputError,
+    ListingError,
+    PlanError,
+    name_shown,
+    public_url,
+)
 from pipeline.ops import stages
 from pipeline.planning import blocks, memory
 from pipeline.planning.memory import Memory
@@ -1001,7 +1008,7 @@ def _absent_store_line(config: Config, loc: Location) -> str:
         else ""
     )
     return (
-        f"input store {loc} does not exist: {' or '.join(fixes)}"
+        f"input store {name_shown(str(loc))} does not exist: {' or '.join(fixes)}"
         + spaces
         + relative_store_note(raw, loc)
     )

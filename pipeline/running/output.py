@@ -1648,7 +1648,7 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
         src = plan.input.location.zarr_store(read_only=True)
         dst = o.location.zarr_store(read_only=True)
         for name, said in datasets.coordinates_differ(src, variable, dst, group):
-            if said == datasets.UNREADABLE:  # deleted, or a part of it
+            if said in (datasets.UNREADABLE, datasets.ABSENT):  # deleted, or a part of it
                 found.append(("coordinates", f"its coordinate {name} is gone or unreadable"))
             else:
                 found.append(("coordinates", f"its coordinate {name}'s {said}"))

@@ -325,6 +325,13 @@ def settled(config: Config, options: RunOptions) -> RunOptions:
     False stays the caller's own no (:func:`decide`: its refusal of an output there says it
     is kept, as asked). ``run --dry-run`` settles them so too (:func:`preview`)."""
     for flag, path in (("--report", options.report), ("--summary-json", options.summary_json)):
+        if path and "\0" in str(path):  # the checks below had raised "embedded null byte"
+            raise ConfigError(
+                f"{flag} {path}: the file's path holds a NUL character ('\\0'), which no "
+                "file name can hold: write it without",
+                option=flag,
+                path=str(path),
+            )
         home = home_problem(str(path)) if path else None
         if home is not None:  # ~nouser/s.json: a folder '~nouser' here, not made, not wanted
             raise ConfigError(f"{flag}: {home}", option=flag, path=str(path))

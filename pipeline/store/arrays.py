@@ -30,6 +30,7 @@ from pipeline.errors import (
     InputError,
     cause,
     missing_credentials,
+    name_shown,
     refused_access,
     s3_denied,
     storage_failure,
@@ -1390,7 +1391,7 @@ def open_zarr_array(
                 reason="dangling link",
             )
         raise InputError(
-            f"input store {location} does not exist: fix input.store",
+            f"input store {name_shown(str(location))} does not exist: fix input.store",
             store=where,
             array=path,
             status="absent",
@@ -1470,8 +1471,8 @@ def open_zarr_array(
         if plain is not None:
             raise plain from None
         raise InputError(
-            f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
-            + _did_you_mean(location, path),
+            f"no Zarr array at {name_shown(f'{location}/{path}' if path else str(location))}; "
+            "check input.array" + _did_you_mean(location, path),
             store=where,
             array=path,
             status="absent",

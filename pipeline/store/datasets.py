@@ -1165,6 +1165,21 @@ def _record_aligned(
     return {**seen, RUN_RECORD: b}, own
 
 
+def _holds_node(store: Any, key: str) -> bool:
+    """Whether the Zarr store ``store`` holds anything at ``key``: a metadata document
+    (``zarr.json``, ``.zarray``, ``.zgroup``) or any key under it (True where that cannot be
+    told: a store that cannot be read)."""
+    from zarr.core.sync import sync
+
+    try:
+        for doc in ("zarr.json", ".zarray", ".zgroup"):
+            if sync(store.exists(f"{key}/{doc}")):
+                return True
+    except Exception:
+        return True
+    return _holds_keys(store, key + "/")
+
+
 def _holds_keys(store: Any, prefix: str) -> bool:
     """Whether the Zarr store ``store`` holds any key under ``prefix`` (False where it cannot
     list it: a hint only)."""
@@ -1792,6 +1807,11 @@ def users(store: Any, group: str, names: list[str]) -> dict[str, set[str]]:
 #: What :func:`coordinate_difference` says of a coordinate the output holds no readable copy of.
 UNREADABLE = "chunks or metadata, which zarr-python cannot read"
 
+#: What :func:`coordinate_difference` says of a coordinate the output holds no array of at
+#: all (one new in the input since the run, or deleted from the output): it had been
+#: :data:`UNREADABLE`, "chunks or metadata, which zarr-python cannot read" (h78d).
+ABSENT = "copy, which the output does not hold"
+
 
 def same_coordinate(
     src_store: Any, var: Variable, dst_store: Any, dst_group: str, name: str
@@ -1826,6 +1846,8 @@ def coordinate_difference(
             old = _frame(dst_store, Variable(dst_group, "", ()), (name,))[name].variable
         except Exception:  # xarray cannot decode it (a calendar without cftime, ...): as stored
             src, dst = _key(var.group, name), _key(dst_group, name)
+            if not _holds_node(dst_store, dst):
+                return ABSENT
             return _stored_difference(src_store, src, dst_store, dst, var.coords)
     if new.dims != old.dims:
         return f"dimensions {old.dims}, not {new.dims}"
@@ -1898,7 +1920,10 @@ def frame_changes(
                 f"its group's attribute {key!r} ({'changed' if key in now else 'removed'})"
             )
     for name, said in coordinates:
-        found.append(f"its coordinate {name}, which the output's copy holds otherwise ({said})")
+        if said == ABSENT:
+            found.append(f"its coordinate {name}, which the output does not hold")
+        else:
+            found.append(f"its coordinate {name}, which the output's copy holds otherwise ({said})")
     return found
 
 
