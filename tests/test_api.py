@@ -1917,6 +1917,7 @@ def test_a_report_file_the_run_may_not_write_is_refused_before_the_run(
     with pytest.raises(ConfigError) as info:
         pipeline.run(path, overwrite=True, **{option: str(where)})
     assert word in str(info.value) and len(str(info.value).splitlines()) == 1
+    assert "\0" not in str(info.value)  # a NUL said as Python writes it, not printed raw
     if case == "output-store-new":  # no output to replace yet: the run writes it (h66c)
         assert "which the run writes" in str(info.value), info.value
     assert str(info.value).startswith(f"pipeline.run() option {option}={str(where)!r}: ")
