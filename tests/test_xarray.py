@@ -5837,6 +5837,54 @@ def test_bounds_shared_by_times_of_other_units_are_refused(
     assert same_bits(out["v"].values, reference(src["v"].values))
 
 
+@pytest.mark.parametrize("run_on", ["v", "tbb"])
+def test_bounds_of_bounds_given_a_times_units_in_turn_are_refused(
+    tmp_path: Path, run_on: str
+) -> None:
+    """h78b: ``tbb`` is the bounds of ``tb``, itself the bounds of the time ``time`` (in
+    hours), neither with units of its own. xarray gives ``tb`` the time's units and passes
+    them on to ``tbb`` only where it reads ``time`` before ``tb``, in the group's listing
+    order (zarr-python's, in no fixed order): the run on ``v`` carried ``tbb`` as numbers or
+    as dates, and the run on ``tbb`` computed on what xarray may read as dates, exit 0 either
+    way. Refused in one line naming ``tbb``, ``tb`` and the time, before anything is written;
+    with units of its own, ``tbb`` is carried and reads as the input's."""
+    ds = xr.Dataset(
+        {
+            "v": (("time",), np.arange(4.0) + 1.25, {"units": "K"}),
+            "tb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.5, {"bounds": "tbb"}),
+            "tbb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.25),
+        },
+        coords={
+            "time": ("time", np.arange(4.0), {"units": "hours since 2000-01-01", "bounds": "tb"})
+        },
+    )
+    ds["v"].encoding["coordinates"] = "tbb"
+    src = tmp_path / "in.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, mode="w")
+    before = file_states(src)
+    cfg = config(tmp_path, input={"array": run_on}, cluster=_THREADS)
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    e = info.value
+    coordinate = "tbb" if run_on == "v" else "tb"
+    assert (e.variable, e.coordinate) == (str(src / "tbb"), coordinate), e
+    assert e.attributes == ["units"] and len(str(e).splitlines()) == 1, e
+    assert "is the bounds of 'tb', itself the bounds of the time 'time'" in str(e), e
+    assert "units='hours since 2000-01-01' only where it reads 'time' before 'tb'" in str(e), e
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    if run_on != "v":
+        return
+    ds["tbb"].attrs["units"] = "hours since 2000-01-01"  # its own: xarray keeps them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, mode="w")
+    assert pipeline.run(cfg).status == "complete"
+    got, want = open_dataset(tmp_path / "out.zarr"), open_dataset(src)
+    assert want["tbb"].dtype.kind == "M" and same_bits(got["tbb"].values, want["tbb"].values)
+
+
 @pytest.mark.parametrize("first", ["atime", "btime"], ids=lambda f: f"{f}-listed-first")
 def test_a_variable_bounding_times_of_other_units_is_refused_naming_one_whatever_the_listing(
     tmp_path: Path, first: str
