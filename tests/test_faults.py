@@ -2484,6 +2484,31 @@ def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
     assert link.is_symlink()
 
 
+def test_of_several_links_into_the_input_the_first_by_name_is_named(tmp_path: Path) -> None:
+    """h78b: an output holding seven links, each to a folder of the input, made in no order
+    of their names: ``--overwrite`` is refused naming one of them, which had been the first
+    the file system listed (``b`` on ext4, ``e`` on tmpfs, for the same folder); it is the
+    first by name, ``a``, on any file system."""
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    made = zarr.create_array(str(inp), shape=(8,), chunks=(4,), dtype="f4")
+    made[:] = np.arange(8, dtype=np.float32)
+    cfg = {
+        "input": {"store": str(inp)},
+        "output": {"store": str(out)},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "cluster": {"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+    }
+    assert pipeline.run(cfg).status == "complete"
+    for name in "dafghbe":
+        (inp / f"x{name}").mkdir()
+        (out / name).symlink_to(inp / f"x{name}", target_is_directory=True)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, overwrite=True)
+    e = info.value
+    assert (e.relation, e.link) == ("linked", str(out / "a")), e
+    assert f"{out / 'a'} is a symbolic link to {inp / 'xa'}" in str(e), e
+
+
 @pytest.mark.parametrize("linked", ["output", "input"])
 def test_another_variable_linked_across_the_stores_is_left_alone(
     tmp_path: Path, cli, linked: str

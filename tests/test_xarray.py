@@ -5868,6 +5868,82 @@ def test_bounds_shared_by_times_of_other_units_are_refused(
     assert same_bits(out["v"].values, reference(src["v"].values))
 
 
+@pytest.mark.parametrize("run_on", ["v", "tbb"])
+def test_bounds_of_bounds_given_a_times_units_in_turn_are_refused(
+    tmp_path: Path, run_on: str
+) -> None:
+    """h78b: ``tbb`` is the bounds of ``tb``, itself the bounds of the time ``time`` (in
+    hours), neither with units of its own. xarray gives ``tb`` the time's units and passes
+    them on to ``tbb`` only where it reads ``time`` before ``tb``, in the group's listing
+    order (zarr-python's, in no fixed order): the run on ``v`` carried ``tbb`` as numbers or
+    as dates, and the run on ``tbb`` computed on what xarray may read as dates, exit 0 either
+    way. Refused in one line naming ``tbb``, ``tb`` and the time, before anything is written;
+    with units of its own, ``tbb`` is carried and reads as the input's."""
+    ds = xr.Dataset(
+        {
+            "v": (("time",), np.arange(4.0) + 1.25, {"units": "K"}),
+            "tb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.5, {"bounds": "tbb"}),
+            "tbb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.25),
+        },
+        coords={
+            "time": ("time", np.arange(4.0), {"units": "hours since 2000-01-01", "bounds": "tb"})
+        },
+    )
+    ds["v"].encoding["coordinates"] = "tbb"
+    src = tmp_path / "in.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, mode="w")
+    before = file_states(src)
+    cfg = config(tmp_path, input={"array": run_on}, cluster=_THREADS)
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    e = info.value
+    coordinate = "tbb" if run_on == "v" else "tb"
+    assert (e.variable, e.coordinate) == (str(src / "tbb"), coordinate), e
+    assert e.attributes == ["units"] and len(str(e).splitlines()) == 1, e
+    assert "is the bounds of 'tb', itself the bounds of the time 'time'" in str(e), e
+    assert "units='hours since 2000-01-01' only where it reads 'time' before 'tb'" in str(e), e
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    if run_on != "v":
+        return
+    ds["tbb"].attrs["units"] = "hours since 2000-01-01"  # its own: xarray keeps them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, mode="w")
+    assert pipeline.run(cfg).status == "complete"
+    got, want = open_dataset(tmp_path / "out.zarr"), open_dataset(src)
+    assert want["tbb"].dtype.kind == "M" and same_bits(got["tbb"].values, want["tbb"].values)
+
+
+@pytest.mark.parametrize("first", ["atime", "btime"], ids=lambda f: f"{f}-listed-first")
+def test_a_variable_bounding_times_of_other_units_is_refused_naming_one_whatever_the_listing(
+    tmp_path: Path, first: str
+) -> None:
+    """h78b: the input variable ``tb`` is the bounds of two times of other units (``atime``
+    in days, ``btime`` in hours), so xarray decodes it to dates by whichever it reads first.
+    The refusal named the time listed first, in an order zarr-python gives in no fixed
+    order (the same input was refused naming ``btime`` or ``atime``); it names the same
+    one, whichever is listed first."""
+    ds = xr.Dataset(
+        {
+            "atime": (("t",), np.arange(4.0), {"units": "days since 2000-01-01", "bounds": "tb"}),
+            "btime": (("t",), np.arange(4.0), {"units": "hours since 2000-01-01", "bounds": "tb"}),
+            "tb": (("t", "nv"), np.arange(8.0).reshape(4, 2) + 0.5),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w", consolidated=True)
+    _members_in_order(tmp_path / "in.zarr", first)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, input={"array": "tb"}, cluster=_THREADS))
+    e = info.value
+    assert (e.coordinate, e.attributes) == ("atime", ["units"]), e
+    assert "it is the bounds of 'atime'" in str(e) and len(str(e).splitlines()) == 1, e
+    assert not (tmp_path / "out.zarr").exists()
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_bounds_given_units_by_a_time_not_carried_keep_its_dates(
     tmp_path: Path, cli, zarr_format: int
@@ -7309,6 +7385,61 @@ def test_a_coordinate_listed_by_the_group_or_another_variable_is_carried(
     assert rc == 0, out + err
 
 
+def _members_in_order(store: Path, first: str) -> None:
+    """Rewrite the consolidated metadata of the v3 group ``store`` so that it lists the
+    member ``first`` before the others: zarr-python gives a consolidated group's members in
+    the copy's order, and those of a group without one in no fixed order (the order in which
+    their metadata reads complete, of a listing in the file system's own order)."""
+    doc = json.loads((store / "zarr.json").read_text())
+    members = doc["consolidated_metadata"]["metadata"]
+    doc["consolidated_metadata"]["metadata"] = {
+        first: members[first],
+        **{k: v for k, v in members.items() if k != first},
+    }
+    (store / "zarr.json").write_text(json.dumps(doc))
+    assert next(iter(zarr.open_group(str(store), mode="r").members()))[0] == first
+
+
+@pytest.mark.parametrize("first", ["a", "b"], ids=lambda f: f"{f}-listed-first")
+def test_coordinates_other_variables_list_are_named_in_one_order_whatever_the_listing(
+    tmp_path: Path, cli, first: str
+) -> None:
+    """h78b: ``p`` and ``q``, on the variable ``v``'s dimension, are listed as coordinates
+    by two other variables (``a``'s ``coordinates`` names ``p``, ``b``'s ``q``), so xarray
+    reads both as coordinates of ``v``. The output's ``coordinates`` had named them in the
+    order the group's members were listed (``q p`` where ``b`` came first), which
+    zarr-python gives in no fixed order: the same input made outputs that differed. They
+    are named in one order, whichever member is listed first."""
+    src = tmp_path / "in.zarr"
+    x = np.arange(4.0)
+    ds = xr.Dataset(
+        {
+            "v": ("x", x, {"units": "K"}),
+            "a": ("x", x + 1, {"units": "1"}),
+            "b": ("x", x + 2, {"units": "1"}),
+        },
+        coords={"x": ("x", x), "p": ("x", x * 10), "q": ("x", x * 100)},
+    )
+    ds["v"].encoding["coordinates"] = None
+    ds["a"].encoding["coordinates"] = "p"
+    ds["b"].encoding["coordinates"] = "q"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, mode="w", consolidated=True)
+    _members_in_order(src, first)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**config(tmp_path, input={"array": "v"}), "stages": STAGES}))
+    rc, out, err = cli("run", str(cfg))
+    assert rc == 0, err
+    attrs = dict(zarr.open_array(str(tmp_path / "out.zarr"), path="v", mode="r").attrs)
+    assert attrs["coordinates"] == "p q"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert set(xr.open_zarr(str(tmp_path / "out.zarr"))["v"].coords) == {"x", "p", "q"}
+    rc, out, err = cli("verify", str(cfg))
+    assert rc == 0, out + err
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
 def test_a_scalar_coordinate_listed_by_another_variable_is_carried(
     tmp_path: Path, cli, zarr_format: int
@@ -8245,6 +8376,36 @@ def test_an_output_below_a_datatree_group_of_other_coordinates_is_refused(
     with np.errstate(all="ignore"):
         want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), v.dtype), v)
     assert same_bits(got, want)
+
+
+@pytest.mark.parametrize("first", ["a", "b"], ids=lambda f: f"{f}-listed-first")
+def test_of_two_misaligned_groups_below_an_output_the_same_is_named_whatever_the_listing(
+    tmp_path: Path, first: str
+) -> None:
+    """h78b: both groups below the output's, ``a`` (``x`` of other values) and ``b`` (``x``
+    of 5 elements), would leave ``xr.open_datatree`` failing. The refusal named the one
+    zarr-python listed first, in no fixed order (the same store was refused naming ``a`` or
+    ``b``); it names ``a``, whichever is listed first."""
+    src, tree, _ = _tree_input(tmp_path)
+    cfg: dict[str, Any] = {
+        "input": {"store": str(src), "array": "v"},
+        "output": {"store": str(tree), "array": "v"},
+        "stages": STAGES,
+        "cluster": _THREADS,
+    }
+    groups = {
+        "/a": xr.Dataset(coords={"x": np.arange(4.0)}),
+        "/b": xr.Dataset({"q": ("x", np.arange(5.0))}),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.DataTree.from_dict(groups).to_zarr(str(tree), mode="w", zarr_format=3)
+    _members_in_order(tree, first)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, overwrite=True)
+    e = info.value
+    assert (e.group, e.dimension) == (str(tree / "a"), "x"), e
+    assert "other values" in str(e) and len(str(e).splitlines()) == 1, e
 
 
 def test_an_output_above_a_datatree_group_of_other_coordinates_is_refused(tmp_path: Path) -> None:

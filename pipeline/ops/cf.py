@@ -272,6 +272,68 @@ def bounds_time_conflicts(
     return found
 
 
+def bounds_time_chains(
+    arrays: Sequence[tuple[str, Mapping[str, Any]]],
+) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """The bounds variables of a group (``arrays``: (name, attributes)) that an array names
+    by its ``bounds`` whose time ``units`` (or ``calendar``) are not its own but given it as
+    the bounds of a time in turn (bounds of bounds): xarray's ``decode_cf`` gives them on
+    only where it reads that time before the array that passes them on
+    (:func:`bounds_time_attributes`), in the group's listing order, which zarr-python gives
+    in no fixed order, so whether the bounds variable decodes to dates is not defined (the
+    same input had been run, and read, as numbers or as dates). A key some time gives it
+    directly, with the same value, decides whatever the order and is left out; so are bounds
+    whose own ``units`` are no time's. {bounds: (the array naming it, the time that gives
+    that array the attributes, the attributes it would pass on)}; {} where there is none."""
+    own = {name: dict(attrs) for name, attrs in arrays}
+    now = {name: dict(attrs) for name, attrs in arrays}
+    giver: dict[tuple[str, str], str] = {}
+    changed = True
+    while changed:  # the times read before their bounds, in turn: what xarray may give
+        changed = False
+        for name, attrs in now.items():
+            units, target = attrs.get("units"), attrs.get("bounds")
+            if not (isinstance(units, str) and "since" in units) or not isinstance(target, str):
+                continue
+            if target not in now or target == name:
+                continue
+            for key in ("units", "calendar"):
+                if key in attrs and key not in now[target]:
+                    now[target][key] = attrs[key]
+                    giver[(target, key)] = giver.get((name, key), name)
+                    changed = True
+    found: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    for name, attrs in sorted(own.items()):
+        target, units = attrs.get("bounds"), now[name].get("units")
+        if not isinstance(target, str) or target not in own or target == name:
+            continue
+        if not (isinstance(units, str) and "since" in units):
+            continue
+        bounds = own[target]
+        if "units" in bounds and "since" not in str(bounds["units"]):
+            continue  # numbers whatever they are given
+        passed: dict[str, Any] = {
+            k: now[name][k]
+            for k in ("units", "calendar")
+            if k in now[name] and k not in attrs and k not in bounds
+        }
+        for k in list(passed):
+            direct = [
+                a[k]
+                for a in own.values()
+                if a.get("bounds") == target and k in a and "since" in str(a.get("units"))
+            ]
+            if direct and all(_same(v, passed[k]) for v in direct):
+                del passed[k]
+        if passed and target not in found:
+            found[target] = (name, giver.get((name, next(iter(passed))), name), passed)
+    return found
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
 def is_packed(attrs: Mapping[str, Any]) -> bool:
     """Whether a variable's attributes say its stored values are packed."""
     return "scale_factor" in attrs or "add_offset" in attrs

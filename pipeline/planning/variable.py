@@ -21,6 +21,7 @@ from pipeline.ops.cf import (
     Unheld,
     Unpacking,
     UnreadableFill,
+    bounds_time_chains,
     bounds_time_conflicts,
     compared_fills,
     fill_attributes,
@@ -1180,6 +1181,9 @@ def refuse_time_bounds(where: str, store: Any, variable: Variable) -> None:
             attributes=found,
             fix="a variable of numbers",
         )
+    if variable.name:  # bounds of bounds, which xarray may decode to dates or not
+        members = datasets.bounds_members(store, variable, (variable.name,))
+        _refuse_chained_bounds(where, variable.name, members, carried=False)
 
 
 def refuse_ambiguous_bounds(loc: Location, store: Any, variable: Variable) -> None:
@@ -1191,8 +1195,11 @@ def refuse_ambiguous_bounds(loc: Location, store: Any, variable: Variable) -> No
     the output's bounds had been decoded by another time's units than the input's (other
     dates, marked complete, and ``verify`` then found the coordinates not the input's).
     InputError, fields ``variable`` (the bounds' path), ``coordinate`` (its name),
-    ``attributes`` (those the times would give it otherwise), ``fix``."""
-    conflicts = bounds_time_conflicts(datasets.bounds_members(store, variable, variable.coords))
+    ``attributes`` (those the times would give it otherwise), ``fix``. So is one that
+    carries bounds of bounds given time attributes in turn, whose dates depend on that
+    order too (:func:`_refuse_chained_bounds`)."""
+    members = datasets.bounds_members(store, variable, variable.coords)
+    conflicts = bounds_time_conflicts(members)
     for name in variable.coords:
         offered = conflicts.get(name)
         if not offered:
@@ -1217,6 +1224,42 @@ def refuse_ambiguous_bounds(loc: Location, store: Any, variable: Variable) -> No
             attributes=keys,
             fix="bounds with units of their own",
         )
+    for name in variable.coords:
+        _refuse_chained_bounds(loc.join(variable.group, name), name, members, carried=True)
+
+
+def _refuse_chained_bounds(
+    where: str, name: str, members: list[tuple[str, Any]], carried: bool
+) -> None:
+    """Refuse the array ``name`` (at ``where``) of a group whose arrays are ``members`` (each
+    one's own metadata) where it is the bounds of an array that is itself given time
+    ``units`` or ``calendar`` as the bounds of a time (bounds of bounds:
+    :func:`~pipeline.ops.cf.bounds_time_chains`): xarray passes them on only where it reads
+    that time first, in the group's listing order, which zarr-python gives in no fixed
+    order, so the same input had been run, written and read as numbers or as dates (h78b).
+    ``carried``: a coordinate carried beside the input variable, else the variable itself.
+    InputError, fields ``variable`` (its path), ``coordinate`` (its name where carried,
+    else the array whose bounds it is, as :func:`refuse_time_bounds` says), ``attributes``
+    (those it may be given), ``fix``."""
+    chained = bounds_time_chains(members).get(name)
+    if chained is None:
+        return
+    through, time, given = chained
+    said = ", ".join(f"{k}={v!r}" for k, v in given.items())
+    keys = " and ".join(given)
+    raise InputError(
+        f"input {'coordinate' if carried else 'variable'} {where}"
+        f"{' (carried beside the variable)' if carried else ''} is the bounds of {through!r}, "
+        f"itself the bounds of the time {time!r}: xarray gives it {said} only where it reads "
+        f"{time!r} before {through!r}, in the group's listing order, which zarr-python gives "
+        f"in no fixed order, so whether it holds dates is not defined; give it {keys} of its "
+        "own (CF: those of its time)"
+        + (", or set output.array: '' to write the variable alone" if carried else ""),
+        variable=where,
+        coordinate=name if carried else through,
+        attributes=list(given),
+        fix="bounds with units of their own",
+    )
 
 
 def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> None:

@@ -405,10 +405,11 @@ def misaligned_descendant(
     """Where a Dataset output of the variable ``var`` (of ``src_store``), written with its
     coordinates in the group ``group`` of ``store``, would leave a group below it not aligned
     with it, as ``xr.open_datatree`` requires: (that group's path, the dimension, how it
-    differs) for the first with a dimension of the variable's of another size, or its own
-    coordinate there of other values than the one the output carries, where no group
-    between them has a coordinate of that dimension (which it is aligned with already);
-    None where every one agrees."""
+    differs) for the first (breadth first, by name: zarr-python lists a group's members in no
+    fixed order, and which of two such groups was named had depended on it, h78b) with a
+    dimension of the variable's of another size, or its own coordinate there of other values
+    than the one the output carries, where no group between them has a coordinate of that
+    dimension (which it is aligned with already); None where every one agrees."""
     import zarr
 
     wanted = {d: n for d, n in var.sizes.items() if d in var.dims}
@@ -416,7 +417,7 @@ def misaligned_descendant(
     try:
         with _quiet():
             top = zarr.open_group(store=store, path=group or None, mode="r")
-            below = [(f"{group}/{k}" if group else k, set(wanted)) for k, _ in top.groups()]
+            below = [(_key(group, k), set(wanted)) for k in sorted(top.group_keys())]
     except Exception:  # no group there yet: nothing below it
         return None
     while below:
@@ -444,7 +445,7 @@ def misaligned_descendant(
         try:
             with _quiet():
                 g = zarr.open_group(store=store, path=path, mode="r")
-                below += [(f"{path}/{k}", left) for k, _ in g.groups()]
+                below += [(f"{path}/{k}", left) for k in sorted(g.group_keys())]
         except Exception:
             continue
     return None
@@ -584,9 +585,13 @@ def not_json(e: BaseException) -> bool:
 
 def readable_arrays(group: Any) -> tuple[list[tuple[str, Any]], list[str] | None]:
     """The arrays of the zarr group ``group`` (opened), by name, as ``group.arrays()`` gives
-    them, read around a member whose metadata is not JSON (:func:`not_json`), which made
-    that call fail for every member, and made the Dataset's other arrays (their
-    ``coordinates``, as xarray reads them) unseen: and the names of the members kept where
+    them, sorted by name (zarr-python gives them in no fixed order: the order in which their
+    metadata reads complete, of a listing in the file system's own order; the coordinates
+    other arrays list for a variable had been written in that order, and which of several
+    arrays a refusal named depended on it, h78b), read around a member whose metadata is
+    not JSON (:func:`not_json`), which made that call fail for every member, and made the
+    Dataset's other arrays (their ``coordinates``, as xarray reads them) unseen: and the
+    names of the members kept where
     one was so left out (for :func:`_listed_store`), else None. Such a member is not one the
     variable names (``arrays.check_documents`` refused the input then): another variable of
     the Dataset, which ``xr.open_zarr`` of a consolidated group reads around too (from the
@@ -596,7 +601,7 @@ def readable_arrays(group: Any) -> tuple[list[tuple[str, Any]], list[str] | None
 
     try:
         with _quiet():
-            return list(group.arrays()), None
+            return sorted(group.arrays(), key=lambda found: str(found[0])), None
     except Exception as e:
         if not not_json(e):
             raise

@@ -1695,7 +1695,9 @@ def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
     nothing (yet), where it would lead, since a folder may be made there (a resume's, an
     input's that ``input.generate.when_missing`` makes). Costs one listing per folder
     (:func:`folder_listings`): no ``stat`` per chunk. ``deep`` False: the links among
-    ``root``'s own entries alone (one listing). [] where ``root`` is no folder."""
+    ``root``'s own entries alone (one listing). [] where ``root`` is no folder. Sorted by
+    the link's path: the walk goes in the file system's own order (``scandir``), and which
+    of several links a refusal named had depended on it (ext4 and tmpfs named others, h78b)."""
     real_root = os.path.realpath(root)
     found: list[tuple[str, str]] = []
     for _, _, entries, into in folder_listings(root):
@@ -1717,7 +1719,7 @@ def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
                 continue
             if deep:
                 into.append(e.path)
-    return found
+    return sorted(found)
 
 
 def files_on_inodes(
