@@ -8313,6 +8313,17 @@ def test_coordinates_a_datatree_inherits_from_a_group_above_are_said_in_a_note(
     assert not [n for n in pipeline.plan(alone).notes if "xr.open_datatree" in n]
 
 
+def _tree_config(src: Path, tree: Path) -> dict[str, Any]:
+    """A config that runs ``v`` of ``src`` into the group ``v`` of the DataTree store ``tree``
+    (:func:`_tree_input`'s), on threads."""
+    return {
+        "input": {"store": str(src), "array": "v"},
+        "output": {"store": str(tree), "array": "v"},
+        "stages": STAGES,
+        "cluster": _THREADS,
+    }
+
+
 def _tree_input(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
     """An input Dataset ``in.zarr`` of ``v`` (3 x 4, dimensions t, x; x's coordinate 100 to
     103), the path of a DataTree store ``tree.zarr`` (not written), and ``v``'s values."""
@@ -8387,12 +8398,7 @@ def test_of_two_misaligned_groups_below_an_output_the_same_is_named_whatever_the
     zarr-python listed first, in no fixed order (the same store was refused naming ``a`` or
     ``b``); it names ``a``, whichever is listed first."""
     src, tree, _ = _tree_input(tmp_path)
-    cfg: dict[str, Any] = {
-        "input": {"store": str(src), "array": "v"},
-        "output": {"store": str(tree), "array": "v"},
-        "stages": STAGES,
-        "cluster": _THREADS,
-    }
+    cfg = _tree_config(src, tree)
     groups = {
         "/a": xr.Dataset(coords={"x": np.arange(4.0)}),
         "/b": xr.Dataset({"q": ("x", np.arange(5.0))}),
@@ -8415,12 +8421,7 @@ def test_an_output_above_a_datatree_group_of_other_coordinates_is_refused(tmp_pa
     ``xr.open_datatree`` failing on the whole store, exit 0 (h75b). Now refused in one line
     naming that group, nothing written; where they agree the run writes it, the tree opens."""
     src, tree, _ = _tree_input(tmp_path)
-    cfg: dict[str, Any] = {
-        "input": {"store": str(src), "array": "v"},
-        "output": {"store": str(tree), "array": "v"},
-        "stages": STAGES,
-        "cluster": _THREADS,
-    }
+    cfg = _tree_config(src, tree)
     cases = (
         ({"/a": xr.Dataset(coords={"x": np.arange(4.0)})}, "a", "other values"),
         ({"/b/c": xr.Dataset({"q": ("x", np.arange(5.0))})}, "b/c", "5 elements"),
