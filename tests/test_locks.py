@@ -28,7 +28,7 @@ import zarr
 
 from pipeline.errors import OutputError, PipelineError
 from pipeline.store.ledger import InputLock, Ledger
-from pipeline.store.location import Location
+from pipeline.store.location import Location, folders_made
 from tests.faultkit import (
     end_process,
     env,
@@ -601,6 +601,48 @@ def test_a_run_taking_the_lock_as_another_clears_its_record_takes_it_or_is_refus
         finishing.end()
         taking.end()
     assert not (out / ".pipeline" / "lock").exists()
+
+
+#: A process that removes and makes again the folder argv[1] until its stdin closes, as runs
+#: ending and taking a lock at once remove and make their record's folder.
+_REMAKING = """
+import os, sys, threading
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+print("remaking", flush=True)
+while not stop.is_set():
+    for step in (os.rmdir, os.mkdir):
+        try:
+            step(sys.argv[1])
+        except OSError:
+            pass
+"""
+
+
+def test_folders_are_made_while_another_process_removes_and_makes_them(tmp_path: Path) -> None:
+    """The folders on a write's way (a marker's, a lock's record folder) made while another
+    process removes and makes one again (a run ending as the next takes the lock): never a
+    FileExistsError. ``os.makedirs(..., exist_ok=True)`` raises it where its ``mkdir`` finds
+    the folder and its look after finds none, which had failed a lock's take, one in some
+    thousands (test_a_run_taking_the_lock_as_another_clears_its_record_takes_it_or_is_refused,
+    once in 300 runs)."""
+    record = tmp_path / "out.zarr" / ".pipeline"
+    record.mkdir(parents=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _REMAKING, str(record)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "remaking\n"
+        for _ in range(20000):
+            folders_made(str(record))  # FileExistsError had come here, some 100 times
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+        proc.stdout.close()  # type: ignore[union-attr]
 
 
 def test_a_generation_whose_input_is_moved_away_stops_writing_there(tmp_path: Path) -> None:

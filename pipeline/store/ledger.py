@@ -49,7 +49,7 @@ from pipeline.errors import (
     then_say,
 )
 from pipeline.store.grid import Shape
-from pipeline.store.location import Folder, Location, dangling_link_on
+from pipeline.store.location import Folder, Location, dangling_link_on, folders_made
 
 RECORD = ".pipeline"
 
@@ -464,12 +464,7 @@ class Ledger:
             for _ in range(40):
                 # (again each try: a run finishing removes its record, this folder, as it ends:
                 # the open had raised a bare FileNotFoundError, h76d)
-                try:
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                except FileExistsError:  # removed between makedirs' mkdir and its look
-                    if os.path.lexists(os.path.dirname(path)):  # no folder: what is there
-                        raise  # (a file) is said as it was
-                    continue
+                folders_made(os.path.dirname(path))  # a file there is said as it was
                 with _record_guard(os.path.dirname(path)) as folder:
                     taken = self._take_local(path, folder)
                 if taken:
