@@ -1621,19 +1621,31 @@ class Folder:
     fd: int
     path: str
 
-    def read(self, name: str, most: int = 1 << 16) -> bytes:
-        """Up to ``most`` bytes of the file ``name`` (not through a link at its last part);
-        b'' where there is none, or it cannot be read."""
+    def read(self, name: str, most: int | None = 1 << 16) -> bytes:
+        """Up to ``most`` bytes (None: all) of the file ``name`` (not through a link at its
+        last part); b'' where there is none, or it cannot be read."""
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd)
         except OSError:
             return b""
         try:
+            if most is None:
+                with open(fd, "rb", closefd=False) as f:
+                    return f.read()
             return os.pread(fd, most, 0)
         except OSError:
             return b""
         finally:
             os.close(fd)
+
+    def at_path(self) -> bool:
+        """Whether the path it was opened at (:attr:`path`) still names this folder: False
+        where it was moved away or removed, whatever was put there since."""
+        try:
+            at, it = os.stat(self.path), os.fstat(self.fd)
+        except OSError:
+            return False
+        return (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino)
 
     def write(self, name: str, parts: Sequence[Any], atomic: bool = False) -> int:
         """:meth:`Location.write` of the file ``name`` under this folder, the folders on its
