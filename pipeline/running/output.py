@@ -2606,10 +2606,10 @@ def _mark_complete(
         done["fill_value"] = arrays.fill_said(output_fill(plan))
     if "fill_attribute" in recorded_run(plan):  # and its _FillValue attribute (or none)
         done["fill_attribute"] = fill_attribute(plan).get("_FillValue")
-    # under the group's lock: another run's consolidation, begun before this update and
-    # written after it, had put this output's "incomplete" back into the consolidated copy
     if folder is not None:  # what was read by the path above (its files, its record): of
         ledger.check_at_path(folder)  # the output held, not of one put there since
+    # under the group's lock: another run's consolidation, begun before this update and
+    # written after it, had put this output's "incomplete" back into the consolidated copy
     with group_lock(o.location, output_group(plan)):
         arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done), folder)
         _consolidate(plan)
