@@ -814,14 +814,17 @@ def holding_output_lock(output: Path) -> Iterator[subprocess.Popen]:
 #: it writes anything: a run before it creates its output (``output.create``, which replaces
 #: what is there), a generation before it clears its array (``generate._generate_locked``);
 #: with ``argv[1]`` 'before', once it has made every check and is about to take its lock
-#: (``Ledger.acquire``). It says 'locked' and waits for a line on its stdin, then goes on.
+#: (``Ledger.acquire``); with ``argv[1]`` 'MODULE:NAME', at its call of that function (its
+#: lock taken long before: ``pipeline.running.output:mark_complete``). It says 'locked' and
+#: waits for a line on its stdin, then goes on.
 _PAUSED = """
-import sys
+import importlib, sys
 from pipeline.cli import main
 from pipeline.running import generate, output
 from pipeline.store import ledger
 
-before = sys.argv.pop(1) == "before"
+where = sys.argv.pop(1)
+before = where == "before"
 command = sys.argv[1]
 
 
@@ -836,6 +839,10 @@ def paused(plain):
 
 if before:
     ledger.Ledger.acquire = paused(ledger.Ledger.acquire)
+elif ":" in where:
+    module, _, name = where.partition(":")
+    module = importlib.import_module(module)
+    setattr(module, name, paused(getattr(module, name)))
 elif command == "generate":
     generate._generate_locked = paused(generate._generate_locked)
 else:
@@ -846,14 +853,15 @@ sys.exit(main([*sys.argv[1:], "--progress", "none"]))
 
 @contextlib.contextmanager
 def paused_at_lock(
-    command: str, config: Path, *args: str, cwd: Path, before: bool = False
+    command: str, config: Path, *args: str, cwd: Path, before: bool = False, at: str = ""
 ) -> Iterator[subprocess.Popen]:
     """``pipeline COMMAND CONFIG ARGS`` (``run`` or ``generate``) in a process of its own,
     held once it has taken its lock (the output's, or the generation's) and before it writes
-    anything (``before``: its checks made, just before it takes its lock), while the block
+    anything (``before``: its checks made, just before it takes its lock; ``at``, 'MODULE:NAME':
+    at its calls of that function, whatever it wrote before), while the block
     runs: no timing, the process says when it is there. Write a line to its stdin to let it
     go on (:func:`go_on`); it is ended (its pipes closed) after the block."""
-    where = "before" if before else "after"
+    where = at or ("before" if before else "after")
     proc = subprocess.Popen(
         [sys.executable, "-c", _PAUSED, where, command, str(config), *args],
         env=env(),

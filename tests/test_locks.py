@@ -28,13 +28,15 @@ import zarr
 
 from pipeline.errors import OutputError, PipelineError
 from pipeline.store.ledger import InputLock, Ledger
-from pipeline.store.location import Location
+from pipeline.store.location import Location, folders_made
 from tests.faultkit import (
     end_process,
     env,
+    go_on,
     held_unit_write,
     many_blocks_config,
     many_blocks_input,
+    paused_at_lock,
     run_python,
     status,
     undeletable,
@@ -579,6 +581,80 @@ def test_a_block_in_flight_as_its_output_is_removed_writes_nothing_at_its_path(
     assert "is now gone" in lines[0] and "cannot write" not in lines[0], err
 
 
+def _moved_and_copied_short(out: Path, moved: Path) -> None:
+    """``mv out moved``, then a copy of it put at ``out`` (its record, its lock file's bytes
+    too) with one chunk file fewer: a folder at the output's path whose bytes are not all
+    the run's."""
+    out.rename(moved)
+    shutil.copytree(moved, out)
+    next(p for p in sorted((out / "c").rglob("*")) if p.is_file()).unlink()
+
+
+@pytest.mark.parametrize(
+    "at",
+    ["pipeline.running.output:mark_complete", "pipeline.store.arrays:update_attributes"],
+    ids=["before-the-mark", "at-the-mark"],
+)
+def test_an_output_replaced_as_its_run_marks_it_complete_is_not_marked(
+    tmp_path: Path, at: str
+) -> None:
+    """An output moved away once every block is written, as its run marks it complete
+    (real processes: the run held at its mark, before its check of the lock or past it, as
+    zarr-python would write the attributes), and a copy of it a chunk short put at its path,
+    its lock file's bytes with it: the mark had been written by the path, the copy said
+    complete with a chunk missing, exit 0. The run stops in one line naming the move and the
+    fix; the folder at the path is not marked; the mark lands in the run's own (moved)
+    output or nowhere, which then reads as NumPy's of the input, and ``verify --all``
+    agrees, once resumed where it is now."""
+    inp, out, moved = tmp_path / "in.zarr", tmp_path / "out.zarr", tmp_path / "moved.zarr"
+    many_blocks_input(inp, 4)
+    cfg = _factor_config(tmp_path, inp, "a.yaml", out, 2)
+    with paused_at_lock("run", cfg, cwd=tmp_path, at=at) as held:
+        _moved_and_copied_short(out, moved)
+        _, err = go_on(held)
+    assert held.returncode == 1, err
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("dashboard: ")]
+    assert len(lines) == 1 and "was moved" in lines[0] and "--resume" in lines[0], err
+    assert status(out) == "incomplete"  # the copy at the path: never said complete
+    there = _factor_config(tmp_path, inp, "b.yaml", moved, 2)  # resumed where it is now
+    done = run_python(["-m", "pipeline", "run", there, "--resume"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert status(moved) == "complete"
+    _the_input_times(tmp_path, inp, (moved, there, 2))
+
+
+def test_an_input_replaced_as_its_generation_marks_it_generated_is_not_marked(
+    tmp_path: Path,
+) -> None:
+    """An input moved away once ``pipeline generate`` wrote every unit, as it marks it
+    generated (held at that mark, past its check of the lock), and a copy of it a chunk short
+    put at its path: the mark had been written by the path, the copy said generated with a
+    chunk missing, exit 0. The generation stops in one line naming the move and the fix, and
+    the copy at the path is not marked."""
+    made, moved = tmp_path / "in.zarr", tmp_path / "moved.zarr"
+    cfg = {
+        "input": {
+            "store": str(made),
+            "generate": {"shape": [4, 4096], "shards": [1, 4096], "dtype": "float32"},
+        },
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    at = "pipeline.running.generate:mark_generated"
+    with paused_at_lock("generate", path, cwd=tmp_path, at=at) as held:
+        _moved_and_copied_short(made, moved)
+        _, err = go_on(held)
+    assert held.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "was moved" in lines[0] and "generate it again" in lines[0], err
+    generated = dict(zarr.open_array(str(made), mode="r").attrs)["pipeline_generated"]
+    assert generated.get("status") != "complete", generated
+
+
 def test_a_run_taking_the_lock_as_another_clears_its_record_takes_it_or_is_refused(
     tmp_path: Path,
 ) -> None:
@@ -601,6 +677,48 @@ def test_a_run_taking_the_lock_as_another_clears_its_record_takes_it_or_is_refus
         finishing.end()
         taking.end()
     assert not (out / ".pipeline" / "lock").exists()
+
+
+#: A process that removes and makes again the folder argv[1] until its stdin closes, as runs
+#: ending and taking a lock at once remove and make their record's folder.
+_REMAKING = """
+import os, sys, threading
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+print("remaking", flush=True)
+while not stop.is_set():
+    for step in (os.rmdir, os.mkdir):
+        try:
+            step(sys.argv[1])
+        except OSError:
+            pass
+"""
+
+
+def test_folders_are_made_while_another_process_removes_and_makes_them(tmp_path: Path) -> None:
+    """The folders on a write's way (a marker's, a lock's record folder) made while another
+    process removes and makes one again (a run ending as the next takes the lock): never a
+    FileExistsError. ``os.makedirs(..., exist_ok=True)`` raises it where its ``mkdir`` finds
+    the folder and its look after finds none, which had failed a lock's take, one in some
+    thousands (test_a_run_taking_the_lock_as_another_clears_its_record_takes_it_or_is_refused,
+    once in 300 runs)."""
+    record = tmp_path / "out.zarr" / ".pipeline"
+    record.mkdir(parents=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _REMAKING, str(record)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "remaking\n"
+        for _ in range(20000):
+            folders_made(str(record))  # FileExistsError had come here, some 100 times
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+        proc.stdout.close()  # type: ignore[union-attr]
 
 
 def test_a_generation_whose_input_is_moved_away_stops_writing_there(tmp_path: Path) -> None:

@@ -154,12 +154,14 @@ def _generate_locked(
             # tasks of an earlier generation of this input, its process killed, may still run:
             # waited for before the input is replaced, or their units land in the new one
             workers.wait_for_writers(loc, lock.array_path)
-            lock.check_held()  # what is there is another's where its lock was taken since
-            spec = create_input(config, cp.backend)  # unfinished until every unit is written
+            # what is there is another's where its lock was taken since, or another folder
+            # where it was moved away (h78a)
+            with lock.held_folder():
+                spec = create_input(config, cp.backend)  # unfinished until every unit is written
             spec = dataclasses.replace(spec, lock=lock)
             _generate_units(workers, spec, progress, interval)
-        lock.check_held()
-        mark_generated(loc, spec.sink.info.path)
+        with lock.held_folder() as folder:
+            mark_generated(loc, spec.sink.info.path, folder, lock)
     except KeyboardInterrupt:
         waiting.take()
         raise Interrupted("generate", where, joined=cp.scheduler != "local") from None
@@ -493,12 +495,18 @@ def create_input(config: Config, backend: str) -> GenSpec:
     return GenSpec(sink=sink, distribution=g.distribution, seed=g.seed, big_endian=big_endian)
 
 
-def mark_generated(loc: Location, path: str) -> None:
+def mark_generated(
+    loc: Location, path: str, folder: Folder | None = None, lock: InputLock | None = None
+) -> None:
     """Mark the generated input at ``path`` finished (``pipeline_generated.status: complete``);
-    call once every unit is written."""
+    call once every unit is written. ``folder``: the array's folder, held open by its
+    generation's ``lock`` (``Ledger.held_folder``), into which the mark goes, once what was
+    read by the path is found still that folder's (``Ledger.check_at_path``)."""
     doc = dict(arrays.read_attributes(loc, path).get(GENERATED) or {})
     doc["status"] = "complete"
-    arrays.update_attributes(loc, path, {GENERATED: doc})
+    if folder is not None and lock is not None:
+        lock.check_at_path(folder)
+    arrays.update_attributes(loc, path, {GENERATED: doc}, folder)
 
 
 def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:

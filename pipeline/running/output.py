@@ -42,6 +42,7 @@ from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
 from pipeline.store.location import (
+    Folder,
     Location,
     files_on_inodes,
     folder_links,
@@ -1775,11 +1776,12 @@ def write_again(plan: Plan) -> None:
     o = plan.output
     ledger.acquire()
     try:
-        with group_lock(o.location, output_group(plan)):
+        with ledger.held_folder() as folder, group_lock(o.location, output_group(plan)):
             attrs = arrays.read_attributes(o.location, o.path)
             if arrays.record_in_earlier_form(attrs):
                 record = attrs[arrays.RUN_RECORD]
-                arrays.update_attributes(o.location, o.path, arrays.record_attribute(record))
+                new = arrays.record_attribute(record)
+                arrays.update_attributes(o.location, o.path, new, folder)
             _consolidate(plan)
     except BaseException as e:
         ledger.give_up(e)  # a lock that stays is said in e's line, never in its place
@@ -2289,10 +2291,11 @@ def create(plan: Plan) -> None:
     into the same group replaces the coordinates and rewrites the group's metadata too.
     First asks that the run's lock is still its own (``Ledger.check_held``): what is there is
     another run's where its lock was removed, and taken, since this run took it (a run
-    stopped between its lock and its create had replaced that run's complete output, h77d)."""
+    stopped between its lock and its create had replaced that run's complete output, h77d);
+    and, on a local file system, that the output at its path is still the folder holding
+    that lock once all is written (``Ledger.held_folder``), else the run stops there."""
     assert plan.sink.ledger is not None
-    plan.sink.ledger.check_held()
-    with group_lock(plan.output.location, output_group(plan)):
+    with plan.sink.ledger.held_folder(), group_lock(plan.output.location, output_group(plan)):
         _create(plan)
 
 
@@ -2560,9 +2563,26 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     counts of every block, however many runs wrote them), and in its group's consolidated
     metadata where it has some (the output is complete only once both say so: see
     :func:`output_state`), then drop the run record."""
-    o = plan.output
     assert plan.sink.ledger is not None
-    plan.sink.ledger.check_held()  # "complete" is said of this run's output alone (h76d)
+    # "complete" is said of this run's output alone (h76d), through its folder (h78a)
+    with plan.sink.ledger.held_folder() as folder:
+        _mark_complete(plan, whole, compute_seconds, folder)
+    try:
+        plan.sink.ledger.clear()
+    except OutputError as e:  # every byte is written and the output says so: only a leftover
+        log.warning("the output is complete, but its run record stays: %s", e)
+
+
+def _mark_complete(
+    plan: Plan, whole: dict[str, int], compute_seconds: float, folder: Folder | None
+) -> None:
+    """:func:`mark_complete`'s writes, inside ``Ledger.held_folder``: the output's attributes
+    through its ``folder`` (None: by its path), once what was read of it by its path (its
+    files, its records) is found its own still (``Ledger.check_at_path``), then its
+    consolidated copies."""
+    o = plan.output
+    ledger = plan.sink.ledger
+    assert ledger is not None
     summary = {
         "blocks": plan.n_blocks,
         "bytes_in": whole.get("elements", 0) * plan.input.dtype.itemsize,
@@ -2586,15 +2606,13 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
         done["fill_value"] = arrays.fill_said(output_fill(plan))
     if "fill_attribute" in recorded_run(plan):  # and its _FillValue attribute (or none)
         done["fill_attribute"] = fill_attribute(plan).get("_FillValue")
+    if folder is not None:  # what was read by the path above (its files, its record): of
+        ledger.check_at_path(folder)  # the output held, not of one put there since
     # under the group's lock: another run's consolidation, begun before this update and
     # written after it, had put this output's "incomplete" back into the consolidated copy
     with group_lock(o.location, output_group(plan)):
-        arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done))
+        arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done), folder)
         _consolidate(plan)
-    try:
-        plan.sink.ledger.clear()
-    except OutputError as e:  # every byte is written and the output says so: only a leftover
-        log.warning("the output is complete, but its run record stays: %s", e)
 
 
 def _created(plan: Plan) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import RECORD
 from pipeline.store.location import (
+    Folder,
     Location,
     is_link_refusal,
     is_os_file,
@@ -3402,18 +3403,53 @@ def clear_array(location: Location, path: str, keep: str) -> None:
         location.delete(f"{path}/{name}" if path else name, recursive=True)
 
 
-def update_attributes(location: Location, path: str, attrs: dict[str, Any]) -> None:
+def update_attributes(
+    location: Location, path: str, attrs: dict[str, Any], folder: Folder | None = None
+) -> None:
     """Merge ``attrs`` into the array's attributes (Zarr rewrites its metadata document), its
     v3 fill value kept as the document said it (:func:`keep_fill_said`: zarr-python rewrites
-    a NaN's bits as "NaN")."""
+    a NaN's bits as "NaN"). ``folder``: the array's local folder, held open
+    (``Ledger.held_folder``), whose document is rewritten wherever that folder is now, never
+    the one of an array put at ``path`` since (:func:`_attributes_in_folder`)."""
     import zarr
 
+    if folder is not None:
+        _attributes_in_folder(folder, attrs)
+        return
     raw = location.read(_key_in(path.strip("/"), "zarr.json"))
     doc = json.loads(raw) if raw else None
     arr = zarr.open_array(store=location.zarr_store(read_only=False), path=path, mode="r+")
     arr.update_attributes(attrs)
     if isinstance(doc, dict) and "fill_value" in doc:
         keep_fill_said(location, path, doc["fill_value"])
+
+
+def _attributes_in_folder(folder: Folder, attrs: dict[str, Any]) -> None:
+    """:func:`update_attributes` through the array's ``folder``: its metadata document read
+    and written (atomically) under it, as zarr-python writes it (JSON, indented by 2), the
+    rest of the document as it was: a v3 array's ``zarr.json`` (its ``attributes``), else a
+    v2 array's ``.zattrs`` beside its ``.zarray``. ArrayNotFoundError where it holds
+    neither."""
+    doc = _json_or_none(folder.read("zarr.json", most=None))
+    if isinstance(doc, dict) and doc.get("node_type") == "array":
+        doc["attributes"] = {**(doc.get("attributes") or {}), **attrs}
+        name = "zarr.json"
+    elif isinstance(_json_or_none(folder.read(".zarray", most=None)), dict):
+        doc = {**(_json_or_none(folder.read(".zattrs", most=None)) or {}), **attrs}
+        name = ".zattrs"
+    else:
+        from zarr.errors import ArrayNotFoundError
+
+        raise ArrayNotFoundError(f"no array found in {folder.path}")
+    folder.write(name, [json.dumps(doc, indent=2, allow_nan=True).encode()], atomic=True)
+
+
+def _json_or_none(raw: bytes) -> Any:
+    """The JSON document ``raw`` holds; None where it is empty or no JSON."""
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def read_attributes(location: Location, path: str) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from pipeline.errors import (
     then_say,
 )
 from pipeline.store.grid import Shape
-from pipeline.store.location import Folder, Location, dangling_link_on
+from pipeline.store.location import Folder, Location, dangling_link_on, folders_made
 
 RECORD = ".pipeline"
 
@@ -464,12 +464,7 @@ class Ledger:
             for _ in range(40):
                 # (again each try: a run finishing removes its record, this folder, as it ends:
                 # the open had raised a bare FileNotFoundError, h76d)
-                try:
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                except FileExistsError:  # removed between makedirs' mkdir and its look
-                    if os.path.lexists(os.path.dirname(path)):  # no folder: what is there
-                        raise  # (a file) is said as it was
-                    continue
+                folders_made(os.path.dirname(path))  # a file there is said as it was
                 with _record_guard(os.path.dirname(path)) as folder:
                     taken = self._take_local(path, folder)
                 if taken:
@@ -667,6 +662,53 @@ class Ledger:
         if holder.get("token") != self.token:
             raise self._displaced(holder)
 
+    @contextlib.contextmanager
+    def held_folder(self) -> Iterator[Folder | None]:
+        """The array's folder held open while inside (:meth:`Location.folder`), for writes
+        made after the blocks (the output's "complete" mark, its consolidated copies, its
+        record written again) that must land in this holder's array alone: refused
+        (:meth:`check_held`'s line) unless the folder at the array's path holds this
+        holder's lock as it is opened, and again unless the path still names that folder
+        once the writes inside are done. What is written through the folder goes into this
+        holder's array wherever it is; what is written by the path between the two checks
+        is found out by the second. The mark had been written by the path after a check
+        alone: an output moved away meanwhile, another put at its path, had been marked
+        complete with none of this run's blocks (h78a). None on an object store (keys
+        never move), whose lock object is read before and after."""
+        if not self.location.is_local:
+            self.check_held()
+            yield None
+            self.check_held()
+            return
+        with self.location.folder(self.array_path) as folder:
+            self.check_at_path(folder)
+            yield folder
+            self.check_at_path(folder)
+
+    def check_at_path(self, folder: Folder | None) -> None:
+        """Refuse as :meth:`check_held` does where the local ``folder`` (:meth:`held_folder`'s)
+        is none, holds another's lock, or is no longer the one at the array's path. Where this
+        process holds the lock, the lock file in ``folder`` must be the very file it holds: a
+        copy of the array (``cp -a``) put at the path holds a copy of its lock, this
+        holder's token in it."""
+        held = _HELD.get(self.location.join(self._key(self.LOCK)))
+        if (
+            folder is None
+            or not folder.at_path()
+            or (held is not None and not self._in(folder, held))
+        ):
+            raise self._displaced(_read_holder(self.location, self._key(self.LOCK)) or {})
+        self.check_held(folder)
+
+    def _in(self, folder: Folder, fd: int) -> bool:
+        """Whether the open lock file ``fd`` is the lock file in the array's ``folder``."""
+        try:
+            at = os.stat(f"{RECORD}/{self.LOCK}", dir_fd=folder.fd, follow_symlinks=False)
+            it = os.fstat(fd)
+        except OSError:
+            return False
+        return (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino)
+
     def _check_object(self, within: float) -> None:
         """:meth:`check_held` on an object store: its lock object read, the token compared
         (a check of it that passed in this process less than ``within`` seconds ago stands)."""
@@ -698,6 +740,8 @@ class Ledger:
         lock = self.location.join(self._key(self.LOCK))
         where = self.location.join(self.array_path)
         now = f"another run's ({holder_said(holder)})" if holder.get("pid") else "gone"
+        if holder.get("token") == self.token:  # a copy of the array put there (h78a)
+            now = f"a copy of {self.HOLDER}'s, not the one it holds"
         text = (
             f"{where} was moved, or its record removed or replaced, while {self.HOLDER} wrote "
             f"it (its lock {lock} is now {now}): {self.HOLDER} stopped, since it writes by "

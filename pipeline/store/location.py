@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import re
+import stat
 import sys
 import threading
 import uuid
@@ -840,7 +841,7 @@ class Location:
         """Create ``key`` only if it does not exist; False when it already did."""
         path = self._path(key)
         if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            folders_made(os.path.dirname(path))
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
@@ -1533,8 +1534,31 @@ def _write_file(path: str, parts: Sequence[Any], atomic: bool) -> None:
     file: what was at ``path`` (a hard link whose inode another store shares, as ``cp -al
     in.zarr out.zarr`` or ``rsync --link-dest`` leave, or a symbolic link) is replaced, never
     written through (h72c: a chunk written over such a link had rewritten the input's)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    folders_made(os.path.dirname(path))
     _write_named(path, parts, atomic, None)
+
+
+def folders_made(path: str) -> None:
+    """Make the local folder ``path`` and those above it where missing, as
+    ``os.makedirs(path, exist_ok=True)`` does, but without failing where another process
+    removes and makes one of them again meanwhile (a run ending removes its record folder as
+    the next takes its lock and makes it anew): ``os.makedirs`` raises FileExistsError where
+    its ``mkdir`` finds the folder there and its look after finds none, which had failed a
+    lock's take one time in thousands. FileExistsError only where what is there is no folder
+    (a file)."""
+    for _ in range(40):
+        try:
+            os.makedirs(path, exist_ok=True)
+            return
+        except FileExistsError as e:
+            there = e.filename if isinstance(e.filename, str) else path
+            try:  # one look (two had met a folder, then none): a folder or none, try again
+                mode = os.stat(there).st_mode
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(mode):  # a file there
+                raise
+    os.makedirs(path, exist_ok=True)  # still removed and made each time: its own answer
 
 
 def _write_named(name: str, parts: Sequence[Any], atomic: bool, dir_fd: int | None) -> None:
@@ -1597,19 +1621,31 @@ class Folder:
     fd: int
     path: str
 
-    def read(self, name: str, most: int = 1 << 16) -> bytes:
-        """Up to ``most`` bytes of the file ``name`` (not through a link at its last part);
-        b'' where there is none, or it cannot be read."""
+    def read(self, name: str, most: int | None = 1 << 16) -> bytes:
+        """Up to ``most`` bytes (None: all) of the file ``name`` (not through a link at its
+        last part); b'' where there is none, or it cannot be read."""
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd)
         except OSError:
             return b""
         try:
+            if most is None:
+                with open(fd, "rb", closefd=False) as f:
+                    return f.read()
             return os.pread(fd, most, 0)
         except OSError:
             return b""
         finally:
             os.close(fd)
+
+    def at_path(self) -> bool:
+        """Whether the path it was opened at (:attr:`path`) still names this folder: False
+        where it was moved away or removed, whatever was put there since."""
+        try:
+            at, it = os.stat(self.path), os.fstat(self.fd)
+        except OSError:
+            return False
+        return (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino)
 
     def write(self, name: str, parts: Sequence[Any], atomic: bool = False) -> int:
         """:meth:`Location.write` of the file ``name`` under this folder, the folders on its
