@@ -1545,7 +1545,10 @@ def folders_made(path: str) -> None:
     the next takes its lock and makes it anew): ``os.makedirs`` raises FileExistsError where
     its ``mkdir`` finds the folder there and its look after finds none, which had failed a
     lock's take one time in thousands. FileExistsError only where what is there is no folder
-    (a file)."""
+    (a file). Where another process keeps removing it, it returns after some tries without
+    it: a folder removed just after it is made is the same race, which the caller's next
+    step meets as the folder's absence (a lock's take tries again; a write fails saying so)
+    (the last try's ``os.makedirs`` had raised FileExistsError again, under load)."""
     for _ in range(40):
         try:
             os.makedirs(path, exist_ok=True)
@@ -1558,7 +1561,6 @@ def folders_made(path: str) -> None:
                 continue
             if not stat.S_ISDIR(mode):  # a file there
                 raise
-    os.makedirs(path, exist_ok=True)  # still removed and made each time: its own answer
 
 
 def _write_named(name: str, parts: Sequence[Any], atomic: bool, dir_fd: int | None) -> None:
