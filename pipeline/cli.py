@@ -25,6 +25,8 @@ from pipeline.errors import (
     as_configured,
     cause,
     hide_url_secrets,
+    name_shown,
+    names_shown,
     wrong_library,
 )
 from pipeline.running import waiting
@@ -1053,7 +1055,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
     if res.group_attributes_edited:  # the user's, kept by every run: not a failure
         keys = res.group_attributes_edited
         print(
-            f"note: the output group's {', '.join(keys)} "
+            f"note: the output group's {names_shown(keys)} "
             + ("attributes differ" if len(keys) > 1 else "attribute differs")
             + " from what the run carried from the input (edited since): a group's "
             "attributes are yours, and every run keeps them, `--overwrite` too",
@@ -1062,7 +1064,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
     if res.group_attributes_removed:  # the user's too, but no run keeps an absence
         keys = res.group_attributes_removed
         print(
-            f"note: the output group's {', '.join(keys)} "
+            f"note: the output group's {names_shown(keys)} "
             + (
                 "attributes, which the run carried from the input, are"
                 if len(keys) > 1
@@ -1214,10 +1216,10 @@ def _verdict(
         )
     if res.coordinates_differ:
         return said(
-            f"the output's coordinates {', '.join(res.coordinates_differ)} are not the "
+            f"the output's coordinates {names_shown(res.coordinates_differ)} are not the "
             "input's (as xarray reads both: edited or lost since the run"
             + (
-                f"; {res.coordinates_differ[0]}'s {res.coordinate_differences[0]}"
+                f"; {name_shown(res.coordinates_differ[0])}'s {res.coordinate_differences[0]}"
                 if res.coordinate_differences
                 else ""
             )

@@ -28,7 +28,7 @@ import contextlib
 import errno
 import gzip
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -131,6 +131,13 @@ def name_shown(text: str) -> str:
     another control character in it (YAML's ``store: |``) neither splits the one-line error
     nor hides what differs (h78d)."""
     return text if text.isprintable() else repr(text)
+
+
+def names_shown(names: Iterable[Any]) -> str:
+    """``names`` (arrays, groups, variables, dimensions, attributes of a store) as a line lists
+    them: each as :func:`name_shown` says it, joined by ', '. A group's member named with a
+    line break had split the line listing the group's arrays (h79b)."""
+    return ", ".join(name_shown(str(n)) for n in names)
 
 
 def public_url(url: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config.models import Config
-from pipeline.errors import ChunkError, ConfigError, InputError, PlanError
+from pipeline.errors import ChunkError, ConfigError, InputError, PlanError, name_shown
 from pipeline.ops import stages
 from pipeline.ops.cf import (
     PACKING_ATTRIBUTES,
@@ -217,8 +217,8 @@ def _refuse_names_only_in_the_copy(loc: Location, path: str, arr: Any) -> None:
     own = f"{path}/.zattrs"
     state = "is gone" if loc.read(own) is None else "has no _ARRAY_DIMENSIONS"
     raise InputError(
-        f"input array {loc.join(path)} names no dimensions in its own attributes ({own} "
-        f"{state}), but the consolidated metadata {loc.said(copy)} gives it "
+        f"input array {loc.shown(path)} names no dimensions in its own attributes ({own} "
+        f"{state}), but the consolidated metadata {loc.shown(copy)} gives it "
         f"_ARRAY_DIMENSIONS {attrs['_ARRAY_DIMENSIONS']!r} (its {entry!r} entry), as "
         "xr.open_zarr reads it: a variable of its Dataset there, an array alone to the "
         f"pipeline, which reads each array's own metadata: write that entry back to {own}",
@@ -239,7 +239,7 @@ def _refuse_attribute_names(loc: Location, path: str, arr: Any) -> None:
     dimension names). InputError, fields ``variable``, ``attributes``, ``fix``."""
     names = dict(arr.attrs)["_ARRAY_DIMENSIONS"]
     raise InputError(
-        f"input array {loc.join(path)} is Zarr v3 and names its dimensions only in the "
+        f"input array {loc.shown(path)} is Zarr v3 and names its dimensions only in the "
         f"attribute _ARRAY_DIMENSIONS={names!r} (Zarr v2's convention), which xarray does not "
         "read for Zarr v3 (xr.open_zarr fails on its group: it needs dimension_names): write "
         "them as its dimension_names (zarr-python's create_array(..., dimension_names=...), "
@@ -291,7 +291,7 @@ def _refuse_damaged_nczarr(loc: Location, path: str, arr: Any) -> None:
         "names) in its .zattrs"
     )
     raise InputError(
-        f"input array {loc.join(path)} has no _ARRAY_DIMENSIONS, and {loc.join(key)} {what} "
+        f"input array {loc.shown(path)} has no _ARRAY_DIMENSIONS, and {loc.shown(key)} {what} "
         f"(xr.open_zarr fails on it too): {fix}",
         variable=loc.join(path),
         file=loc.join(key),
@@ -374,7 +374,7 @@ def _check_frame_fits(loc: Location, store: Any, variable: Variable, available: 
         return
     group = loc.join(variable.group) if variable.group else loc.url
     largest = sorted(sizes, key=lambda n: -sizes[n])[:3]
-    named = ", ".join(f"{n} {bytes_text(sizes[n])}" for n in largest)
+    named = ", ".join(f"{name_shown(n)} {bytes_text(sizes[n])}" for n in largest)
     more = f" and {len(sizes) - len(largest)} more" if len(sizes) > len(largest) else ""
     whole = f"; {bytes_text(total)} in all" if len(sizes) > 1 else ""
     raise PlanError(
@@ -436,7 +436,7 @@ def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
             # its chunks misfit alike: its metadata edited since they were written (h69e)
             what = f"{coord}, which the output carries beside the variable"
             if misfit.metadata:
-                said = misfit.mismatch(f"input {loc.join(path)} ({what})")
+                said = misfit.mismatch(f"input {loc.shown(path)} ({what})")
                 fix = "write back the dtype and chunk shape they were written with"
             else:
                 said = misfit.either(f"input chunk {key!r} of {loc.url} (of {what})")
@@ -491,7 +491,7 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         if damaged is not None:
             key, problem, fix = damaged
             raise InputError(
-                f"{loc.said(key)} (another variable of the input Dataset {group}, which "
+                f"{loc.shown(key)} (another variable of the input Dataset {group}, which "
                 f"xarray reads to open it): {problem}; {fix}, or set output.array: '' to "
                 "write the variable alone, without its Dataset",
                 variable=group,
@@ -654,7 +654,7 @@ def _refuse_unnamed_member(loc: Location, store: Any, variable: Variable, reason
         )
     fix = "write it again with dimension names (zarr-python's dimension_names=, or xarray)"
     raise InputError(
-        f"{loc.join(variable.group, name)} (another array of the input Dataset {group}, which "
+        f"{loc.shown(variable.group, name)} (another array of the input Dataset {group}, which "
         f"xarray reads to open it) is {why}, and xr.open_zarr fails on the group ({reason}): "
         f"{fix}, or set output.array: '' to write the variable alone, without its Dataset",
         variable=group,

@@ -33,6 +33,7 @@ from pipeline.errors import (
     Interrupted,
     StoreError,
     disk_full,
+    names_shown,
     refused_access,
     said_then,
 )
@@ -400,7 +401,7 @@ def _refuse_stray(loc: Location, path: str, where: str) -> None:
     stray = arrays.stray_entries(loc, path, keep=(RECORD,))  # the generation's lock's folder
     if not stray:
         return
-    some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")
+    some = names_shown(stray[:3]) + (", ..." if len(stray) > 3 else "")
     raise InputError(
         f"{where} holds, beside the generated array's metadata and chunks, {some}: generate "
         "replaces the array and never deletes other files: move them out, or point "

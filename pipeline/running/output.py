@@ -33,6 +33,7 @@ from pipeline.errors import (
     InputError,
     OutputError,
     PipelineError,
+    names_shown,
     public_url,
 )
 from pipeline.ops import cf
@@ -398,7 +399,7 @@ def check_parents(plan: Plan) -> None:
     if above is not None:
         place, node = above
         raise OutputError(
-            f"cannot write the output at {loc.join(plan.output.path)}: {place} is "
+            f"cannot write the output at {loc.shown(plan.output.path)}: {place} is "
             f"{arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}: choose an output.store "
             "that is not under it",
             output=loc.join(plan.output.path),
@@ -438,8 +439,8 @@ def check_only_array_files(plan: Plan, state: str) -> None:
     written = state in ("complete", "incomplete")  # the run's chunks are at its own keys
     stray = arrays.stray_entries(loc, plan.output.path, keep=(RECORD,), written=written)
     if stray:
-        where = loc.join(plan.output.path)
-        some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")
+        where = loc.shown(plan.output.path)
+        some = names_shown(stray[:3]) + (", ..." if len(stray) > 3 else "")
         raise OutputError(
             f"{where} holds, beside the array's metadata and chunks, {some}: --overwrite "
             "replaces the array and never deletes other files: move them out, or choose "
@@ -484,7 +485,7 @@ def check_formats_agree(plan: Plan) -> None:
             raise OutputError(
                 f"{where} holds Zarr v2 metadata ({v2[0]}), and the pipeline writes Zarr v3: "
                 f"a v3 output "
-                f"at {loc.join(plan.output.path)} would hide its v2 arrays from readers that "
+                f"at {loc.shown(plan.output.path)} would hide its v2 arrays from readers that "
                 "open the store as v3 (xarray does); choose another output.store",
                 output=loc.join(plan.output.path),
                 group=where,
@@ -493,7 +494,7 @@ def check_formats_agree(plan: Plan) -> None:
         if lone:
             raise OutputError(
                 f"{where} holds Zarr v2 metadata ({', '.join(lone)}) and no zarr.json, which a "
-                f"run writing {loc.join(plan.output.path)} would put beside it (Zarr v3 "
+                f"run writing {loc.shown(plan.output.path)} would put beside it (Zarr v3 "
                 "group metadata, as zarr-python makes each group missing above an array): "
                 "readers would take the zarr.json and ignore the v2 files; remove them "
                 "yourself, or choose another output.store or output.array",
@@ -657,7 +658,7 @@ def _member_words(store: Any, group: str, name: str, here: dict[str, Any]) -> st
         if array is not None and arrays.run_record(dict(array.attrs)) is not None:
             return "an output of this pipeline"
         return f"{'a group' if array is None else 'an array'} this pipeline did not write"
-    some = ", ".join(outputs[:3]) + (", ..." if len(outputs) > 3 else "")
+    some = names_shown(outputs[:3]) + (", ..." if len(outputs) > 3 else "")
     what = "outputs" if len(outputs) > 1 else "an output"
     return f"a group that holds {what} of this pipeline, {some}"
 
@@ -809,10 +810,10 @@ def check_frame_fits(plan: Plan) -> None:
             )
         stray = arrays.stray_entries(loc, _key(group, name)) if node == "array" else []
         if stray:  # the coordinate is replaced: what else its folder holds would go with it
-            where = loc.join(_key(group, name))
-            some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")
+            where = loc.shown(_key(group, name))
+            some = names_shown(stray[:3]) + (", ..." if len(stray) > 3 else "")
             raise OutputError(
-                f"cannot write {loc.join(plan.output.path)}: the coordinate array {where}, "
+                f"cannot write {loc.shown(plan.output.path)}: the coordinate array {where}, "
                 f"which it replaces, holds beside its metadata and chunks {some}; the "
                 "pipeline never deletes other files: move them out, or choose another "
                 "output.store",
@@ -929,7 +930,7 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
     some = ", ".join(repr(n) for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
     if resume:  # its unfinished remains close the group now: they go, then it runs elsewhere
         line = (
-            f"cannot resume {where}: it is an array alone in the group {holder.join(group)}, "
+            f"cannot resume {where}: it is an array alone in the group {holder.shown(group)}, "
             f"an xarray Dataset of {some}, and {why}: xarray does not open the group (nor "
             "those variables) while it is there, finished or not, and no run writes it there, "
             f"even with --overwrite; remove {where} (an unfinished output of this pipeline) "
@@ -938,7 +939,7 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
         )
     else:
         line = (
-            f"cannot write {where}: it is an array alone in the group {holder.join(group)}, an "
+            f"cannot write {where}: it is an array alone in the group {holder.shown(group)}, an "
             f"xarray Dataset of {some}, and {why}: xarray would no longer open the group (nor "
             "those variables), even with --overwrite; choose another output.store, or a group "
             "of its own (output.array: '<group>/<name>')"
@@ -1293,7 +1294,7 @@ def _decide_start(
             )
         if folder_path != plan.output.path and arrays.node_type(loc, folder_path) == "group":
             raise _strays_in_group(plan, folder, folder_path, listed)
-        some = ", ".join(n for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
+        some = names_shown(listed[:3]) + (", ..." if len(listed) > 3 else "")
         meta = [m for m in ("zarr.json", ".zarray", ".zgroup") if m in listed]
         what = (
             f"its {meta[0]} is not readable Zarr metadata" if meta else "not a Zarr array or group"
@@ -1685,7 +1686,7 @@ def copies_to_write(plan: Plan) -> list[str]:
     if plan.carried.consolidate:
         store = o.location.zarr_store(read_only=True)
         for g in datasets.consolidated_missing(store, path.rpartition("/")[0]):
-            found.append(f"the consolidated metadata of {o.location.said(g)} is gone")
+            found.append(f"the consolidated metadata of {o.location.shown(g)} is gone")
     return found
 
 

@@ -20,7 +20,14 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import ListingError, cause, storage_failure, wrong_library
+from pipeline.errors import (
+    ListingError,
+    cause,
+    name_shown,
+    names_shown,
+    storage_failure,
+    wrong_library,
+)
 from pipeline.store.arrays import (
     RUN_RECORD,
     enclosing_groups,
@@ -1103,7 +1110,7 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
     found: list[Stale] = []
     keys = _differing(dict(seen_group.attrs), dict(own_attrs))
     if keys:
-        found.append(Stale("", "attributes", keys, f"{', '.join(keys)} of the group"))
+        found.append(Stale("", "attributes", keys, f"{names_shown(keys)} of the group"))
     with _quiet():  # from the consolidated copy: no reads
         seen = {k: v for k, v in seen_group.arrays()}
     members = (var.name, *var.coords) if with_coords else (var.name,)
@@ -1127,7 +1134,7 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
         keys = _differing(*_record_aligned(dict(a.attrs), dict(b.attrs)))
         if keys:
             values = tuple((k, a.attrs.get(k), b.attrs.get(k)) for k in keys)
-            said = f"{', '.join(keys)} of {name!r}"
+            said = f"{names_shown(keys)} of {name!r}"
             both = (dict(a.attrs), dict(b.attrs))
             found.append(Stale(name, "attributes", keys, said, values, both))
     found += _stale_bounds_times(store, var, members, seen)
@@ -1939,7 +1946,7 @@ def _values_said(difference: str | None) -> str | None:
 def _attributes_said(keys: list[str]) -> str | None:
     if not keys:
         return None
-    return f"{', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}"
+    return f"{names_shown(keys)} attribute{'s' if len(keys) > 1 else ''}"
 
 
 def _stored_difference(
@@ -2351,7 +2358,7 @@ def _said_differing(own: dict[str, Any], copy: dict[str, Any]) -> str:
     words = [k for k in keys if k != "attributes"]
     if "attributes" in keys:
         names = _differing(dict(own.get("attributes") or {}), dict(copy.get("attributes") or {}))
-        words += [f"{n} attribute" for n in names]
+        words += [f"{name_shown(n)} attribute" for n in names]
     return ", ".join(words)
 
 
@@ -2506,7 +2513,7 @@ def own_metadata_differs(
     own = {k: v for k, v in dict(arr.attrs).items() if k != RUN_RECORD}
     keys = differing_values(own, attrs)
     if keys:
-        found.append(f"its {', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}")
+        found.append(f"its {names_shown(keys)} attribute{'s' if len(keys) > 1 else ''}")
     names = getattr(arr.metadata, "dimension_names", None)
     if (tuple(names) if names is not None else None) != dimension_names:
         found.append(

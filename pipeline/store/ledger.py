@@ -431,7 +431,7 @@ class Ledger:
             if _take_over(self.location, key, holder, tag, body):  # its process is gone
                 return
         raise self._refusal(
-            f"cannot take the lock {self.location.join(key)}: it keeps being replaced",
+            f"cannot take the lock {self.location.shown(key)}: it keeps being replaced",
             lock=self.location.join(key),
         )
 
@@ -568,7 +568,7 @@ class Ledger:
 
     def _busy_message(self, holder: dict[str, Any]) -> str:
         hint = (
-            f"; wait for it, or remove {self.location.join(self._key(self.LOCK))} if that run "
+            f"; wait for it, or remove {self.location.shown(self._key(self.LOCK))} if that run "
             "is gone"
             if not self.location.is_local  # a local lock is never stale: the OS drops it
             else "; wait for it to finish, or stop it (Ctrl-C): its last line names the command "
@@ -823,7 +823,7 @@ class InputLock(Ledger):
     def _busy_message(self, holder: dict[str, Any]) -> str:
         where = self.location.join(self.array_path)
         gone = (
-            f", or remove {self.location.join(self._key(self.LOCK))} if that process is gone"
+            f", or remove {self.location.shown(self._key(self.LOCK))} if that process is gone"
             if not self.location.is_local  # a local lock is never stale: the OS drops it
             else ", or stop it (Ctrl-C: its last line names the command that generates it again)"
         )

@@ -55,6 +55,7 @@ from pipeline.errors import (
     hide_url_secrets,
     mark_asked,
     missing_credentials,
+    name_shown,
     names_credential,
     one_line,
     public_url,
@@ -286,6 +287,12 @@ class Location:
         """:meth:`join` as lines and records say it: with a password in the URL masked
         (:func:`~pipeline.errors.public_url`: ``http://user:***@host/...``)."""
         return public_url(self.join(*parts))
+
+    def shown(self, *parts: str) -> str:
+        """:meth:`said` as a message's line says it: quoted as Python writes it where a part
+        holds a line break or another control character (:func:`~pipeline.errors.name_shown`),
+        so that an array or group named so keeps the line one."""
+        return name_shown(self.said(*parts))
 
     def join(self, *parts: str) -> str:
         """The address of the key ``parts`` (joined by '/'): a local path, or a URL that fsspec
@@ -678,7 +685,7 @@ class Location:
                 said = self.join(self._key_of(where) if where != path else key)
                 # a recursive delete lists first: a refused listing is no refused delete
                 what = (
-                    f"list {self.join(key)} to delete it"
+                    f"list {self.shown(key)} to delete it"
                     if s3_action(e) == "list"
                     else (f"delete {said}")
                 )
