@@ -695,11 +695,11 @@ def _interrupted(
         gone = " (what was there before is gone)" if state == "creating" else ""
         return f"interrupted while the output was being made{gone}: `run --overwrite` starts over"
     if what == "run" and state == "complete":
-        the_output = f"the output {where}" if where else "the output"
+        the_output = f"the output {name_shown(where)}" if where else "the output"
         ending = "as the run ended" if joined else "while the workers stopped"
         return f"interrupted {ending}: {the_output} is complete"
     if what == "generate":
-        the_input = f"the input {where}" if where else "the input"
+        the_input = f"the input {name_shown(where)}" if where else "the input"
         return (
             f"interrupted: {stopped}; {the_input} is unfinished: "
             f"`pipeline generate {args.config}` generates it again"
@@ -1030,7 +1030,9 @@ def _compared(args: argparse.Namespace, config: Any) -> VerifyResult:
             raise
         if status in ("absent", "remains"):
             where = getattr(e, "output", "the output")
-            raise OutputError(f"nothing to verify at {where}: {told}", **e.data) from None
+            raise OutputError(
+                f"nothing to verify at {name_shown(where)}: {told}", **e.data
+            ) from None
         # an array of another shape or dtype: what verify found, then run's own refusal of
         # the command it named (h54c: "nothing to verify at" a shape edited since the run,
         # and not a word of the edit)

@@ -1226,3 +1226,39 @@ def test_plan_and_summary_rows_of_an_array_named_with_a_line_break_are_one_line_
         assert "/out.zarr/a\\nb'" in out, out
     assert "dimensions 'x\\ny'" in cli("plan", cfg)[1]
     assert zarr.open_array(tmp_path / "out.zarr", path="a\nb")[:].tolist() == [0, 1, 4, 9]
+
+
+@pytest.mark.parametrize(
+    "output, said",
+    [
+        # an array of another tool's at the output's path
+        ("o\np", "error: '{out}/o\\np' already exists (not written by this pipeline); pass "),
+        # an output under that array
+        (
+            "o\np/q",
+            "error: cannot write the output at '{out}/o\\np/q': '{out}/o\\np' is a Zarr array, "
+            "and only a group holds arrays",
+        ),
+    ],
+)
+def test_an_output_refusal_naming_a_path_with_a_line_break_is_one_line(
+    tmp_path, cli, output, said
+) -> None:
+    """The output's refusals place the output, and what is in its way, quoted where its
+    path holds a line break: each had been two lines (h79b)."""
+    import zarr
+
+    _control_named_store(tmp_path / "in.zarr")
+    zarr.open_group(tmp_path / "out.zarr", mode="w").create_array("o\np", shape=(4,), dtype="f4")
+    given = {"store": str(tmp_path / "in.zarr"), "array": "a\nb"}
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input=given,
+        output={"store": str(tmp_path / "out.zarr"), "array": output},
+        stages=[{"op": "square"}],
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert said.format(out=tmp_path / "out.zarr") in err, err

@@ -659,7 +659,7 @@ def keys_out_of_shape_note(info: ArrayInfo, store: StoreIdentity) -> str | None:
     where = f"{first!r}, under the file {file!r}" if file else repr(first)
     return (
         f"the input {info.location.shown(info.path)} has {sum(n for _, n, _ in odd)} key(s) of "
-        f"its chunks that are a folder, or lie under a file (first: {where}), which "
+        f"its chunks that are a folder, or lie under a file (first: {name_shown(where)}), which "
         "zarr-python, and so this run, reads as the fill value: no Zarr writer leaves them, so "
         "their chunks' data is missing; restore it from a good copy if the fill value is not "
         "meant there"

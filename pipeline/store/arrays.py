@@ -600,7 +600,8 @@ def _checked_grid(
         if 0 in shp:
             where = location.join(path)
             raise InputError(
-                f"{where}: its {name} {list(shp)} have a 0-length axis, so they cannot hold "
+                f"{name_shown(where)}: its {name} {list(shp)} have a 0-length axis, so they "
+                "cannot hold "
                 f"any part of the {list(shape)} array (zarr-python cannot read it either); "
                 f"rewrite the input with {name} of at least 1 on every axis",
                 store=where,
@@ -1450,7 +1451,7 @@ def open_zarr_array(
                 folder = os.path.dirname(root)  # in.zarr/zarr.json: the document, not its store
                 raise InputError(
                     f"input store {location} is the Zarr metadata document of "
-                    f"{folder}, not a store: set input.store to that folder",
+                    f"{name_shown(folder)}, not a store: set input.store to that folder",
                     store=where,
                     array=path,
                     status="absent",
@@ -3601,7 +3602,7 @@ def check_generation_stopped(
     lost = "some of its chunks were" if meta else "its metadata and chunks were"
     who = f" (pid {holder['pid']})" if "pid" in holder else ""
     raise InputError(
-        f"the input {where} is unfinished: its generation{who} was stopped before it "
+        f"the input {name_shown(where)} is unfinished: its generation{who} was stopped before it "
         f"finished, so {lost} never written; {_generate_again(described, when_missing)}",
         input=where,
         status="incomplete",
@@ -3672,7 +3673,7 @@ def check_not_being_written(location: Location, path: str, generation_only: bool
     )
     doing = "being generated" if what == "generate" else "being written by a run, as its output,"
     raise InputError(
-        f"the input {where} is {doing} now ({who}), so its chunks are being replaced: "
+        f"the input {name_shown(where)} is {doing} now ({who}), so its chunks are being replaced: "
         "wait for it to end, then give this command again",
         input=where,
         status="generating" if what == "generate" else "writing",
@@ -3701,7 +3702,8 @@ def check_finished(
     if _generation_status(attrs) == "incomplete":
         fix = _generate_again(described, when_missing)
         raise InputError(
-            f"the input {where} is unfinished: its generation was interrupted, so some of its "
+            f"the input {name_shown(where)} is unfinished: its generation was interrupted, so "
+            "some of its "
             f"chunks were never written; {fix}",
             input=where,
             status="incomplete",
@@ -3710,7 +3712,8 @@ def check_finished(
     run = run_record(attrs)
     if run is not None and run.get("status") == "incomplete":
         raise InputError(
-            f"the input {where} is the output of an interrupted run, so some of its chunks "
+            f"the input {name_shown(where)} is the output of an interrupted run, so some of its "
+            "chunks "
             "were never written: `pipeline verify` with the config that made it names the "
             "command that finishes it",
             input=where,
@@ -3747,7 +3750,8 @@ def check_as_generated(location: Location, path: str, arr: Any, planned: Any) ->
     was_words = ", ".join(f"{k} {_field_words(v[0])}" for k, v in differs.items())
     says_words = ", ".join(f"{k} {_field_words(v[1])}" for k, v in differs.items())
     raise InputError(
-        f"the input {where} was generated with {was_words}, where input.generate now makes "
+        f"the input {name_shown(where)} was generated with {was_words}, where input.generate now "
+        "makes "
         f"{says_words}: a run would read an input that the config no longer describes; "
         "`pipeline generate CONFIG` generates it again as input.generate says (replacing it), "
         "or set input.generate back as it was",

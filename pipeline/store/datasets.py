@@ -1585,7 +1585,7 @@ def _unlisted_in_copy(store: Any, group: str, unlisted: str) -> ListingError:
     root = str(getattr(store, "path", ""))
     folder = key_under(root, group) if group else root
     return ListingError(
-        f"the server of {root} does not list the folder {folder}, and the group's "
+        f"the server of {root} does not list the folder {name_shown(folder)}, and the group's "
         f"consolidated metadata, read in place of a listing, lacks {unlisted!r}, which is "
         "there (added since it was consolidated): consolidate the input's metadata again "
         "(zarr.consolidate_metadata on its store), or set output.array: '' to write the "
@@ -1615,7 +1615,8 @@ def _listing_refused(
     if e is not None:
         return listing_error(root, folder, e, alone=alone)
     return ListingError(
-        f"the server of {root} does not list the folder {folder} (it answered the folder's "
+        f"the server of {root} does not list the folder {name_shown(folder)} (it answered the "
+        "folder's "
         f"URL with no listing that names {unlisted!r}, which is there: a 404, or an empty "
         f"page), which the pipeline needs listed here: {alone}, or "
         "enable folder listings on it (nginx: `autoindex on`), or copy the store to a local "
@@ -2242,14 +2243,18 @@ def consolidated_differences(
             copy = listed.get(rel)
             if own is None:
                 if copy is not None and target != path:
-                    found.append(f"{where} lists {rel!r}, which the group no longer holds")
+                    found.append(
+                        f"{name_shown(where)} lists {rel!r}, which the group no longer holds"
+                    )
                 continue
             if copy is None:
-                found.append(f"{where} does not list {rel!r}")
+                found.append(f"{name_shown(where)} does not list {rel!r}")
                 continue
             said = _said_differing(*_record_as_copied(_document(own.metadata), _document(copy)))
             if said:
-                found.append(f"{where} holds another {said} of {rel!r} than its own metadata")
+                found.append(
+                    f"{name_shown(where)} holds another {said} of {rel!r} than its own metadata"
+                )
         if parent != group:  # the group's attributes, as a copy above it holds them
             copy = listed.get(parent[len(prefix) :])
             own_attrs = group_attributes(store, parent)
@@ -2258,7 +2263,9 @@ def consolidated_differences(
                     {"attributes": own_attrs}, {"attributes": dict(copy.attributes)}
                 )
                 if said:
-                    found.append(f"{where} holds another {said} of the group {parent!r}")
+                    found.append(
+                        f"{name_shown(where)} holds another {said} of the group {parent!r}"
+                    )
         skip = {t[len(prefix) :] for t in targets}
         if parent != group and listed.get(parent[len(prefix) :]) is not None:
             skip.add(parent[len(prefix) :])  # its attributes compared above
@@ -2304,17 +2311,19 @@ def _other_members_differ(
         if name in skip:
             continue
         if name not in listed:
-            found.append(f"{where} does not list {name!r}, which the group holds")
+            found.append(f"{name_shown(where)} does not list {name!r}, which the group holds")
             continue
         if name not in held:
-            found.append(f"{where} lists {name!r}, which the group no longer holds")
+            found.append(f"{name_shown(where)} lists {name!r}, which the group no longer holds")
             continue
         own, copy = _record_as_copied(_document(held[name]), _document(listed[name]))
         own.pop("consolidated_metadata", None)
         copy.pop("consolidated_metadata", None)
         said = _said_differing(own, copy)
         if said:
-            found.append(f"{where} holds another {said} of {name!r} than its own metadata")
+            found.append(
+                f"{name_shown(where)} holds another {said} of {name!r} than its own metadata"
+            )
     return found
 
 
