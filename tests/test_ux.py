@@ -1262,3 +1262,28 @@ def test_an_output_refusal_naming_a_path_with_a_line_break_is_one_line(
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 1 and len(err.splitlines()) == 1, err
     assert said.format(out=tmp_path / "out.zarr") in err, err
+
+
+def test_an_edited_coordinate_named_with_a_line_break_is_said_in_one_line(tmp_path, cli) -> None:
+    """A Dataset's coordinate named with a line break, edited in the output since the run:
+    verify's refusal and a run's name it quoted, each one line (h79b)."""
+    import xarray as xr
+    import zarr
+
+    ds = xr.Dataset({"v": (("t\nu",), np.arange(4.0))}, coords={"t\nu": np.arange(4)})
+    ds.to_zarr(tmp_path / "ds.zarr", mode="w", consolidated=False)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "ds.zarr",
+        tmp_path / "out.zarr",
+        input={"store": str(tmp_path / "ds.zarr"), "array": "v"},
+        stages=[{"op": "square"}],
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    zarr.open_array(tmp_path / "out.zarr", path="t\nu", mode="r+")[:] = np.arange(4) + 10
+    for command in (("verify",), ("run", "--progress", "none")):
+        rc, _, err = cli(command[0], cfg, *command[1:])
+        assert rc == 1 and len(err.splitlines()) == 1, err
+        assert "'t\\nu''s values: 4 of 4 elements differ" in err, err
+    assert "the output's coordinates 't\\nu' are not the input's" in cli("verify", cfg)[2]

@@ -379,7 +379,8 @@ def _check_frame_fits(loc: Location, store: Any, variable: Variable, available: 
     more = f" and {len(sizes) - len(largest)} more" if len(sizes) > len(largest) else ""
     whole = f"; {bytes_text(total)} in all" if len(sizes) > 1 else ""
     raise PlanError(
-        f"the arrays carried beside {variable.name} in {name_shown(group)} ({named}{more}, decoded"
+        f"the arrays carried beside {name_shown(variable.name)} in {name_shown(group)} "
+        f"({named}{more}, decoded"
         f"{whole}) are read whole into this process, which has "
         f"{bytes_text(available)} of memory free, less than the {FRAME_COPIES} x that needs: "
         "set output.array: '' to write the variable alone, without them, or run on a machine "
@@ -435,7 +436,7 @@ def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
         misfit = arrays.misfit_of(loc, path, arrays.open_zarr_array(loc, path), key, problem)
         if misfit is not None and (misfit.metadata or not misfit.sound):
             # its chunks misfit alike: its metadata edited since they were written (h69e)
-            what = f"{coord}, which the output carries beside the variable"
+            what = f"{name_shown(coord)}, which the output carries beside the variable"
             if misfit.metadata:
                 said = misfit.mismatch(f"input {loc.shown(path)} ({what})")
                 fix = "write back the dtype and chunk shape they were written with"
@@ -455,7 +456,8 @@ def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
                 said=said,
             )
         raise ChunkError(
-            f"input chunk {key!r} of {loc.url} (of {coord}, which the output carries beside "
+            f"input chunk {key!r} of {loc.url} (of {name_shown(coord)}, which the output carries "
+            "beside "
             f"the variable) is damaged: {reason}; nothing was written: restore the chunk (or "
             "delete it, and it reads as the fill value), or set output.array: '' to write the "
             "variable alone, without its coordinates",

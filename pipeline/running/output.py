@@ -1676,9 +1676,11 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
         dst = o.location.zarr_store(read_only=True)
         for name, said in datasets.coordinates_differ(src, variable, dst, group):
             if said in (datasets.UNREADABLE, datasets.ABSENT):  # deleted, or a part of it
-                found.append(("coordinates", f"its coordinate {name} is gone or unreadable"))
+                found.append(
+                    ("coordinates", f"its coordinate {name_shown(name)} is gone or unreadable")
+                )
             else:
-                found.append(("coordinates", f"its coordinate {name}'s {said}"))
+                found.append(("coordinates", f"its coordinate {name_shown(name)}'s {said}"))
     return found
 
 

@@ -1934,9 +1934,12 @@ def frame_changes(
             )
     for name, said in coordinates:
         if said == ABSENT:
-            found.append(f"its coordinate {name}, which the output does not hold")
+            found.append(f"its coordinate {name_shown(name)}, which the output does not hold")
         else:
-            found.append(f"its coordinate {name}, which the output's copy holds otherwise ({said})")
+            found.append(
+                f"its coordinate {name_shown(name)}, which the output's copy holds otherwise "
+                f"({said})"
+            )
     return found
 
 
