@@ -25,6 +25,8 @@ from pipeline.errors import (
     as_configured,
     cause,
     hide_url_secrets,
+    name_shown,
+    names_shown,
     wrong_library,
 )
 from pipeline.running import waiting
@@ -693,11 +695,11 @@ def _interrupted(
         gone = " (what was there before is gone)" if state == "creating" else ""
         return f"interrupted while the output was being made{gone}: `run --overwrite` starts over"
     if what == "run" and state == "complete":
-        the_output = f"the output {where}" if where else "the output"
+        the_output = f"the output {name_shown(where)}" if where else "the output"
         ending = "as the run ended" if joined else "while the workers stopped"
         return f"interrupted {ending}: {the_output} is complete"
     if what == "generate":
-        the_input = f"the input {where}" if where else "the input"
+        the_input = f"the input {name_shown(where)}" if where else "the input"
         return (
             f"interrupted: {stopped}; {the_input} is unfinished: "
             f"`pipeline generate {args.config}` generates it again"
@@ -1028,7 +1030,9 @@ def _compared(args: argparse.Namespace, config: Any) -> VerifyResult:
             raise
         if status in ("absent", "remains"):
             where = getattr(e, "output", "the output")
-            raise OutputError(f"nothing to verify at {where}: {told}", **e.data) from None
+            raise OutputError(
+                f"nothing to verify at {name_shown(where)}: {told}", **e.data
+            ) from None
         # an array of another shape or dtype: what verify found, then run's own refusal of
         # the command it named (h54c: "nothing to verify at" a shape edited since the run,
         # and not a word of the edit)
@@ -1053,7 +1057,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
     if res.group_attributes_edited:  # the user's, kept by every run: not a failure
         keys = res.group_attributes_edited
         print(
-            f"note: the output group's {', '.join(keys)} "
+            f"note: the output group's {names_shown(keys)} "
             + ("attributes differ" if len(keys) > 1 else "attribute differs")
             + " from what the run carried from the input (edited since): a group's "
             "attributes are yours, and every run keeps them, `--overwrite` too",
@@ -1062,7 +1066,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
     if res.group_attributes_removed:  # the user's too, but no run keeps an absence
         keys = res.group_attributes_removed
         print(
-            f"note: the output group's {', '.join(keys)} "
+            f"note: the output group's {names_shown(keys)} "
             + (
                 "attributes, which the run carried from the input, are"
                 if len(keys) > 1
@@ -1214,10 +1218,10 @@ def _verdict(
         )
     if res.coordinates_differ:
         return said(
-            f"the output's coordinates {', '.join(res.coordinates_differ)} are not the "
+            f"the output's coordinates {names_shown(res.coordinates_differ)} are not the "
             "input's (as xarray reads both: edited or lost since the run"
             + (
-                f"; {res.coordinates_differ[0]}'s {res.coordinate_differences[0]}"
+                f"; {name_shown(res.coordinates_differ[0])}'s {res.coordinate_differences[0]}"
                 if res.coordinate_differences
                 else ""
             )

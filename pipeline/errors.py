@@ -28,7 +28,7 @@ import contextlib
 import errno
 import gzip
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -125,12 +125,20 @@ def hide_url_secrets(text: str) -> str:
     return hide_url_passwords(hide_url_queries(text))
 
 
-def name_shown(text: str) -> str:
+def name_shown(text: object) -> str:
     """``text`` as a line says a name or path given by the user: as it is where every character
     prints, else quoted as Python writes it (``'in.zarr\\n'``), so that a line break or
     another control character in it (YAML's ``store: |``) neither splits the one-line error
     nor hides what differs (h78d)."""
+    text = str(text)  # a Location or path object said as its text
     return text if text.isprintable() else repr(text)
+
+
+def names_shown(names: Iterable[Any]) -> str:
+    """``names`` (arrays, groups, variables, dimensions, attributes of a store) as a line lists
+    them: each as :func:`name_shown` says it, joined by ', '. A group's member named with a
+    line break had split the line listing the group's arrays (h79b)."""
+    return ", ".join(name_shown(n) for n in names)
 
 
 def public_url(url: str) -> str:
@@ -423,9 +431,9 @@ def _interrupted_line(what: str, where: str, state: str = "incomplete", refused:
     """The one line of an :class:`Interrupted`: for a run, ``run``'s ``refused`` where it
     refuses the command the ``state`` names."""
     if what == "generate":
-        the_input = f"the input {where}" if where else "the input"
+        the_input = f"the input {name_shown(where)}" if where else "the input"
         return f"interrupted: {the_input} is unfinished: generate it again"
-    the_output = f"the output {where}" if where else "the output"
+    the_output = f"the output {name_shown(where)}" if where else "the output"
     if refused:
         return f"interrupted: {the_output} is unfinished; {refused}"
     if state == "untouched":
@@ -585,7 +593,8 @@ def no_space(where: str, reason: str, then: str, full: str = "space") -> StoreEr
     ``then``."""
     if full == "size":
         return StoreError(
-            f"file too large writing {where} ({reason}): the file system, or this process's "
+            f"file too large writing {name_shown(where)} ({reason}): the file system, or this "
+            "process's "
             f"file size limit (ulimit -f), takes no file this large; raise the limit, or write "
             f"to a file system that takes larger files; then {then}",
             where=where,
@@ -593,7 +602,7 @@ def no_space(where: str, reason: str, then: str, full: str = "space") -> StoreEr
             full=full,
         )
     return StoreError(
-        f"no space left writing {where} ({reason}): free space; then {then}",
+        f"no space left writing {name_shown(where)} ({reason}): free space; then {then}",
         where=where,
         reason=reason,
         full=full,

@@ -122,7 +122,9 @@ def test_run_prints_dashboard_then_plain_progress(tmp_path, cli, small) -> None:
     progress = [line for line in lines if line.startswith("[run] ")]
     assert progress and progress[-1].startswith("[run] 12/12 blocks (100%)"), err
     assert all(re.search(rf"blocks \(\d+%\), {RATE},", line) for line in progress), progress
-    assert "dashboard" in out  # and in the summary
+    # not in the summary, printed once the run's cluster, and its dashboard, are closed: the
+    # link is dead by then (h79b); a joined scheduler's, still serving, is (test_scheduler)
+    assert not re.search(r"^\s*dashboard\s", out, re.M), out
     assert re.search(rf"throughput +{RATE} of input \(compute phase\)", out), out
 
 
@@ -1138,3 +1140,150 @@ def test_a_slow_runs_progress_says_its_rate() -> None:
     last = out.getvalue().splitlines()[-1]
     match = re.fullmatch(rf"\[run\] 2/2 blocks \(100%\), ({RATE}), elapsed .*", last)
     assert match and match.group(1).endswith((" B/s", " kB/s")) and match.group(1) != "0 B/s", last
+
+
+def _control_named_store(root: Path) -> None:
+    """A store whose arrays, group and dimension are named with a line break or a tab, as
+    zarr-python writes them on a local store: arrays ``a\\nb`` and ``c\\td`` (dimension
+    ``x\\ny``) at its root, the group ``g\\nh`` holding ``c``; and beside it the plain folder
+    ``plain`` (no metadata) holding the array ``e\\nf``."""
+    import zarr
+
+    top = zarr.open_group(root, mode="w")
+    a = top.create_array("a\nb", shape=(4,), dtype="f4", dimension_names=["x\ny"])
+    a[:] = np.arange(4, dtype="f4")
+    top.create_array("c\td", shape=(4,), dtype="f4", dimension_names=["x\ny"])[:] = 1
+    top.create_group("g\nh").create_array("c", shape=(4,), dtype="f4")[:] = 2
+    assert sorted(zarr.open_group(root, mode="r").keys()) == ["a\nb", "c\td", "g\nh"]
+    zarr.create_array(root.parent / "plain" / "e\nf", shape=(4,), dtype="f4")[:] = 3
+
+
+@pytest.mark.parametrize(
+    "store, array, said",
+    [
+        # a group: its arrays listed to choose from (the names had split the line in two)
+        (
+            "in.zarr",
+            None,
+            "is a Zarr group, not an array: set input.array to the path of an array in it: "
+            "'a\\nb', 'c\\td', 'g\\nh/c'",
+        ),
+        (
+            "in.zarr",
+            "g\nh",
+            "/in.zarr/g\\nh' is a Zarr group, not an array: set input.array to the path "
+            "of an array in it: 'g\\nh/c'",
+        ),
+        # a folder of no metadata: the arrays below it
+        (
+            "plain",
+            None,
+            "/plain: it is a folder of no Zarr metadata (no zarr.json, .zarray or "
+            ".zgroup); set input.array to the path of one of the arrays below it: 'e\\nf'",
+        ),
+    ],
+)
+def test_a_refusal_listing_members_named_with_a_line_break_is_one_line(
+    tmp_path, cli, store, array, said
+) -> None:
+    """A group's or folder's arrays named with a line break or a tab (which zarr-python
+    writes on a local store) are listed quoted as Python writes them, as the names a config
+    gives are (h78d): the refusal is one line, naming each (h79b)."""
+    _control_named_store(tmp_path / "in.zarr")
+    given = {"store": str(tmp_path / store)} | ({"array": array} if array else {})
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", input=given)
+    rc, _, err = cli("plan", cfg)
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert said in err, err
+
+
+def test_plan_and_summary_rows_of_an_array_named_with_a_line_break_are_one_line_each(
+    tmp_path, cli
+) -> None:
+    """The plan's and the run summary's rows naming the input, the output and the variable's
+    dimensions quote a name with a line break (``'.../a\\nb'``), each row one line: the name
+    had split the input, output and variable rows (h79b)."""
+    import zarr
+
+    _control_named_store(tmp_path / "in.zarr")
+    given = {"store": str(tmp_path / "in.zarr"), "array": "a\nb"}
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input=given,
+        stages=[{"op": "square"}],
+    )
+    for command, title in (("plan", "plan of "), ("run", "run summary")):
+        rc, out, err = (
+            cli(command, cfg, "--progress", "none") if command == "run" else cli(command, cfg)
+        )
+        assert rc == 0, err
+        lines = out.splitlines()
+        assert lines[0].startswith(title), out
+        assert all(re.match(r"  \S", line) for line in lines[1:]), out  # rows only
+        assert "/in.zarr/a\\nb'" in out or command == "run", out
+        assert "/out.zarr/a\\nb'" in out, out
+    assert "dimensions 'x\\ny'" in cli("plan", cfg)[1]
+    assert zarr.open_array(tmp_path / "out.zarr", path="a\nb")[:].tolist() == [0, 1, 4, 9]
+
+
+@pytest.mark.parametrize(
+    "output, said",
+    [
+        # an array of another tool's at the output's path
+        ("o\np", "error: '{out}/o\\np' already exists (not written by this pipeline); pass "),
+        # an output under that array
+        (
+            "o\np/q",
+            "error: cannot write the output at '{out}/o\\np/q': '{out}/o\\np' is a Zarr array, "
+            "and only a group holds arrays",
+        ),
+    ],
+)
+def test_an_output_refusal_naming_a_path_with_a_line_break_is_one_line(
+    tmp_path, cli, output, said
+) -> None:
+    """The output's refusals place the output, and what is in its way, quoted where its
+    path holds a line break: each had been two lines (h79b)."""
+    import zarr
+
+    _control_named_store(tmp_path / "in.zarr")
+    zarr.open_group(tmp_path / "out.zarr", mode="w").create_array("o\np", shape=(4,), dtype="f4")
+    given = {"store": str(tmp_path / "in.zarr"), "array": "a\nb"}
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input=given,
+        output={"store": str(tmp_path / "out.zarr"), "array": output},
+        stages=[{"op": "square"}],
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert said.format(out=tmp_path / "out.zarr") in err, err
+
+
+def test_an_edited_coordinate_named_with_a_line_break_is_said_in_one_line(tmp_path, cli) -> None:
+    """A Dataset's coordinate named with a line break, edited in the output since the run:
+    verify's refusal and a run's name it quoted, each one line (h79b)."""
+    import xarray as xr
+    import zarr
+
+    ds = xr.Dataset({"v": (("t\nu",), np.arange(4.0))}, coords={"t\nu": np.arange(4)})
+    ds.to_zarr(tmp_path / "ds.zarr", mode="w", consolidated=False)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "ds.zarr",
+        tmp_path / "out.zarr",
+        input={"store": str(tmp_path / "ds.zarr"), "array": "v"},
+        stages=[{"op": "square"}],
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    zarr.open_array(tmp_path / "out.zarr", path="t\nu", mode="r+")[:] = np.arange(4) + 10
+    for command in (("verify",), ("run", "--progress", "none")):
+        rc, _, err = cli(command[0], cfg, *command[1:])
+        assert rc == 1 and len(err.splitlines()) == 1, err
+        assert "'t\\nu''s values: 4 of 4 elements differ" in err, err
+    assert "the output's coordinates 't\\nu' are not the input's" in cli("verify", cfg)[2]

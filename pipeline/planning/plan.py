@@ -199,8 +199,8 @@ class Plan:
             s.describe().removesuffix(f" {s.in_dtype} -> {s.out_dtype}") for s in self.chain
         )
         return (
-            f"<Plan {i.location.said(i.path)} {i.shape} {i.dtype} -> "
-            f"{o.location.said(o.path)} {o.shape} {o.dtype}: {chain}; {self.n_blocks} "
+            f"<Plan {i.location.shown(i.path)} {i.shape} {i.dtype} -> "
+            f"{o.location.shown(o.path)} {o.shape} {o.dtype}: {chain}; {self.n_blocks} "
             f"block{'s' if self.n_blocks != 1 else ''} of {tuple(self.block)}; {self.backend}>"
         )
 
@@ -609,7 +609,7 @@ def identify_store(location: Location, path: str) -> StoreIdentity:
         digest.update(f"{said}\0{d.get('size')}\0{stamp}\n".encode())
     why = None
     if not found:
-        why = f"{location.protocol}:// lists no files under {location.said(path)}"
+        why = f"{location.protocol}:// lists no files under {location.shown(path)}"
     elif unstamped:
         why = (
             f"{location.protocol}:// gives no change stamp (ETag, Last-Modified, modification "
@@ -658,8 +658,8 @@ def keys_out_of_shape_note(info: ArrayInfo, store: StoreIdentity) -> str | None:
     first, _, file = min(odd)
     where = f"{first!r}, under the file {file!r}" if file else repr(first)
     return (
-        f"the input {info.location.join(info.path)} has {sum(n for _, n, _ in odd)} key(s) of "
-        f"its chunks that are a folder, or lie under a file (first: {where}), which "
+        f"the input {info.location.shown(info.path)} has {sum(n for _, n, _ in odd)} key(s) of "
+        f"its chunks that are a folder, or lie under a file (first: {name_shown(where)}), which "
         "zarr-python, and so this run, reads as the fill value: no Zarr writer leaves them, so "
         "their chunks' data is missing; restore it from a good copy if the fill value is not "
         "meant there"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from pipeline.errors import names_shown
 from pipeline.planning.memory import bytes_text
 from pipeline.planning.plan import Plan, gpu_wait
 
@@ -25,8 +26,8 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
             "scheduler, no cluster)"
         )
     rows = [
-        ("input", f"{plan.input.location.said(plan.input.path)}: {plan.input.describe()}"),
-        ("output", f"{plan.output.location.said(plan.output.path)}: {plan.output.describe()}"),
+        ("input", f"{plan.input.location.shown(plan.input.path)}: {plan.input.describe()}"),
+        ("output", f"{plan.output.location.shown(plan.output.path)}: {plan.output.describe()}"),
         ("stages", "; ".join(s.describe() for s in plan.chain)),
         ("backend", f"{plan.backend} ({plan.backend_reason})"),
         (
@@ -111,9 +112,9 @@ def _variable_rows(plan: Plan) -> list[tuple[str, str]]:
     rows = []
     if k.variable is not None:
         v = k.variable
-        text = f"dimensions {', '.join(str(d) for d in v.dims)}; its attributes carried over"
+        text = f"dimensions {names_shown(v.dims)}; its attributes carried over"
         if k.frame:
-            coords = ", ".join(v.coords) or "none"
+            coords = names_shown(v.coords) or "none"
             text += (
                 f"; written as a Dataset variable with the input group's coordinates ({coords})"
                 + (" and consolidated metadata" if k.consolidate else "")

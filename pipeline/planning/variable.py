@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config.models import Config
-from pipeline.errors import ChunkError, ConfigError, InputError, PlanError
+from pipeline.errors import ChunkError, ConfigError, InputError, PlanError, name_shown
 from pipeline.ops import stages
 from pipeline.ops.cf import (
     PACKING_ATTRIBUTES,
@@ -217,8 +217,8 @@ def _refuse_names_only_in_the_copy(loc: Location, path: str, arr: Any) -> None:
     own = f"{path}/.zattrs"
     state = "is gone" if loc.read(own) is None else "has no _ARRAY_DIMENSIONS"
     raise InputError(
-        f"input array {loc.join(path)} names no dimensions in its own attributes ({own} "
-        f"{state}), but the consolidated metadata {loc.said(copy)} gives it "
+        f"input array {loc.shown(path)} names no dimensions in its own attributes ({own} "
+        f"{state}), but the consolidated metadata {loc.shown(copy)} gives it "
         f"_ARRAY_DIMENSIONS {attrs['_ARRAY_DIMENSIONS']!r} (its {entry!r} entry), as "
         "xr.open_zarr reads it: a variable of its Dataset there, an array alone to the "
         f"pipeline, which reads each array's own metadata: write that entry back to {own}",
@@ -239,7 +239,7 @@ def _refuse_attribute_names(loc: Location, path: str, arr: Any) -> None:
     dimension names). InputError, fields ``variable``, ``attributes``, ``fix``."""
     names = dict(arr.attrs)["_ARRAY_DIMENSIONS"]
     raise InputError(
-        f"input array {loc.join(path)} is Zarr v3 and names its dimensions only in the "
+        f"input array {loc.shown(path)} is Zarr v3 and names its dimensions only in the "
         f"attribute _ARRAY_DIMENSIONS={names!r} (Zarr v2's convention), which xarray does not "
         "read for Zarr v3 (xr.open_zarr fails on its group: it needs dimension_names): write "
         "them as its dimension_names (zarr-python's create_array(..., dimension_names=...), "
@@ -263,7 +263,7 @@ def _unreadable_group(loc: Location, variable: Variable, output_path: str) -> Va
         return Variable(group="", name="", dims=variable.dims, attrs=variable.attrs)
     group = loc.join(variable.group) if variable.group else loc.url
     raise InputError(
-        f"xarray cannot read and write the coordinates of the input Dataset {group} "
+        f"xarray cannot read and write the coordinates of the input Dataset {name_shown(group)} "
         f"({variable.unreadable}): set output.array: '' to write the variable alone, "
         "without them",
         variable=group,
@@ -291,7 +291,7 @@ def _refuse_damaged_nczarr(loc: Location, path: str, arr: Any) -> None:
         "names) in its .zattrs"
     )
     raise InputError(
-        f"input array {loc.join(path)} has no _ARRAY_DIMENSIONS, and {loc.join(key)} {what} "
+        f"input array {loc.shown(path)} has no _ARRAY_DIMENSIONS, and {loc.shown(key)} {what} "
         f"(xr.open_zarr fails on it too): {fix}",
         variable=loc.join(path),
         file=loc.join(key),
@@ -320,7 +320,8 @@ def _refuse_unreadable_fills(store: Any, variable: Variable, loc: Location) -> N
                 continue
             where = loc.join("/".join(p for p in (variable.group, name) if p))
             raise InputError(
-                f"{where}, beside the input variable in its Dataset, has {e}; the output's "
+                f"{name_shown(where)}, beside the input variable in its Dataset, has {e}; the "
+                "output's "
                 "coordinates are written with xarray, which opens the whole group: fix it "
                 "there, or set output.array: '' to write the variable alone",
                 variable=where,
@@ -341,7 +342,7 @@ def _check_sizes(loc: Location, variable: Variable) -> None:
     where = loc.join(variable.group, variable.name)
     whose = "the variable" if other == variable.name else f"its coordinate {other!r}"
     raise InputError(
-        f"input variable {where}: its coordinate {coord!r} has {size} elements along "
+        f"input variable {name_shown(where)}: its coordinate {coord!r} has {size} elements along "
         f"{dim!r}, {whose} {expected}, and a Dataset has one size per dimension "
         "(xr.open_zarr fails on it): write the coordinate with the variable's size, or set "
         "output.array: '' to write the variable alone, without its coordinates",
@@ -374,11 +375,12 @@ def _check_frame_fits(loc: Location, store: Any, variable: Variable, available: 
         return
     group = loc.join(variable.group) if variable.group else loc.url
     largest = sorted(sizes, key=lambda n: -sizes[n])[:3]
-    named = ", ".join(f"{n} {bytes_text(sizes[n])}" for n in largest)
+    named = ", ".join(f"{name_shown(n)} {bytes_text(sizes[n])}" for n in largest)
     more = f" and {len(sizes) - len(largest)} more" if len(sizes) > len(largest) else ""
     whole = f"; {bytes_text(total)} in all" if len(sizes) > 1 else ""
     raise PlanError(
-        f"the arrays carried beside {variable.name} in {group} ({named}{more}, decoded"
+        f"the arrays carried beside {name_shown(variable.name)} in {name_shown(group)} "
+        f"({named}{more}, decoded"
         f"{whole}) are read whole into this process, which has "
         f"{bytes_text(available)} of memory free, less than the {FRAME_COPIES} x that needs: "
         "set output.array: '' to write the variable alone, without them, or run on a machine "
@@ -434,9 +436,9 @@ def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
         misfit = arrays.misfit_of(loc, path, arrays.open_zarr_array(loc, path), key, problem)
         if misfit is not None and (misfit.metadata or not misfit.sound):
             # its chunks misfit alike: its metadata edited since they were written (h69e)
-            what = f"{coord}, which the output carries beside the variable"
+            what = f"{name_shown(coord)}, which the output carries beside the variable"
             if misfit.metadata:
-                said = misfit.mismatch(f"input {loc.join(path)} ({what})")
+                said = misfit.mismatch(f"input {loc.shown(path)} ({what})")
                 fix = "write back the dtype and chunk shape they were written with"
             else:
                 said = misfit.either(f"input chunk {key!r} of {loc.url} (of {what})")
@@ -454,7 +456,8 @@ def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
                 said=said,
             )
         raise ChunkError(
-            f"input chunk {key!r} of {loc.url} (of {coord}, which the output carries beside "
+            f"input chunk {key!r} of {loc.url} (of {name_shown(coord)}, which the output carries "
+            "beside "
             f"the variable) is damaged: {reason}; nothing was written: restore the chunk (or "
             "delete it, and it reads as the fill value), or set output.array: '' to write the "
             "variable alone, without its coordinates",
@@ -491,7 +494,8 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         if damaged is not None:
             key, problem, fix = damaged
             raise InputError(
-                f"{loc.said(key)} (another variable of the input Dataset {group}, which "
+                f"{loc.shown(key)} (another variable of the input Dataset {name_shown(group)}, "
+                "which "
                 f"xarray reads to open it): {problem}; {fix}, or set output.array: '' to "
                 "write the variable alone, without its Dataset",
                 variable=group,
@@ -505,7 +509,8 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
             raise member
         _refuse_unnamed_member(loc, store, variable, reason)
         raise InputError(
-            f"xarray cannot read and write the coordinates of the input Dataset {group} "
+            "xarray cannot read and write the coordinates of the input Dataset "
+            f"{name_shown(group)} "
             f"({reason}): set output.array: '' to write the variable alone, without them",
             variable=group,
             coordinate="",
@@ -516,7 +521,8 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
     where = loc.join(variable.group, coord)
     if reason.startswith(datasets.UNWRITABLE):  # the input opens; the output would not
         raise InputError(
-            f"input coordinate {where} opens in xarray, but {reason}: set output.array: '' "
+            f"input coordinate {name_shown(where)} opens in xarray, but {reason}: set "
+            "output.array: '' "
             "to write the variable alone, without its coordinates, or write the coordinate "
             "in a form xarray writes to Zarr v3",
             variable=where,
@@ -528,7 +534,8 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
     masked = f"{datasets.MaskedElements.__name__}: "
     if reason.startswith(masked):  # the input opens; the output would not
         raise InputError(
-            f"input coordinate {where} holds {reason[len(masked) :]}: write it with no fill "
+            f"input coordinate {name_shown(where)} holds {reason[len(masked) :]}: write it with "
+            "no fill "
             "value (fill_value null) or without those elements, or set output.array: '' to "
             "write the variable alone, without its coordinates",
             variable=where,
@@ -579,7 +586,8 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         fix = f"correct {' and '.join(named) or 'the coordinate'}, or output.array: ''"
         how = f"correct {' and '.join(named) or 'the coordinate'} in the input, or {alone}"
     raise InputError(
-        f"input coordinate {where} {what} ({reason}), so xr.open_zarr fails on the input "
+        f"input coordinate {name_shown(where)} {what} ({reason}), so xr.open_zarr fails on the "
+        "input "
         f"Dataset, which the output is written as: {how}",
         variable=where,
         coordinate=coord,
@@ -619,7 +627,7 @@ def _refuse_coordinate_fill(
             )
             fix = f"{e.fix}, or output.array: ''"
         raise InputError(
-            f"input coordinate {where} has {line}",
+            f"input coordinate {name_shown(where)} has {line}",
             variable=where,
             coordinate=coord,
             attributes=["_FillValue"],
@@ -654,7 +662,8 @@ def _refuse_unnamed_member(loc: Location, store: Any, variable: Variable, reason
         )
     fix = "write it again with dimension names (zarr-python's dimension_names=, or xarray)"
     raise InputError(
-        f"{loc.join(variable.group, name)} (another array of the input Dataset {group}, which "
+        f"{loc.shown(variable.group, name)} (another array of the input Dataset "
+        f"{name_shown(group)}, which "
         f"xarray reads to open it) is {why}, and xr.open_zarr fails on the group ({reason}): "
         f"{fix}, or set output.array: '' to write the variable alone, without its Dataset",
         variable=group,
@@ -749,7 +758,8 @@ def check_consolidated(
         if s.part == "attributes" and not _decodes_otherwise(s):
             continue
         raise InputError(
-            f"the consolidated metadata of the input Dataset {where} is stale: {s.said} "
+            f"the consolidated metadata of the input Dataset {name_shown(where)} is stale: "
+            f"{s.said} "
             "(changed since it was consolidated); xr.open_zarr reads that copy, and would "
             "see other values than the pipeline reads: consolidate the input's metadata "
             "again (zarr.consolidate_metadata on its store), or run on a fresh copy of it"
@@ -763,7 +773,8 @@ def check_consolidated(
         return []
     differ = "; ".join(s.said for s in found)
     return [
-        f"the consolidated metadata of the input Dataset {where} holds other attributes than "
+        f"the consolidated metadata of the input Dataset {name_shown(where)} holds other "
+        "attributes than "
         f"the group's and its arrays' own metadata ({differ}: changed since it was "
         "consolidated): the output carries their own, which xr.open_zarr of the input does "
         "not show until its metadata is consolidated again"
@@ -868,7 +879,8 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
         problem = None if value is None else _scale_problem(value)
         if problem is not None:
             raise InputError(
-                f"input variable {where} has {key}={_short(value)}, {problem}: write {key} "
+                f"input variable {name_shown(where)} has {key}={_short(value)}, {problem}: write "
+                f"{key} "
                 "as a number",
                 variable=where,
                 attributes=[key],
@@ -881,7 +893,7 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
         # written: a list's is object, so it decodes to Python numbers (dtype object)
         (number,) = np.ravel(np.asarray(scale, dtype=object)).tolist()
         raise InputError(
-            f"input variable {where} has scale_factor={_short(scale)}, a list, and no "
+            f"input variable {name_shown(where)} has scale_factor={_short(scale)}, a list, and no "
             "add_offset, which xarray decodes to Python objects (dtype object), not numbers "
             f"the stages compute on: write scale_factor as a number ({number!r}), not a list",
             variable=where,
@@ -892,7 +904,8 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
         problem = _fill_problem(attrs.get(key))
         if problem is not None:
             raise InputError(
-                f"input variable {where} has {key}={_short(attrs[key])}, {problem}: write "
+                f"input variable {name_shown(where)} has {key}={_short(attrs[key])}, {problem}: "
+                "write "
                 f"{key} as the number (or list of numbers) that marks missing elements, or "
                 "remove it",
                 variable=where,
@@ -905,7 +918,7 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
         found = _unpacking_of(arr, stored, is_variable, alone)
     except UnreadableFill as e:
         raise InputError(
-            f"input variable {where} has {e}",
+            f"input variable {name_shown(where)} has {e}",
             variable=where,
             attributes=["_FillValue"],
             fix=e.fix,
@@ -950,7 +963,7 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
                 f"elements equal to {found.said_fills()} become NaN, in {np.dtype(found.dtype)}"
             )
     raise InputError(
-        f"input variable {where} is stored {how} ({said}): its stored {stored} "
+        f"input variable {name_shown(where)} is stored {how} ({said}): its stored {stored} "
         f"numbers are not its values, which xarray decodes ({decodes}); set "
         "input.mask_and_scale: true to run the stages on the decoded values",
         variable=where,
@@ -1020,7 +1033,8 @@ def inherited_note(loc: Location, store: Any, variable: Variable) -> str | None:
     where = loc.join(variable.group + "/" + variable.name)
     names = ", ".join(f"{name!r} (of the group {('/' + group)!r})" for group, name in found)
     return (
-        f"xr.open_datatree gives the input variable {where} the coordinates {names} of a "
+        f"xr.open_datatree gives the input variable {name_shown(where)} the coordinates {names} "
+        "of a "
         "group above its own (a DataTree's inherited coordinates), which the output does "
         f"not carry: it carries those of its group, as xr.open_zarr(..., "
         f"group={variable.group!r}) reads it; to carry them, write them into that group "
@@ -1075,7 +1089,8 @@ def plain_decoding_note(
             else "nothing else decodes it"
         )
         return (
-            f"input.mask_and_scale: true: the input array {where} has {no_names}, so its "
+            f"input.mask_and_scale: true: the input array {name_shown(where)} has {no_names}, so "
+            "its "
             f"Zarr fill_value {said} (what an unwritten chunk reads as) is not taken as "
             "its _FillValue, as xarray takes a Zarr v2 variable's: elements equal to it are "
             f"read as numbers, as zarr-python reads them ({decodes}); to read them as "
@@ -1090,7 +1105,7 @@ def plain_decoding_note(
         else f"none of {', '.join(DECODING_ATTRIBUTES)}"
     )
     return (
-        f"input.mask_and_scale: true decodes nothing: the input array {where} has "
+        f"input.mask_and_scale: true decodes nothing: the input array {name_shown(where)} has "
         f"{no_names}, and {has}, so its values are read as stored, as zarr-python reads "
         "them; give it the CF attributes that say how to decode it, or leave "
         "input.mask_and_scale out"
@@ -1131,7 +1146,8 @@ def unheld_error(
         what = f"{at} is {found.value!r}"
         remove = "those elements"
     return InputError(
-        f"input variable {where} decodes to {dtype} because of its integer {said} (as xarray "
+        f"input variable {name_shown(where)} decodes to {dtype} because of its integer {said} (as "
+        "xarray "
         f"decodes it), and {what}, which {dtype} cannot hold (xarray reads an arbitrary "
         f"integer there); {output}: write {floats} in the input, so that "
         f"it decodes to floats, or remove {remove}; then `run --overwrite` starts over",
@@ -1172,7 +1188,7 @@ def refuse_time_bounds(where: str, store: Any, variable: Variable) -> None:
             continue  # its own units, which xarray keeps
         said = ", ".join(f"{k}={given[k]!r}" for k in found)
         raise InputError(
-            f"input variable {where} holds times: it is the bounds of {name!r} (bounds="
+            f"input variable {name_shown(where)} holds times: it is the bounds of {name!r} (bounds="
             f"{variable.name!r}), whose {said} xarray gives it, decoding its numbers to dates, "
             "and the stages are arithmetic on numbers, not times: run them on a variable of "
             "numbers",
@@ -1214,7 +1230,8 @@ def refuse_ambiguous_bounds(loc: Location, store: Any, variable: Variable) -> No
         ]
         where = loc.join(variable.group, name)
         raise InputError(
-            f"input coordinate {where} (carried beside the variable) is the bounds of the "
+            f"input coordinate {name_shown(where)} (carried beside the variable) is the bounds of "
+            "the "
             f"times {said}, which give it other {' and '.join(keys)}: xarray decodes it by "
             "those of whichever it reads first, so its dates are not defined; give it "
             f"{' and '.join(keys)} of its own (CF: those of its time), or set output.array: "
@@ -1248,7 +1265,7 @@ def _refuse_chained_bounds(
     said = ", ".join(f"{k}={v!r}" for k, v in given.items())
     keys = " and ".join(given)
     raise InputError(
-        f"input {'coordinate' if carried else 'variable'} {where}"
+        f"input {'coordinate' if carried else 'variable'} {name_shown(where)}"
         f"{' (carried beside the variable)' if carried else ''} is the bounds of {through!r}, "
         f"itself the bounds of the time {time!r}: xarray gives it {said} only where it reads "
         f"{time!r} before {through!r}, in the group's listing order, which zarr-python gives "
@@ -1277,7 +1294,8 @@ def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> N
     if found:
         said = ", ".join(f"{k}={attrs[k]!r}" for k in found)
         raise InputError(
-            f"input variable {where} holds times ({said}: xarray decodes its numbers to dates "
+            f"input variable {name_shown(where)} holds times ({said}: xarray decodes its numbers "
+            "to dates "
             "or durations), and the stages are arithmetic on numbers, not times: run them on a "
             "variable of numbers, or write this one without its time attributes",
             variable=where,
@@ -1286,7 +1304,7 @@ def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> N
         )
     if decodes_to_booleans(attrs):
         raise InputError(
-            f"input variable {where} holds booleans (dtype='bool': xarray decodes its "
+            f"input variable {name_shown(where)} holds booleans (dtype='bool': xarray decodes its "
             f"{stored} numbers to True and False), and the stages are arithmetic on numbers: "
             "run them on a variable of numbers, or write this one as numbers (xarray: "
             ".astype('int8'))",
@@ -1457,7 +1475,7 @@ def integer_decoding_note(
         missing.append(f"a stored NaN, infinity or value past {dtype}")
     floats = " and ".join(f"{k}: {float(v)!r}" for k, v in ints.items())
     return (
-        f"input variable {where} decodes to {dtype} because of its integer {said} (as "
+        f"input variable {name_shown(where)} decodes to {dtype} because of its integer {said} (as "
         f"xarray decodes it), which holds no NaN: a block holding {' or '.join(missing)} "
         f"stops the run there; write {floats} in the input's attributes so that it decodes "
         "to floats (NaN where missing), or make sure no element holds such a value"

@@ -11,6 +11,7 @@ from typing import Any
 
 from dask.utils import format_bytes
 
+from pipeline.errors import name_shown
 from pipeline.planning.plan import Plan
 from pipeline.reporting.info import versions
 from pipeline.reporting.progress import gbps, rate_said
@@ -98,6 +99,11 @@ class Summary:
     stages: list[str]
     """the stages as the plan describes them, with their dtypes
     (``'multiply(factor=3) int8 -> int16'``)"""
+    dashboard_closed: bool = False
+    """whether that dashboard was closed with the run (the local cluster the run started and
+    stopped): printed as the run started, as Dask prints it, and left out of the summary's
+    table, where the link would be dead by the time it is read (a joined cluster's, still
+    serving, is in it)"""
     versions: dict[str, str] = field(default_factory=dict)
     """the versions of the libraries that ran it ({library: version})"""
     hardware: dict[str, Any] = field(default_factory=dict)
@@ -128,8 +134,8 @@ class Summary:
         """``<Summary complete: out.zarr; 3 of 3 blocks written, 8.20 kiB in, 1.52 s, cpu>``."""
         skipped = f", {self.blocks_skipped} already done" if self.blocks_skipped else ""
         return (
-            f"<Summary {self.status}: {self.output}; {self.blocks_done} of {self.blocks_total} "
-            f"blocks written{skipped}, {format_bytes(self.bytes_in)} in, "
+            f"<Summary {self.status}: {name_shown(self.output)}; {self.blocks_done} of "
+            f"{self.blocks_total} blocks written{skipped}, {format_bytes(self.bytes_in)} in, "
             f"{self.seconds.get('total', 0):.2f} s, {self.backend}>"
         )
 
@@ -208,11 +214,11 @@ class Summary:
             ("peak device memory", peak_dev),
             ("peak host memory", self._host_memory() if self.blocks_done else unmeasured),
             ("non-finite values", f"NaN {self.nan}, +inf {self.posinf}, -inf {self.neginf}"),
-            ("output", self.output),
+            ("output", name_shown(self.output)),
         ]
         if self.output_array != self.output:  # a Dataset: the group, and its variable
-            rows.append(("output array", self.output_array))
-        if self.dashboard:
+            rows.append(("output array", name_shown(self.output_array)))
+        if self.dashboard and not self.dashboard_closed:
             rows.append(("dashboard", self.dashboard))
         rows += [("note", n) for n in self.notes]
         return rows
@@ -333,6 +339,7 @@ def summarise(
         task_time=frac,
         bound_by=bound,
         dashboard=dashboard,
+        dashboard_closed=bool(dashboard) and plan.cluster.own,
         stages=[s.describe() for s in plan.chain],
         versions=versions(),
         hardware=plan.facts.as_dict() if plan.facts else {},

@@ -28,6 +28,7 @@ from pipeline.errors import (
     OutputError,
     PipelineError,
     cause,
+    name_shown,
     one_line,
     storage_failure,
     storage_fix,
@@ -327,13 +328,14 @@ def verify(
             raise OutputError(str(e), **{**data, "output": where}) from None
         if _remains(loc_out, out_path):  # as `run` says it (F7: verify said run it first)
             raise OutputError(
-                f"{where} holds the remains of an output that a stopped run was making or "
+                f"{name_shown(where)} holds the remains of an output that a stopped run was "
+                "making or "
                 "replacing: `run --overwrite` starts over",
                 output=where,
                 status="remains",
             ) from None
         raise OutputError(
-            f"no output at {where}: run the pipeline first"
+            f"no output at {name_shown(where)}: run the pipeline first"
             + relative_store_note(config.output.store, loc_out),
             output=where,
             status="absent",
@@ -416,7 +418,8 @@ def verify(
     if edit:  # as `run` refuses it: every chunk reads otherwise than the run wrote it
         where = loc_out.join(out_path)
         raise OutputError(
-            f"{where} is not what the run wrote ({edit}: edited since), so readers see other "
+            f"{name_shown(where)} is not what the run wrote ({edit}: edited since), so readers "
+            "see other "
             "values than the run made: `run --overwrite` writes it again",
             output=where,
             status=status,
@@ -908,7 +911,8 @@ def _read(
         failure = storage_failure(e)
         if failure is not None:  # the store would not give it: no damage (F8)
             raise (OutputError if output else InputError)(
-                f"cannot read the {side} {where} in the region {region}: the store answered "
+                f"cannot read the {side} {name_shown(where)} in the region {region}: the store "
+                "answered "
                 f"{failure}; {storage_fix(failure).replace('input.', side + '.')}, then verify "
                 "again",
                 **{"output" if output else "store": where},
@@ -930,7 +934,7 @@ def _read(
         fields.update(key=key, file=location.join(misfit.document))
         if misfit.metadata:
             fields["misfit"] = "metadata"
-            said = misfit.mismatch(f"the {side} {where}") + "; "
+            said = misfit.mismatch(f"the {side} {name_shown(where)}") + "; "
         else:
             fields["misfit"] = "unknown"
             said = misfit.either(f"{side} chunk {key!r} of {location} (in the region {region})")
@@ -950,7 +954,7 @@ def _read(
         fields["key"] = key
     else:
         said = (
-            f"zarr-python cannot read the {side} {where} in the region {region} "
+            f"zarr-python cannot read the {side} {name_shown(where)} in the region {region} "
             f"({one_line(reason)}): a chunk there is damaged; "
         )
     if output:

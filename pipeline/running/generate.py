@@ -33,6 +33,8 @@ from pipeline.errors import (
     Interrupted,
     StoreError,
     disk_full,
+    name_shown,
+    names_shown,
     refused_access,
     said_then,
 )
@@ -180,7 +182,7 @@ def _generate_locked(
         if d.get("reason") == "lost" and d.get("during") == "compute":  # had said run --resume
             from pipeline.running.cluster import lost_scheduler
 
-            unfinished = f"the input {where} stays unfinished"
+            unfinished = f"the input {name_shown(where)} stays unfinished"
             lost = lost_scheduler(
                 d["address"], "compute", d["cause"], unfinished, "generate it again"
             )
@@ -200,7 +202,7 @@ def _workers_died(e: ClusterError, cp: ClusterPlan, where: str) -> ClusterError:
 
     d = e.data
     more = memory_advice(cp, d.get("memory_limit"), cp.scheduler == "local")
-    fix = f"the input {where} stays unfinished: {more}; then generate it again"
+    fix = f"the input {name_shown(where)} stays unfinished: {more}; then generate it again"
     return workers_died(d["task"], d.get("worker"), d.get("memory_limit"), d["deaths"], fix)
 
 
@@ -223,18 +225,21 @@ def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> No
     if above is not None or found is not None:
         if above is not None:
             place, node = above
-            why = f"{place} is {arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}"
+            why = f"{name_shown(place)} is {arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}"
         elif found is not None:
             here, node = found
             place = loc.join(here)
             if node == "dangling":
                 why = arrays.dangling_link(place, "input")
             elif here == path:
-                why = f"{where} is a file, which generate never replaces"
+                why = f"{name_shown(where)} is a file, which generate never replaces"
             else:
-                why = f"{place} is {arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}"
+                why = (
+                    f"{name_shown(place)} is {arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}"
+                )
         raise InputError(
-            f"cannot generate the input at {where}: {why}; point input.store (or input.array) "
+            f"cannot generate the input at {name_shown(where)}: {why}; point input.store (or "
+            "input.array) "
             "elsewhere",
             input=where,
             status="blocked",
@@ -265,7 +270,8 @@ def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> No
             _check_enclosing_groups(loc, path, zarr_format)
             return
     raise InputError(
-        f"{where} already holds data that `pipeline generate` did not create; generate never "
+        f"{name_shown(where)} already holds data that `pipeline generate` did not create; "
+        "generate never "
         "replaces it: point input.store (or input.array) elsewhere, or remove it yourself",
         input=where,
         status="foreign",
@@ -320,7 +326,7 @@ def _check_enclosing_groups(loc: Location, path: str, zarr_format: int) -> None:
         else:
             continue
         raise InputError(
-            f"cannot generate the input at {where} inside {place}: {why}"
+            f"cannot generate the input at {name_shown(where)} inside {name_shown(place)}: {why}"
             + ("" if why.endswith(", or") else ";")
             + " point input.store (or input.array) outside it",
             input=where,
@@ -339,7 +345,8 @@ def _check_enclosing_groups(loc: Location, path: str, zarr_format: int) -> None:
     if copies:
         place = loc.join(copies[0]) if copies[0] else loc.url
         raise InputError(
-            f"cannot generate the input at {where}: {place} holds a consolidated copy of its "
+            f"cannot generate the input at {name_shown(where)}: {name_shown(place)} holds a "
+            "consolidated copy of its "
             "members' metadata, which zarr.open_group and xr.open_zarr read in place of the "
             "members' own and which would not list the new array; point input.store (or "
             "input.array) outside that group",
@@ -355,7 +362,8 @@ def _check_enclosing_groups(loc: Location, path: str, zarr_format: int) -> None:
     if named:
         place = loc.join(parent) if parent else loc.url
         raise InputError(
-            f"cannot generate the input at {where}: {place} holds an xarray Dataset (its "
+            f"cannot generate the input at {name_shown(where)}: {name_shown(place)} holds an "
+            "xarray Dataset (its "
             f"arrays name their dimensions: {named[0]}), and the array generate makes names "
             "none, so xarray could no longer open the group; point input.store (or "
             "input.array) outside it",
@@ -400,9 +408,10 @@ def _refuse_stray(loc: Location, path: str, where: str) -> None:
     stray = arrays.stray_entries(loc, path, keep=(RECORD,))  # the generation's lock's folder
     if not stray:
         return
-    some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")
+    some = names_shown(stray[:3]) + (", ..." if len(stray) > 3 else "")
     raise InputError(
-        f"{where} holds, beside the generated array's metadata and chunks, {some}: generate "
+        f"{name_shown(where)} holds, beside the generated array's metadata and chunks, {some}: "
+        "generate "
         "replaces the array and never deletes other files: move them out, or point "
         "input.store (or input.array) elsewhere",
         input=where,

@@ -33,6 +33,8 @@ from pipeline.errors import (
     InputError,
     OutputError,
     PipelineError,
+    name_shown,
+    names_shown,
     public_url,
 )
 from pipeline.ops import cf
@@ -180,7 +182,7 @@ def _refuse_linked(
             raise refuse(
                 link,
                 target,
-                f"{where} {store}",
+                f"{name_shown(where)} {store}",
                 "remove that link from the output (its files stay where it points), "
                 "or give another output.store",
             )
@@ -398,7 +400,7 @@ def check_parents(plan: Plan) -> None:
     if above is not None:
         place, node = above
         raise OutputError(
-            f"cannot write the output at {loc.join(plan.output.path)}: {place} is "
+            f"cannot write the output at {loc.shown(plan.output.path)}: {name_shown(place)} is "
             f"{arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}: choose an output.store "
             "that is not under it",
             output=loc.join(plan.output.path),
@@ -413,17 +415,22 @@ def check_parents(plan: Plan) -> None:
     where, place = loc.join(plan.output.path), loc.join(here)
     what = arrays.NODE_WORDS[node]
     if node == "dangling":
-        message = f"cannot write the output at {where}: {arrays.dangling_link(place, 'output')}"
+        message = (
+            f"cannot write the output at {name_shown(where)}: "
+            f"{arrays.dangling_link(place, 'output')}"
+        )
     elif here == plan.output.path.strip("/"):
         message = (
-            f"{where} is {what}, not a Zarr array; the pipeline never replaces it, even with "
+            f"{name_shown(where)} is {what}, not a Zarr array; the pipeline never replaces it, "
+            "even with "
             "--overwrite: choose another output.array or output.store, or remove it yourself"
         )
     else:
         why = arrays.NODE_WHY[node]
         fix = f"an output.array that is not under {here!r}, or " if here else ""
         message = (
-            f"cannot write the output at {where}: {place} is {what}, and {why}: choose "
+            f"cannot write the output at {name_shown(where)}: {name_shown(place)} is {what}, and "
+            f"{why}: choose "
             f"{fix}another output.store"
         )
     raise OutputError(message, output=where, status="blocked", blocking=place, node=node)
@@ -438,10 +445,11 @@ def check_only_array_files(plan: Plan, state: str) -> None:
     written = state in ("complete", "incomplete")  # the run's chunks are at its own keys
     stray = arrays.stray_entries(loc, plan.output.path, keep=(RECORD,), written=written)
     if stray:
-        where = loc.join(plan.output.path)
-        some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")
+        where = loc.shown(plan.output.path)
+        some = names_shown(stray[:3]) + (", ..." if len(stray) > 3 else "")
         raise OutputError(
-            f"{where} holds, beside the array's metadata and chunks, {some}: --overwrite "
+            f"{name_shown(where)} holds, beside the array's metadata and chunks, {some}: "
+            "--overwrite "
             "replaces the array and never deletes other files: move them out, or choose "
             "another output.store or output.array",
             output=where,
@@ -471,7 +479,8 @@ def check_formats_agree(plan: Plan) -> None:
             mixed = mixed_formats(loc, group)
             if mixed:
                 raise OutputError(
-                    f"{where} {both_formats(mixed)}: zarr-python and xarray read its zarr.json and "
+                    f"{name_shown(where)} {both_formats(mixed)}: zarr-python and xarray read its "
+                    "zarr.json and "
                     "ignore the v2 files, which a run would delete, even without --overwrite; "
                     "remove one format's metadata yourself, or choose another output.store or "
                     "output.array",
@@ -482,9 +491,10 @@ def check_formats_agree(plan: Plan) -> None:
         v2 = [m for m in (".zgroup", ".zarray") if loc.exists(_key(group, m))]
         if v2:
             raise OutputError(
-                f"{where} holds Zarr v2 metadata ({v2[0]}), and the pipeline writes Zarr v3: "
+                f"{name_shown(where)} holds Zarr v2 metadata ({v2[0]}), and the pipeline writes "
+                "Zarr v3: "
                 f"a v3 output "
-                f"at {loc.join(plan.output.path)} would hide its v2 arrays from readers that "
+                f"at {loc.shown(plan.output.path)} would hide its v2 arrays from readers that "
                 "open the store as v3 (xarray does); choose another output.store",
                 output=loc.join(plan.output.path),
                 group=where,
@@ -492,8 +502,9 @@ def check_formats_agree(plan: Plan) -> None:
         lone = mixed_formats(loc, group)  # no group to Zarr, but the run's zarr.json would mix
         if lone:
             raise OutputError(
-                f"{where} holds Zarr v2 metadata ({', '.join(lone)}) and no zarr.json, which a "
-                f"run writing {loc.join(plan.output.path)} would put beside it (Zarr v3 "
+                f"{name_shown(where)} holds Zarr v2 metadata ({', '.join(lone)}) and no "
+                "zarr.json, which a "
+                f"run writing {loc.shown(plan.output.path)} would put beside it (Zarr v3 "
                 "group metadata, as zarr-python makes each group missing above an array): "
                 "readers would take the zarr.json and ignore the v2 files; remove them "
                 "yourself, or choose another output.store or output.array",
@@ -657,7 +668,7 @@ def _member_words(store: Any, group: str, name: str, here: dict[str, Any]) -> st
         if array is not None and arrays.run_record(dict(array.attrs)) is not None:
             return "an output of this pipeline"
         return f"{'a group' if array is None else 'an array'} this pipeline did not write"
-    some = ", ".join(outputs[:3]) + (", ..." if len(outputs) > 3 else "")
+    some = names_shown(outputs[:3]) + (", ..." if len(outputs) > 3 else "")
     what = "outputs" if len(outputs) > 1 else "an output"
     return f"a group that holds {what} of this pipeline, {some}"
 
@@ -800,7 +811,8 @@ def check_frame_fits(plan: Plan) -> None:
                 node, "something that is not Zarr"
             )
             raise OutputError(
-                f"cannot write {where}: its group holds {what} named {name!r}, where the "
+                f"cannot write {name_shown(where)}: its group holds {what} named {name!r}, where "
+                "the "
                 f"coordinate {name!r} is written; the pipeline "
                 "replaces only an array there, never deletes anything else: choose another "
                 "output.store, or move it yourself",
@@ -809,10 +821,11 @@ def check_frame_fits(plan: Plan) -> None:
             )
         stray = arrays.stray_entries(loc, _key(group, name)) if node == "array" else []
         if stray:  # the coordinate is replaced: what else its folder holds would go with it
-            where = loc.join(_key(group, name))
-            some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")
+            where = loc.shown(_key(group, name))
+            some = names_shown(stray[:3]) + (", ..." if len(stray) > 3 else "")
             raise OutputError(
-                f"cannot write {loc.join(plan.output.path)}: the coordinate array {where}, "
+                f"cannot write {loc.shown(plan.output.path)}: the coordinate array "
+                f"{name_shown(where)}, "
                 f"which it replaces, holds beside its metadata and chunks {some}; the "
                 "pipeline never deletes other files: move them out, or choose another "
                 "output.store",
@@ -831,7 +844,7 @@ def check_frame_fits(plan: Plan) -> None:
                 where = plan.output.location.join(plan.output.path)
                 here = datasets.group_arrays(store, group, listed=True)
                 raise OutputError(
-                    f"cannot write {where}: its group keeps the array {name!r} "
+                    f"cannot write {name_shown(where)}: its group keeps the array {name!r} "
                     f"({_member_words(store, group, name, here)}) whose dimension {dim!r} has "
                     f"{size} elements, but the "
                     f"input's has {wanted}, and a Dataset has one size per dimension: choose "
@@ -870,7 +883,7 @@ def check_group_opens(plan: Plan, sizes: bool = True) -> None:
     more = f" (and {len(found) - 1} more such arrays)" if len(found) > 1 else ""
     what = _member_words(store, group, name, datasets.group_arrays(store, group, listed=True))
     raise OutputError(
-        f"cannot write {where}: its group holds {name!r} ({what}){more}, {why}, which "
+        f"cannot write {name_shown(where)}: its group holds {name!r} ({what}){more}, {why}, which "
         "makes the group unreadable to xarray (`xr.open_zarr` fails on it), so the output "
         "would be too; this run never deletes nor edits it, even with --overwrite: "
         f"{datasets.unopenable_fix(name, why)}, then run again",
@@ -929,16 +942,19 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
     some = ", ".join(repr(n) for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
     if resume:  # its unfinished remains close the group now: they go, then it runs elsewhere
         line = (
-            f"cannot resume {where}: it is an array alone in the group {holder.join(group)}, "
+            f"cannot resume {name_shown(where)}: it is an array alone in the group "
+            f"{holder.shown(group)}, "
             f"an xarray Dataset of {some}, and {why}: xarray does not open the group (nor "
             "those variables) while it is there, finished or not, and no run writes it there, "
-            f"even with --overwrite; remove {where} (an unfinished output of this pipeline) "
+            f"even with --overwrite; remove {name_shown(where)} (an unfinished output of this "
+            "pipeline) "
             "yourself, then run it into another output.store, or a group of its own "
             "(output.array: '<group>/<name>')"
         )
     else:
         line = (
-            f"cannot write {where}: it is an array alone in the group {holder.join(group)}, an "
+            f"cannot write {name_shown(where)}: it is an array alone in the group "
+            f"{holder.shown(group)}, an "
             f"xarray Dataset of {some}, and {why}: xarray would no longer open the group (nor "
             "those variables), even with --overwrite; choose another output.store, or a group "
             "of its own (output.array: '<group>/<name>')"
@@ -1001,7 +1017,7 @@ def _refuse_misaligning_a_tree(plan: Plan) -> None:
     label, dim, why = found
     where = loc.join(plan.output.path)
     raise OutputError(
-        f"cannot write {where}: the group {label.rstrip('/')} {side} it {why}, and "
+        f"cannot write {name_shown(where)}: the group {label.rstrip('/')} {side} it {why}, and "
         "xr.open_datatree of the store would fail on every "
         "group (one not aligned with those above it), even with --overwrite; choose another "
         "output.store or output.array",
@@ -1042,7 +1058,8 @@ def _refuse_replacing_a_reference(plan: Plan) -> None:
     where = loc.join(plan.output.path)
     them = ", ".join(repr(u) for u in using[:3]) + (", ..." if len(using) > 3 else "")
     raise OutputError(
-        f"cannot write {where}: it is {_what_array(store, group, others, name)}, and its "
+        f"cannot write {name_shown(where)}: it is {_what_array(store, group, others, name)}, and "
+        "its "
         f"group's variables {them} refer to it (as a coordinate, cell bounds, grid mapping or cell "
         "measure): replacing it would relabel them, even with --overwrite; choose another "
         "output.array or output.store, or remove those variables yourself",
@@ -1122,7 +1139,8 @@ def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
         where = loc.join(plan.output.path)
         if not using:  # an array of the user's own that nothing refers to (helper-51)
             raise OutputError(
-                f"cannot write {where}: its group holds an array {name!r} that this pipeline "
+                f"cannot write {name_shown(where)}: its group holds an array {name!r} that this "
+                "pipeline "
                 f"did not write, with other values or attributes than the input's coordinate "
                 f"{name!r}: writing the coordinate would replace it, even with --overwrite; "
                 "choose another output.store or another group (output.array: "
@@ -1133,7 +1151,7 @@ def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
             )
         them = ", ".join(repr(u) for u in using[:3]) + (", ..." if len(using) > 3 else "")
         raise OutputError(
-            f"cannot write {where}: its group's variables {them} are described by "
+            f"cannot write {name_shown(where)}: its group's variables {them} are described by "
             f"{name!r} (a coordinate, cell bounds, grid mapping or cell measure they refer "
             f"to), and the input's {name!r} has other values or attributes: "
             "writing it would relabel them, even with --overwrite; choose another "
@@ -1260,7 +1278,8 @@ def _decide_start(
         loc, path = plan.output.location, plan.output.path
         some = members_words(loc, path.strip("/"), group_members(loc, path))
         raise OutputError(
-            f"{where} is a Zarr group that holds {some}, not an array; the pipeline never "
+            f"{name_shown(where)} is a Zarr group that holds {some}, not an array; the pipeline "
+            "never "
             "replaces a group, even with --overwrite: name a new array in it "
             "(output.array: <group>/<name>), choose another output.store, or remove it "
             "yourself",
@@ -1283,7 +1302,8 @@ def _decide_start(
         if damaged:  # a Zarr group whose member's metadata is not readable: name it
             member = plan.output.location.join(_key(folder_path, damaged[0]))
             raise OutputError(
-                f"{folder} holds {member}, a Zarr node whose metadata is not readable (cut "
+                f"{name_shown(folder)} holds {member}, a Zarr node whose metadata is not readable "
+                "(cut "
                 "short, not JSON, or lacking what Zarr requires); the pipeline never writes "
                 "beside it nor deletes it, even with --overwrite: mend or remove that member "
                 "yourself, or choose another output.store",
@@ -1293,13 +1313,13 @@ def _decide_start(
             )
         if folder_path != plan.output.path and arrays.node_type(loc, folder_path) == "group":
             raise _strays_in_group(plan, folder, folder_path, listed)
-        some = ", ".join(n for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
+        some = names_shown(listed[:3]) + (", ..." if len(listed) > 3 else "")
         meta = [m for m in ("zarr.json", ".zarray", ".zgroup") if m in listed]
         what = (
             f"its {meta[0]} is not readable Zarr metadata" if meta else "not a Zarr array or group"
         )
         raise OutputError(
-            f"{folder} is a directory that holds other files ({some}), {what}; the "
+            f"{name_shown(folder)} is a directory that holds other files ({some}), {what}; the "
             "pipeline never deletes it, even with --overwrite: choose another output.store or "
             "remove it yourself",
             output=where,
@@ -1334,7 +1354,8 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
     key, there, kept = found
     path = plan.output.location.join(_key(plan.output.path, key))
     raise OutputError(
-        f"the run record of {where} is damaged: {key} is {there} where the run keeps {kept}, "
+        f"the run record of {name_shown(where)} is damaged: {key} is {there} where the run keeps "
+        f"{kept}, "
         f"which no run writes over, even with --overwrite: remove {path} yourself, then "
         f"{_once_removed(plan)}",
         output=where,
@@ -1426,7 +1447,7 @@ def _refuse_input_hard_links(plan: Plan, where: str, state: str) -> None:
     target = os.path.join(plan.input.location.join(plan.input.path), linked[at.st_dev, at.st_ino])
     more = f" (and {len(found) - 1} more of its files)" if len(found) > 1 else ""
     raise OutputError(
-        f"cannot resume {where}: {found[0]}{more} is a hard link to the input's file "
+        f"cannot resume {name_shown(where)}: {found[0]}{more} is a hard link to the input's file "
         f"{target} (one file under two names), which a resume writing the output would "
         "change (the input is never modified): `run --overwrite` starts over (it deletes the "
         "output's names of such files, never the input's)",
@@ -1447,7 +1468,8 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
         changed = stale_parts(recorded_run(plan), plan, whole=True)
         if changed:
             raise OutputError(
-                f"{where} is complete, but {said(changed)}: `run --overwrite` recomputes it",
+                f"{name_shown(where)} is complete, but {said(changed)}: `run --overwrite` "
+                "recomputes it",
                 output=where,
                 status=state,
                 changed=[part for part, _ in changed],
@@ -1457,17 +1479,19 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
         return "done"
     if state in ("foreign", "occupied"):
         raise OutputError(
-            f"{where} exists ({_foreign_words(plan)}); nothing to resume "
+            f"{name_shown(where)} exists ({_foreign_words(plan)}); nothing to resume "
             "(`run --overwrite` replaces it)"
             if state == "foreign"
-            else f"{where} is absent, and its group holds {_occupants(plan)}; nothing to "
+            else f"{name_shown(where)} is absent, and its group holds {_occupants(plan)}; "
+            "nothing to "
             "resume: `run --overwrite` writes it into the group",
             output=where,
             status=state,
         )
     if state == "remains":
         raise OutputError(
-            f"{where} holds the remains of an output that a stopped run was making or replacing; "
+            f"{name_shown(where)} holds the remains of an output that a stopped run was making or "
+            "replacing; "
             "nothing to resume: `run --overwrite` starts over",
             output=where,
             status=state,
@@ -1478,7 +1502,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
         # one there that holds no JSON object (cut short, overwritten) had been called gone
         there = ledger is not None and ledger.location.exists(ledger.manifest_key())
         raise OutputError(
-            f"{where} is incomplete, and its run record ({RECORD}/run.json) is "
+            f"{name_shown(where)} is incomplete, and its run record ({RECORD}/run.json) is "
             f"{'damaged (it holds no JSON object)' if there else 'gone'}, so which blocks "
             "were written cannot be told: nothing to resume; `run --overwrite` starts over",
             output=where,
@@ -1489,7 +1513,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
     changed = stale_parts(manifest, plan, whole=False)
     if changed:
         raise OutputError(
-            f"cannot resume {where}: {said(changed)} since the interrupted run; resume "
+            f"cannot resume {name_shown(where)}: {said(changed)} since the interrupted run; resume "
             "with the same config and input, or `run --overwrite` to start over",
             output=where,
             status=state,
@@ -1498,7 +1522,8 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
     unstamped = plan.input_unstamped
     if unstamped is not None:  # F3: an HTTP input rewritten between the runs was mixed in
         raise OutputError(
-            f"cannot resume {where}: the input's identity cannot show a rewrite since the "
+            f"cannot resume {name_shown(where)}: the input's identity cannot show a rewrite since "
+            "the "
             f"interrupted run that keeps its files' names and sizes ({unstamped}), so a resume "
             "could mix both versions; `run --overwrite` starts over",
             output=where,
@@ -1531,7 +1556,7 @@ def check_layout_kept(plan: Plan) -> None:
     where = o.location.join(o.path)
     if ran != has:
         raise OutputError(
-            f"cannot resume {where}: its metadata says {list(has[0])} {has[1]}, chunks "
+            f"cannot resume {name_shown(where)}: its metadata says {list(has[0])} {has[1]}, chunks "
             f"{list(has[2])} in units {list(has[3])}, but the interrupted run was writing "
             f"{list(ran[0])} {ran[1]}, chunks {list(ran[2])} in units {list(ran[3])} (changed "
             "by something else since): `run --overwrite` starts over",
@@ -1542,7 +1567,8 @@ def check_layout_kept(plan: Plan) -> None:
     encoding = encoding_edited(plan)
     if encoding:
         raise OutputError(
-            f"cannot resume {where}: {encoding}, and a resume would mark it complete with "
+            f"cannot resume {name_shown(where)}: {encoding}, and a resume would mark it complete "
+            "with "
             "that edit in it: `run --overwrite` starts over",
             output=where,
             status="incomplete",
@@ -1650,9 +1676,11 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
         dst = o.location.zarr_store(read_only=True)
         for name, said in datasets.coordinates_differ(src, variable, dst, group):
             if said in (datasets.UNREADABLE, datasets.ABSENT):  # deleted, or a part of it
-                found.append(("coordinates", f"its coordinate {name} is gone or unreadable"))
+                found.append(
+                    ("coordinates", f"its coordinate {name_shown(name)} is gone or unreadable")
+                )
             else:
-                found.append(("coordinates", f"its coordinate {name}'s {said}"))
+                found.append(("coordinates", f"its coordinate {name_shown(name)}'s {said}"))
     return found
 
 
@@ -1685,7 +1713,7 @@ def copies_to_write(plan: Plan) -> list[str]:
     if plan.carried.consolidate:
         store = o.location.zarr_store(read_only=True)
         for g in datasets.consolidated_missing(store, path.rpartition("/")[0]):
-            found.append(f"the consolidated metadata of {o.location.said(g)} is gone")
+            found.append(f"the consolidated metadata of {o.location.shown(g)} is gone")
     return found
 
 
@@ -1808,14 +1836,15 @@ def check_metadata_kept(plan: Plan, state: str = "incomplete") -> None:
     where = plan.output.location.join(plan.output.path)
     if state == "complete":
         said = (
-            f"{where} is complete, but it is not what the run wrote ({edits_said(found)}: "
+            f"{name_shown(where)} is complete, but it is not what the run wrote "
+            f"({edits_said(found)}: "
             "edited or removed since), so readers see other labels, attributes or values than "
             "the run made: `run --overwrite` writes it again (`pipeline verify` says what "
             "differs)"
         )
     else:
         said = (
-            f"cannot resume {where}: it is not what the interrupted run wrote "
+            f"cannot resume {name_shown(where)}: it is not what the interrupted run wrote "
             f"({edits_said(found)}: edited or removed since), and a resume would mark it "
             "complete with that edit in it: `run --overwrite` starts over"
         )
@@ -1844,14 +1873,15 @@ def _exists(plan: Plan, state: str, where: str, declined: bool = False) -> Outpu
         except OutputError as e:
             return e
         return OutputError(
-            f"{where} is incomplete (an interrupted run): `run --resume` finishes it, "
+            f"{name_shown(where)} is incomplete (an interrupted run): `run --resume` finishes it, "
             "`run --overwrite` starts over",
             output=where,
             status=state,
         )
     if state == "remains":
         return OutputError(
-            f"{where} holds the remains of an output that a stopped run was making or replacing: "
+            f"{name_shown(where)} holds the remains of an output that a stopped run was making or "
+            "replacing: "
             "`run --overwrite` starts over",
             output=where,
             status=state,
@@ -1866,7 +1896,7 @@ def _exists(plan: Plan, state: str, where: str, declined: bool = False) -> Outpu
             if took is None and refusals:  # what else it refuses first (an array in the
                 return refusals[0]  # group that xarray cannot open): that line
             return OutputError(
-                f"{where} is complete, made from this config and input, but "
+                f"{name_shown(where)} is complete, made from this config and input, but "
                 f"{copies_said(copies)}: `run --resume` writes it again from the output's "
                 f"metadata, nothing recomputed (as {_calls(plan)} does)",
                 output=where,
@@ -1874,13 +1904,13 @@ def _exists(plan: Plan, state: str, where: str, declined: bool = False) -> Outpu
                 changed=["consolidated"],
             )
         return OutputError(
-            f"{where} already exists; {replace}replace it",
+            f"{name_shown(where)} already exists; {replace}replace it",
             output=where,
             status=state,
         )
     if state == "occupied":
         return OutputError(
-            f"the group of {where} already holds {_occupants(plan)}: {replace}"
+            f"the group of {name_shown(where)} already holds {_occupants(plan)}: {replace}"
             "write the variable into it beside them "
             "(its attributes and members kept, the input group's attributes added where "
             "it has none of that name; the coordinates it shares with the input replaced, one "
@@ -1889,7 +1919,7 @@ def _exists(plan: Plan, state: str, where: str, declined: bool = False) -> Outpu
             status=state,
         )
     return OutputError(
-        f"{where} already exists ({_foreign_words(plan)}); {replace}replace it",
+        f"{name_shown(where)} already exists ({_foreign_words(plan)}); {replace}replace it",
         output=where,
         status=state,
     )
@@ -2500,7 +2530,8 @@ def _check_consolidatable(loc: Location, store_path: str, output: str) -> None:
     member = loc.join(node) if node else loc.url
     where = loc.join(output) if output else loc.url
     raise OutputError(
-        f"cannot write the output at {where}: {member} holds Zarr metadata that zarr-python "
+        f"cannot write the output at {name_shown(where)}: {member} holds Zarr metadata that "
+        "zarr-python "
         f"cannot read ({reason}), and the run writes again the consolidated copy of the "
         f"members' metadata {'of ' + loc.url if not store_path else 'around it'}, which reads "
         "every member's: mend or remove that member, or choose another output.store",
@@ -2794,8 +2825,9 @@ def check_records_whole(plan: Plan) -> None:
     if which is None:
         return
     raise OutputError(
-        f"cannot write {where}: {which}, which a fresh start replaces, cannot be told: "
-        f"restore the record, or remove {where} yourself, after which `run --overwrite` "
+        f"cannot write {name_shown(where)}: {which}, which a fresh start replaces, cannot be told: "
+        f"restore the record, or remove {name_shown(where)} yourself, after which `run "
+        "--overwrite` "
         "writes it, taking what its group holds as the group's own",
         output=where,
         record="run record" if which.startswith("its run record") else "pipeline attribute",

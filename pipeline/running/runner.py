@@ -40,6 +40,7 @@ from pipeline.errors import (
     PlanError,
     StoreError,
     disk_full,
+    name_shown,
     said_then,
 )
 from pipeline.ops import stages
@@ -421,7 +422,7 @@ def _check_file_writable(flag: str, path: str) -> None:
     if os.path.isdir(full):
         why = "is a folder"
     elif not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
-        why = f"{folder} is not a writable folder"
+        why = f"{name_shown(folder)} is not a writable folder"
     elif os.path.lexists(full):
         try:  # opened for appending, and closed: nothing in it changes
             os.close(os.open(full, os.O_WRONLY | os.O_APPEND))
@@ -732,7 +733,8 @@ def _execute(
         if again != start:
             where = plan.output.location.join(plan.output.path)
             raise OutputError(
-                f"{where} changed while this run began (another run wrote it meanwhile): "
+                f"{name_shown(where)} changed while this run began (another run wrote it "
+                "meanwhile): "
                 "give the command again",
                 output=where,
                 status="changed",
@@ -953,7 +955,8 @@ def _check_input_unchanged(plan: Plan) -> None:
             )
         return
     raise InputError(
-        f"the input {where} changed while this run read it (its metadata or files, or the "
+        f"the input {name_shown(where)} changed while this run read it (its metadata or files, or "
+        "the "
         "coordinates the output carries, were rewritten by another program), so the output "
         "may mix both: it stays incomplete; `run --overwrite` computes it again from the "
         "input as it is now",

@@ -32,6 +32,7 @@ from pipeline.errors import (
     StoreError,
     cause,
     disk_full,
+    name_shown,
     one_line,
     storage_failure,
 )
@@ -656,7 +657,7 @@ def _then(sink: Sink) -> tuple[str, str, str]:
     ``sink.ledger``), ('input', ...) for an input being generated, which has none."""
     where = sink.info.location.join(sink.info.path)
     if sink.ledger is None:
-        return "input", f"the input {where} stays unfinished", GENERATE_AGAIN
+        return "input", f"the input {name_shown(where)} stays unfinished", GENERATE_AGAIN
     return "output", "the output stays incomplete", RESUME_FINISHES
 
 
@@ -865,7 +866,8 @@ def wait_for_writers(
         where = f"worker {first}" if len(busy) == 1 else f"{len(busy)} workers ({first}, ...)"
         if time.monotonic() > deadline:
             raise ClusterError(
-                f"{tasks} task(s) of an earlier run still write {name} on {where} after "
+                f"{tasks} task(s) of an earlier run still write {name} on {name_shown(where)} "
+                "after "
                 f"{seconds:g} s (its process is gone; a worker finishes a task it began): "
                 "restart those workers, then give the command again",
                 reason="earlier-writers",

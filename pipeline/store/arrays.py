@@ -31,6 +31,7 @@ from pipeline.errors import (
     cause,
     missing_credentials,
     name_shown,
+    names_shown,
     refused_access,
     s3_denied,
     storage_failure,
@@ -195,7 +196,7 @@ def _misplaced(info: ArrayInfo, key: str, zarr_key: str, setting: str) -> InputE
     (:func:`then_consolidated`: h65a, the edit alone met the plan's refusal of that copy,
     stale)."""
     return InputError(
-        f"the chunks of {info.location.join(info.path)} are stored at keys such as "
+        f"the chunks of {info.location.shown(info.path)} are stored at keys such as "
         f"{key!r}, but its metadata names them as {zarr_key!r}, where none is, so "
         "zarr-python reads every element as the fill value: give its metadata the "
         f"key encoding they were written with ({setting})"
@@ -599,7 +600,8 @@ def _checked_grid(
         if 0 in shp:
             where = location.join(path)
             raise InputError(
-                f"{where}: its {name} {list(shp)} have a 0-length axis, so they cannot hold "
+                f"{name_shown(where)}: its {name} {list(shp)} have a 0-length axis, so they "
+                "cannot hold "
                 f"any part of the {list(shape)} array (zarr-python cannot read it either); "
                 f"rewrite the input with {name} of at least 1 on every axis",
                 store=where,
@@ -689,7 +691,7 @@ def other_format_metadata(location: Location, path: str, arr: Any) -> str | None
     if not location.exists(v2):
         return None
     return (
-        f"{location.said(path)} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
+        f"{location.shown(path)} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
         "(.zarray), as zarr-python 3 and 2 both writing there leave it: this reads the "
         f"zarr.json's array ({list(arr.shape)} {arr.dtype}), as zarr-python 3 does, where "
         "zarr-python 2 reads the .zarray's; delete the metadata and chunks of the one not meant"
@@ -724,7 +726,7 @@ def beyond_range_fill(location: Location, path: str, arr: Any) -> str | None:
         return None
     read = "inf" if value > 0 else "-inf"
     return (
-        f"{location.said(key)} names the fill value {shown}, beyond {dtype.name}'s range: "
+        f"{location.shown(key)} names the fill value {shown}, beyond {dtype.name}'s range: "
         f"zarr-python reads it, and so every absent chunk, as {read}; if another value was "
         f"meant, write one {dtype.name} holds in that document{then_consolidated(location, path)}"
     )
@@ -1062,7 +1064,7 @@ def _check_not_broken(
             else "restore it"
         )
         raise InputError(
-            f"{location.said(key)}: not JSON ({broken.said}), the {what}{whose}; {fix}",
+            f"{location.shown(key)}: not JSON ({broken.said}), the {what}{whose}; {fix}",
             store=location.join(key),
             array=path,
             status="unreadable",
@@ -1236,7 +1238,7 @@ def _check_dimension_names(
     )
     fix = _dimension_names_fix(shape, zarr_format, problem)
     raise InputError(
-        f"{location.said(key)}{whose}: {problem}; {fix}",
+        f"{location.shown(key)}{whose}: {problem}; {fix}",
         store=location.join(key),
         array=path,
         status="unreadable",
@@ -1276,7 +1278,7 @@ def _check_consolidated_dimension_names(
             "store), which copies each array's own"
         )
         raise InputError(
-            f"{location.said(key)}: its consolidated metadata, which xr.open_zarr reads, is "
+            f"{location.shown(key)}: its consolidated metadata, which xr.open_zarr reads, is "
             f"damaged for {name!r}: {problem}; {fix}",
             store=location.join(key),
             array=path,
@@ -1340,7 +1342,7 @@ def _check_node_documents(location: Location, node: str, path: str, found: dict[
         attributes = "attributes" in what
         fix = "make them a JSON object ({} for none)" if attributes else "restore it"
         raise InputError(
-            f"{location.said(key)}: {'' if attributes else 'the '}{what} "
+            f"{location.shown(key)}: {'' if attributes else 'the '}{what} "
             f"{'are' if attributes else 'is'} {said}, not a JSON object; {fix}",
             store=location.join(key),
             array=path,
@@ -1420,8 +1422,8 @@ def open_zarr_array(
         if listed is not None:
             copy, entry, document = listed
             raise InputError(
-                f"no Zarr array at {location.said(path)}: its own metadata {document} is gone, "
-                f"but the consolidated metadata {location.said(copy)} still lists it as "
+                f"no Zarr array at {location.shown(path)}: its own metadata {document} is gone, "
+                f"but the consolidated metadata {location.shown(copy)} still lists it as "
                 f"{entry!r} (xr.open_zarr reads that copy, the pipeline each array's own "
                 f"metadata): write that entry back to {document}, or run on a fresh copy of "
                 "the store",
@@ -1433,7 +1435,7 @@ def open_zarr_array(
         chunks = _chunks_without_metadata(location, path)
         if chunks is not None:
             raise InputError(
-                f"no Zarr array at {location.said(path)}: it holds chunks ({chunks}) but no "
+                f"no Zarr array at {location.shown(path)}: it holds chunks ({chunks}) but no "
                 "metadata (zarr.json or .zarray), which Zarr reads first; restore the array's "
                 "metadata document, or point input.store (or input.array) at the folder that "
                 "holds it",
@@ -1449,7 +1451,7 @@ def open_zarr_array(
                 folder = os.path.dirname(root)  # in.zarr/zarr.json: the document, not its store
                 raise InputError(
                     f"input store {location} is the Zarr metadata document of "
-                    f"{folder}, not a store: set input.store to that folder",
+                    f"{name_shown(folder)}, not a store: set input.store to that folder",
                     store=where,
                     array=path,
                     status="absent",
@@ -1497,9 +1499,9 @@ def open_zarr_array(
         # each named by its path from the store's root, what input.array takes: the path
         # in the group alone ('a' of the group 'g/h') named no array of the store
         members = sorted(key_under(path, k) for k, v in found if isinstance(v, zarr.Array))
-        hint = f": {', '.join(members[:8])}{', ...' if len(members) > 8 else ''}"
+        hint = f": {names_shown(members[:8])}{', ...' if len(members) > 8 else ''}"
         raise InputError(
-            f"{location.join(path)} is a Zarr group, not an array: set input.array to the "
+            f"{location.shown(path)} is a Zarr group, not an array: set input.array to the "
             f"path of an array in it{hint if members else ''}",
             store=where,
             array=path,
@@ -1532,14 +1534,15 @@ def _plain_folder_refusal(location: Location, path: str) -> InputError | None:
     where = location.join(path)
     what = "an empty folder" if not listed else "a folder of no Zarr metadata"
     if found:
-        fix = f"set input.array to the path of one of the arrays below it: {', '.join(found[:8])}"
+        fix = f"set input.array to the path of one of the arrays below it: {names_shown(found[:8])}"
         fix += ", ..." if len(found) > 8 else ""
     elif path:
         fix = "check input.array" + _did_you_mean(location, path)
     else:
         fix = "set input.store to the Zarr store's folder (its zarr.json or .zarray is there)"
     return InputError(
-        f"no Zarr array at {where}: it is {what} (no zarr.json, .zarray or .zgroup); {fix}",
+        f"no Zarr array at {location.shown(path)}: it is {what} (no zarr.json, .zarray or "
+        f".zgroup); {fix}",
         store=where,
         array=path,
         status="absent",
@@ -1607,7 +1610,7 @@ def unreadable_member(
                 location,
                 path,
                 cause(e),
-                what=f"another member of the Dataset {location.said(group)}, which xarray "
+                what=f"another member of the Dataset {location.shown(group)}, which xarray "
                 "reads to open it",
                 other=_ALONE,
             )
@@ -1643,7 +1646,7 @@ def unreadable_metadata(
             if location.exists(key_under(path, v2)):
                 key = key_under(path, v2)
                 break
-    said = f"{location.said(key)} ({what})" if what else location.said(key)
+    said = f"{location.shown(key)} ({what})" if what else location.shown(key)
     found = _read_documents(location, [key])[key]
     doc = found.doc if isinstance(found, _Parsed) else None
 
@@ -1882,7 +1885,7 @@ def unknown_codec(
         else ""
     )
     return InputError(
-        f"{location.said(key)} names {codec}, which has no implementation {here} ({reason}): "
+        f"{location.shown(key)} names {codec}, which has no implementation {here} ({reason}): "
         f"{fix}{also}, or rewrite the array with a codec this Python decodes"
         + (f", or {other}" if other else ""),
         store=location.join(key),
@@ -2212,7 +2215,7 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
     meta: Any = arr.metadata
     if arr.ndim == 0:
         raise InputError(
-            f"{location.join(path)} is a 0-d array (one value, no axes to cut into blocks); the "
+            f"{location.shown(path)} is a 0-d array (one value, no axes to cut into blocks); the "
             "pipeline needs ndim >= 1: store the value as an array of shape [1], or compute "
             "it with NumPy",
             store=str(location),
@@ -2590,7 +2593,7 @@ def misfit_words(
         return None
     fields = {"file": location.join(misfit.document)}
     if misfit.metadata:
-        said = misfit.mismatch(f"input {location.join(path)}")
+        said = misfit.mismatch(f"input {location.shown(path)}")
         fix = "write back the dtype and chunk shape they were written with"
         fields["misfit"] = "metadata"
     else:  # one chunk alone: it cannot tell which
@@ -2707,7 +2710,7 @@ def _check_shard_fits(info: ArrayInfo, arr: Any, key: str, found: shards.Damaged
     )
     if other is not None:
         start = (
-            f"input {info.location.join(info.path)} does not fit {said}: its shards {key!r} "
+            f"input {info.location.shown(info.path)} does not fit {said}: its shards {key!r} "
             f"and {other!r} each fail it ({reason}): the metadata's shard or inner chunk shape "
             "(or index codecs) was changed after the shards were written, or the shards are "
             "damaged"
@@ -3599,7 +3602,7 @@ def check_generation_stopped(
     lost = "some of its chunks were" if meta else "its metadata and chunks were"
     who = f" (pid {holder['pid']})" if "pid" in holder else ""
     raise InputError(
-        f"the input {where} is unfinished: its generation{who} was stopped before it "
+        f"the input {name_shown(where)} is unfinished: its generation{who} was stopped before it "
         f"finished, so {lost} never written; {_generate_again(described, when_missing)}",
         input=where,
         status="incomplete",
@@ -3670,7 +3673,7 @@ def check_not_being_written(location: Location, path: str, generation_only: bool
     )
     doing = "being generated" if what == "generate" else "being written by a run, as its output,"
     raise InputError(
-        f"the input {where} is {doing} now ({who}), so its chunks are being replaced: "
+        f"the input {name_shown(where)} is {doing} now ({who}), so its chunks are being replaced: "
         "wait for it to end, then give this command again",
         input=where,
         status="generating" if what == "generate" else "writing",
@@ -3699,7 +3702,8 @@ def check_finished(
     if _generation_status(attrs) == "incomplete":
         fix = _generate_again(described, when_missing)
         raise InputError(
-            f"the input {where} is unfinished: its generation was interrupted, so some of its "
+            f"the input {name_shown(where)} is unfinished: its generation was interrupted, so "
+            "some of its "
             f"chunks were never written; {fix}",
             input=where,
             status="incomplete",
@@ -3708,7 +3712,8 @@ def check_finished(
     run = run_record(attrs)
     if run is not None and run.get("status") == "incomplete":
         raise InputError(
-            f"the input {where} is the output of an interrupted run, so some of its chunks "
+            f"the input {name_shown(where)} is the output of an interrupted run, so some of its "
+            "chunks "
             "were never written: `pipeline verify` with the config that made it names the "
             "command that finishes it",
             input=where,
@@ -3745,7 +3750,8 @@ def check_as_generated(location: Location, path: str, arr: Any, planned: Any) ->
     was_words = ", ".join(f"{k} {_field_words(v[0])}" for k, v in differs.items())
     says_words = ", ".join(f"{k} {_field_words(v[1])}" for k, v in differs.items())
     raise InputError(
-        f"the input {where} was generated with {was_words}, where input.generate now makes "
+        f"the input {name_shown(where)} was generated with {was_words}, where input.generate now "
+        "makes "
         f"{says_words}: a run would read an input that the config no longer describes; "
         "`pipeline generate CONFIG` generates it again as input.generate says (replacing it), "
         "or set input.generate back as it was",

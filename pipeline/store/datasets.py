@@ -20,7 +20,14 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import ListingError, cause, storage_failure, wrong_library
+from pipeline.errors import (
+    ListingError,
+    cause,
+    name_shown,
+    names_shown,
+    storage_failure,
+    wrong_library,
+)
 from pipeline.store.arrays import (
     RUN_RECORD,
     enclosing_groups,
@@ -1103,7 +1110,7 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
     found: list[Stale] = []
     keys = _differing(dict(seen_group.attrs), dict(own_attrs))
     if keys:
-        found.append(Stale("", "attributes", keys, f"{', '.join(keys)} of the group"))
+        found.append(Stale("", "attributes", keys, f"{names_shown(keys)} of the group"))
     with _quiet():  # from the consolidated copy: no reads
         seen = {k: v for k, v in seen_group.arrays()}
     members = (var.name, *var.coords) if with_coords else (var.name,)
@@ -1127,7 +1134,7 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
         keys = _differing(*_record_aligned(dict(a.attrs), dict(b.attrs)))
         if keys:
             values = tuple((k, a.attrs.get(k), b.attrs.get(k)) for k in keys)
-            said = f"{', '.join(keys)} of {name!r}"
+            said = f"{names_shown(keys)} of {name!r}"
             both = (dict(a.attrs), dict(b.attrs))
             found.append(Stale(name, "attributes", keys, said, values, both))
     found += _stale_bounds_times(store, var, members, seen)
@@ -1578,7 +1585,7 @@ def _unlisted_in_copy(store: Any, group: str, unlisted: str) -> ListingError:
     root = str(getattr(store, "path", ""))
     folder = key_under(root, group) if group else root
     return ListingError(
-        f"the server of {root} does not list the folder {folder}, and the group's "
+        f"the server of {root} does not list the folder {name_shown(folder)}, and the group's "
         f"consolidated metadata, read in place of a listing, lacks {unlisted!r}, which is "
         "there (added since it was consolidated): consolidate the input's metadata again "
         "(zarr.consolidate_metadata on its store), or set output.array: '' to write the "
@@ -1608,7 +1615,8 @@ def _listing_refused(
     if e is not None:
         return listing_error(root, folder, e, alone=alone)
     return ListingError(
-        f"the server of {root} does not list the folder {folder} (it answered the folder's "
+        f"the server of {root} does not list the folder {name_shown(folder)} (it answered the "
+        "folder's "
         f"URL with no listing that names {unlisted!r}, which is there: a 404, or an empty "
         f"page), which the pipeline needs listed here: {alone}, or "
         "enable folder listings on it (nginx: `autoindex on`), or copy the store to a local "
@@ -1926,9 +1934,12 @@ def frame_changes(
             )
     for name, said in coordinates:
         if said == ABSENT:
-            found.append(f"its coordinate {name}, which the output does not hold")
+            found.append(f"its coordinate {name_shown(name)}, which the output does not hold")
         else:
-            found.append(f"its coordinate {name}, which the output's copy holds otherwise ({said})")
+            found.append(
+                f"its coordinate {name_shown(name)}, which the output's copy holds otherwise "
+                f"({said})"
+            )
     return found
 
 
@@ -1939,7 +1950,7 @@ def _values_said(difference: str | None) -> str | None:
 def _attributes_said(keys: list[str]) -> str | None:
     if not keys:
         return None
-    return f"{', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}"
+    return f"{names_shown(keys)} attribute{'s' if len(keys) > 1 else ''}"
 
 
 def _stored_difference(
@@ -2235,14 +2246,18 @@ def consolidated_differences(
             copy = listed.get(rel)
             if own is None:
                 if copy is not None and target != path:
-                    found.append(f"{where} lists {rel!r}, which the group no longer holds")
+                    found.append(
+                        f"{name_shown(where)} lists {rel!r}, which the group no longer holds"
+                    )
                 continue
             if copy is None:
-                found.append(f"{where} does not list {rel!r}")
+                found.append(f"{name_shown(where)} does not list {rel!r}")
                 continue
             said = _said_differing(*_record_as_copied(_document(own.metadata), _document(copy)))
             if said:
-                found.append(f"{where} holds another {said} of {rel!r} than its own metadata")
+                found.append(
+                    f"{name_shown(where)} holds another {said} of {rel!r} than its own metadata"
+                )
         if parent != group:  # the group's attributes, as a copy above it holds them
             copy = listed.get(parent[len(prefix) :])
             own_attrs = group_attributes(store, parent)
@@ -2251,7 +2266,9 @@ def consolidated_differences(
                     {"attributes": own_attrs}, {"attributes": dict(copy.attributes)}
                 )
                 if said:
-                    found.append(f"{where} holds another {said} of the group {parent!r}")
+                    found.append(
+                        f"{name_shown(where)} holds another {said} of the group {parent!r}"
+                    )
         skip = {t[len(prefix) :] for t in targets}
         if parent != group and listed.get(parent[len(prefix) :]) is not None:
             skip.add(parent[len(prefix) :])  # its attributes compared above
@@ -2297,17 +2314,19 @@ def _other_members_differ(
         if name in skip:
             continue
         if name not in listed:
-            found.append(f"{where} does not list {name!r}, which the group holds")
+            found.append(f"{name_shown(where)} does not list {name!r}, which the group holds")
             continue
         if name not in held:
-            found.append(f"{where} lists {name!r}, which the group no longer holds")
+            found.append(f"{name_shown(where)} lists {name!r}, which the group no longer holds")
             continue
         own, copy = _record_as_copied(_document(held[name]), _document(listed[name]))
         own.pop("consolidated_metadata", None)
         copy.pop("consolidated_metadata", None)
         said = _said_differing(own, copy)
         if said:
-            found.append(f"{where} holds another {said} of {name!r} than its own metadata")
+            found.append(
+                f"{name_shown(where)} holds another {said} of {name!r} than its own metadata"
+            )
     return found
 
 
@@ -2351,7 +2370,7 @@ def _said_differing(own: dict[str, Any], copy: dict[str, Any]) -> str:
     words = [k for k in keys if k != "attributes"]
     if "attributes" in keys:
         names = _differing(dict(own.get("attributes") or {}), dict(copy.get("attributes") or {}))
-        words += [f"{n} attribute" for n in names]
+        words += [f"{name_shown(n)} attribute" for n in names]
     return ", ".join(words)
 
 
@@ -2506,7 +2525,7 @@ def own_metadata_differs(
     own = {k: v for k, v in dict(arr.attrs).items() if k != RUN_RECORD}
     keys = differing_values(own, attrs)
     if keys:
-        found.append(f"its {', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}")
+        found.append(f"its {names_shown(keys)} attribute{'s' if len(keys) > 1 else ''}")
     names = getattr(arr.metadata, "dimension_names", None)
     if (tuple(names) if names is not None else None) != dimension_names:
         found.append(

@@ -45,6 +45,7 @@ from pipeline.errors import (
     OutputError,
     PipelineError,
     cause,
+    name_shown,
     storage_failure,
     then_say,
 )
@@ -350,7 +351,8 @@ class Ledger:
         command = removal_command(self.location, self._key(self.LOCK))
         yourself = f"delete it yourself ({command})" if command else "delete it yourself"
         return (
-            f"its lock {lock} stays ({failure}): {fix}, or {yourself}; a later {self.WHAT} "
+            f"its lock {name_shown(lock)} stays ({failure}): {fix}, or {yourself}; a later "
+            f"{self.WHAT} "
             "may find it held until it is gone"
         )
 
@@ -431,7 +433,7 @@ class Ledger:
             if _take_over(self.location, key, holder, tag, body):  # its process is gone
                 return
         raise self._refusal(
-            f"cannot take the lock {self.location.join(key)}: it keeps being replaced",
+            f"cannot take the lock {self.location.shown(key)}: it keeps being replaced",
             lock=self.location.join(key),
         )
 
@@ -531,7 +533,8 @@ class Ledger:
         lock = self.location.join(self._key(self.LOCK))
         what = "it" if link == lock else link
         return (
-            f"cannot take the lock {lock}: {what} is a symbolic link to {target}, and a lock "
+            f"cannot take the lock {name_shown(lock)}: {what} is a symbolic link to {target}, and "
+            "a lock "
             "is a file of the pipeline's own, never taken through a link: remove the link "
             f"(none of the {self.ROLE}'s data goes with it)"
         )
@@ -568,14 +571,14 @@ class Ledger:
 
     def _busy_message(self, holder: dict[str, Any]) -> str:
         hint = (
-            f"; wait for it, or remove {self.location.join(self._key(self.LOCK))} if that run "
+            f"; wait for it, or remove {self.location.shown(self._key(self.LOCK))} if that run "
             "is gone"
             if not self.location.is_local  # a local lock is never stale: the OS drops it
             else "; wait for it to finish, or stop it (Ctrl-C): its last line names the command "
             "that finishes the output"
         )
         where = self.location.join(self.array_path)
-        return f"another run is writing {where} ({holder_said(holder)}){hint}"
+        return f"another run is writing {name_shown(where)} ({holder_said(holder)}){hint}"
 
     def check_apart(self, said: str = "") -> None:
         """Refuse (:func:`nested_refusal`) where another writer of the pipeline, live now,
@@ -743,13 +746,16 @@ class Ledger:
         if holder.get("token") == self.token:  # a copy of the array put there (h78a)
             now = f"a copy of {self.HOLDER}'s, not the one it holds"
         text = (
-            f"{where} was moved, or its record removed or replaced, while {self.HOLDER} wrote "
-            f"it (its lock {lock} is now {now}): {self.HOLDER} stopped, since it writes by "
+            f"{name_shown(where)} was moved, or its record removed or replaced, while "
+            f"{self.HOLDER} wrote "
+            f"it (its lock {name_shown(lock)} is now {now}): {self.HOLDER} stopped, since it "
+            "writes by "
             f"that path; {self.AFTER_MOVE}"
         )
         if not self.location.is_local:  # keys that never move: its lock object was deleted
             text = (
-                f"the lock {lock} of {where} was removed, or taken by another run, while "
+                f"the lock {lock} of {name_shown(where)} was removed, or taken by another run, "
+                "while "
                 f"{self.HOLDER} wrote it (it is now {now}): {self.HOLDER} stopped, so as not "
                 f"to write into another's; {self.AFTER_TAKEN}"
             )
@@ -823,12 +829,15 @@ class InputLock(Ledger):
     def _busy_message(self, holder: dict[str, Any]) -> str:
         where = self.location.join(self.array_path)
         gone = (
-            f", or remove {self.location.join(self._key(self.LOCK))} if that process is gone"
+            f", or remove {self.location.shown(self._key(self.LOCK))} if that process is gone"
             if not self.location.is_local  # a local lock is never stale: the OS drops it
             else ", or stop it (Ctrl-C: its last line names the command that generates it again)"
         )
         who = holder_said(holder, GENERATING_CALL)
-        return f"another process is generating the input {where} ({who}): wait for it to end{gone}"
+        return (
+            f"another process is generating the input {name_shown(where)} ({who}): wait for it "
+            f"to end{gone}"
+        )
 
 
 def removal_command(location: Location, key: str) -> str | None:
@@ -1478,8 +1487,10 @@ def _group_busy(
     beat = holder.get("beat", holder.get("since"))
     ago = f", renewed {time.time() - beat:.0f} s ago" if isinstance(beat, (int, float)) else ""
     return OutputError(
-        f"another run has held the lock of the output group {where} for over {wait:.0f} s "
-        f"(pid {pid} on {host}{ago}): wait for it, or remove {lock} if that run is gone",
+        f"another run has held the lock of the output group {name_shown(where)} for over "
+        f"{wait:.0f} s "
+        f"(pid {pid} on {host}{ago}): wait for it, or remove {name_shown(lock)} if that run is "
+        "gone",
         output=where,
         lock=lock,
         holder=holder,

@@ -55,6 +55,7 @@ from pipeline.errors import (
     hide_url_secrets,
     mark_asked,
     missing_credentials,
+    name_shown,
     names_credential,
     one_line,
     public_url,
@@ -286,6 +287,12 @@ class Location:
         """:meth:`join` as lines and records say it: with a password in the URL masked
         (:func:`~pipeline.errors.public_url`: ``http://user:***@host/...``)."""
         return public_url(self.join(*parts))
+
+    def shown(self, *parts: str) -> str:
+        """:meth:`said` as a message's line says it: quoted as Python writes it where a part
+        holds a line break or another control character (:func:`~pipeline.errors.name_shown`),
+        so that an array or group named so keeps the line one."""
+        return name_shown(self.said(*parts))
 
     def join(self, *parts: str) -> str:
         """The address of the key ``parts`` (joined by '/'): a local path, or a URL that fsspec
@@ -678,7 +685,7 @@ class Location:
                 said = self.join(self._key_of(where) if where != path else key)
                 # a recursive delete lists first: a refused listing is no refused delete
                 what = (
-                    f"list {self.join(key)} to delete it"
+                    f"list {self.shown(key)} to delete it"
                     if s3_action(e) == "list"
                     else (f"delete {said}")
                 )
@@ -690,7 +697,8 @@ class Location:
                     reason=failure,
                 ) from None
             raise OutputError(
-                f"cannot delete {where} ({type(e).__name__}: {e.strerror or e}): make it "
+                f"cannot delete {name_shown(where)} ({type(e).__name__}: {e.strerror or e}): make "
+                "it "
                 "deletable (write permission on its folder, no immutable attribute) or delete "
                 "it yourself",
                 output=self.url,
@@ -980,9 +988,9 @@ class Location:
                 if option_credentials(self.storage_options):
                     where += f" or the credentials in {side}.storage_options"
                 fix = (
-                    f"correct {where}: the store refused them"
+                    f"correct {name_shown(where)}: the store refused them"
                     if refused or failure.startswith("HTTP 401")
-                    else f"give access to it (its permissions, or {where})"
+                    else f"give access to it (its permissions, or {name_shown(where)})"
                 )
             hint = chain_options_hint(self.url, self.storage_options)
             if hint is not None and failure.startswith(("HTTP 401", "HTTP 403")):
@@ -1126,16 +1134,17 @@ def _unwritable(location: Location, e: BaseException) -> str:
     side = "input" if location.setting == "input" else "output"
     if missing_credentials(e):
         return (
-            f"cannot write to the {side} store {where}: no credentials were found for it: "
+            f"cannot write to the {side} store {name_shown(where)}: no credentials were found for "
+            "it: "
             f"{CREDENTIALS_FIX}"
         )
     failure = storage_failure(e) or f"{type(e).__name__}: {e}"
     fix = location.answer_fix(failure, side=side)
     unreachable = endpoint_fix(location.storage_options, failure, side)
     if unreachable is not None:
-        return f"cannot write to the {side} store {where} ({failure}): {unreachable}"
+        return f"cannot write to the {side} store {name_shown(where)} ({failure}): {unreachable}"
     if refused_credentials(failure):
-        return f"cannot write to the {side} store {where} ({failure}): {fix}"
+        return f"cannot write to the {side} store {name_shown(where)} ({failure}): {fix}"
     request = refused_request(e, location)
     if request is not None and request[0] != "write":
         # the probe was written, and its look-up (a HEAD, a listing) refused: credentials that
@@ -1143,15 +1152,19 @@ def _unwritable(location: Location, e: BaseException) -> str:
         # writable store"; a run reads what it writes (its record, its lock, verify)
         action, asked = request
         return (
-            f"cannot {action} the {side} store {where}: it answered {failure} to {asked}, "
+            f"cannot {action} the {side} store {name_shown(where)}: it answered {failure} to "
+            f"{asked}, "
             f"which it let be written: {fix}"
         )
     if failure.startswith(("HTTP 401", "HTTP 403", "PermissionError")):
         return (
-            f"cannot write to the {side} store {where} ({failure}): {fix}, or choose a "
+            f"cannot write to the {side} store {name_shown(where)} ({failure}): {fix}, or choose a "
             f"writable {side}.store"
         )
-    return f"cannot write to the {side} store {where} ({failure}); choose a writable {side}.store"
+    return (
+        f"cannot write to the {side} store {name_shown(where)} ({failure}); choose a "
+        f"writable {side}.store"
+    )
 
 
 #: What says a file was rewritten, in the details fsspec's file systems give of it (their
@@ -1202,14 +1215,15 @@ def listing_error(
     copy = "or copy the store to a local folder or an object store"
     if failure.startswith("HTTP 401"):  # credentials: no listing setting of the server's
         said = (
-            f"the server of {store} refuses to list the folder {folder} without credentials "
+            f"the server of {store} refuses to list the folder {name_shown(folder)} without "
+            "credentials "
             f"({failure}), which the pipeline needs listed here: {first}give credentials that "
             "the server accepts (the store's storage_options: client_kwargs auth, or "
             f"headers), {copy}"
         )
     elif failure.startswith("HTTP 403"):  # no permission, or no listings (nginx answers 403)
         said = (
-            f"the server of {store} forbids listing the folder {folder} ({failure}: no "
+            f"the server of {store} forbids listing the folder {name_shown(folder)} ({failure}: no "
             "permission for it, or no folder listings, as nginx without autoindex answers), "
             f"which the pipeline needs listed here: {first}give access to it (its "
             "permissions, or credentials in the store's storage_options), or enable folder "
@@ -1217,7 +1231,8 @@ def listing_error(
         )
     else:
         said = (
-            f"the server of {store} refuses to list the folder {folder} ({failure}), which "
+            f"the server of {store} refuses to list the folder {name_shown(folder)} ({failure}), "
+            "which "
             f"the pipeline needs listed here: {first}enable folder listings on it (nginx: "
             f"`autoindex on`), {copy}"
         )
@@ -1517,7 +1532,8 @@ def link_refusal(store: str, key: str, link: str, target: str) -> StoreError:
     )
     via = "" if link.endswith(key.replace("/", os.sep)) else f" (through {link})"
     return StoreError(
-        f"{where} is a symbolic link{via} to {target}, which does not exist (its content "
+        f"{name_shown(where)} is a symbolic link{via} to {target}, which does not exist (its "
+        "content "
         "never fetched?), so it is not read as a missing key: fetch the content (`git annex "
         f"get {link}` or `datalad get {link}`){unless}",
         store=store,
@@ -2219,7 +2235,8 @@ def _check_http_values(fs: Any) -> None:
         auth = given.get("auth") if isinstance(given, dict) else None
         if auth is not None and not isinstance(auth, BasicAuth):
             raise OwnWordsTypeError(
-                f"{where} must be aiohttp's BasicAuth, which a YAML config cannot make: give "
+                f"{name_shown(where)} must be aiohttp's BasicAuth, which a YAML config cannot "
+                "make: give "
                 "the user and password in the store's URL (https://user:password@host/...), or "
                 "an Authorization header in headers"
             )
