@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -775,3 +776,166 @@ def test_a_generation_whose_input_is_moved_away_stops_writing_there(tmp_path: Pa
         assert values.shape == (150, 4096) and np.isfinite(values).all()
     finally:
         end_process(proc)
+
+
+def _files(store: Path) -> dict[str, bytes]:
+    """Every file under ``store``, by its path below it, with its bytes."""
+    return {str(p.relative_to(store)): p.read_bytes() for p in store.rglob("*") if p.is_file()}
+
+
+def _dataset_into_group(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A Dataset written by xarray as ``in.zarr`` (Zarr v3, consolidated), and the config
+    that runs its ``v`` into the group ``out.zarr`` (which its run consolidates): the input,
+    the output and the config file."""
+    xr = pytest.importorskip("xarray")
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    ds = xr.Dataset(
+        {"v": (("t", "x"), np.arange(4 * 8, dtype=np.float32).reshape(4, 8))},
+        coords={"t": np.arange(4)},
+    )
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        ds.to_zarr(inp, zarr_format=3, consolidated=True)
+    cfg = {
+        "input": {"store": str(inp), "array": "v"},
+        "output": {"store": str(out)},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return inp, out, path
+
+
+def _consolidated_status(group: Path, array: str) -> str | None:
+    """The run record's status of ``array`` as the consolidated metadata of the group at
+    ``group`` (Zarr v3) says it."""
+    doc = json.loads((group / "zarr.json").read_text())
+    attrs = doc["consolidated_metadata"]["metadata"][array]["attributes"]
+    return json.loads(attrs["pipeline"]).get("status")
+
+
+def test_an_output_group_replaced_as_its_run_consolidates_it_keeps_what_is_there(
+    tmp_path: Path,
+) -> None:
+    """An output written into a group with consolidated metadata, moved away as its run
+    marks it complete (held at the mark, past its check of the lock), and a user's Dataset
+    (written by xarray, without consolidated metadata) put at its path: zarr-python's
+    consolidation had written by the path, after the mark, into the user's group metadata
+    (found out by the check after, exit 1). The run stops in one line naming the move; the
+    folder at the path keeps every byte it had; the consolidated copy is written into the
+    run's own (moved) output, which it says complete (h79c)."""
+    xr = pytest.importorskip("xarray")
+    _, out, cfg = _dataset_into_group(tmp_path)
+    moved = tmp_path / "moved.zarr"
+    theirs = xr.Dataset({"w": (("y",), np.arange(3, dtype=np.int16))})  # a user's
+    with paused_at_lock(
+        "run", cfg, cwd=tmp_path, at="pipeline.store.arrays:update_attributes"
+    ) as held:
+        out.rename(moved)
+        theirs.to_zarr(out, zarr_format=3, consolidated=False)
+        there = _files(out)
+        _, err = go_on(held)
+    assert held.returncode == 1, err
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("dashboard: ")]
+    assert len(lines) == 1 and "was moved" in lines[0], err
+    assert _files(out) == there  # the user's group at the path: nothing written into it
+    assert "consolidated_metadata" not in json.loads((out / "zarr.json").read_text())
+    assert status(moved, "v") == _consolidated_status(moved, "v") == "complete"
+
+
+def test_an_output_replaced_as_its_run_overwrites_it_loses_nothing_at_its_path(
+    tmp_path: Path,
+) -> None:
+    """A complete output that a run with ``--overwrite`` replaces, moved away as that run
+    clears its old chunks (held there, past its check of the lock), and another array (a
+    user's, made with zarr-python) put at its path: the old chunks had been deleted by the
+    path, the user's array losing its metadata and chunks, before the check after found the
+    move (exit 1). The run stops in one line naming the move; the array at the path keeps
+    every byte it had; what the run deleted and made is in the moved output, its own
+    (h79c)."""
+    inp, out, moved = tmp_path / "in.zarr", tmp_path / "out.zarr", tmp_path / "moved.zarr"
+    many_blocks_input(inp, 4)
+    first = _factor_config(tmp_path, inp, "a.yaml", out, 2)
+    done = run_python(["-m", "pipeline", "run", first], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    second = _factor_config(tmp_path, inp, "b.yaml", out, 3)
+    at = "pipeline.store.arrays:clear_array"
+    with paused_at_lock("run", second, "--overwrite", cwd=tmp_path, at=at) as held:
+        out.rename(moved)
+        theirs = zarr.create_array(store=str(out), shape=(3, 5), dtype="int16", chunks=(1, 5))
+        theirs[...] = np.arange(15, dtype=np.int16).reshape(3, 5)
+        there = _files(out)
+        _, err = go_on(held)
+    assert held.returncode == 1, err
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("dashboard: ")]
+    assert len(lines) == 1 and "was moved" in lines[0], err
+    assert _files(out) == there  # the user's array at the path: as it was
+    assert np.array_equal(zarr.open_array(str(out), mode="r")[...], np.arange(15).reshape(3, 5))
+    assert status(moved) == "incomplete"  # the run's own, made anew where it is now
+
+
+def test_an_output_replaced_as_its_run_clears_its_record_keeps_the_record_there(
+    tmp_path: Path,
+) -> None:
+    """A complete output moved away as its run removes its run record (held at the record's
+    first folder's delete, past its check that the lock is its own), and a copy of it put at
+    its path, the record with it: the record had been removed by the path, the copy's markers
+    and record deleted by a run that was not its own. The folder at the path keeps every byte
+    it had; the record removed is the run's own, in the moved output, which is complete with
+    NumPy's values of the input (h79c)."""
+    inp, out, moved = tmp_path / "in.zarr", tmp_path / "out.zarr", tmp_path / "moved.zarr"
+    many_blocks_input(inp, 4)
+    cfg = _factor_config(tmp_path, inp, "a.yaml", out, 2)
+    at = "pipeline.store.location:_remove_local_tree"
+    with paused_at_lock("run", cfg, cwd=tmp_path, at=at) as held:
+        assert (out / ".pipeline" / "done").is_dir()  # held at the record's delete
+        out.rename(moved)
+        shutil.copytree(moved, out)
+        there = _files(out)
+        _, err = go_on(held)
+    assert _files(out) == there, err  # the copy at the path: its record as it was
+    assert not (moved / ".pipeline").exists(), sorted((moved / ".pipeline").rglob("*"))
+    assert status(moved) == "complete"
+    _the_input_times(tmp_path, inp, (moved, _factor_config(tmp_path, inp, "b.yaml", moved, 2), 2))
+
+
+def test_an_input_replaced_as_its_generation_makes_it_loses_nothing_at_its_path(
+    tmp_path: Path,
+) -> None:
+    """An input that ``pipeline generate`` makes again, moved away as the generation clears
+    what was there (held there, past its check of the lock), and a user's array put at its
+    path: the old chunks had been deleted by the path, the user's array losing its metadata
+    and chunks, before the check after found the move. The generation stops in one line
+    naming the move; the array at the path keeps every byte it had (h79c)."""
+    made, moved = tmp_path / "in.zarr", tmp_path / "moved.zarr"
+
+    def config(name: str, seed: int) -> Path:
+        generated = {"shape": [4, 4096], "shards": [1, 4096], "dtype": "float32", "seed": seed}
+        cfg = {
+            "input": {"store": str(made), "generate": generated},
+            "output": {"store": str(tmp_path / "out.zarr")},
+            "stages": [{"op": "multiply", "factor": 2}],
+            "backend": "cpu",
+            "cluster": {"dashboard": ""},
+        }
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    first = run_python(["-m", "pipeline", "generate", config("a.yaml", 1)], tmp_path)
+    assert first.returncode == 0, first.stderr  # an earlier input there, which it replaces
+    path = config("b.yaml", 2)
+    at = "pipeline.store.arrays:clear_array"
+    with paused_at_lock("generate", path, cwd=tmp_path, at=at) as held:
+        made.rename(moved)
+        theirs = zarr.create_array(store=str(made), shape=(3, 5), dtype="int16", chunks=(1, 5))
+        theirs[...] = np.arange(15, dtype=np.int16).reshape(3, 5)
+        there = _files(made)
+        _, err = go_on(held)
+    assert held.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "was moved" in lines[0], err
+    assert _files(made) == there  # the user's array at the path: as it was
+    assert np.array_equal(zarr.open_array(str(made), mode="r")[...], np.arange(15).reshape(3, 5))

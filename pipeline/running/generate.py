@@ -157,9 +157,10 @@ def _generate_locked(
             # waited for before the input is replaced, or their units land in the new one
             workers.wait_for_writers(loc, lock.array_path)
             # what is there is another's where its lock was taken since, or another folder
-            # where it was moved away (h78a)
-            with lock.held_folder():
-                spec = create_input(config, cp.backend)  # unfinished until every unit is written
+            # where it was moved away (h78a); what it writes goes into the folder held (h79c)
+            with lock.held_store() as (_, held):
+                # unfinished until every unit is written
+                spec = create_input(config, cp.backend, held)
             spec = dataclasses.replace(spec, lock=lock)
             _generate_units(workers, spec, progress, interval)
         with lock.held_folder() as folder:
@@ -453,11 +454,16 @@ def _joined(cp: ClusterPlan, store: Location) -> Iterator[Workers]:
         cluster.close_client(client)
 
 
-def create_input(config: Config, backend: str) -> GenSpec:
-    """Create the input's metadata with Zarr (replacing it); the spec of its generation."""
+def create_input(config: Config, backend: str, held: Location | None = None) -> GenSpec:
+    """Create the input's metadata with Zarr (replacing it); the spec of its generation.
+    ``held``: the input's store as its generation's lock reaches it (``Ledger.held_store``:
+    through its folder held open), which what is deleted and written here goes into wherever
+    it is moved meanwhile (None: by its path); the spec, which its workers are given, names
+    the store by its path."""
     g = generate_section(config)
     chunk, unit = generated_layout(g)
     loc = Location.of(config.input.store, config.input.storage_options, "input")
+    into = held or loc
     path = config.input.array.strip("/")
     # nvCOMP encodes frames up to 4 MiB, and writes no content checksum
     checksum = g.codec.name == "zstd" and g.codec.checksum
@@ -476,8 +482,8 @@ def create_input(config: Config, backend: str) -> GenSpec:
             else "arithmetic",
         }
     }
-    store = loc.zarr_store(read_only=False)
-    if loc.is_local and not path and os.path.islink(loc.url):
+    store = into.zarr_store(read_only=False)
+    if into is loc and loc.is_local and not path and os.path.islink(loc.url):
         # zarr-python replaces an array at the store's root by deleting the root folder
         # (rmtree), which refuses a symbolic link ("a store answered OSError: Cannot call
         # rmtree on a symbolic link", h57f): the folder the link leads to is the store
@@ -486,7 +492,7 @@ def create_input(config: Config, backend: str) -> GenSpec:
         store = LocalStore(os.path.realpath(loc.url), read_only=False)
     # what was there is deleted here, not by Zarr's overwrite, which deletes the whole
     # folder: the folder of the generation's lock (InputLock) stays
-    arrays.clear_array(loc, path, keep=RECORD)
+    arrays.clear_array(into, path, keep=RECORD)
     arrays.create_generated(store, path, g, chunk, unit, attrs)
     info = arrays.describe_array(loc, path)
     sink = Sink(

@@ -15,6 +15,7 @@ Everything here that decides only reads; nothing is written before the lock is t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -1804,13 +1805,13 @@ def write_again(plan: Plan) -> None:
     o = plan.output
     ledger.acquire()
     try:
-        with ledger.held_folder() as folder, group_lock(o.location, output_group(plan)):
+        with ledger.held_store() as (folder, store), group_lock(o.location, output_group(plan)):
             attrs = arrays.read_attributes(o.location, o.path)
             if arrays.record_in_earlier_form(attrs):
                 record = attrs[arrays.RUN_RECORD]
                 new = arrays.record_attribute(record)
                 arrays.update_attributes(o.location, o.path, new, folder)
-            _consolidate(plan)
+            _consolidate(plan, store=store)
     except BaseException as e:
         ledger.give_up(e)  # a lock that stays is said in e's line, never in its place
         raise
@@ -2323,10 +2324,16 @@ def create(plan: Plan) -> None:
     another run's where its lock was removed, and taken, since this run took it (a run
     stopped between its lock and its create had replaced that run's complete output, h77d);
     and, on a local file system, that the output at its path is still the folder holding
-    that lock once all is written (``Ledger.held_folder``), else the run stops there."""
+    that lock once all is written (``Ledger.held_folder``), else the run stops there; what
+    it writes and deletes, its own and zarr-python's and xarray's writes, goes through that
+    store's folder held open (``Ledger.held_store``), never into another put at its path
+    meanwhile (h79c: the check after had found out a replacement whose chunks were deleted)."""
     assert plan.sink.ledger is not None
-    with plan.sink.ledger.held_folder(), group_lock(plan.output.location, output_group(plan)):
-        _create(plan)
+    with (
+        plan.sink.ledger.held_store() as (_, store),
+        group_lock(plan.output.location, output_group(plan)),
+    ):
+        _create(plan, store)
 
 
 def _hard_linked(folder: str) -> set[tuple[int, int]]:
@@ -2344,10 +2351,12 @@ def _hard_linked(folder: str) -> set[tuple[int, int]]:
     return found
 
 
-def _create(plan: Plan) -> None:
-    o = plan.output
-    ledger = plan.sink.ledger
-    assert ledger is not None
+def _create(plan: Plan, store: Location) -> None:
+    """:func:`create`'s steps, the output and its run record reached through ``store``
+    (``Ledger.held_store``'s; what is read of the input by its own)."""
+    assert plan.sink.ledger is not None
+    o = dataclasses.replace(plan.output, location=store)
+    ledger = dataclasses.replace(plan.sink.ledger, location=store)
     group = output_group(plan)
     replaced = replaced_coordinates(plan)  # read before the records that name them go
     found = found_coordinates(plan)  # and the user's coordinates this run writes again
@@ -2471,7 +2480,7 @@ def _create(plan: Plan) -> None:
             dimension_names=plan.carried.dimension_names,
             fill=fill,
         )
-        _consolidate(plan, consolidated, had, outside_had)
+        _consolidate(plan, consolidated, had, outside_had, store)
 
     # the group's metadata and coordinates go and come back in one step, which a Ctrl-C does
     # not cut (it takes effect once the step is done: a short one, coordinates are small)
@@ -2562,7 +2571,11 @@ def _enclosing_before(manifest: dict[str, Any] | None) -> list[int]:
 
 
 def _consolidate(
-    plan: Plan, also: bool = False, had: list[str] | None = None, outside: list[int] | None = None
+    plan: Plan,
+    also: bool = False,
+    had: list[str] | None = None,
+    outside: list[int] | None = None,
+    store: Location | None = None,
 ) -> None:
     """Consolidate the metadata of the group that holds the output (and the store root's)
     where it gets consolidated metadata: the input's group has it, or ``also`` (the output
@@ -2572,19 +2585,22 @@ def _consolidate(
     complete only once it does (a run from an unconsolidated input into their group had left
     them claiming to be incomplete, with no run to resume), and a reader of a group above sees
     the output as it is (an array written alone into a consolidated group once left its
-    readers with the old shape and dtype)."""
+    readers with the old shape and dtype). ``store``: the output's store as
+    ``Ledger.held_store`` reaches it, through its folder held open, so that zarr-python's
+    writes by a path go into it wherever it is moved (None: by its path)."""
     parent = plan.output.path.rpartition("/")[0]
-    store = plan.output.location.zarr_store(read_only=False)
-    above = list(dict.fromkeys([*(had or []), *datasets.consolidated_groups(store, parent)]))
+    location = store or plan.output.location
+    zarr_store = location.zarr_store(read_only=False)
+    above = list(dict.fromkeys([*(had or []), *datasets.consolidated_groups(zarr_store, parent)]))
     if plan.carried.consolidate or also or above:
         for group in dict.fromkeys([parent, *above]):
-            datasets.consolidate(store, group)
+            datasets.consolidate(zarr_store, group)
     # then the groups enclosing the store with copies of their own (or that ``outside``, by
     # folders up, says had one before this run dropped it), nearest first: their copies list
     # what the store holds (brk59: `output.store: out.zarr/sub` left out.zarr's stale, and
     # xr.open_zarr of it did not see the new array)
     wanted = {*(outside or []), *_enclosing_consolidated(plan)}
-    for up, (holder, _) in enumerate(arrays.enclosing_groups(plan.output.location), 1):
+    for up, (holder, _) in enumerate(arrays.enclosing_groups(location), 1):
         if up in wanted:
             datasets.consolidate(holder.zarr_store(read_only=False), "")
 
@@ -2596,8 +2612,8 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     :func:`output_state`), then drop the run record."""
     assert plan.sink.ledger is not None
     # "complete" is said of this run's output alone (h76d), through its folder (h78a)
-    with plan.sink.ledger.held_folder() as folder:
-        _mark_complete(plan, whole, compute_seconds, folder)
+    with plan.sink.ledger.held_store() as (folder, store):
+        _mark_complete(plan, whole, compute_seconds, folder, store)
     try:
         plan.sink.ledger.clear()
     except OutputError as e:  # every byte is written and the output says so: only a leftover
@@ -2605,12 +2621,16 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
 
 
 def _mark_complete(
-    plan: Plan, whole: dict[str, int], compute_seconds: float, folder: Folder | None
+    plan: Plan,
+    whole: dict[str, int],
+    compute_seconds: float,
+    folder: Folder | None,
+    store: Location | None = None,
 ) -> None:
-    """:func:`mark_complete`'s writes, inside ``Ledger.held_folder``: the output's attributes
+    """:func:`mark_complete`'s writes, inside ``Ledger.held_store``: the output's attributes
     through its ``folder`` (None: by its path), once what was read of it by its path (its
     files, its records) is found its own still (``Ledger.check_at_path``), then its
-    consolidated copies."""
+    consolidated copies, through its ``store`` held (None: by its path)."""
     o = plan.output
     ledger = plan.sink.ledger
     assert ledger is not None
@@ -2643,7 +2663,7 @@ def _mark_complete(
     # written after it, had put this output's "incomplete" back into the consolidated copy
     with group_lock(o.location, output_group(plan)):
         arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done), folder)
-        _consolidate(plan)
+        _consolidate(plan, store=store)
 
 
 def _created(plan: Plan) -> dict[str, Any]:

@@ -301,40 +301,61 @@ class Ledger:
     def _remove_record(self) -> None:
         """Delete the whole record, the lock last. Where this process holds the local lock:
         never where the file at the lock's path is no longer the one it holds (the store
-        moved away: the record there is another's, :meth:`_check_still_here`); all but the
-        lock first, then the lock (:meth:`release`), then the folder where nothing is left in
+        moved away: the record there is another's); all but the
+        lock first, then the lock, then the folder where nothing is left in
         it: a run that takes the lock as soon as it is gone makes its own in that folder.
         The whole folder's removal had failed there ("Directory not empty", a warning that
         the complete output's record stays), or removed the folder between the other run's
         making it and its open of the lock (a bare FileNotFoundError; h76d). On an object
         store: never where its lock object is no longer this holder's (:meth:`check_held`:
         removed, or taken by another run, whose record this is now); a displaced run's end
-        had deleted the other run's lock and markers with its own (h77d)."""
+        had deleted the other run's lock and markers with its own (h77d). Locally, through
+        the array's folder and its record folder held open, once the lock file in them is
+        found the one held: what is removed is this run's record wherever the array is
+        moved meanwhile, never another's put at its path after that check (h79c: the
+        removal had gone by the path, after the check)."""
         path = self.location.join(self._key(self.LOCK))
         if not self.location.is_local:
             self._check_object(0.0)  # never another run's record, that took the lock since
             self.location.delete(self._key(), recursive=True)
             return
-        if path not in _HELD:
+        held = _HELD.get(path)
+        if held is None:
             self.location.delete(self._key(), recursive=True)
             return
-        self._check_still_here()
-        folder = os.path.dirname(path)
+        with self.location.folder(self.array_path) as array:
+            record = None if array is None else _folder_below(array, RECORD)
+            if record is None or array is None or not self._in(array, held):
+                # the file at the lock's path is not the one held: the record there is
+                # another's
+                if record is not None:
+                    os.close(record.fd)
+                raise self._displaced(_read_holder(self.location, self._key(self.LOCK)) or {})
+            try:
+                self._remove_record_in(array, record, held)
+            finally:
+                os.close(record.fd)
+
+    def _remove_record_in(self, array: Folder, record: Folder, held: int) -> None:
+        """:meth:`_remove_record` of a local record held (``held``: the lock file's
+        descriptor), through the array's folder ``array`` and its record folder ``record``,
+        both held open: all but the lock, then the lock, then the record folder where empty."""
+        here = record.location(Location.of(record.path), "")
         try:
-            with os.scandir(folder) as listed:
-                names = sorted(e.name for e in listed if e.name != self.LOCK)
+            names = sorted(n for n in os.listdir(record.fd) if n != self.LOCK)
         except FileNotFoundError:
             names = []
         for name in names:
-            self.location.delete(self._key(name), recursive=True)
-        self.release()
+            here.delete(name, recursive=True)
+        _unlink_if(record.fd, self.LOCK, held)  # not a file another run put there since
+        self._close_lock()
         try:
-            os.rmdir(folder)
+            os.rmdir(RECORD, dir_fd=array.fd)
         except FileNotFoundError:
             pass
         except OSError as e:
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):  # else another run's lock
-                self.location.delete(self._key(), recursive=True)  # its refusal, worded
+                array.location(Location.of(array.path), "").delete(RECORD, recursive=True)
 
     def stays(self, e: BaseException) -> str:
         """Words for the line of a run (or generation) whose lock could not be given up
@@ -688,6 +709,31 @@ class Ledger:
             yield folder
             self.check_at_path(folder)
 
+    @contextlib.contextmanager
+    def held_store(self) -> Iterator[tuple[Folder | None, Location]]:
+        """:meth:`held_folder`, with the store that holds the array (its root folder, held
+        open too, refused as :meth:`check_at_path` refuses unless the array's path in it
+        names the array's folder held) as a :class:`Location` reached through that root
+        (:meth:`Folder.location`): what zarr-python and xarray write by a path inside
+        (create's metadata and coordinates, the consolidated copies, the run record, the
+        old chunks deleted) goes into this holder's store wherever it is moved meanwhile,
+        never into another put at its path, where the second check only found it out
+        after it was written (h79c). Where the array alone is moved out of the store held
+        meanwhile, what is written at its path in that store is found out by the second
+        check. The store as it is where it is no local folder, or where this system has no
+        ``/proc/self/fd``."""
+        with self.held_folder() as folder:
+            if folder is None:
+                yield None, self.location
+                return
+            if not self.array_path:
+                yield folder, folder.location(self.location, "")
+                return
+            with self.location.folder("") as root:
+                if root is None or not _holds(root, self.array_path, folder):
+                    raise self._displaced(_read_holder(self.location, self._key(self.LOCK)) or {})
+                yield folder, root.location(self.location, "")
+
     def check_at_path(self, folder: Folder | None) -> None:
         """Refuse as :meth:`check_held` does where the local ``folder`` (:meth:`held_folder`'s)
         is none, holds another's lock, or is no longer the one at the array's path. Where this
@@ -725,17 +771,6 @@ class Ledger:
             _CHECKED.pop(seen, None)
             raise self._displaced(holder)
         _CHECKED[seen] = time.monotonic()
-
-    def _check_still_here(self) -> None:
-        """:meth:`check_held` by this process's own descriptor: where it holds this store's
-        local lock, the file at its path must be the one it holds (else the record there is
-        another's, which :meth:`clear` must not delete)."""
-        if not self.location.is_local:
-            return
-        path = self.location.join(self._key(self.LOCK))
-        fd = _HELD.get(path)
-        if fd is not None and not _same_file(path, fd):
-            raise self._displaced(_read_holder(self.location, self._key(self.LOCK)) or {})
 
     def _displaced(self, holder: dict[str, Any]) -> PipelineError:
         """The refusal of :meth:`check_held`: the lock at the path is ``holder``'s ({}: none
@@ -1101,6 +1136,38 @@ def holder_said(holder: dict[str, Any], call: str = "`pipeline.run`") -> str:
     if (pid, host) == (os.getpid(), socket.gethostname()):
         return f"this process, another thread's {call}{when}"
     return f"pid {pid} on {host}{when}"
+
+
+def _unlink_if(at: int, name: str, fd: int) -> None:
+    """Remove the file ``name`` in the folder open as ``at`` where it is the open file
+    ``fd`` (not through a link)."""
+    try:
+        same = os.path.samestat(os.stat(name, dir_fd=at, follow_symlinks=False), os.fstat(fd))
+    except OSError:
+        return
+    if same:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=at)
+
+
+def _folder_below(folder: Folder, name: str) -> Folder | None:
+    """The folder ``name`` in the local ``folder``, opened (the caller closes its
+    descriptor); None where there is none."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder.fd)
+    except OSError:
+        return None
+    return Folder(fd, os.path.join(folder.path, name))
+
+
+def _holds(root: Folder, path: str, folder: Folder) -> bool:
+    """Whether ``path`` in the local folder ``root`` names ``folder`` (through links, as
+    :meth:`Location.folder` opened it)."""
+    try:
+        at = os.stat(path, dir_fd=root.fd)
+        return os.path.samestat(at, os.fstat(folder.fd))
+    except OSError:
+        return False
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -187,6 +187,11 @@ class Location:
     setting: str = field(default="", compare=False)
     """The config section that names the store ('input', 'output'), for the lines about its
     ``storage_options`` (:func:`options_problem`); '' where none does."""
+    reached: str = field(default="", compare=False, repr=False)
+    """Where a local store's files are reached in place of :attr:`url`, which lines still
+    say: the ``/proc/self/fd`` name of its root folder held open (:meth:`Folder.location`),
+    which names that folder wherever it is moved; '' (every store made otherwise): by
+    :attr:`url`. No part of what the store is (equality, hash, repr)."""
 
     @classmethod
     def of(
@@ -315,7 +320,11 @@ class Location:
         archive, a cache; a file system's root; a relative local path's folder)."""
         if self.is_local:
             parent, name = os.path.split(self.url.rstrip("/"))
-            return (Location.of(parent), name) if name and parent else None
+            if not (name and parent):
+                return None
+            if self.reached:  # the folder above the one held, wherever that is now
+                return dataclasses.replace(Location.of(parent), reached=f"{self.reached}/.."), name
+            return Location.of(parent), name
         if "::" in self.url or "://" not in self.url:
             return None
         scheme, _, rest = self.url.partition("://")
@@ -388,7 +397,7 @@ class Location:
         StoreError (fields ``store``, ``key``) for a key an HTTP URL cannot name as it is
         (:func:`url_unsafe`)."""
         if self.is_local:
-            return self.join(key)
+            return self.join(key) if not self.reached else _below(self.reached, key)
         self.check_url_safe(key)
         return key_under(self._resolve()[1], key)
 
@@ -439,7 +448,7 @@ class Location:
         from zarr.storage import LocalStore
 
         if self.is_local:
-            return LocalStore(self.url, read_only=read_only)
+            return LocalStore(self.reached or self.url, read_only=read_only)
         self._resolve()  # storage_options that make no file system: ConfigError, as for reads
         options = {"use_listings_cache": False, **self.storage_options, "asynchronous": True}
         if self.archive_stamp() is not None:  # a fresh look at a zip that may be replaced
@@ -576,11 +585,18 @@ class Location:
             else:
                 self.fs().pipe_file(path, b"".join(bytes(memoryview(p)) for p in parts))
         except OSError as e:
-            full = disk_full(e, path)
+            full = disk_full(e, self._as_said(path))
             if full is not None:
                 raise full from None
             raise
         return sum(memoryview(p).nbytes for p in parts)
+
+    def _as_said(self, path: str) -> str:
+        """The local ``path`` (:meth:`_path`'s) as lines say it: by :attr:`url`, never by
+        the ``/proc/self/fd`` name it is :attr:`reached` by."""
+        if self.reached and (path == self.reached or path.startswith(self.reached + "/")):
+            return self.url + path[len(self.reached) :]
+        return path
 
     @contextlib.contextmanager
     def folder(self, key: str) -> Iterator[Folder | None]:
@@ -677,7 +693,7 @@ class Location:
         except FileNotFoundError:  # gone meanwhile
             return
         except OSError as e:
-            where = e.filename if isinstance(e.filename, str) else path
+            where = self._as_said(e.filename if isinstance(e.filename, str) else path)
             failure = storage_failure(e) if not self.is_local else None
             if failure is not None:  # a store's answer (S3: no s3:DeleteObject), not a file's:
                 # "write permission on its folder, no immutable attribute" had been said (h65f)
@@ -1665,6 +1681,26 @@ class Folder:
             return False
         return (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino)
 
+    def location(self, store: Location, key: str) -> Location:
+        """``store`` (a local one, whose folder at ``key`` this is: '' its root) reached
+        through this folder (:attr:`Location.reached`): its files, and zarr-python's and
+        xarray's writes through :meth:`Location.zarr_store`, are this folder's store's
+        wherever it is moved meanwhile, never those of what is put at its path. On Linux, by
+        ``/proc/self/fd/FD`` (the folder, wherever it is; with ``..`` for each part of
+        ``key``: ``key``'s own folders moved apart from it are found out by the caller's
+        check), which names it in this process alone; ``store`` as it is (by its path)
+        where there is no such name, or it names another folder."""
+        if not store.is_local:
+            return store
+        named = f"/proc/self/fd/{self.fd}"
+        try:
+            if not os.path.samestat(os.stat(named), os.fstat(self.fd)):
+                return store
+        except OSError:
+            return store
+        depth = sum(1 for p in key.split("/") if p)
+        return dataclasses.replace(store, reached=named + "/.." * depth)
+
     def write(self, name: str, parts: Sequence[Any], atomic: bool = False) -> int:
         """:meth:`Location.write` of the file ``name`` under this folder, the folders on its
         way made where missing; bytes written."""
@@ -1681,6 +1717,13 @@ class Folder:
                 raise full from None
             raise
         return sum(memoryview(p).nbytes for p in parts)
+
+
+def _below(root: str, key: str) -> str:
+    """The local path of ``key`` under the folder ``root``, as :meth:`Location.join`
+    joins it."""
+    tail = "/".join(p.strip("/") for p in key.split("/") if p)
+    return os.path.join(root, tail) if tail else root
 
 
 def _absolute(path: str) -> str:
