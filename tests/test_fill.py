@@ -456,6 +456,59 @@ def test_a_nan_fill_values_bits_are_the_outputs_metadata_and_every_element_read_
 
 
 @pytest.mark.parametrize(
+    "filters",
+    [None, "delta"],
+    ids=["run-decodes-shards", "zarr-decodes-shards"],
+)
+@pytest.mark.parametrize("said", ["0x7fc00042", "0xffc00001"])
+def test_a_nan_fill_values_bits_are_read_in_a_shard_of_absent_chunks(
+    tmp_path: Path, cli: Any, said: str, filters: str | None
+) -> None:
+    """A sharded v3 input whose NaN fill value has a payload (or a sign), with a shard that
+    holds some of its chunks and not others: an absent chunk of that shard reads, through
+    zarr-python, as the fill value with its payload. The input's shards read through an
+    array made again in memory from its metadata (a chain only Zarr decodes, Delta here, in
+    the run; every sharded input in ``verify``) had read that chunk as the spec's own NaN,
+    since zarr-python writes a document's every NaN as "NaN": the run had written those
+    elements otherwise than NumPy's chain over zarr-python's read of the input, exit 0 with
+    ``verify --all`` passing, and with the run's own decoding ``verify`` had failed a right
+    output (h79a)."""
+    import warnings
+
+    src = tmp_path / "in.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numcodecs.zarr3's: its codecs are not in the spec
+        import numcodecs.zarr3
+
+        arr = zarr.create_array(
+            str(src),
+            shape=(12,),
+            chunks=(3,),
+            shards=(6,),
+            dtype="float32",
+            fill_value=0,
+            filters=[numcodecs.zarr3.Delta(dtype="<f4")] if filters else None,
+        )
+        arr[3:6] = np.arange(3, dtype="float32")  # shard 0: chunk 1 alone; shard 1 absent
+    meta = json.loads((src / "zarr.json").read_text())
+    meta["fill_value"] = said
+    (src / "zarr.json").write_text(json.dumps(meta))
+    cfg = write_config(
+        tmp_path, src, tmp_path / "out.zarr", stages=[{"op": "multiply", "factor": 3}]
+    )
+    assert pipeline.run(cfg).status == "complete"
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr")
+        read = zarr.open_array(str(src), mode="r")[...]
+    assert _hex(read[0:1]) == said  # zarr-python reads the payload
+    expected = read * np.float32(3)
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert np.array_equal(_bits(out), _bits(expected)), (_bits(out), _bits(expected))
+    _verify(cfg, cli)
+
+
+@pytest.mark.parametrize(
     "value, said",
     [
         (np.float32(-0.0), -0.0),
