@@ -624,6 +624,27 @@ def test_an_output_replaced_as_its_run_marks_it_complete_is_not_marked(
     _the_input_times(tmp_path, inp, (moved, there, 2))
 
 
+def _generate_config(
+    tmp_path: Path, store: Path, rows: int, name: str = "a.yaml", seed: int | None = None
+) -> Path:
+    """A CPU run's config written to ``tmp_path/name`` whose input ``store`` ``pipeline
+    generate`` makes: ``rows`` rows of 4096 float32, a shard a row (``seed``: its values'),
+    multiplied by 2 into ``tmp_path/out.zarr``."""
+    generated: dict[str, Any] = {"shape": [rows, 4096], "shards": [1, 4096], "dtype": "float32"}
+    if seed is not None:
+        generated["seed"] = seed
+    cfg = {
+        "input": {"store": str(store), "generate": generated},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def test_an_input_replaced_as_its_generation_marks_it_generated_is_not_marked(
     tmp_path: Path,
 ) -> None:
@@ -633,18 +654,7 @@ def test_an_input_replaced_as_its_generation_marks_it_generated_is_not_marked(
     chunk missing, exit 0. The generation stops in one line naming the move and the fix, and
     the copy at the path is not marked."""
     made, moved = tmp_path / "in.zarr", tmp_path / "moved.zarr"
-    cfg = {
-        "input": {
-            "store": str(made),
-            "generate": {"shape": [4, 4096], "shards": [1, 4096], "dtype": "float32"},
-        },
-        "output": {"store": str(tmp_path / "out.zarr")},
-        "stages": [{"op": "multiply", "factor": 2}],
-        "backend": "cpu",
-        "cluster": {"dashboard": ""},
-    }
-    path = tmp_path / "a.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = _generate_config(tmp_path, made, 4)
     at = "pipeline.running.generate:mark_generated"
     with paused_at_lock("generate", path, cwd=tmp_path, at=at) as held:
         _moved_and_copied_short(made, moved)
@@ -732,23 +742,8 @@ def test_a_generation_whose_input_is_moved_away_stops_writing_there(tmp_path: Pa
     in a bare "ArrayNotFoundError: No array found" line (h76d)."""
     made, moved = tmp_path / "in.zarr", tmp_path / "moved.zarr"
 
-    def config(name: str, store: Path) -> Path:
-        cfg = {
-            "input": {
-                "store": str(store),
-                "generate": {"shape": [150, 4096], "shards": [1, 4096], "dtype": "float32"},
-            },
-            "output": {"store": str(tmp_path / "out.zarr")},
-            "stages": [{"op": "multiply", "factor": 2}],
-            "backend": "cpu",
-            "cluster": {"dashboard": ""},
-        }
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(cfg))
-        return path
-
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_CLI, "generate", str(config("a.yaml", made))],
+        [sys.executable, "-c", _SLOW_CLI, "generate", str(_generate_config(tmp_path, made, 150))],
         env=env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -769,7 +764,10 @@ def test_a_generation_whose_input_is_moved_away_stops_writing_there(tmp_path: Pa
         # had been written there, h77e)
         assert not made.exists(), sorted(made.rglob("*"))
         assert (moved / ".pipeline" / "generate.lock").exists()
-        again = run_python(["-m", "pipeline", "generate", config("b.yaml", moved)], tmp_path)
+        again = run_python(
+            ["-m", "pipeline", "generate", _generate_config(tmp_path, moved, 150, "b.yaml")],
+            tmp_path,
+        )
         assert again.returncode == 0, again.stderr
         assert not (moved / ".pipeline").exists()
         values = zarr.open_array(str(moved), mode="r")[...]
@@ -911,22 +909,11 @@ def test_an_input_replaced_as_its_generation_makes_it_loses_nothing_at_its_path(
     naming the move; the array at the path keeps every byte it had (h79c)."""
     made, moved = tmp_path / "in.zarr", tmp_path / "moved.zarr"
 
-    def config(name: str, seed: int) -> Path:
-        generated = {"shape": [4, 4096], "shards": [1, 4096], "dtype": "float32", "seed": seed}
-        cfg = {
-            "input": {"store": str(made), "generate": generated},
-            "output": {"store": str(tmp_path / "out.zarr")},
-            "stages": [{"op": "multiply", "factor": 2}],
-            "backend": "cpu",
-            "cluster": {"dashboard": ""},
-        }
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(cfg))
-        return path
-
-    first = run_python(["-m", "pipeline", "generate", config("a.yaml", 1)], tmp_path)
+    first = run_python(
+        ["-m", "pipeline", "generate", _generate_config(tmp_path, made, 4, seed=1)], tmp_path
+    )
     assert first.returncode == 0, first.stderr  # an earlier input there, which it replaces
-    path = config("b.yaml", 2)
+    path = _generate_config(tmp_path, made, 4, "b.yaml", seed=2)
     at = "pipeline.store.arrays:clear_array"
     with paused_at_lock("generate", path, cwd=tmp_path, at=at) as held:
         made.rename(moved)
