@@ -1947,9 +1947,9 @@ from pipeline.store import datasets
 write = datasets._write
 
 
-def metadata_then_kill(frame, dst_store, dst_group):
+def metadata_then_kill(frame, dst_store, dst_group, **kwargs):
     # killed as the coordinates were written: lon's metadata there, none of its chunks
-    write(frame, dst_store, dst_group)
+    write(frame, dst_store, dst_group, **kwargs)
     if "Memory" in type(dst_store).__name__:  # the plan's trial write (frame_failure)
         return
     shutil.rmtree(os.path.join(sys.argv[2], "lon", "c"))
@@ -2048,9 +2048,9 @@ from pipeline.store import datasets
 write = datasets._write
 
 
-def kill(frame, dst_store, dst_group):
+def kill(frame, dst_store, dst_group, **kwargs):
     if "Memory" in type(dst_store).__name__:  # the plan's trial write (frame_failure)
-        return write(frame, dst_store, dst_group)
+        return write(frame, dst_store, dst_group, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)  # as xarray is about to write the frame
 
 
@@ -3788,9 +3788,9 @@ from pipeline.store import datasets
 write = datasets._write
 
 
-def kill(frame, dst_store, dst_group):
+def kill(frame, dst_store, dst_group, **kwargs):
     if "Memory" in type(dst_store).__name__:  # the plan's trial write (frame_failure)
-        return write(frame, dst_store, dst_group)
+        return write(frame, dst_store, dst_group, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)  # as the group is written again (or the disk is full)
 
 
@@ -4682,6 +4682,58 @@ def test_verify_words_a_carried_coordinates_damaged_chunk_from_the_error_s_field
     ), line
     reworded = ChunkError("chunk x/c/1 is damaged, so no output was made", **e.data)
     assert str(verify._carried_damage(reworded)) == line
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_carried_coordinates_keep_a_v3_input_s_codecs_and_shards(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """h79d: the coordinates of a Zarr v3 input are carried as the input stores them, so
+    ``out[c].encoding`` is the input's (README): ``x`` and ``lon`` stored in shards of 4
+    chunks, Blosc-zstd, had been written unsharded (a file per chunk) with zarr-python's
+    default zstd, their codecs and shards lost. Now each keeps the input's shards and codecs
+    (zarr.json's ``codecs`` the input's), tensorstore reads the same bits, and verify passes.
+    A Zarr v2 input's coordinates are written with zarr-python's default codec and their
+    chunks (README), as before."""
+    from zarr.codecs import BloscCodec
+
+    encoding: dict[str, Any] = {"chunks": (5,)}
+    if zarr_format == 3:
+        encoding.update(shards=(20,), compressors=[BloscCodec(cname="zstd", clevel=5)])
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format, coord_encoding=encoding)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0, err
+    out, before = open_dataset(tmp_path / "out.zarr"), open_dataset(src)
+    for name in ("x", "lon"):
+        assert same_bits(out[name].values, before[name].values), name
+        got, want = out[name].encoding, before[name].encoding
+        assert got["chunks"] == (5,) and got.get("shards") == want.get("shards"), (name, got)
+        meta = json.loads((tmp_path / "out.zarr" / name / "zarr.json").read_text())
+        if zarr_format == 3:
+            assert got["shards"] == (20,), (name, got)
+            assert repr(got["compressors"]) == repr(want["compressors"]), (name, got)
+            written = json.loads((src / name / "zarr.json").read_text())
+            assert (meta["chunk_grid"], meta["codecs"]) == (
+                written["chunk_grid"],
+                written["codecs"],
+            ), name
+            assert sorted(os.listdir(tmp_path / "out.zarr" / name / "c")) == ["0", "1", "2"]
+        else:  # zarr-python's default codec, unsharded
+            assert [c["name"] for c in meta["codecs"]] == ["bytes", "zstd"], meta["codecs"]
+        ts = pytest.importorskip("tensorstore")
+        stored = ts.open(
+            {
+                "driver": "zarr3",
+                "kvstore": {"driver": "file", "path": str(tmp_path / "out.zarr" / name)},
+            }
+        ).result()
+        read = stored.read().result()
+        assert same_bits(read, zarr.open_array(tmp_path / "out.zarr", path=name, mode="r")[:])
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
 
 
 def test_a_carried_coordinates_edited_dtype_is_said_as_its_metadata(tmp_path: Path) -> None:

@@ -1257,9 +1257,10 @@ def write_frame(
 ) -> None:
     """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr v3): the
     group's attributes (``attrs``; None: the input group's) and the coordinate variables, read and
-    written by xarray (values, dtypes, attributes and chunks as xarray round-trips them; codecs its
-    defaults), CF times and durations as they are stored: their numbers and their ``units`` and
-    ``calendar`` as the input has them (decoded and encoded again, xarray rewrote ``hours since
+    written by xarray (values, dtypes, attributes and chunks as xarray round-trips them; a Zarr v3
+    input's codecs and shards too, a v2 one's zarr-python's defaults: :func:`_write`), CF times
+    and durations as they are stored: their numbers and their ``units`` and ``calendar`` as the
+    input has them (decoded and encoded again, xarray rewrote ``hours since
     2024-01-01 00:00:00`` as ``hours since 2024-01-01``, added a ``calendar`` the input did not
     give, and gave a time's bounds its units). xarray puts ``attrs`` in place of whatever attributes
     the group had (:func:`merged_group_attributes` makes them). Arrays already in the group stay:
@@ -1276,7 +1277,7 @@ def write_frame(
         frame = _frame(src_store, var, names, written=var.coords, times=False)
         if attrs is not None:
             frame.attrs = {k: v for k, v in attrs.items() if k != GLOBAL_COORDINATES}
-        _write(frame, dst_store, dst_group)
+        _write(frame, dst_store, dst_group, v3=_zarr_format(src_store, var.group) == 3)
         _list_global_coordinates(dst_store, dst_group, listed)
 
 
@@ -1627,19 +1628,20 @@ def _listing_refused(
     )
 
 
-def _write(frame: Any, dst_store: Any, dst_group: str) -> None:
+_V2_CODECS = ("compressor", "compressors", "filters", "serializer", "shards")
+"""A frame variable's encodings that name how a Zarr v2 input stores its chunks (numcodecs
+codecs), which a Zarr v3 output does not take: zarr-python's default codec instead."""
+
+
+def _write(frame: Any, dst_store: Any, dst_group: str, *, v3: bool) -> None:
     """Write ``frame`` (:func:`_frame`) into the group ``dst_group`` of ``dst_store``, Zarr v3,
-    with xarray's encodings (times) and its default codecs."""
+    with xarray's encodings (times) and, where the input is Zarr v3 (``v3``), each array's
+    codecs and shards as the input stores them (xarray's round trip of a v3 Dataset keeps
+    them: a sharded coordinate had been written unsharded, a file per chunk, its compressor
+    zarr-python's default, so ``out[c].encoding`` was not the input's); a Zarr v2 input's
+    are zarr-python's defaults."""
     for v in frame.variables.values():
-        for key in (  # the input's codecs and v2 settings, which a v3 output does not take
-            "preferred_chunks",
-            "compressor",
-            "compressors",
-            "filters",
-            "serializer",
-            "shards",
-            "fill_value",
-        ):
+        for key in ("preferred_chunks", "fill_value", *(() if v3 else _V2_CODECS)):
             v.encoding.pop(key, None)
         _writable_fill(v)
     frame = _without_extension_indexes(_with_unsigned_kept(frame))
@@ -2000,9 +2002,10 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
     a listing)."""
     from zarr.storage import MemoryStore
 
+    v3 = _zarr_format(src_store, var.group) == 3
     try:
         with _quiet():
-            _write(_frame(src_store, var, var.coords, written=var.coords), MemoryStore(), "")
+            _write(_frame(src_store, var, var.coords, written=var.coords), MemoryStore(), "", v3=v3)
         return _written_otherwise(src_store, var)
     except ListingError:  # the group cannot be read at all: its own line
         raise
@@ -2012,7 +2015,7 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
         first = e
     try:  # the group itself, no coordinate in it: xarray cannot open it at all
         with _quiet():
-            _write(_frame(src_store, var, ()), MemoryStore(), "")
+            _write(_frame(src_store, var, ()), MemoryStore(), "", v3=v3)
     except Exception:
         return "", _reason(first)  # (helper-44: an array without dimension names beside it
         # was blamed on the first coordinate, a time, with cftime as the fix)
@@ -2024,7 +2027,7 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
             return c, _reason(e)
         try:  # read and decoded as xr.open_zarr of the input does: its writing fails
             with _quiet():
-                _write(alone, MemoryStore(), "")
+                _write(alone, MemoryStore(), "", v3=v3)
         except MaskedElements as e:
             return c, _reason(e)
         except Exception as e:  # (h57b: a v2 input's complex coordinate had been refused
