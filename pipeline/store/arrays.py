@@ -2175,8 +2175,9 @@ def unreadable_store(location: Location, path: str, failure: str) -> InputError:
     side = "output" if location.setting == "output" else "input"
     fix = location.answer_fix(failure, side=side)
     return InputError(
-        f"cannot read {side} store {location}: it answered {failure} for the metadata of "
-        f"{path.strip('/') or 'its root'}; {fix}",
+        f"cannot read {side} store {name_shown(location)}: it answered {failure} for the metadata "
+        "of "
+        f"{name_shown(path.strip('/')) or 'its root'}; {fix}",
         store=location.join(path),
         array=path,
         status="unreadable",
