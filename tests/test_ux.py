@@ -1343,3 +1343,27 @@ def test_a_damaged_input_chunk_of_a_store_named_with_a_line_break_is_one_line(
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 1 and len(err.splitlines()) == 1, err
     assert f"input chunk 'c/0' of '{tmp_path}/d\\n.zarr' is damaged" in err, err
+
+
+def test_verify_of_a_damaged_coordinate_chunk_named_with_a_line_break_is_one_line(
+    tmp_path, cli
+) -> None:
+    """verify's refusal of an input whose carried coordinate ``t\\nu`` has a damaged chunk
+    names the coordinate quoted, one line (it had been said bare, two lines; h80a)."""
+    import xarray as xr
+
+    ds = xr.Dataset({"v": (("t\nu",), np.arange(4.0))}, coords={"t\nu": np.arange(4)})
+    ds.to_zarr(tmp_path / "ds.zarr", mode="w", consolidated=False)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "ds.zarr",
+        tmp_path / "out.zarr",
+        input={"store": str(tmp_path / "ds.zarr"), "array": "v"},
+        stages=[{"op": "square"}],
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    (tmp_path / "ds.zarr" / "t\nu" / "c" / "0").write_bytes(b"junk")
+    rc, _, err = cli("verify", cfg)
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert "(of 't\\nu', which the output carries beside the variable) is damaged" in err, err

@@ -598,7 +598,8 @@ def _strays_in_group(plan: Plan, group: str, group_path: str, listed: list[str])
     said += ", ..." if len(strays) > 3 else ""
     them = "it" if len(strays) == 1 else "them"
     return OutputError(
-        f"{group} is a Zarr group that holds {said}, no Zarr array or group, which zarr-python "
+        f"{name_shown(group)} is a Zarr group that holds {said}, no Zarr array or group, which "
+        "zarr-python "
         f"does not recognize as a member; the pipeline never writes beside {them}, even with "
         f"--overwrite: move {them} out of the group yourself, or choose another output.store",
         output=loc.join(plan.output.path),
@@ -1020,7 +1021,8 @@ def _refuse_misaligning_a_tree(plan: Plan) -> None:
     label, dim, why = found
     where = loc.join(plan.output.path)
     raise OutputError(
-        f"cannot write {name_shown(where)}: the group {label.rstrip('/')} {side} it {why}, and "
+        f"cannot write {name_shown(where)}: the group {name_shown(label.rstrip('/'))} {side} it "
+        f"{why}, and "
         "xr.open_datatree of the store would fail on every "
         "group (one not aligned with those above it), even with --overwrite; choose another "
         "output.store or output.array",

@@ -84,7 +84,8 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> str | None:
         key = key_under(prefix, arr.metadata.encode_chunk_key(index))
         if info.key(index) != key:
             raise InputError(
-                f"the pipeline would read unit {list(index)} of {info.location} from key "
+                f"the pipeline would read unit {list(index)} of {name_shown(info.location)} from "
+                "key "
                 f"{info.key(index)!r}, but Zarr stores it at {key!r}: copy the array with "
                 "zarr-python into a new store (default chunk keys) and use that",
                 store=info.location.url,
