@@ -1367,3 +1367,25 @@ def test_verify_of_a_damaged_coordinate_chunk_named_with_a_line_break_is_one_lin
     rc, _, err = cli("verify", cfg)
     assert rc == 1 and len(err.splitlines()) == 1, err
     assert "(of 't\\nu', which the output carries beside the variable) is damaged" in err, err
+
+
+def test_an_unwritable_output_folder_named_with_a_tab_is_one_line(tmp_path, cli) -> None:
+    """The refusal of an output folder that cannot be written, its path holding a tab, says
+    the output and the folder quoted (they had been said bare; h80a)."""
+    from tests.faultkit import read_only_folder
+
+    _control_named_store(tmp_path / "in.zarr")
+    out = tmp_path / "o\tut.zarr"
+    out.mkdir()
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        input={"store": str(tmp_path / "in.zarr"), "array": "a\nb"},
+        output={"store": str(out)},
+        stages=[{"op": "square"}],
+    )
+    with read_only_folder(out):
+        rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1 and "\t" not in err, err
+    assert f"'{tmp_path}/o\\tut.zarr' is not a writable directory" in err, err

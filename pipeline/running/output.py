@@ -304,12 +304,15 @@ def check_writable(loc: Location) -> None:
             probe = parent
         if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
             line = (
-                f"cannot write the {side} at {loc.url}: {probe} is not a writable directory; "
+                f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is not a "
+                "writable directory; "
                 f"choose another {side}.store or fix its permissions"
             )
             if not os.path.isdir(probe):  # permissions would not mend it (had been said)
                 line = (
-                    f"cannot write the {side} at {loc.url}: {probe} is a file, not a "
+                    f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is a "
+                    "file, "
+                    "not a "
                     f"directory, and the pipeline never replaces a file; choose another "
                     f"{side}.store"
                 )

@@ -1958,7 +1958,8 @@ def dangling_input(path: str) -> str:
     except OSError:
         target = "a path"
     return (
-        f"{path} is a symbolic link to {target}, which does not exist (a disk not mounted, "
+        f"{name_shown(path)} is a symbolic link to {name_shown(target)}, which does not exist "
+        "(a disk not mounted, "
         "a dataset not installed?): make its target there, mend the link, or fix input.store"
     )
 
@@ -1973,7 +1974,8 @@ def dangling_link(path: str, setting: str) -> str:
     except OSError:
         target = "a path"
     return (
-        f"{path} is a symbolic link to {target}, which does not exist: make that folder (the "
+        f"{name_shown(path)} is a symbolic link to {name_shown(target)}, which does not exist: "
+        "make that folder (the "
         f"{setting} is then written there), remove the link, or choose another {setting}.store"
     )
 

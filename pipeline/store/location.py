@@ -226,7 +226,7 @@ class Location:
             raise StoreError(problem, store=without_query(url))
         problem = file_url_problem(url)
         if problem is not None:
-            raise StoreError(f"{url}: {problem}", store=url)
+            raise StoreError(f"{name_shown(url)}: {problem}", store=url)
         for scheme in LOCAL_SCHEMES:  # fsspec's local file system, by either of its names
             if url.startswith(scheme):
                 url = _without_localhost(url[len(scheme) :])
