@@ -3415,7 +3415,16 @@ def only_remains(location: Location, path: str) -> bool:
     (zarr-python's ``NAME.HEX.partial``, the pipeline's ``.NAME.tmp-PID-TID``), if any: an
     array whose making a kill interrupted before its metadata was there (helper-42: such an
     empty coordinate folder blocked every later run), or those an operating system wrote there
-    (:func:`~pipeline.store.location.is_os_file`). Nothing of anyone's is lost by deleting it."""
+    (:func:`~pipeline.store.location.is_os_file`). Nothing of anyone's is lost by deleting it.
+    False where ``path`` is itself a file (a user's, not a folder of remains): a plain file at
+    a coordinate's name, whose walk lists nothing under it, had been taken for an empty
+    folder of remains and deleted by ``--overwrite`` (h80a)."""
+    if location.is_local:
+        full = location.join(path)
+        if os.path.lexists(full) and not os.path.isdir(full):
+            return False
+    elif location.is_object(path):
+        return False
     return all(
         _TEMPORARY.match(key.rpartition("/")[2]) or is_os_file(key)
         for key in location.file_sizes(path)
