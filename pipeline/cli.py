@@ -787,7 +787,8 @@ def check_not_the_config(config: Any, files: dict[str, Any]) -> None:
             from pipeline.errors import ConfigError
 
             raise ConfigError(
-                f"{flag} {path}: that file is the run's config, which the run would replace: "
+                f"{flag} {name_shown(path)}: that file is the run's config, which the run would "
+                "replace: "
                 "give another file",
                 option=flag,
                 path=str(path),

@@ -1053,7 +1053,7 @@ def store_answer(e: BaseException, stores: Sequence[Any] = ()) -> StoreError | N
         asked = f" to {request[1]}"
     then = getattr(e, THEN, None) or ""
     return StoreError(
-        f"the {store.setting} store {store} answered {failure}{asked}: "
+        f"the {store.setting} store {name_shown(store)} answered {failure}{asked}: "
         f"{store.answer_fix(failure)}{then}",
         store=where or str(store),
         reason=failure,

@@ -926,3 +926,37 @@ def test_an_input_replaced_as_its_generation_makes_it_loses_nothing_at_its_path(
     assert len(lines) == 1 and "was moved" in lines[0], err
     assert _files(made) == there  # the user's array at the path: as it was
     assert np.array_equal(zarr.open_array(str(made), mode="r")[...], np.arange(15).reshape(3, 5))
+
+
+def test_a_failed_write_through_the_held_folder_never_names_its_proc_name(
+    tmp_path: Path,
+) -> None:
+    """A write that the run makes through its held output folder and the system refuses
+    (the consolidated copy's rename onto a root ``zarr.json`` that cannot be replaced, on
+    ``--overwrite`` of a Dataset's output) is said by the output's own path: the line had
+    named ``/proc/self/fd/22/zarr.json``, a name of that process alone (h80a)."""
+    import xarray as xr
+
+    ds = xr.Dataset({"v": (("x",), np.arange(4.0))}, coords={"x": np.arange(4)})
+    with warnings.catch_warnings():  # zarr-python's on a v3 consolidated copy
+        warnings.simplefilter("ignore")
+        ds.to_zarr(tmp_path / "ds.zarr", mode="w", consolidated=True, zarr_format=3)
+    out = tmp_path / "out.zarr"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "input": {"store": str(tmp_path / "ds.zarr"), "array": "v"},
+                "output": {"store": str(out)},
+                "stages": [{"op": "square"}],
+                "cluster": {"protocol": "inproc", "dashboard": ""},
+            }
+        )
+    )
+    first = run_python(["-m", "pipeline", "run", str(cfg), "-q"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    with undeletable(out / "zarr.json"):
+        again = run_python(["-m", "pipeline", "run", str(cfg), "-q", "--overwrite"], tmp_path)
+    err = again.stderr
+    assert again.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert "/proc/self" not in err and f"'{out}/zarr.json'" in err, err

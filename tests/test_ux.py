@@ -1287,3 +1287,105 @@ def test_an_edited_coordinate_named_with_a_line_break_is_said_in_one_line(tmp_pa
         assert rc == 1 and len(err.splitlines()) == 1, err
         assert "'t\\nu''s values: 4 of 4 elements differ" in err, err
     assert "the output's coordinates 't\\nu' are not the input's" in cli("verify", cfg)[2]
+
+
+def test_an_output_overlapping_the_input_named_with_a_line_break_is_one_line(tmp_path, cli) -> None:
+    """The refusals of an output inside the input's store, and of an output folder linked
+    into the input's, place both paths quoted where one holds a line break: each had been
+    two lines, the paths said bare (h80a)."""
+    import shutil
+
+    _control_named_store(tmp_path / "in.zarr")
+    given = {"store": str(tmp_path / "in.zarr"), "array": "a\nb"}
+    inside = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input=given,
+        output={"store": str(tmp_path / "in.zarr" / "x\ny")},
+        stages=[{"op": "square"}],
+    )
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, inside)
+        assert rc == 1 and len(err.splitlines()) == 1, err
+        assert f"the output '{tmp_path}/in.zarr/x\\ny' is inside the input store" in err, err
+    out = tmp_path / "o\nut.zarr"
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        input=given,
+        output={"store": str(out)},
+        stages=[{"op": "square"}],
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    shutil.rmtree(out / "a\nb" / "c")
+    (out / "a\nb" / "c").symlink_to(tmp_path / "in.zarr" / "a\nb" / "c")
+    rc, _, err = cli("run", cfg, "--progress", "none", "--overwrite")
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    link = f"'{tmp_path}/o\\nut.zarr/a\\nb/c' is a symbolic link to "
+    link += f"'{tmp_path}/in.zarr/a\\nb/c', inside"
+    assert link in err, err
+
+
+def test_a_damaged_input_chunk_of_a_store_named_with_a_line_break_is_one_line(
+    tmp_path, cli
+) -> None:
+    """A damaged chunk of an input whose store's path holds a line break: the run's refusal
+    names the store quoted, one line (it had been said bare, splitting the line; h80a)."""
+    import zarr
+
+    store = tmp_path / "d\n.zarr"
+    zarr.create_array(store, shape=(8,), chunks=(4,), dtype="f4")[:] = 1
+    (store / "c" / "0").write_bytes(b"garbage")
+    cfg = write_config(tmp_path, store, tmp_path / "out.zarr", stages=[{"op": "square"}])
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert f"input chunk 'c/0' of '{tmp_path}/d\\n.zarr' is damaged" in err, err
+
+
+def test_verify_of_a_damaged_coordinate_chunk_named_with_a_line_break_is_one_line(
+    tmp_path, cli
+) -> None:
+    """verify's refusal of an input whose carried coordinate ``t\\nu`` has a damaged chunk
+    names the coordinate quoted, one line (it had been said bare, two lines; h80a)."""
+    import xarray as xr
+
+    ds = xr.Dataset({"v": (("t\nu",), np.arange(4.0))}, coords={"t\nu": np.arange(4)})
+    ds.to_zarr(tmp_path / "ds.zarr", mode="w", consolidated=False)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "ds.zarr",
+        tmp_path / "out.zarr",
+        input={"store": str(tmp_path / "ds.zarr"), "array": "v"},
+        stages=[{"op": "square"}],
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    (tmp_path / "ds.zarr" / "t\nu" / "c" / "0").write_bytes(b"junk")
+    rc, _, err = cli("verify", cfg)
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert "(of 't\\nu', which the output carries beside the variable) is damaged" in err, err
+
+
+def test_an_unwritable_output_folder_named_with_a_tab_is_one_line(tmp_path, cli) -> None:
+    """The refusal of an output folder that cannot be written, its path holding a tab, says
+    the output and the folder quoted (they had been said bare; h80a)."""
+    from tests.faultkit import read_only_folder
+
+    _control_named_store(tmp_path / "in.zarr")
+    out = tmp_path / "o\tut.zarr"
+    out.mkdir()
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        input={"store": str(tmp_path / "in.zarr"), "array": "a\nb"},
+        output={"store": str(out)},
+        stages=[{"op": "square"}],
+    )
+    with read_only_folder(out):
+        rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1 and "\t" not in err, err
+    assert f"'{tmp_path}/o\\tut.zarr' is not a writable directory" in err, err

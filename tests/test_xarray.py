@@ -8497,3 +8497,29 @@ def test_an_output_above_a_datatree_group_of_other_coordinates_is_refused(tmp_pa
         xr.DataTree.from_dict(agreeing).to_zarr(str(tree), mode="w")
         assert pipeline.run(cfg, overwrite=True).status == "complete"
         assert set(xr.open_datatree(str(tree), engine="zarr").groups) == {"/", "/a", "/b"}
+
+
+def test_a_plain_file_at_a_coordinate_s_name_is_never_deleted_by_overwrite(tmp_path) -> None:
+    """A plain file of the user's put in the output group where a coordinate is written (its
+    folder ``y`` replaced by a file ``y``): ``--overwrite`` refuses in one line, the file kept
+    as it was. It had been taken for an empty folder of a stopped write's remains (a walk
+    lists nothing under a file) and deleted, exit 0 (h80a)."""
+    import xarray as xr
+
+    ds = xr.Dataset({"v": (("y",), np.arange(4.0))}, coords={"y": np.arange(4)})
+    ds.to_zarr(tmp_path / "ds.zarr", mode="w", consolidated=False)
+    out = tmp_path / "out.zarr"
+    config = {
+        "input": {"store": str(tmp_path / "ds.zarr"), "array": "v"},
+        "output": {"store": str(out)},
+        "stages": [{"op": "square"}],
+        "cluster": {"protocol": "inproc", "dashboard": ""},
+    }
+    pipeline.run(config)
+    shutil.rmtree(out / "y")
+    (out / "y").write_bytes(b"mine")
+    with pytest.raises(pipeline.OutputError) as e:
+        pipeline.run(config, overwrite=True)
+    assert "its group holds something that is not Zarr named 'y'" in str(e.value), e.value
+    assert len(str(e.value).splitlines()) == 1
+    assert (out / "y").read_bytes() == b"mine"

@@ -456,7 +456,8 @@ def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
                 said=said,
             )
         raise ChunkError(
-            f"input chunk {key!r} of {loc.url} (of {name_shown(coord)}, which the output carries "
+            f"input chunk {key!r} of {name_shown(loc.url)} (of {name_shown(coord)}, which the "
+            "output carries "
             "beside "
             f"the variable) is damaged: {reason}; nothing was written: restore the chunk (or "
             "delete it, and it reads as the fill value), or set output.array: '' to write the "

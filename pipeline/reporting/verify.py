@@ -566,7 +566,8 @@ def replaced_error(output: str, writer: dict[str, Any] | None) -> OutputError:
         else "that run has ended since: verify it again"
     )
     return OutputError(
-        f"{output} was replaced by a run while it was verified (its metadata written again "
+        f"{name_shown(output)} was replaced by a run while it was verified (its metadata written "
+        "again "
         f"meanwhile), so what could not be read may be that run's doing: {said}",
         output=output,
         status="replaced",
@@ -627,7 +628,8 @@ def _carried_damage(e: ChunkError) -> ChunkError:
         )
         return ChunkError(f"{one_line(fields['said'])}; {fix}", **fields)
     return ChunkError(
-        f"input chunk {fields['key']!r} of {fields['store']} (of {fields['coordinate']}, which "
+        f"input chunk {fields['key']!r} of {name_shown(fields['store'])} (of "
+        f"{name_shown(fields['coordinate'])}, which "
         f"the output carries beside the variable) is damaged: {one_line(fields['reason'])}; "
         "restore that chunk from its source",
         **fields,

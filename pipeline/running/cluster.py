@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from distributed import Client, WorkerPlugin
 
 from pipeline import errors
-from pipeline.errors import ClusterError
+from pipeline.errors import ClusterError, name_shown
 from pipeline.reporting.lines import PROGRESS_LINE
 from pipeline.running import dashboard, fork_server, mps, threads, waiting
 from pipeline.running.sampler import MemorySampler
@@ -1623,7 +1623,7 @@ def check_store_packages(
             continue
         why = missing[lacking[0]][loc.url]
         raise ClusterError(
-            f"the {setting} store {loc} cannot be opened on the cluster at {address}: "
+            f"the {setting} store {name_shown(loc)} cannot be opened on the cluster at {address}: "
             f"{_which_workers(lacking, len(answers))} its file system's package ({why}); "
             "install it in the workers' Python environment, as it is in this one, and start "
             "them again",

@@ -151,7 +151,8 @@ def _refuse_linked(
 
     def refuse(link: str, target: str, what: str, fix: str) -> OutputError:
         return OutputError(
-            f"{link} is a symbolic link to {target}, {what}: a run would write the output's "
+            f"{name_shown(link)} is a symbolic link to {name_shown(target)}, {what}: a run would "
+            "write the output's "
             f"files into the input's, which is never modified; {fix}",
             output=node,
             input=store,
@@ -183,7 +184,7 @@ def _refuse_linked(
             raise refuse(
                 link,
                 target,
-                f"{name_shown(where)} {store}",
+                f"{where} {name_shown(store)}",
                 "remove that link from the output (its files stay where it points), "
                 "or give another output.store",
             )
@@ -204,7 +205,7 @@ def _refuse_linked(
             raise refuse(
                 link,
                 target,
-                f"a folder of the input linked into the output {node}",
+                f"a folder of the input linked into the output {name_shown(node)}",
                 "put the input's files in place of that link (or give another "
                 "output.store), then run again",
             )
@@ -213,7 +214,7 @@ def _refuse_linked(
                 raise refuse(
                     olink,
                     otarget,
-                    f"where the input's folder {link} leads too ({target})",
+                    f"where the input's folder {name_shown(link)} leads too ({name_shown(target)})",
                     "remove that link from the output, or give another output.store",
                 )
 
@@ -277,7 +278,8 @@ def _refuse_overlap(src: Location, dst: Location, path: str) -> None:
         )
     )
     raise OutputError(
-        f"the output {b} {rel} the input store {a}{other}, which is never modified: choose "
+        f"the output {name_shown(b)} {rel} the input store {name_shown(a)}{other}, which is never "
+        "modified: choose "
         "an output.store apart from the input's store (not it, not inside it, not a folder "
         "that holds it)",
         output=b,
@@ -302,12 +304,15 @@ def check_writable(loc: Location) -> None:
             probe = parent
         if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
             line = (
-                f"cannot write the {side} at {loc.url}: {probe} is not a writable directory; "
+                f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is not a "
+                "writable directory; "
                 f"choose another {side}.store or fix its permissions"
             )
             if not os.path.isdir(probe):  # permissions would not mend it (had been said)
                 line = (
-                    f"cannot write the {side} at {loc.url}: {probe} is a file, not a "
+                    f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is a "
+                    "file, "
+                    "not a "
                     f"directory, and the pipeline never replaces a file; choose another "
                     f"{side}.store"
                 )
@@ -596,7 +601,8 @@ def _strays_in_group(plan: Plan, group: str, group_path: str, listed: list[str])
     said += ", ..." if len(strays) > 3 else ""
     them = "it" if len(strays) == 1 else "them"
     return OutputError(
-        f"{group} is a Zarr group that holds {said}, no Zarr array or group, which zarr-python "
+        f"{name_shown(group)} is a Zarr group that holds {said}, no Zarr array or group, which "
+        "zarr-python "
         f"does not recognize as a member; the pipeline never writes beside {them}, even with "
         f"--overwrite: move {them} out of the group yourself, or choose another output.store",
         output=loc.join(plan.output.path),
@@ -1018,7 +1024,8 @@ def _refuse_misaligning_a_tree(plan: Plan) -> None:
     label, dim, why = found
     where = loc.join(plan.output.path)
     raise OutputError(
-        f"cannot write {name_shown(where)}: the group {label.rstrip('/')} {side} it {why}, and "
+        f"cannot write {name_shown(where)}: the group {name_shown(label.rstrip('/'))} {side} it "
+        f"{why}, and "
         "xr.open_datatree of the store would fail on every "
         "group (one not aligned with those above it), even with --overwrite; choose another "
         "output.store or output.array",
@@ -1357,7 +1364,8 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
     raise OutputError(
         f"the run record of {name_shown(where)} is damaged: {key} is {there} where the run keeps "
         f"{kept}, "
-        f"which no run writes over, even with --overwrite: remove {path} yourself, then "
+        f"which no run writes over, even with --overwrite: remove {name_shown(path)} yourself, "
+        "then "
         f"{_once_removed(plan)}",
         output=where,
         status=output_state(plan),
@@ -1448,8 +1456,10 @@ def _refuse_input_hard_links(plan: Plan, where: str, state: str) -> None:
     target = os.path.join(plan.input.location.join(plan.input.path), linked[at.st_dev, at.st_ino])
     more = f" (and {len(found) - 1} more of its files)" if len(found) > 1 else ""
     raise OutputError(
-        f"cannot resume {name_shown(where)}: {found[0]}{more} is a hard link to the input's file "
-        f"{target} (one file under two names), which a resume writing the output would "
+        f"cannot resume {name_shown(where)}: {name_shown(found[0])}{more} is a hard link to the "
+        "input's "
+        f"file {name_shown(target)} (one file under two names), which a resume writing the output "
+        "would "
         "change (the input is never modified): `run --overwrite` starts over (it deletes the "
         "output's names of such files, never the input's)",
         output=where,
@@ -2539,10 +2549,12 @@ def _check_consolidatable(loc: Location, store_path: str, output: str) -> None:
     member = loc.join(node) if node else loc.url
     where = loc.join(output) if output else loc.url
     raise OutputError(
-        f"cannot write the output at {name_shown(where)}: {member} holds Zarr metadata that "
+        f"cannot write the output at {name_shown(where)}: {name_shown(member)} holds Zarr metadata "
+        "that "
         "zarr-python "
         f"cannot read ({reason}), and the run writes again the consolidated copy of the "
-        f"members' metadata {'of ' + loc.url if not store_path else 'around it'}, which reads "
+        f"members' metadata {'of ' + name_shown(loc.url) if not store_path else 'around it'}, "
+        "which reads "
         "every member's: mend or remove that member, or choose another output.store",
         output=where,
         member=member,

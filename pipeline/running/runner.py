@@ -328,7 +328,8 @@ def settled(config: Config, options: RunOptions) -> RunOptions:
     for flag, path in (("--report", options.report), ("--summary-json", options.summary_json)):
         if path and "\0" in str(path):  # the checks below had raised "embedded null byte"
             raise ConfigError(
-                f"{flag} {path}: the file's path holds a NUL character ('\\0'), which no "
+                f"{flag} {name_shown(path)}: the file's path holds a NUL character ('\\0'), which "
+                "no "
                 "file name can hold: write it without",
                 option=flag,
                 path=str(path),
@@ -399,7 +400,9 @@ def _check_outside_stores(flag: str, path: str, config: Config) -> None:
         root = os.path.realpath(local)
         if local_within(full, root):  # through a bind mount of its folder too (h65d)
             raise ConfigError(
-                f"{flag} {path}: that file is inside the {what} store {root}, which "
+                f"{flag} {name_shown(path)}: that file is inside the {what} store "
+                f"{name_shown(root)}, "
+                "which "
                 f"{'is never written' if what == 'input' else 'the run writes'}: give a "
                 "file outside both stores",
                 option=flag,
@@ -437,7 +440,8 @@ def _check_file_writable(flag: str, path: str) -> None:
             why = f"its name is longer than the {longest} bytes the file system allows"
     if why is not None:
         raise ConfigError(
-            f"{flag} {path}: cannot write this file ({why}); give a file in a writable folder",
+            f"{flag} {name_shown(path)}: cannot write this file ({why}); give a file in a writable "
+            "folder",
             option=flag,
             path=path,
         )

@@ -156,7 +156,8 @@ def unreadable(info: ArrayInfo, key: str, failure: str) -> InputError:
     failure = one_line(failure)
     fix = info.location.answer_fix(failure, side="input")
     return InputError(
-        f"cannot read input chunk {key!r} of {store}: the store answered {failure}; the "
+        f"cannot read input chunk {key!r} of {name_shown(store)}: the store answered {failure}; "
+        "the "
         f"output stays incomplete: {fix}; then {VERIFY_NAMES}",
         store=store,
         key=key,
@@ -203,7 +204,8 @@ def damaged(info: ArrayInfo, key: str, reason: str, problem: str) -> ChunkError:
             **fields,
         )
     return ChunkError(
-        f"input chunk {key!r} of {store} is damaged: {reason}; the output stays incomplete: "
+        f"input chunk {key!r} of {name_shown(store)} is damaged: {reason}; the output stays "
+        "incomplete: "
         "restore the chunk (or delete it, and it reads as the fill value); then "
         f"{VERIFY_NAMES}",
         store=store,
@@ -675,7 +677,8 @@ def unwritable(sink: Sink, key: str, failure: str, what: str = "") -> StoreError
     what = what or f"{side} chunk"
     fix = sink.info.location.answer_fix(failure, side=side)
     return StoreError(
-        f"cannot write {what} {key!r} of {store}: the store answered {failure}; {left}: {fix}; "
+        f"cannot write {what} {key!r} of {name_shown(store)}: the store answered {failure}; "
+        f"{left}: {fix}; "
         f"then {then}",
         store=store,
         key=key,

@@ -84,7 +84,8 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> str | None:
         key = key_under(prefix, arr.metadata.encode_chunk_key(index))
         if info.key(index) != key:
             raise InputError(
-                f"the pipeline would read unit {list(index)} of {info.location} from key "
+                f"the pipeline would read unit {list(index)} of {name_shown(info.location)} from "
+                "key "
                 f"{info.key(index)!r}, but Zarr stores it at {key!r}: copy the array with "
                 "zarr-python into a new store (default chunk keys) and use that",
                 store=info.location.url,
@@ -1957,7 +1958,8 @@ def dangling_input(path: str) -> str:
     except OSError:
         target = "a path"
     return (
-        f"{path} is a symbolic link to {target}, which does not exist (a disk not mounted, "
+        f"{name_shown(path)} is a symbolic link to {name_shown(target)}, which does not exist "
+        "(a disk not mounted, "
         "a dataset not installed?): make its target there, mend the link, or fix input.store"
     )
 
@@ -1972,7 +1974,8 @@ def dangling_link(path: str, setting: str) -> str:
     except OSError:
         target = "a path"
     return (
-        f"{path} is a symbolic link to {target}, which does not exist: make that folder (the "
+        f"{name_shown(path)} is a symbolic link to {name_shown(target)}, which does not exist: "
+        "make that folder (the "
         f"{setting} is then written there), remove the link, or choose another {setting}.store"
     )
 
@@ -2175,8 +2178,9 @@ def unreadable_store(location: Location, path: str, failure: str) -> InputError:
     side = "output" if location.setting == "output" else "input"
     fix = location.answer_fix(failure, side=side)
     return InputError(
-        f"cannot read {side} store {location}: it answered {failure} for the metadata of "
-        f"{path.strip('/') or 'its root'}; {fix}",
+        f"cannot read {side} store {name_shown(location)}: it answered {failure} for the metadata "
+        "of "
+        f"{name_shown(path.strip('/')) or 'its root'}; {fix}",
         store=location.join(path),
         array=path,
         status="unreadable",
@@ -3411,7 +3415,16 @@ def only_remains(location: Location, path: str) -> bool:
     (zarr-python's ``NAME.HEX.partial``, the pipeline's ``.NAME.tmp-PID-TID``), if any: an
     array whose making a kill interrupted before its metadata was there (helper-42: such an
     empty coordinate folder blocked every later run), or those an operating system wrote there
-    (:func:`~pipeline.store.location.is_os_file`). Nothing of anyone's is lost by deleting it."""
+    (:func:`~pipeline.store.location.is_os_file`). Nothing of anyone's is lost by deleting it.
+    False where ``path`` is itself a file (a user's, not a folder of remains): a plain file at
+    a coordinate's name, whose walk lists nothing under it, had been taken for an empty
+    folder of remains and deleted by ``--overwrite`` (h80a)."""
+    if location.is_local:
+        full = location.join(path)
+        if os.path.lexists(full) and not os.path.isdir(full):
+            return False
+    elif location.is_object(path):
+        return False
     return all(
         _TEMPORARY.match(key.rpartition("/")[2]) or is_os_file(key)
         for key in location.file_sizes(path)

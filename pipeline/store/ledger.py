@@ -501,7 +501,9 @@ class Ledger:
                             continue
                         raise self.busy(holder)
                     time.sleep(0.02)  # maybe only another run's brief look (holder()): retry
-            raise self._refusal(f"cannot take the lock {path}: it keeps being replaced", lock=path)
+            raise self._refusal(
+                f"cannot take the lock {name_shown(path)}: it keeps being replaced", lock=path
+            )
 
     def _take_local(self, path: str, folder: tuple[int, int] | None) -> bool | None:
         """One try of :meth:`_acquire_local` at the lock file ``path``, in the record folder
@@ -554,7 +556,8 @@ class Ledger:
         lock = self.location.join(self._key(self.LOCK))
         what = "it" if link == lock else link
         return (
-            f"cannot take the lock {name_shown(lock)}: {what} is a symbolic link to {target}, and "
+            f"cannot take the lock {name_shown(lock)}: {name_shown(what)} is a symbolic link to "
+            f"{name_shown(target)}, and "
             "a lock "
             "is a file of the pipeline's own, never taken through a link: remove the link "
             f"(none of the {self.ROLE}'s data goes with it)"
@@ -571,7 +574,7 @@ class Ledger:
         except OSError as e:
             if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
                 raise self._refusal(
-                    f"cannot lock {path} ({e.strerror}): the {self.ROLE}'s file system "
+                    f"cannot lock {name_shown(path)} ({e.strerror}): the {self.ROLE}'s file system "
                     f"has no file locks; choose another {self.ROLE}.store",
                     lock=path,
                 ) from None

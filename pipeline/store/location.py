@@ -226,7 +226,7 @@ class Location:
             raise StoreError(problem, store=without_query(url))
         problem = file_url_problem(url)
         if problem is not None:
-            raise StoreError(f"{url}: {problem}", store=url)
+            raise StoreError(f"{name_shown(url)}: {problem}", store=url)
         for scheme in LOCAL_SCHEMES:  # fsspec's local file system, by either of its names
             if url.startswith(scheme):
                 url = _without_localhost(url[len(scheme) :])
@@ -614,6 +614,9 @@ class Location:
             return
         try:
             yield Folder(fd, path)
+        except BaseException as e:
+            said_by_path(e, f"/proc/self/fd/{fd}", path)
+            raise
         finally:
             os.close(fd)
 
@@ -1641,6 +1644,26 @@ def _folder_made(dir_fd: int, rel: str) -> int:
         os.close(at)
         raise
     return at
+
+
+def said_by_path(e: BaseException, named: str, path: str) -> None:
+    """The file names of ``e`` (an ``OSError``'s ``filename`` and ``filename2``, of it and of
+    every error it came from) that lie under ``named`` (a folder's ``/proc/self/fd/FD`` name,
+    by which :meth:`Folder.location` reaches it) said by ``path``, the folder's own, as
+    lines say them: a failed write through the held folder (a consolidated copy's rename
+    onto an immutable ``zarr.json``) had named ``/proc/self/fd/22/zarr.json`` to the user,
+    a name of that process alone, gone by the time it was read (h80a). Rewritten as the
+    error leaves the folder held, whose descriptor that name is no more once it is closed."""
+    seen: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and not any(x is s for s in seen):
+        seen.append(x)
+        if isinstance(x, OSError):
+            for attr in ("filename", "filename2"):
+                name = getattr(x, attr, None)
+                if isinstance(name, str) and (name == named or name.startswith(named + "/")):
+                    setattr(x, attr, os.path.normpath(path + name[len(named) :]))
+        x = x.__cause__ or x.__context__
 
 
 @dataclass(frozen=True)
