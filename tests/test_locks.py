@@ -781,6 +781,14 @@ def _files(store: Path) -> dict[str, bytes]:
     return {str(p.relative_to(store)): p.read_bytes() for p in store.rglob("*") if p.is_file()}
 
 
+def _theirs_put_at(store: Path) -> dict[str, bytes]:
+    """A user's array put at ``store`` (3 x 5 int16, 0 to 14, chunks of a row), and its files
+    (:func:`_files`)."""
+    theirs = zarr.create_array(store=str(store), shape=(3, 5), dtype="int16", chunks=(1, 5))
+    theirs[...] = np.arange(15, dtype=np.int16).reshape(3, 5)
+    return _files(store)
+
+
 def _dataset_into_group(tmp_path: Path) -> tuple[Path, Path, Path]:
     """A Dataset written by xarray as ``in.zarr`` (Zarr v3, consolidated), and the config
     that runs its ``v`` into the group ``out.zarr`` (which its run consolidates): the input,
@@ -862,9 +870,7 @@ def test_an_output_replaced_as_its_run_overwrites_it_loses_nothing_at_its_path(
     at = "pipeline.store.arrays:clear_array"
     with paused_at_lock("run", second, "--overwrite", cwd=tmp_path, at=at) as held:
         out.rename(moved)
-        theirs = zarr.create_array(store=str(out), shape=(3, 5), dtype="int16", chunks=(1, 5))
-        theirs[...] = np.arange(15, dtype=np.int16).reshape(3, 5)
-        there = _files(out)
+        there = _theirs_put_at(out)
         _, err = go_on(held)
     assert held.returncode == 1, err
     lines = [ln for ln in err.strip().splitlines() if not ln.startswith("dashboard: ")]
@@ -917,9 +923,7 @@ def test_an_input_replaced_as_its_generation_makes_it_loses_nothing_at_its_path(
     at = "pipeline.store.arrays:clear_array"
     with paused_at_lock("generate", path, cwd=tmp_path, at=at) as held:
         made.rename(moved)
-        theirs = zarr.create_array(store=str(made), shape=(3, 5), dtype="int16", chunks=(1, 5))
-        theirs[...] = np.arange(15, dtype=np.int16).reshape(3, 5)
-        there = _files(made)
+        there = _theirs_put_at(made)
         _, err = go_on(held)
     assert held.returncode == 1, err
     lines = err.strip().splitlines()

@@ -1264,11 +1264,10 @@ def test_an_output_refusal_naming_a_path_with_a_line_break_is_one_line(
     assert said.format(out=tmp_path / "out.zarr") in err, err
 
 
-def test_an_edited_coordinate_named_with_a_line_break_is_said_in_one_line(tmp_path, cli) -> None:
-    """A Dataset's coordinate named with a line break, edited in the output since the run:
-    verify's refusal and a run's name it quoted, each one line (h79b)."""
+def _run_of_a_coordinate_named_with_a_line_break(tmp_path, cli) -> Path:
+    """The config of a run, done, of an xarray Dataset's variable ``v`` (4 float64) whose
+    dimension coordinate is named ``t\\nu``, squared into ``tmp_path/out.zarr``."""
     import xarray as xr
-    import zarr
 
     ds = xr.Dataset({"v": (("t\nu",), np.arange(4.0))}, coords={"t\nu": np.arange(4)})
     ds.to_zarr(tmp_path / "ds.zarr", mode="w", consolidated=False)
@@ -1281,6 +1280,15 @@ def test_an_edited_coordinate_named_with_a_line_break_is_said_in_one_line(tmp_pa
     )
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 0, err
+    return cfg
+
+
+def test_an_edited_coordinate_named_with_a_line_break_is_said_in_one_line(tmp_path, cli) -> None:
+    """A Dataset's coordinate named with a line break, edited in the output since the run:
+    verify's refusal and a run's name it quoted, each one line (h79b)."""
+    import zarr
+
+    cfg = _run_of_a_coordinate_named_with_a_line_break(tmp_path, cli)
     zarr.open_array(tmp_path / "out.zarr", path="t\nu", mode="r+")[:] = np.arange(4) + 10
     for command in (("verify",), ("run", "--progress", "none")):
         rc, _, err = cli(command[0], cfg, *command[1:])
@@ -1350,19 +1358,7 @@ def test_verify_of_a_damaged_coordinate_chunk_named_with_a_line_break_is_one_lin
 ) -> None:
     """verify's refusal of an input whose carried coordinate ``t\\nu`` has a damaged chunk
     names the coordinate quoted, one line (it had been said bare, two lines; h80a)."""
-    import xarray as xr
-
-    ds = xr.Dataset({"v": (("t\nu",), np.arange(4.0))}, coords={"t\nu": np.arange(4)})
-    ds.to_zarr(tmp_path / "ds.zarr", mode="w", consolidated=False)
-    cfg = write_config(
-        tmp_path,
-        tmp_path / "ds.zarr",
-        tmp_path / "out.zarr",
-        input={"store": str(tmp_path / "ds.zarr"), "array": "v"},
-        stages=[{"op": "square"}],
-    )
-    rc, _, err = cli("run", cfg, "--progress", "none")
-    assert rc == 0, err
+    cfg = _run_of_a_coordinate_named_with_a_line_break(tmp_path, cli)
     (tmp_path / "ds.zarr" / "t\nu" / "c" / "0").write_bytes(b"junk")
     rc, _, err = cli("verify", cfg)
     assert rc == 1 and len(err.splitlines()) == 1, err
