@@ -421,7 +421,7 @@ def _say_as_api(e: PipelineError | Interrupted) -> None:
     ``pipeline.run(config, overwrite=True)`` where the command line says `run --overwrite`),
     and a refused ``--report`` or ``--summary-json`` file as the call's ``report=`` or
     ``summary_json=`` (its field ``option`` too); its type, other fields and traceback kept."""
-    from pipeline.errors import api_words
+    from pipeline.errors import api_words, name_shown
 
     if isinstance(e, Interrupted):
         e.refused = api_words(e.refused)
@@ -431,7 +431,7 @@ def _say_as_api(e: PipelineError | Interrupted) -> None:
         # a file the run writes at its end, refused as its command-line flag: said as the
         # call's option (``summary_json=``, not ``--summary-json``), field ``option`` too
         name, path, line = _FLAG_OPTIONS[flag], getattr(e, "path", None), str(e)
-        said = flag if path is None else f"{flag} {path}"
+        said = flag if path is None else f"{flag} {name_shown(path)}"  # as the line says it
         if line.startswith(said):
             given = "" if path is None else f"={path!r}"
             e.args = (f"pipeline.run() option {name}{given}{line[len(said) :]}", *e.args[1:])
