@@ -1197,6 +1197,21 @@ def test_a_refusal_listing_members_named_with_a_line_break_is_one_line(
     assert said in err, err
 
 
+def _square_of_a_line_break(tmp_path: Path, **output: Any) -> Path:
+    """:func:`_control_named_store` at ``tmp_path/in.zarr``, and the config of a run that
+    squares its array ``a\\nb`` into ``tmp_path/out.zarr`` (``output``: the output section's
+    other keys, or its store)."""
+    _control_named_store(tmp_path / "in.zarr")
+    return write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"store": str(tmp_path / "in.zarr"), "array": "a\nb"},
+        output={"store": str(tmp_path / "out.zarr"), **output},
+        stages=[{"op": "square"}],
+    )
+
+
 def test_plan_and_summary_rows_of_an_array_named_with_a_line_break_are_one_line_each(
     tmp_path, cli
 ) -> None:
@@ -1205,15 +1220,7 @@ def test_plan_and_summary_rows_of_an_array_named_with_a_line_break_are_one_line_
     had split the input, output and variable rows (h79b)."""
     import zarr
 
-    _control_named_store(tmp_path / "in.zarr")
-    given = {"store": str(tmp_path / "in.zarr"), "array": "a\nb"}
-    cfg = write_config(
-        tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
-        input=given,
-        stages=[{"op": "square"}],
-    )
+    cfg = _square_of_a_line_break(tmp_path)
     for command, title in (("plan", "plan of "), ("run", "run summary")):
         rc, out, err = (
             cli(command, cfg, "--progress", "none") if command == "run" else cli(command, cfg)
@@ -1248,17 +1255,8 @@ def test_an_output_refusal_naming_a_path_with_a_line_break_is_one_line(
     path holds a line break: each had been two lines (h79b)."""
     import zarr
 
-    _control_named_store(tmp_path / "in.zarr")
+    cfg = _square_of_a_line_break(tmp_path, array=output)
     zarr.open_group(tmp_path / "out.zarr", mode="w").create_array("o\np", shape=(4,), dtype="f4")
-    given = {"store": str(tmp_path / "in.zarr"), "array": "a\nb"}
-    cfg = write_config(
-        tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
-        input=given,
-        output={"store": str(tmp_path / "out.zarr"), "array": output},
-        stages=[{"op": "square"}],
-    )
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 1 and len(err.splitlines()) == 1, err
     assert said.format(out=tmp_path / "out.zarr") in err, err
@@ -1303,16 +1301,7 @@ def test_an_output_overlapping_the_input_named_with_a_line_break_is_one_line(tmp
     two lines, the paths said bare (h80a)."""
     import shutil
 
-    _control_named_store(tmp_path / "in.zarr")
-    given = {"store": str(tmp_path / "in.zarr"), "array": "a\nb"}
-    inside = write_config(
-        tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
-        input=given,
-        output={"store": str(tmp_path / "in.zarr" / "x\ny")},
-        stages=[{"op": "square"}],
-    )
+    inside = _square_of_a_line_break(tmp_path, store=str(tmp_path / "in.zarr" / "x\ny"))
     for command in ("plan", "run"):
         rc, _, err = cli(command, inside)
         assert rc == 1 and len(err.splitlines()) == 1, err
@@ -1322,7 +1311,7 @@ def test_an_output_overlapping_the_input_named_with_a_line_break_is_one_line(tmp
         tmp_path,
         tmp_path / "in.zarr",
         out,
-        input=given,
+        input={"store": str(tmp_path / "in.zarr"), "array": "a\nb"},
         output={"store": str(out)},
         stages=[{"op": "square"}],
     )
@@ -1370,17 +1359,9 @@ def test_an_unwritable_output_folder_named_with_a_tab_is_one_line(tmp_path, cli)
     the output and the folder quoted (they had been said bare; h80a)."""
     from tests.faultkit import read_only_folder
 
-    _control_named_store(tmp_path / "in.zarr")
     out = tmp_path / "o\tut.zarr"
     out.mkdir()
-    cfg = write_config(
-        tmp_path,
-        tmp_path / "in.zarr",
-        out,
-        input={"store": str(tmp_path / "in.zarr"), "array": "a\nb"},
-        output={"store": str(out)},
-        stages=[{"op": "square"}],
-    )
+    cfg = _square_of_a_line_break(tmp_path, store=str(out))
     with read_only_folder(out):
         rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 1 and "\t" not in err, err
