@@ -763,7 +763,7 @@ def _configured(args: argparse.Namespace) -> int:
 
         info = generate_input(config, progress=_progress(args), interval=args.progress_interval)
         print_rows(
-            [("created", info.location.said(info.path)), ("array", info.describe())], "generated"
+            [("created", info.location.shown(info.path)), ("array", info.describe())], "generated"
         )
         return 0
     if args.command == "verify":

@@ -1366,3 +1366,23 @@ def test_an_unwritable_output_folder_named_with_a_tab_is_one_line(tmp_path, cli)
         rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 1 and "\t" not in err, err
     assert f"'{tmp_path}/o\\tut.zarr' is not a writable directory" in err, err
+
+
+def test_generate_s_created_row_of_a_store_named_with_a_line_break_is_one_line(
+    tmp_path, cli
+) -> None:
+    """``generate``'s summary row naming the input it made quotes a store path with a line
+    break, as the plan's and the run summary's rows do: it had been said bare, the row split
+    in two."""
+    store = tmp_path / "g\nen.zarr"
+    cfg = write_config(
+        tmp_path,
+        store,
+        tmp_path / "out.zarr",
+        input={"store": str(store), "generate": {"shape": [4, 8], "chunks": [2, 8]}},
+    )
+    rc, out, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert all(re.match(r"  \S", line) for line in lines[1:]), out  # rows only
+    assert f"'{tmp_path}/g\\nen.zarr'" in out, out
