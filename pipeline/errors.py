@@ -141,6 +141,39 @@ def names_shown(names: Iterable[Any]) -> str:
     return ", ".join(name_shown(n) for n in names)
 
 
+def shell_word(text: object) -> str:
+    """``text`` as a command that a line gives to run says it, one word of a POSIX shell
+    (``shlex.quote``), and on one line: where a character does not print (a config's path
+    holding a line break), in bash's ``$'...'`` quoting, whose escapes say it (``$'c\\n.yaml'``),
+    where ``shlex.quote`` had kept the line break and split the line (h81c)."""
+    import shlex
+
+    text = str(text)
+    if text.isprintable():
+        return shlex.quote(text)
+    return "$'" + "".join(_ansi_c(c) for c in text) + "'"
+
+
+def _ansi_c(c: str) -> str:
+    """The character ``c`` inside bash's ``$'...'``: as it is where it prints (but ``'`` and
+    ``\\``, escaped), else its escape (``\\n``, ``\\x1b``, ``\\u2028``)."""
+    if c in "'\\":
+        return "\\" + c
+    if c.isprintable():
+        return c
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c)
+    if named is not None:
+        return named
+    code = ord(c)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x80
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
 def public_url(url: str) -> str:
     """A store URL (or path) as the pipeline says and stores it: its password masked
     (:func:`hide_url_passwords`); the URL itself otherwise."""

@@ -1342,6 +1342,40 @@ def test_a_damaged_input_chunk_of_a_store_named_with_a_line_break_is_one_line(
     assert f"input chunk 'c/0' of '{tmp_path}/d\\n.zarr' is damaged" in err, err
 
 
+@pytest.mark.parametrize(
+    "mend, said",
+    [
+        # a field pydantic refuses, at its line (problems._where)
+        (lambda c: c, ":12: cluster.workers: must be a whole number from 1 to 65536"),
+        # malformed YAML, at its line (loading.load_config)
+        (
+            lambda c: c.write_text(c.read_text() + "\tx: 1\n"),
+            ":15: malformed YAML: line 15 is indented with a tab",
+        ),
+        # a key given twice (loading._duplicate)
+        (
+            lambda c: c.write_text(c.read_text() + "backend: cpu\n"),
+            ":15: backend: this key is given twice",
+        ),
+    ],
+    ids=["field", "yaml", "twice"],
+)
+def test_a_config_file_named_with_a_line_break_is_said_quoted_in_one_line(
+    tmp_path, cli, mend, said
+) -> None:
+    """A config file whose path holds a line break: its refusal names it quoted, as the
+    stores' paths are (h78d), one line (it had been said bare, splitting the ``error:`` line
+    in two; h81c); and the plan's title of a good one is one line too."""
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", "c\n.yaml")
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), "f4"), (2, 4))
+    assert cli("plan", cfg)[1].startswith(f"plan of '{tmp_path}/c\\n.yaml' (nothing computed")
+    cfg.write_text(cfg.read_text().replace("workers: 2", "workers: 0"))
+    mend(cfg)
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: '{tmp_path}/c\\n.yaml'{said}"), err
+
+
 def test_verify_of_a_damaged_coordinate_chunk_named_with_a_line_break_is_one_line(
     tmp_path, cli
 ) -> None:
