@@ -1420,3 +1420,37 @@ def test_generate_s_created_row_of_a_store_named_with_a_line_break_is_one_line(
     lines = out.splitlines()
     assert all(re.match(r"  \S", line) for line in lines[1:]), out  # rows only
     assert f"'{tmp_path}/g\\nen.zarr'" in out, out
+
+
+def test_a_refused_consolidation_of_a_group_enclosing_the_output_names_it(tmp_path, cli) -> None:
+    """The output ``sub`` of the consolidated group ``en\\ncl.zarr``, whose folder cannot be
+    written: the run's drop of the group's copy as it makes the output, and the write of it
+    again by ``run --resume`` after an array was added to the group, are refused in one line
+    naming the group (quoted) and the fix, where it had been "a store answered
+    PermissionError ...: give access to it (... the store's storage_options)", naming no
+    store (h81c). Writable again, the resume writes the copy and nothing is recomputed."""
+    import zarr
+
+    from tests.faultkit import read_only_folder
+
+    encl = tmp_path / "en\ncl.zarr"
+    zarr.open_group(encl, mode="w").create_group("keep")
+    with pytest.warns(UserWarning, match="Consolidated metadata"):  # not in the v3 spec
+        zarr.consolidate_metadata(str(encl))
+    (encl / "sub").mkdir()
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), "f4"), (2, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", encl / "sub")
+    group = f"the group '{tmp_path}/en\\ncl.zarr' that holds"
+    with read_only_folder(encl):
+        rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1 and len(err.splitlines()) == 1 and err.startswith(f"error: {group}"), err
+    assert "drops its consolidated metadata" in err and err.endswith("; then run again\n"), err
+    assert cli("run", cfg, "--progress", "none")[0] == 0
+    zarr.create_array(str(encl), name="other/new", shape=(3,), dtype="i4")
+    with read_only_folder(encl):
+        rc, _, err = cli("run", cfg, "--progress", "none", "--resume")
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert f"'{tmp_path}/en\\ncl.zarr/sub' is complete, but {group} its store" in err, err
+    assert "`run --resume` writes that copy again" in err, err
+    assert cli("run", cfg, "--progress", "none", "--resume")[0] == 0
+    assert cli("verify", cfg)[0] == 0
