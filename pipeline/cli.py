@@ -28,6 +28,7 @@ from pipeline.errors import (
     name_shown,
     names_shown,
     shell_word,
+    single_line,
     wrong_library,
 )
 from pipeline.running import waiting
@@ -437,7 +438,7 @@ def _main(argv: list[str] | None) -> int:
         _unrecognized(parser, args.command, unknown)
     contradiction = _contradiction(args)
     if contradiction is not None:  # a usage error, as argparse's own (status 2), in one line
-        print(f"pipeline {args.command}: error: {contradiction}", file=sys.stderr)
+        _failed(f"pipeline {args.command}: error: {contradiction}")
         return 2
     args.program = argv is None and _started_for_the_command()  # its age is the command's
     _setup_logging(args)
@@ -450,28 +451,25 @@ def _main(argv: list[str] | None) -> int:
         _configured_words(args, e)
         if args.debug:
             raise
-        print(_shadowed(str(e), e, True) or f"error: {e}", file=sys.stderr)
+        _failed(_shadowed(str(e), e, True) or f"error: {e}")
         return 1
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
         line = _interrupted(args, e.what, e.where, e.state, e.refused, e.joined)
         if e.what == "run":
             line = as_configured(line, _overwrites(args))
-        print(hide_url_secrets(line), file=sys.stderr)
+        _failed(hide_url_secrets(line))
         return 130
     except KeyboardInterrupt:  # outside what a run or generate knows: nothing written
         waiting.take()
-        print(_interrupted(args, args.command, "", "untouched"), file=sys.stderr)
+        _failed(_interrupted(args, args.command, "", "untouched"))
         return 130
     except BrokenPipeError as e:
         if _stdout_gone():
             return _reader_gone()
         if args.debug:  # another pipe or socket: an error like any other
             raise
-        print(
-            hide_url_secrets(f"error: {cause(e)} (run with --debug for the traceback)"),
-            file=sys.stderr,
-        )
+        _failed(hide_url_secrets(f"error: {cause(e)} (run with --debug for the traceback)"))
         return 1
     except ImportError as e:  # before the handler below, which imports the store layer
         if args.debug:
@@ -479,7 +477,7 @@ def _main(argv: list[str] | None) -> int:
         # one that names no module (a library's own "install X", a module raising it itself)
         # is any error's line: re-raised, it had ended the command in a traceback
         line, explained = _failure_line(args, e, e.name)
-        print(_shadowed(cause(e), e, explained) or line, file=sys.stderr)
+        _failed(_shadowed(cause(e), e, explained) or line)
         return 1
     except Exception as e:
         if args.debug:
@@ -488,8 +486,16 @@ def _main(argv: list[str] | None) -> int:
         # name that is not it (an old release, whose missing attribute had been a bare
         # AttributeError's line)
         line, explained = _failure_line(args, e, wrong_library(e))
-        print(_shadowed(cause(e), e, explained) or line, file=sys.stderr)
+        _failed(_shadowed(cause(e), e, explained) or line)
         return 1
+
+
+def _failed(line: str) -> None:
+    """Print ``line``, the command's failure (``error: ...``, ``interrupted: ...``), on
+    standard error as one line (:func:`~pipeline.errors.single_line`): every failure the
+    command prints goes through here, so that a name or path said bare where it holds a line
+    break does not split it (h81c), as no line of the pipeline's is meant to span lines."""
+    print(single_line(line), file=sys.stderr)
 
 
 def _overwrites(args: argparse.Namespace) -> bool:
@@ -1046,13 +1052,13 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         # a run is writing the output, so nothing was compared: the refusal alone, as `run`
         # refuses a locked output (its table, "checked 0 of 1024", and notes had come
         # first: new-user trial)
-        print(f"error: {failure}", file=sys.stderr)
+        _failed(f"error: {failure}")
         return 1
     print_rows(res.rows(), "verify")
     for note in res.input_notes:  # as the plan says them; zarr-python's warnings of both
         print(f"note: {note}", file=sys.stderr)  # formats (h55b), of the fill value, unshown
     if failure is not None:
-        print(f"error: {failure}", file=sys.stderr)
+        _failed(f"error: {failure}")
         return 1
     if res.group_attributes_edited:  # the user's, kept by every run: not a failure
         keys = res.group_attributes_edited
@@ -1090,11 +1096,10 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         )
     if res.input_unchecked is not None:
         every = res.checked == res.total
-        print(
+        _failed(
             f"{'note' if every else 'error'}: the input's identity cannot show a rewrite since "
             f"the run that kept its files' names and sizes ({res.input_unchecked}); "
-            + ("every block was compared with the input as it is now" if every else VERIFY_ALL),
-            file=sys.stderr,
+            + ("every block was compared with the input as it is now" if every else VERIFY_ALL)
         )
     return 0 if res.ok else 1
 

@@ -783,6 +783,21 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def single_line(text: str) -> str:
+    """``text``, a line the command line prints (``error: ...``), kept one line: each line
+    break (any that ``str.splitlines`` splits at), with the spaces and tabs around it, as one
+    space, and nothing else changed; the catch-all for a name or path said bare where it
+    holds a line break (``cli._failed``: a scheduler's address given with one had split the
+    line, h81c). Not :func:`one_line`, which also makes a run of spaces one, and would say a
+    name holding two (``'a  b.zarr'``, shown bare) as another."""
+    return _BREAKS.sub(" ", text.strip("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"))
+
+
+#: A line break (each character ``str.splitlines`` splits at), with the spaces and tabs
+#: around it.
+_BREAKS = re.compile("[ \t]*[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+[ \t]*")
+
+
 def cause(e: BaseException) -> str:
     """``e`` quoted as a line's cause, in one line: its type's name and its message
     (:func:`one_line`)."""

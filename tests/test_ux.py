@@ -1454,3 +1454,17 @@ def test_a_refused_consolidation_of_a_group_enclosing_the_output_names_it(tmp_pa
     assert "`run --resume` writes that copy again" in err, err
     assert cli("run", cfg, "--progress", "none", "--resume")[0] == 0
     assert cli("verify", cfg)[0] == 0
+
+
+def test_every_failure_the_command_line_prints_is_one_line(tmp_path, cli) -> None:
+    """A scheduler's address given with a line break (``--scheduler``): the refusal to join it
+    had said it bare, splitting the ``error:`` line in two; every failure the command prints
+    is one line (``cli._failed``, h81c), whose words are otherwise kept as they are (two
+    spaces stay two)."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), "f4"), (2, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg, "--scheduler", "tcp://ho\nst:8786", "--progress", "none")
+    assert rc == 1 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    from pipeline.errors import single_line  # the words kept
+
+    assert single_line("'a  b' \n\t c\u2028d\r\n") == "'a  b' c d"
