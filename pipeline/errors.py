@@ -141,6 +141,39 @@ def names_shown(names: Iterable[Any]) -> str:
     return ", ".join(name_shown(n) for n in names)
 
 
+def shell_word(text: object) -> str:
+    """``text`` as a command that a line gives to run says it, one word of a POSIX shell
+    (``shlex.quote``), and on one line: where a character does not print (a config's path
+    holding a line break), in bash's ``$'...'`` quoting, whose escapes say it (``$'c\\n.yaml'``),
+    where ``shlex.quote`` had kept the line break and split the line (h81c)."""
+    import shlex
+
+    text = str(text)
+    if text.isprintable():
+        return shlex.quote(text)
+    return "$'" + "".join(_ansi_c(c) for c in text) + "'"
+
+
+def _ansi_c(c: str) -> str:
+    """The character ``c`` inside bash's ``$'...'``: as it is where it prints (but ``'`` and
+    ``\\``, escaped), else its escape (``\\n``, ``\\x1b``, ``\\u2028``)."""
+    if c in "'\\":
+        return "\\" + c
+    if c.isprintable():
+        return c
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c)
+    if named is not None:
+        return named
+    code = ord(c)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x80
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
 def public_url(url: str) -> str:
     """A store URL (or path) as the pipeline says and stores it: its password masked
     (:func:`hide_url_passwords`); the URL itself otherwise."""
@@ -748,6 +781,21 @@ def one_line(text: str) -> str:
     """``text`` with its runs of whitespace, line breaks too, as one space: a library's message
     quoted in a line of the pipeline's (numcodecs' checksum errors hold a newline)."""
     return " ".join(text.split())
+
+
+def single_line(text: str) -> str:
+    """``text``, a line the command line prints (``error: ...``), kept one line: each line
+    break (any that ``str.splitlines`` splits at), with the spaces and tabs around it, as one
+    space, and nothing else changed; the catch-all for a name or path said bare where it
+    holds a line break (``cli._failed``: a scheduler's address given with one had split the
+    line, h81c). Not :func:`one_line`, which also makes a run of spaces one, and would say a
+    name holding two (``'a  b.zarr'``, shown bare) as another."""
+    return _BREAKS.sub(" ", text.strip("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"))
+
+
+#: A line break (each character ``str.splitlines`` splits at), with the spaces and tabs
+#: around it.
+_BREAKS = re.compile("[ \t]*[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+[ \t]*")
 
 
 def cause(e: BaseException) -> str:

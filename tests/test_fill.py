@@ -542,3 +542,44 @@ def test_a_fill_value_is_said_in_the_metadata_to_the_bit(
     arrays.update_attributes(loc, "", {"x": 1})
     doc = json.loads((tmp_path / "a.zarr" / "zarr.json").read_text())
     assert json.dumps(doc["fill_value"]) == json.dumps(said) and doc["attributes"] == {"x": 1}
+
+
+def test_a_consolidated_copy_of_another_nan_payload_is_stale_and_zarr_pythons_nan_is_not(
+    tmp_path: Path, cli: Any
+) -> None:
+    """A consolidated Dataset (v3) whose variable's own NaN fill value has a payload
+    (``0x7fc00042``): zarr-python's copy says "NaN" (it writes no payload), which is no edit,
+    and the pipeline reads the array's own metadata: an absent chunk reads as the payload,
+    through the chain. A copy that says another payload (``0x7fc00001``, which xarray reads
+    for that chunk) had passed, ``to_dict`` saying both "NaN": it is stale, refused naming the
+    fill value, and consolidating again mends it (h81c)."""
+    import warnings
+
+    from pipeline.errors import InputError
+
+    xr = pytest.importorskip("xarray")
+    src = tmp_path / "in.zarr"
+    t = xr.Dataset({"t": ("x", np.arange(8, dtype="float32"))}).chunk({"x": 4})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-python's: v3 does not specify consolidation
+        t.to_zarr(str(src), zarr_format=3, consolidated=True)
+        (src / "t" / "c" / "1").unlink()  # read as the fill value
+        own = json.loads((src / "t" / "zarr.json").read_text())
+        (src / "t" / "zarr.json").write_text(json.dumps({**own, "fill_value": "0x7fc00042"}))
+        zarr.consolidate_metadata(str(src))
+    top = json.loads((src / "zarr.json").read_text())
+    listed = top["consolidated_metadata"]["metadata"]["t"]
+    assert listed["fill_value"] == "NaN"  # zarr-python's copy
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr", input={"array": "t"}, stages=CHAIN)
+    assert cli("run", cfg, "--progress", "none")[0] == 0
+    out = zarr.open_array(str(tmp_path / "out.zarr"), path="t", mode="r")[...]
+    assert _hex(out[4:5]) == _hex(_chain(np.frombuffer(bytes.fromhex("7fc00042"), ">f4")))
+    listed["fill_value"] = "0x7fc00001"  # another tool's copy, or an edit of it
+    (src / "zarr.json").write_text(json.dumps(top))
+    with pytest.raises(InputError) as info:
+        pipeline.plan(cfg)
+    assert "is stale: 't' has another fill_value than its own metadata" in str(info.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    assert pipeline.plan(cfg).notes == ()

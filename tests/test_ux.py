@@ -1342,6 +1342,40 @@ def test_a_damaged_input_chunk_of_a_store_named_with_a_line_break_is_one_line(
     assert f"input chunk 'c/0' of '{tmp_path}/d\\n.zarr' is damaged" in err, err
 
 
+@pytest.mark.parametrize(
+    "mend, said",
+    [
+        # a field pydantic refuses, at its line (problems._where)
+        (lambda c: c, ":12: cluster.workers: must be a whole number from 1 to 65536"),
+        # malformed YAML, at its line (loading.load_config)
+        (
+            lambda c: c.write_text(c.read_text() + "\tx: 1\n"),
+            ":15: malformed YAML: line 15 is indented with a tab",
+        ),
+        # a key given twice (loading._duplicate)
+        (
+            lambda c: c.write_text(c.read_text() + "backend: cpu\n"),
+            ":15: backend: this key is given twice",
+        ),
+    ],
+    ids=["field", "yaml", "twice"],
+)
+def test_a_config_file_named_with_a_line_break_is_said_quoted_in_one_line(
+    tmp_path, cli, mend, said
+) -> None:
+    """A config file whose path holds a line break: its refusal names it quoted, as the
+    stores' paths are (h78d), one line (it had been said bare, splitting the ``error:`` line
+    in two; h81c); and the plan's title of a good one is one line too."""
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", "c\n.yaml")
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), "f4"), (2, 4))
+    assert cli("plan", cfg)[1].startswith(f"plan of '{tmp_path}/c\\n.yaml' (nothing computed")
+    cfg.write_text(cfg.read_text().replace("workers: 2", "workers: 0"))
+    mend(cfg)
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: '{tmp_path}/c\\n.yaml'{said}"), err
+
+
 def test_verify_of_a_damaged_coordinate_chunk_named_with_a_line_break_is_one_line(
     tmp_path, cli
 ) -> None:
@@ -1386,3 +1420,51 @@ def test_generate_s_created_row_of_a_store_named_with_a_line_break_is_one_line(
     lines = out.splitlines()
     assert all(re.match(r"  \S", line) for line in lines[1:]), out  # rows only
     assert f"'{tmp_path}/g\\nen.zarr'" in out, out
+
+
+def test_a_refused_consolidation_of_a_group_enclosing_the_output_names_it(tmp_path, cli) -> None:
+    """The output ``sub`` of the consolidated group ``en\\ncl.zarr``, whose folder cannot be
+    written: the run's drop of the group's copy as it makes the output, and the write of it
+    again by ``run --resume`` after an array was added to the group, are refused in one line
+    naming the group (quoted) and the fix, where it had been "a store answered
+    PermissionError ...: give access to it (... the store's storage_options)", naming no
+    store (h81c). Writable again, the resume writes the copy and nothing is recomputed."""
+    import zarr
+
+    from tests.faultkit import read_only_folder
+
+    encl = tmp_path / "en\ncl.zarr"
+    zarr.open_group(encl, mode="w").create_group("keep")
+    with pytest.warns(UserWarning, match="Consolidated metadata"):  # not in the v3 spec
+        zarr.consolidate_metadata(str(encl))
+    (encl / "sub").mkdir()
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), "f4"), (2, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", encl / "sub")
+    group = f"the group '{tmp_path}/en\\ncl.zarr' that holds"
+    with read_only_folder(encl):
+        rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1 and len(err.splitlines()) == 1 and err.startswith(f"error: {group}"), err
+    assert "drops its consolidated metadata" in err and err.endswith("; then run again\n"), err
+    assert cli("run", cfg, "--progress", "none")[0] == 0
+    zarr.create_array(str(encl), name="other/new", shape=(3,), dtype="i4")
+    with read_only_folder(encl):
+        rc, _, err = cli("run", cfg, "--progress", "none", "--resume")
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert f"'{tmp_path}/en\\ncl.zarr/sub' is complete, but {group} its store" in err, err
+    assert "`run --resume` writes that copy again" in err, err
+    assert cli("run", cfg, "--progress", "none", "--resume")[0] == 0
+    assert cli("verify", cfg)[0] == 0
+
+
+def test_every_failure_the_command_line_prints_is_one_line(tmp_path, cli) -> None:
+    """A scheduler's address given with a line break (``--scheduler``): the refusal to join it
+    had said it bare, splitting the ``error:`` line in two; every failure the command prints
+    is one line (``cli._failed``, h81c), whose words are otherwise kept as they are (two
+    spaces stay two)."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), "f4"), (2, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg, "--scheduler", "tcp://ho\nst:8786", "--progress", "none")
+    assert rc == 1 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    from pipeline.errors import single_line  # the words kept
+
+    assert single_line("'a  b' \n\t c\u2028d\r\n") == "'a  b' c d"

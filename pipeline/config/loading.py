@@ -24,7 +24,7 @@ import yaml
 
 from pipeline.config.models import Config, validated, whole
 from pipeline.config.problems import NAMED_DATA, dotted_key
-from pipeline.errors import ConfigError, PipelineError, PlanError
+from pipeline.errors import ConfigError, PipelineError, PlanError, name_shown
 
 
 class _Located(yaml.SafeLoader):
@@ -127,7 +127,7 @@ def parse_config(
     extension fields, ignored (:func:`is_extension`)."""
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{source}: the config must be a mapping of keys (input, output, ...)",
+            f"{name_shown(source)}: the config must be a mapping of keys (input, output, ...)",
             file=source,
             line=None,
             key=None,
@@ -383,8 +383,8 @@ def _refuse_cycles(
         line = (mark or node.start_mark).line + 1
         dotted = dotted_key(key) or "(top level)"
         raise ConfigError(
-            f"{path}:{line}: {dotted}: an alias of a mapping or list that holds it (used "
-            "inside its own anchor), so the config would hold itself without end: write out "
+            f"{name_shown(path)}:{line}: {dotted}: an alias of a mapping or list that holds it "
+            "(used inside its own anchor), so the config would hold itself without end: write out "
             "what is meant there",
             file=str(path),
             line=line,
@@ -448,11 +448,11 @@ def _refuse_alias_bombs(root: yaml.Node, path: Path) -> None:
     line = mark.line + 1
     dotted = dotted_key(key) or "(top level)"
     raise ConfigError(
-        f"{path}:{line}: {dotted}: its aliases make it {size(node):,} values written out, "
-        f"and the config's aliases repeat {repeated:,}, more than the {MOST_REPEATED:,} a "
-        "config may (aliases of lists or mappings that hold aliases: an alias bomb?), which "
-        "reading would take hours or all memory over: write out what is meant there, with "
-        "fewer aliases",
+        f"{name_shown(path)}:{line}: {dotted}: its aliases make it {size(node):,} values "
+        f"written out, and the config's aliases repeat {repeated:,}, more than the "
+        f"{MOST_REPEATED:,} a config may (aliases of lists or mappings that hold aliases: an "
+        "alias bomb?), which reading would take hours or all memory over: write out what is "
+        "meant there, with fewer aliases",
         file=str(path),
         line=line,
         key=dotted,
@@ -500,9 +500,9 @@ def _duplicate(path: Path, key: tuple, first: int, line: int) -> None:
         what = f"{_a(NAMED_DATA.get(held, 'option'))} (its name not said here)"
     where = "both on this line" if first == line else f"at lines {first} and {line}"
     raise ConfigError(
-        f"{path}:{line}: {dotted}: {what} is given twice in one mapping ({where}); YAML keeps "
-        "only the last, and the first would be lost without a word: keep one, merging what "
-        "they set",
+        f"{name_shown(path)}:{line}: {dotted}: {what} is given twice in one mapping ({where}); "
+        "YAML keeps only the last, and the first would be lost without a word: keep one, "
+        "merging what they set",
         file=str(path),
         line=line,
         key=dotted,
@@ -598,7 +598,9 @@ def _ambiguous(
     if text_too:
         said += f', or "{text}" (quoted) for the text'
     line = node.start_mark.line + 1
-    raise ConfigError(f"{path}:{line}: {key}: {said}", file=str(path), line=line, key=key)
+    raise ConfigError(
+        f"{name_shown(path)}:{line}: {key}: {said}", file=str(path), line=line, key=key
+    )
 
 
 #: The most characters of a config's path that a line quotes.
@@ -612,7 +614,7 @@ def _yaml_files_in(folder: Path) -> str:
         found = sorted(f.name for f in folder.iterdir() if f.suffix in (".yaml", ".yml"))
     except OSError:
         return ""
-    said = ", ".join(said_path(str(folder / name)) for name in found[:3])
+    said = ", ".join(_file_said(str(folder / name)) for name in found[:3])
     return f" (such as {said}{', ...' if len(found) > 3 else ''})" if found else ""
 
 
@@ -632,7 +634,8 @@ def _examples_said() -> str:
 
 def said_path(path: str) -> str:
     """``path`` as a line quotes it: whole where it is one line of at most
-    :data:`_PATH_SAID` characters; cut to them where longer; not at all where it spans lines
+    :data:`_PATH_SAID` characters; cut to them where longer (:func:`_file_said`); not at
+    all where it spans lines
     (no file's path does: it is a config's text given as its path, ``pipeline plan "$(cat
     c.yaml)"``, which was quoted whole, over several lines, credentials included)."""
     if "\n" in path or "\r" in path:
@@ -640,9 +643,16 @@ def said_path(path: str) -> str:
             f"a path of {len(path.splitlines())} lines ({len(path)} characters, not said "
             "here): YAML text given as the config's path? Give the YAML file's path"
         )
+    return _file_said(path)
+
+
+def _file_said(path: str) -> str:
+    """The path of a file as a line quotes it: cut to :data:`_PATH_SAID` characters where
+    longer, quoted where it holds a line break or another control character
+    (:func:`~pipeline.errors.name_shown`: a file's name may, h81c)."""
     if len(path) <= _PATH_SAID:
-        return path
-    return f"{path[:_PATH_SAID]}... (cut: {len(path)} characters)"
+        return name_shown(path)
+    return f"{name_shown(path[:_PATH_SAID])}... (cut: {len(path)} characters)"
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -664,8 +674,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     except UnicodeDecodeError as e:  # YAML is UTF-8; an editor saved it in another encoding
         line = e.object[: e.start].count(b"\n") + 1
         raise ConfigError(
-            f"{p}:{line}: the config is not UTF-8 text (byte {e.object[e.start]:#04x}): save "
-            "it as UTF-8",
+            f"{name_shown(p)}:{line}: the config is not UTF-8 text (byte "
+            f"{e.object[e.start]:#04x}): save it as UTF-8",
             file=str(p),
             line=line,
             key=None,
@@ -700,7 +710,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         data = yaml.load(text, Loader=_Located)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        where = f"{name_shown(p)}:{mark.line + 1}:{mark.column + 1}" if mark else name_shown(p)
         at = mark.line + 1 if mark else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         said = f"malformed YAML: {problem}"
@@ -714,7 +724,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
             hint = _yaml_hint(e, text)
             if hint is not None:
                 at, said = hint[0], f"malformed YAML: {hint[1]} (YAML: {problem})"
-                where = f"{p}:{at}"
+                where = f"{name_shown(p)}:{at}"
         raise ConfigError(
             f"{where}: {said}",
             file=str(p),
@@ -749,7 +759,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                     else f"check the key, or write {held} in the file as a mapping of keys"
                 )
                 raise ConfigError(
-                    f"{p}{at}: {held} holds "
+                    f"{name_shown(p)}{at}: {held} holds "
                     f"{'a list' if isinstance(target, list) else 'a value'}, not a mapping of "
                     f"keys, so the override {dotted!r} cannot be set in it: {fix}",
                     file=str(p),
@@ -793,8 +803,8 @@ def _check_override_key(dotted: Any, path: Path) -> None:
         return
     what = "is empty" if dotted == "" else "has an empty part (a leading, trailing or double dot)"
     raise ConfigError(
-        f"override {dotted!r} (given with {path}) {what}: an override's key is the dotted "
-        "path of a key of the config, such as 'cluster.workers' or 'output.overwrite'",
+        f"override {dotted!r} (given with {name_shown(path)}) {what}: an override's key is the "
+        "dotted path of a key of the config, such as 'cluster.workers' or 'output.overwrite'",
         file=str(path),
         line=None,
         key=dotted,
@@ -921,7 +931,7 @@ def _locate_in(e: PipelineError, file: str, text: str, overridden: Collection[st
     else:
         return
     line = mark.line + 1
-    e.args = (f"{file}:{line}: {e}", *e.args[1:])
+    e.args = (f"{name_shown(file)}:{line}: {e}", *e.args[1:])
     e.__dict__.update(file=file, line=line)
 
 
@@ -939,5 +949,5 @@ def locate_in_mapping(e: PipelineError, data: Any, source: str = MAPPING) -> Non
         return
     if _key_parts(key)[0] not in data:  # the key's section: the mapping gives none of it
         return
-    e.args = (f"{source}: {e}", *e.args[1:])
+    e.args = (f"{name_shown(source)}: {e}", *e.args[1:])
     e.__dict__.update(file=source, line=None)

@@ -29,7 +29,7 @@ from pipeline.config.urls import (
     without_query,
     without_userinfo,
 )
-from pipeline.errors import ConfigError, kind_said
+from pipeline.errors import ConfigError, kind_said, name_shown
 from pipeline.ops.stages import REGISTRY, known_stages
 
 _T = TypeVar("_T")
@@ -847,14 +847,14 @@ def _where(
     if by is not None:
         name = dotted_key(by)
         return (
-            f"override {name!r} (given with {source}, not read from it)",
+            f"override {name!r} (given with {name_shown(source)}, not read from it)",
             None,
             {"override": name},
         )
     mark = positions.get(loc)
     if mark is None:
-        return source, None, {}
-    return f"{source}:{mark.line + 1}", mark.line + 1, {}
+        return name_shown(source), None, {}
+    return f"{name_shown(source)}:{mark.line + 1}", mark.line + 1, {}
 
 
 def _other_problems(key: tuple, locs: list[tuple], missing: Collection[tuple] = ()) -> str:

@@ -1024,7 +1024,10 @@ def relative_store_note(raw: str, loc: Location) -> str:
     if not loc.is_local or os.path.isabs(os.path.expanduser(raw.removeprefix("file://"))):
         return ""
     where = os.getcwd()
-    return f" (its relative path {raw!r} is taken from the directory the command runs in, {where})"
+    return (
+        f" (its relative path {raw!r} is taken from the directory the command runs in, "
+        f"{name_shown(where)})"
+    )
 
 
 def planned_input(config: Config) -> ArrayInfo:
@@ -1125,8 +1128,8 @@ def check_stores_reachable(config: Config, protocol: str, existing: bool = False
                 else "set cluster.protocol: inproc (a local cluster of threads)"
             )
             raise ConfigError(
-                f"{key} {url} lives in this process's memory, which the workers' processes "
-                f"cannot see: {fix}, or use a store every worker can reach (a path, s3://...)",
+                f"{key} {name_shown(url)} lives in this process's memory, which the workers' "
+                f"processes cannot see: {fix}, or use a store every worker can reach (a path, s3://...)",
                 key=key,
                 store=url,
             )

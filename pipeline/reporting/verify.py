@@ -939,7 +939,9 @@ def _read(
             said = misfit.mismatch(f"the {side} {name_shown(where)}") + "; "
         else:
             fields["misfit"] = "unknown"
-            said = misfit.either(f"{side} chunk {key!r} of {location} (in the region {region})")
+            said = misfit.either(
+                f"{side} chunk {key!r} of {name_shown(location)} (in the region {region})"
+            )
             said += "; "
         if not output:
             fix = (
@@ -950,7 +952,7 @@ def _read(
             raise InputError(said + fix, **fields)
     elif key:
         said = (
-            f"{side} chunk {key!r} of {location} (in the region {region}) is damaged "
+            f"{side} chunk {key!r} of {name_shown(location)} (in the region {region}) is damaged "
             f"({one_line(reason)}); "
         )
         fields["key"] = key

@@ -37,6 +37,7 @@ from pipeline.errors import (
     name_shown,
     names_shown,
     public_url,
+    storage_failure,
 )
 from pipeline.ops import cf
 from pipeline.planning import Plan, make_plan
@@ -2430,7 +2431,13 @@ def _create(plan: Plan, store: Location) -> None:
         datasets.drop_consolidated(o.location, g)
     enclosing = arrays.enclosing_groups(o.location)
     for up in outside:
-        datasets.drop_consolidated(enclosing[up - 1][0], "")
+        try:
+            datasets.drop_consolidated(enclosing[up - 1][0], "")
+        except Exception as e:
+            refused = _enclosing_refused(plan, enclosing[up - 1][0], e, complete=False)
+            if refused is None:
+                raise
+            raise refused from None
     arrays.clear_array(o.location, o.path, keep=RECORD)
     # an output that shared its files' inodes with the input (`cp -al in.zarr out.zarr`) was
     # deleted by unlinking them, which changed the input's status-change times, not its
@@ -2614,7 +2621,52 @@ def _consolidate(
     wanted = {*(outside or []), *_enclosing_consolidated(plan)}
     for up, (holder, _) in enumerate(arrays.enclosing_groups(location), 1):
         if up in wanted:
-            datasets.consolidate(holder.zarr_store(read_only=False), "")
+            try:
+                datasets.consolidate(holder.zarr_store(read_only=False), "")
+            except Exception as e:
+                refused = _enclosing_refused(plan, holder, e, complete=True)
+                if refused is None:
+                    raise
+                raise refused from None
+
+
+def _enclosing_refused(
+    plan: Plan, holder: Location, e: BaseException, complete: bool
+) -> OutputError | None:
+    """The line of a group enclosing the output's store (``holder``) whose consolidated
+    metadata could not be dropped as the output is made (:func:`_create`) or written again
+    at the run's end (``complete``: :func:`_consolidate`), the store's answer ``e``
+    (:func:`~pipeline.errors.storage_failure`: a folder of another user's, read-only):
+    naming that group, which is no store of the config's, and the fix, where it had been "a
+    store answered PermissionError: ...", naming none (h81c). At the end the output is
+    complete (its attributes say so), that copy alone stale, which `run --resume` writes
+    again. None where ``e`` is no store's answer."""
+    failure = storage_failure(e)
+    if failure is None:
+        return None
+    fix = holder.answer_fix(failure, "output")
+    output = plan.output.location.shown(plan.output.path)
+    if complete:
+        call = datasets.consolidate_call(holder, "")
+        said = (
+            f"the output {output} is complete, but the group {holder.shown()} that holds its "
+            f"store answered {failure} to the write of its consolidated metadata, which lists "
+            f"the output: {fix}; then `run --resume` writes that copy again (or `{call}`), "
+            "recomputing nothing"
+        )
+    else:
+        said = (
+            f"the group {holder.shown()} that holds the output's store answered {failure} "
+            f"where the run drops its consolidated metadata while it makes the output {output} "
+            f"(the run's end writes it again, listing the output): {fix}; then run again"
+        )
+    return OutputError(
+        said,
+        output=plan.output.location.join(plan.output.path),
+        store=holder.said(),
+        reason=failure,
+        status="complete" if complete else "incomplete",
+    )
 
 
 def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> None:

@@ -31,6 +31,7 @@ from pipeline.errors import (
 from pipeline.store.arrays import (
     RUN_RECORD,
     enclosing_groups,
+    exact_fill_said,
     fill_said,
     fills_agree,
     format_warnings_ignored,
@@ -1122,7 +1123,7 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
             found.append(Stale(name, "unlisted", said=f"it does not list {name!r}"))
             continue
         a = seen[name]
-        keys = _differing(_structure(a), _structure(b))
+        keys = _differing(_structure(a), _structure(b)) or _other_nan_fill(a, b)
         if keys:
             said = (
                 f"{name!r} has shape {list(a.shape)}, its own metadata {list(b.shape)}"
@@ -1156,6 +1157,18 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
                     )
                 found.append(Stale(c, "gone", said=said))
     return found
+
+
+def _other_nan_fill(seen: Any, own: Any) -> tuple[str, ...]:
+    """``('fill_value',)`` where the consolidated copy's entry of an array (``seen``) says its
+    NaN fill value with a payload or sign (hex, ``"0x7fc00001"``), and its own metadata
+    (``own``) says another NaN: ``to_dict``, which :func:`_structure` compares, writes every
+    NaN as "NaN", so the copy had passed, and ``xr.open_zarr`` reads its absent chunks as the
+    copy's NaN, where the pipeline reads the array's own (h81c). A copy that says "NaN" is
+    zarr-python's of any NaN (``consolidate_metadata`` writes no payload, so consolidating
+    again cannot make it say the array's): not refused, as DESIGN.md says."""
+    said = exact_fill_said(seen.metadata)
+    return ("fill_value",) if said is not None and said != exact_fill_said(own.metadata) else ()
 
 
 def _record_aligned(

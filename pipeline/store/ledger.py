@@ -46,6 +46,7 @@ from pipeline.errors import (
     PipelineError,
     cause,
     name_shown,
+    shell_word,
     storage_failure,
     then_say,
 )
@@ -882,8 +883,6 @@ def removal_command(location: Location, key: str) -> str | None:
     """A command that deletes the object ``key`` of ``location``, a store on S3, as a line
     tells its user to (`aws s3 rm s3://b/out.zarr/.pipeline/lock`, with its endpoint URL
     where ``storage_options`` give one); None for any other store."""
-    import shlex
-
     url = location.join(key)
     if not url.startswith("s3://"):
         return None
@@ -891,8 +890,8 @@ def removal_command(location: Location, key: str) -> str | None:
     endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get(
         "endpoint_url"
     )
-    flag = f" --endpoint-url {shlex.quote(str(endpoint))}" if endpoint else ""
-    return f"`aws s3 rm {shlex.quote(url)}{flag}`"
+    flag = f" --endpoint-url {shell_word(endpoint)}" if endpoint else ""
+    return f"`aws s3 rm {shell_word(url)}{flag}`"
 
 
 def remove_if_empty(made: list[str]) -> None:
