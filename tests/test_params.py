@@ -41,11 +41,15 @@ def _config(tmp: Path, scalar: str, dtype: str = "float32") -> Path:
 
 @pytest.mark.parametrize(
     "scalar",
-    ["1e400", "-1e400", ".nan", ".inf", "-.inf", "true", "false", '"5"', "'0.5'", "five", "[5]"],
+    [
+        *("1e400", "-1e400", ".nan", ".inf", "-.inf", "true", "false", '"5"', "'0.5'", "five"),
+        *("[5]", "!!str 5", "!!str 1e3"),
+    ],
 )
 def test_a_scalar_that_is_not_a_finite_number_is_refused_at_load(tmp_path, scalar) -> None:
     """``1e400`` (inf) and ``.nan`` used to run to an all-inf or all-NaN output; ``true`` and
-    ``"5"`` were turned into 1 and 5."""
+    ``"5"`` were turned into 1 and 5; ``!!str 5``, text as its tag says, into the float 5.0
+    (an int16 input computed in float64, exit 0: h81b)."""
     cfg = _config(tmp_path, scalar)
     with pytest.raises(ConfigError) as e:
         load_config(cfg)
