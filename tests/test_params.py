@@ -270,3 +270,38 @@ def _pipeline() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "pipeline"]
+
+
+@pytest.mark.parametrize("section", ["output", "input.generate"])
+@pytest.mark.parametrize(
+    ("codec", "words"),
+    [
+        ("{name: none, checksum: true}", "checksum: true asks for a zstd frame checksum, and "),
+        ("{name: none, level: 9}", "level 9 is zstd's compression level, and name: none "),
+    ],
+)
+def test_what_codec_none_cannot_do_is_refused(tmp_path, section, codec, words) -> None:
+    """``codec: {name: none, checksum: true}`` had written chunks without any checksum, exit 0,
+    and a level was ignored so (h81b): refused at the codec's line, as ``store_raw_below``
+    with ``name: none`` is. The defaults a summary's config writes for every codec
+    (``level: 1``, ``checksum: false``) are still taken with ``name: none``."""
+    gen = "{shape: [4], dtype: float32%s}" % (", codec: " + codec if section != "output" else "")
+    out = codec if section == "output" else "none"
+    p = tmp_path / "run.yaml"
+    p.write_text(
+        f"input: {{store: {tmp_path / 'in.zarr'}, generate: {gen}}}\n"
+        f"output: {{store: {tmp_path / 'out.zarr'}, codec: {out}}}\n"
+        "stages:\n  - op: square\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    said = str(e.value)
+    assert said.startswith(f"{p}:") and f"{section}.codec: {words}" in said, said
+    assert "\n" not in said
+    p.write_text(
+        f"input: {{store: {tmp_path / 'in.zarr'}}}\n"
+        f"output: {{store: {tmp_path / 'out.zarr'}, "
+        "codec: {name: none, level: 1, checksum: false}}\n"
+        "stages:\n  - op: square\n"
+    )
+    assert load_config(p).output.codec.name == "none"

@@ -474,6 +474,21 @@ class CodecConfig(Model):
 
     @model_validator(mode="after")
     def _raw_frames(self) -> CodecConfig:
+        """Refuse what ``name: none`` cannot do: it writes no zstd frame, so a checksum asked
+        of it (``checksum: true``) had been left out without a word (exit 0, the output
+        unchecked), and a level other than the default was ignored; ``store_raw_below``
+        likewise. ``level: 1`` and ``checksum: false``, the defaults a summary's config
+        writes for every codec, stay accepted."""
+        if self.name == "none" and self.checksum:
+            raise ValueError(
+                "checksum: true asks for a zstd frame checksum, and name: none writes no "
+                "frame: set name: zstd (a checksum in each frame), or leave checksum out"
+            )
+        if self.name == "none" and self.level != type(self).model_fields["level"].default:
+            raise ValueError(
+                f"level {self.level} is zstd's compression level, and name: none compresses "
+                "nothing: set name: zstd, or leave level out"
+            )
         if self.store_raw_below is not None:
             if self.name != "zstd":
                 raise ValueError(
