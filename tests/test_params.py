@@ -305,3 +305,40 @@ def test_what_codec_none_cannot_do_is_refused(tmp_path, section, codec, words) -
         "stages:\n  - op: square\n"
     )
     assert load_config(p).output.codec.name == "none"
+
+
+@pytest.mark.parametrize(
+    ("key", "yaml_text", "line"),
+    [
+        ("chunking.block", "chunking: {block: !!set {4, 8}}", 4),
+        ("output.chunks", "output: {store: out.zarr, chunks: !!set {4, 8}}", 2),
+        ("input.generate.shape", "input: {store: in.zarr, generate: {shape: !!set {8, 4}}}", 1),
+        ("cluster.gpus", "cluster: {gpus: !!set {1, 0}}", 4),
+    ],
+)
+def test_a_set_is_refused_where_a_list_is_meant(tmp_path, key, yaml_text, line) -> None:
+    """A YAML ``!!set`` (or a Python set through the API) had been taken as a list in the
+    set's own order: ``block: !!set {4, 8}`` ran with the block [8, 4], exit 0 (h81b)."""
+    import pipeline
+
+    sections = {
+        "input": "input: {store: in.zarr}",
+        "output": "output: {store: out.zarr}",
+        "stages": "stages: [{op: square}]",
+    }
+    sections[key.split(".")[0]] = yaml_text
+    p = tmp_path / "run.yaml"
+    p.write_text("\n".join(sections.values()) + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    said = str(e.value)
+    assert said.startswith(f"{p}:{line}: {key}: must not be a set"), said
+    assert "write one, such as [4, 8]" in said and "\n" not in said
+    with pytest.raises(ConfigError) as e:
+        pipeline.Config(
+            input={"store": "in.zarr"},
+            output={"store": "out.zarr"},
+            stages=[{"op": "square"}],
+            chunking={"block": {4, 8}},
+        )
+    assert "chunking.block: must not be a set" in str(e.value)
