@@ -2186,6 +2186,34 @@ def test_a_yaml_mistake_is_said_at_the_line_to_mend_with_its_fix(
 
 
 @pytest.mark.parametrize(
+    "text, line",
+    [
+        (_TOP + "cluster: {workers: !!int two}\nstages:\n  - op: square\n", 5),
+        (_TOP + "stages:\n  - op: multiply\n    factor: !!float '0x10'\n", 7),
+        (_TOP + "stages:\n  - op: add\n    value: !!bool 5\n", 7),
+        (_TOP + "overwrite: !!timestamp 5\nstages:\n  - op: square\n", 5),
+    ],
+)
+def test_a_value_its_yaml_tag_cannot_read_is_said_at_its_line(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    """A value that its explicit tag's constructor fails on (``!!int two``, ``!!float
+    '0x10'``, ``!!bool 5``, ``!!timestamp 5``) had raised Python's ValueError, KeyError or
+    AttributeError out of the loader: ``error: KeyError: '5'``, no file, line nor fix (h81b).
+    Now one line at the value's line, naming the tag and the fix."""
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    said = str(e.value)
+    assert said.startswith(f"{path}:{line}:") and "malformed YAML: " in said, said
+    assert "its tag !!" in said and "without the tag" in said and "\n" not in said, said
+    assert e.value.line == line
+
+
+@pytest.mark.parametrize(
     "sections, key, said",
     [
         (

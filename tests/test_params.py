@@ -41,11 +41,15 @@ def _config(tmp: Path, scalar: str, dtype: str = "float32") -> Path:
 
 @pytest.mark.parametrize(
     "scalar",
-    ["1e400", "-1e400", ".nan", ".inf", "-.inf", "true", "false", '"5"', "'0.5'", "five", "[5]"],
+    [
+        *("1e400", "-1e400", ".nan", ".inf", "-.inf", "true", "false", '"5"', "'0.5'", "five"),
+        *("[5]", "!!str 5", "!!str 1e3"),
+    ],
 )
 def test_a_scalar_that_is_not_a_finite_number_is_refused_at_load(tmp_path, scalar) -> None:
     """``1e400`` (inf) and ``.nan`` used to run to an all-inf or all-NaN output; ``true`` and
-    ``"5"`` were turned into 1 and 5."""
+    ``"5"`` were turned into 1 and 5; ``!!str 5``, text as its tag says, into the float 5.0
+    (an int16 input computed in float64, exit 0: h81b)."""
     cfg = _config(tmp_path, scalar)
     with pytest.raises(ConfigError) as e:
         load_config(cfg)
@@ -266,3 +270,75 @@ def _pipeline() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "pipeline"]
+
+
+@pytest.mark.parametrize("section", ["output", "input.generate"])
+@pytest.mark.parametrize(
+    ("codec", "words"),
+    [
+        ("{name: none, checksum: true}", "checksum: true asks for a zstd frame checksum, and "),
+        ("{name: none, level: 9}", "level 9 is zstd's compression level, and name: none "),
+    ],
+)
+def test_what_codec_none_cannot_do_is_refused(tmp_path, section, codec, words) -> None:
+    """``codec: {name: none, checksum: true}`` had written chunks without any checksum, exit 0,
+    and a level was ignored so (h81b): refused at the codec's line, as ``store_raw_below``
+    with ``name: none`` is. The defaults a summary's config writes for every codec
+    (``level: 1``, ``checksum: false``) are still taken with ``name: none``."""
+    gen = "{shape: [4], dtype: float32%s}" % (", codec: " + codec if section != "output" else "")
+    out = codec if section == "output" else "none"
+    p = tmp_path / "run.yaml"
+    p.write_text(
+        f"input: {{store: {tmp_path / 'in.zarr'}, generate: {gen}}}\n"
+        f"output: {{store: {tmp_path / 'out.zarr'}, codec: {out}}}\n"
+        "stages:\n  - op: square\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    said = str(e.value)
+    assert said.startswith(f"{p}:") and f"{section}.codec: {words}" in said, said
+    assert "\n" not in said
+    p.write_text(
+        f"input: {{store: {tmp_path / 'in.zarr'}}}\n"
+        f"output: {{store: {tmp_path / 'out.zarr'}, "
+        "codec: {name: none, level: 1, checksum: false}}\n"
+        "stages:\n  - op: square\n"
+    )
+    assert load_config(p).output.codec.name == "none"
+
+
+@pytest.mark.parametrize(
+    ("key", "yaml_text", "line"),
+    [
+        ("chunking.block", "chunking: {block: !!set {4, 8}}", 4),
+        ("output.chunks", "output: {store: out.zarr, chunks: !!set {4, 8}}", 2),
+        ("input.generate.shape", "input: {store: in.zarr, generate: {shape: !!set {8, 4}}}", 1),
+        ("cluster.gpus", "cluster: {gpus: !!set {1, 0}}", 4),
+    ],
+)
+def test_a_set_is_refused_where_a_list_is_meant(tmp_path, key, yaml_text, line) -> None:
+    """A YAML ``!!set`` (or a Python set through the API) had been taken as a list in the
+    set's own order: ``block: !!set {4, 8}`` ran with the block [8, 4], exit 0 (h81b)."""
+    import pipeline
+
+    sections = {
+        "input": "input: {store: in.zarr}",
+        "output": "output: {store: out.zarr}",
+        "stages": "stages: [{op: square}]",
+    }
+    sections[key.split(".")[0]] = yaml_text
+    p = tmp_path / "run.yaml"
+    p.write_text("\n".join(sections.values()) + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    said = str(e.value)
+    assert said.startswith(f"{p}:{line}: {key}: must not be a set"), said
+    assert "write one, such as [4, 8]" in said and "\n" not in said
+    with pytest.raises(ConfigError) as e:
+        pipeline.Config(
+            input={"store": "in.zarr"},
+            output={"store": "out.zarr"},
+            stages=[{"op": "square"}],
+            chunking={"block": {4, 8}},
+        )
+    assert "chunking.block: must not be a set" in str(e.value)

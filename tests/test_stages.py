@@ -921,6 +921,9 @@ def test_a_yaml_number_stays_weak_and_the_typed_form_is_numpys(tmp_path, cli) ->
     [
         (np.longdouble(2), "a NumPy float128 is wider than any dtype the stages compute in; give "),
         (np.complex64(1), "not a complex number"),
+        # a duration, which Python counts as Real: it had been "wider than any dtype" (h81b)
+        (np.timedelta64(3, "s"), "not a NumPy timedelta64[s] (a duration): give its count"),
+        (np.array(np.timedelta64(3, "s")), "not a NumPy timedelta64[s] (a duration)"),
         (np.array([2.0]), "not that"),
         (np.float32("inf"), "finite"),
         (np.True_, "true/false"),

@@ -42,6 +42,42 @@ class _Located(yaml.SafeLoader):
                 raise
             return whole(node.value)
 
+    def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
+        """The scalar node, marked :data:`_TAGGED` where the file gives its tag
+        (``!!str 5``): PyYAML's node holds the same tag whether written or resolved, and
+        :func:`_read_number` reads a plain scalar that PyYAML left as text as YAML 1.2's
+        number, so ``factor: !!str 5`` had been the float 5.0 (an int16 input computed in
+        float64, exit 0), where ``factor: "5"`` is refused as text."""
+        tag = self.peek_event().tag
+        node = super().compose_scalar_node(anchor)
+        if tag not in (None, "!"):
+            _TAGGED.add(node)
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """The value of ``node``; a scalar whose tag's constructor fails on its text (``!!int
+        abc``, ``!!float '0x10'``, ``!!bool 5``, ``!!timestamp 5``) a ConstructorError at its
+        mark, which the config's refusal says at its line: Python's ValueError, KeyError or
+        AttributeError had come out of the loader, said as ``error: KeyError: '5'``, no line
+        nor key named."""
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            if not isinstance(node, yaml.ScalarNode):
+                raise
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{node.value!r} is no value its tag !!{node.tag.rsplit(':', 1)[-1]} "
+                "reads: write the value without the tag, or one the tag reads",
+                node.start_mark,
+            ) from None
+
+
+#: The scalar nodes whose tag the file gives (``!!str 5``), as :class:`_Located` composes
+#: them (by identity: a node compares and hashes so).
+_TAGGED: weakref.WeakSet[yaml.ScalarNode] = weakref.WeakSet()
+
 
 #: A whole number in decimal digits, as YAML writes one (a sign, ``_`` between digits).
 _DECIMAL_DIGITS = re.compile(r"[-+]?[0-9][0-9_]*")
@@ -204,6 +240,8 @@ def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
         _ambiguous(path, v, dotted, "base 60", read)
     if v.tag != "tag:yaml.org,2002:str":
         _keep_past_float64(v.value, read, data, keys)
+        return
+    if v in _TAGGED:  # ``!!str 5``: text, as the file says, which a stage's scalar refuses
         return
     value: int | float | None = None
     if re.fullmatch(r"0o[0-7]+", v.value):

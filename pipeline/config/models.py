@@ -254,6 +254,11 @@ def _merged_into(held: Any, value: Any) -> Any:
     return value
 
 
+#: The keys whose value is a list (of numbers, or the stages): a set given for one is
+#: refused (:meth:`Model._no_set`).
+_LISTS = ("shape", "chunks", "shards", "block", "gpus", "stages")
+
+
 class Model(BaseModel):
     """Frozen, strict about unknown keys. Its ``repr()`` and ``str()`` (and so those of a
     plan, which holds the config) never show a credential: every value of
@@ -262,6 +267,21 @@ class Model(BaseModel):
     keywords, an invalid one is one :class:`~pipeline.errors.ConfigError` line (``__init__``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    @field_validator(*_LISTS, mode="before", check_fields=False)
+    @classmethod
+    def _no_set(cls, v: Any) -> Any:
+        """Refuse a set (YAML's ``!!set {4, 8}``, a Python ``{4, 8}``) for a key that takes
+        a list (:data:`_LISTS`): pydantic takes one as a list in its own order, so
+        ``chunking: {block: !!set {4, 8}}`` had run with the block [8, 4] (and a generated
+        shape, output chunks or GPU ids so), exit 0, and a repeated value had gone without
+        a word."""
+        if isinstance(v, (set, frozenset)):
+            raise ValueError(
+                "must not be a set (YAML's !!set, or a Python set), whose items have no order "
+                "and no repeats: where a list is meant, write one, such as [4, 8]"
+            )
+        return v
 
     def __eq__(self, other: object) -> bool:
         """Equal where pydantic calls the fields equal and each number is of the same kind
@@ -474,6 +494,21 @@ class CodecConfig(Model):
 
     @model_validator(mode="after")
     def _raw_frames(self) -> CodecConfig:
+        """Refuse what ``name: none`` cannot do: it writes no zstd frame, so a checksum asked
+        of it (``checksum: true``) had been left out without a word (exit 0, the output
+        unchecked), and a level other than the default was ignored; ``store_raw_below``
+        likewise. ``level: 1`` and ``checksum: false``, the defaults a summary's config
+        writes for every codec, stay accepted."""
+        if self.name == "none" and self.checksum:
+            raise ValueError(
+                "checksum: true asks for a zstd frame checksum, and name: none writes no "
+                "frame: set name: zstd (a checksum in each frame), or leave checksum out"
+            )
+        if self.name == "none" and self.level != type(self).model_fields["level"].default:
+            raise ValueError(
+                f"level {self.level} is zstd's compression level, and name: none compresses "
+                "nothing: set name: zstd, or leave level out"
+            )
         if self.store_raw_below is not None:
             if self.name != "zstd":
                 raise ValueError(

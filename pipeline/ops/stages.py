@@ -320,6 +320,11 @@ def _finite_number(v: Any) -> Any:
             what = "a complex number"
         raise ValueError(f"must be a number such as 5 or 0.5, not {what}")
     if isinstance(v, np.generic):
+        if v.dtype.kind in "mM":  # np.timedelta64 is Real to Python: a duration, no number
+            raise ValueError(
+                f"must be a number such as 5 or 0.5, not a NumPy {v.dtype.name} (a duration): "
+                "give its count as a number, or np.float64(...)"
+            )
         if v.dtype.name not in SCALAR_DTYPES:  # np.longdouble, and whatever else is Real
             raise ValueError(
                 f"a NumPy {v.dtype.name} is wider than any dtype the stages compute in; give "
