@@ -294,21 +294,33 @@ CHANGED: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
         ["stages"],
         ["the stages changed", "factor=5", "factor=0.25"],
     ),
-    "output-chunks": ({"output": {"chunks": [3, 30]}}, ["layout"], ["the layout changed"]),
+    # said by the config's keys and what the output stores, not the identity's: the line had
+    # said "chunk/unit were [[6, 30], [6, 30]], now [[3, 30], [3, 30]]" (a unit is no key of
+    # the config) and the codec as Python's dict, "{'name': 'zstd', 'level': 1, ...}" (h81a)
+    "output-chunks": (
+        {"output": {"chunks": [3, 30]}},
+        ["layout"],
+        ["the layout changed (the output's chunks were [6, 30], now [3, 30])"],
+    ),
     "output-shards": (
         {"output": {"chunks": [6, 30], "shards": [24, 30]}},
         ["layout"],
-        ["the layout changed", "[24, 30]"],
+        ["the layout changed (its shards were [12, 30], now [24, 30])"],
     ),
     "output-codec": (
         {"output": {"codec": {"name": "zstd", "level": 7}}},
         ["output.codec"],
-        ["the output's codec changed", "'level': 7"],
+        ["the output's codec changed (was zstd level 1, now zstd level 7)"],
     ),
     "stages-and-codec": (
         {"stages": _stages(6), "output": {"codec": {"name": "none"}}},
         ["stages", "output.codec"],
-        ["the stages changed", "the output's codec changed"],
+        ["the stages changed", "the output's codec changed (was zstd level 1, now none)"],
+    ),
+    "output-checksum": (
+        {"output": {"codec": {"name": "zstd", "checksum": True}}},
+        ["output.codec"],
+        ["the output's codec changed (was zstd level 1, now zstd level 1 with checksums)"],
     ),
 }
 
