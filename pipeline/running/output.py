@@ -36,7 +36,6 @@ from pipeline.errors import (
     PipelineError,
     name_shown,
     names_shown,
-    public_url,
 )
 from pipeline.ops import cf
 from pipeline.planning import Plan, make_plan
@@ -2245,7 +2244,10 @@ def attributes(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> 
         "status": status,
         "version": __version__,
         "source": {
-            "store": public_url(plan.config.input.store),
+            # where the input is, resolved as the run read it (a password masked): the
+            # config's own text, relative to where the command ran, had been written
+            # ('in.zarr'), which names no store to whoever opens the output elsewhere (h81a)
+            "store": plan.input.location.said(),
             "array": plan.config.input.array,
             "shape": list(plan.input.shape),
             "dtype": str(plan.input.dtype),
