@@ -703,7 +703,7 @@ def _interrupted(
         the_output = f"the output {name_shown(where)}" if where else "the output"
         ending = "as the run ended" if joined else "while the workers stopped"
         return f"interrupted {ending}: {the_output} is complete"
-    if what == "generate":
+    if what == "generate" and state != "untouched":  # untouched: before it made the input
         the_input = f"the input {name_shown(where)}" if where else "the input"
         return (
             f"interrupted: {stopped}; {the_input} is unfinished: "

@@ -404,7 +404,8 @@ class ShadowedModuleError(PipelineError):
 
 class Interrupted(KeyboardInterrupt):
     """The user pressed Ctrl-C (or the process got SIGTERM) during ``what``: 'run' or
-    'generate' (the input ``where`` is unfinished: generate it again). A run's ``state`` says
+    'generate' (the input ``where`` is unfinished: generate it again; ``state`` 'untouched'
+    where it stopped before it began to make the input, which is as it was). A run's ``state`` says
     what its output ``where`` holds: 'incomplete' (resumable: ``pipeline.run(...,
     resume=True)`` or ``run --resume`` finishes it), 'untouched' (the run stopped before it
     wrote anything), 'creating' (it stopped while it replaced what was at the output: only
@@ -463,7 +464,7 @@ INTERRUPTED_FLAG = {
 def _interrupted_line(what: str, where: str, state: str = "incomplete", refused: str = "") -> str:
     """The one line of an :class:`Interrupted`: for a run, ``run``'s ``refused`` where it
     refuses the command the ``state`` names."""
-    if what == "generate":
+    if what == "generate" and state != "untouched":  # untouched: before it made the input
         the_input = f"the input {name_shown(where)}" if where else "the input"
         return f"interrupted: {the_input} is unfinished: generate it again"
     the_output = f"the output {name_shown(where)}" if where else "the output"

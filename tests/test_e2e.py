@@ -50,6 +50,27 @@ def test_run_matches_numpy(tmp_path, cli, dtype, shape, chunks) -> None:
     assert not (tmp_path / "out.zarr" / ".pipeline").exists()
 
 
+def test_the_record_names_the_input_where_it_is(tmp_path, cli, monkeypatch) -> None:
+    """The output's record names the input store as the run found it, wherever the output is
+    opened later: a config's relative path ('in.zarr', from where the command ran) had been
+    written as it was, naming no store to a reader elsewhere (h81a)."""
+    x = np.random.default_rng(0).standard_normal((8, 20)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 20))
+    cfg = write_config(tmp_path, "in.zarr", "out.zarr")
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    meta = record_of(zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs)
+    assert meta["source"] == {
+        "store": str(tmp_path / "in.zarr"),
+        "array": "",
+        "shape": [8, 20],
+        "dtype": "float32",
+    }
+    rc, _, err = cli("verify", cfg)
+    assert rc == 0, err
+
+
 @pytest.mark.parametrize("layout", ["v2", "sharded", "blosc", "unsharded-out", "chunks-out"])
 def test_input_and_output_layouts(tmp_path, cli, layout) -> None:
     x = np.random.default_rng(1).standard_normal((60, 50)).astype(np.float32)

@@ -217,6 +217,25 @@ def test_resume_is_refused_when_a_stage_parameter_changed(work: Work, cli) -> No
     assert file_states(work.output) == snapshot
 
 
+def test_resume_refused_for_another_block_names_the_configs_keys(work: Work, cli) -> None:
+    """A resume with another chunking.block is refused naming it and the shards that follow
+    from it, by the config's keys: the line had said "the layout changed (block/chunk/unit
+    were [[1, 64], [1, 16], [1, 64]], now [[2, 64], [1, 16], [2, 64]])", a unit being no key
+    of the config (h81a)."""
+    work.restore_killed()
+    snapshot = file_states(work.output)
+    cfg = work.config_with("block.yaml", chunking={"block": [2, COLS]})
+    e = refused("run", cfg, "--resume")
+    assert isinstance(e, OutputError)
+    assert (e.status, e.changed) == ("incomplete", ["layout"])
+    said = (
+        f"the layout changed (chunking.block was [1, {COLS}], now [2, {COLS}]; "
+        f"its shards were [1, {COLS}], now [2, {COLS}])"
+    )
+    assert said in str(e), e
+    assert file_states(work.output) == snapshot
+
+
 def test_resume_is_refused_when_the_input_was_rewritten(work: Work, cli) -> None:
     work.restore_killed()
     with set_aside(work.input):

@@ -53,6 +53,7 @@ from tests.faultkit import (
     kill_procs,
     one_line_error,
     read_only_folder,
+    run_python,
     set_aside,
     wait_for_chunk_files,
     wait_gone,
@@ -294,21 +295,33 @@ CHANGED: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
         ["stages"],
         ["the stages changed", "factor=5", "factor=0.25"],
     ),
-    "output-chunks": ({"output": {"chunks": [3, 30]}}, ["layout"], ["the layout changed"]),
+    # said by the config's keys and what the output stores, not the identity's: the line had
+    # said "chunk/unit were [[6, 30], [6, 30]], now [[3, 30], [3, 30]]" (a unit is no key of
+    # the config) and the codec as Python's dict, "{'name': 'zstd', 'level': 1, ...}" (h81a)
+    "output-chunks": (
+        {"output": {"chunks": [3, 30]}},
+        ["layout"],
+        ["the layout changed (the output's chunks were [6, 30], now [3, 30])"],
+    ),
     "output-shards": (
         {"output": {"chunks": [6, 30], "shards": [24, 30]}},
         ["layout"],
-        ["the layout changed", "[24, 30]"],
+        ["the layout changed (its shards were [12, 30], now [24, 30])"],
     ),
     "output-codec": (
         {"output": {"codec": {"name": "zstd", "level": 7}}},
         ["output.codec"],
-        ["the output's codec changed", "'level': 7"],
+        ["the output's codec changed (was zstd level 1, now zstd level 7)"],
     ),
     "stages-and-codec": (
         {"stages": _stages(6), "output": {"codec": {"name": "none"}}},
         ["stages", "output.codec"],
-        ["the stages changed", "the output's codec changed"],
+        ["the stages changed", "the output's codec changed (was zstd level 1, now none)"],
+    ),
+    "output-checksum": (
+        {"output": {"codec": {"name": "zstd", "checksum": True}}},
+        ["output.codec"],
+        ["the output's codec changed (was zstd level 1, now zstd level 1 with checksums)"],
     ),
 }
 
@@ -894,6 +907,67 @@ def test_run_with_when_missing_generates_an_unfinished_input_again(tmp_path: Pat
     assert chunk_files(u.input) == u.rows
     x = read_array(u.input)
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+#: A process that runs ``pipeline generate CONFIG`` (``argv[1]``: ``cli``) or
+#: ``pipeline.run(CONFIG)`` of a config with ``when_missing`` (``api``) and sends itself a
+#: real SIGINT as the generation starts its workers (``generate._workers``), before it makes
+#: the input; it prints what it ended with (the exit status, or the Interrupted's state and
+#: line) as JSON.
+_CTRL_C_BEFORE_THE_INPUT = """
+import json, os, signal, sys, time
+import pipeline
+import pipeline.running.generate as generate
+from pipeline.cli import main
+
+original = generate._workers
+
+
+def ctrl_c_then(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the KeyboardInterrupt comes here
+    return original(*args, **kwargs)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    generate._workers = ctrl_c_then
+    if sys.argv[1] == "cli":
+        print(json.dumps({"rc": main(["generate", sys.argv[2], "--progress", "none"])}))
+    else:
+        try:
+            pipeline.run(sys.argv[2])
+            doc = {"state": None}
+        except KeyboardInterrupt as e:
+            doc = {"what": e.what, "state": e.state, "str": str(e)}
+        print(json.dumps(doc), flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["cli", "api"])
+def test_ctrl_c_before_generate_makes_the_input_says_nothing_was_written(
+    tmp_path: Path, how: str
+) -> None:
+    """A Ctrl-C while ``generate`` (or a run's ``when_missing``) starts its workers, before it
+    makes the input: the line had said "interrupted: the workers are stopped; the input
+    .../in.zarr is unfinished: `pipeline generate ...` generates it again" of an input that
+    was never made (h81a). It says that nothing was written, as a run's does."""
+    cfg = _gen_config(tmp_path, 4, generate={"when_missing": True})
+    (tmp_path / "script.py").write_text(_CTRL_C_BEFORE_THE_INPUT)
+    proc = run_python([tmp_path / "script.py", how, cfg], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    if how == "cli":
+        assert got == {"rc": 130}, (got, proc.stderr)
+        assert proc.stderr.strip().splitlines() == ["interrupted: nothing was written"], proc.stderr
+    else:
+        assert got == {
+            "what": "generate",
+            "state": "untouched",
+            "str": "interrupted: nothing was written",
+        }, got
+    assert not (tmp_path / "in.zarr").exists()
+    assert not (tmp_path / "out.zarr").exists()
 
 
 def test_ctrl_c_while_run_generates_its_input_points_at_generate(tmp_path: Path, cli) -> None:

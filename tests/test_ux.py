@@ -128,6 +128,22 @@ def test_run_prints_dashboard_then_plain_progress(tmp_path, cli, small) -> None:
     assert re.search(rf"throughput +{RATE} of input \(compute phase\)", out), out
 
 
+def test_info_names_the_extras_libraries(cli) -> None:
+    """``pipeline info`` (and a summary's ``versions``) shows the versions of the extras' libraries
+    too, or that they are absent: whether a Dataset output (xarray), an s3:// store (s3fs) or an
+    http(s):// one (aiohttp) can be used had not been shown (h81a)."""
+    import importlib.metadata
+
+    from pipeline.reporting.info import versions
+
+    rc, out, err = cli("info")
+    assert rc == 0, err
+    for lib in ("xarray", "s3fs", "aiohttp"):
+        version = importlib.metadata.version(lib)  # the dev extra installs them
+        assert re.search(rf"^  {lib} +{re.escape(version)}$", out, re.M), out
+        assert versions()[lib] == version
+
+
 def test_report_and_summary_json(tmp_path, cli, small) -> None:
     pytest.importorskip("bokeh")  # a dependency; absent only in hand-made environments
     x, cfg = small

@@ -565,7 +565,11 @@ class GenerateConfig(Model):
     distribution: Literal["normal", "uniform", "ramp"] = Field(
         "normal",
         description="normal/uniform: random; ramp: a repeating arithmetic sequence that "
-        "compresses well (for datasets larger than the disk)",
+        "compresses well (for datasets larger than the disk). Floats: normal is N(0, 1), "
+        "uniform [0, 1) (float16 rounds a few to 1.0), ramp 0, 0.5, ..., 511.5; integers: "
+        "normal is 1000 x N(0, 1) rounded and clipped to the dtype (int8 and uint8 then "
+        "hold mostly their bounds, unsigned types 0 for every negative draw), uniform the "
+        "dtype's whole range, ramp 0, 1, ... up to 1023 or the dtype's largest",
     )
     seed: Whole = Field(
         0, ge=0, le=MOST_SEED, description="seed of the generator; same seed, same data"

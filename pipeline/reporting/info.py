@@ -12,7 +12,9 @@ from pipeline._version import __version__
 from pipeline.devices.hardware import Facts
 
 #: The libraries whose versions are shown, each with the distributions that install it (CuPy
-#: and nvCOMP have one per CUDA version).
+#: and nvCOMP have one per CUDA version): the dependencies, and those of the extras a run
+#: needs for what it reads or writes (xarray: a Dataset output's coordinates; s3fs: s3://;
+#: aiohttp: http(s)://), whose absence `info` had not shown (h81a).
 LIBRARIES = {
     "numpy": ("numpy",),
     "dask": ("dask",),
@@ -21,6 +23,9 @@ LIBRARIES = {
     "numcodecs": ("numcodecs",),
     "pydantic": ("pydantic",),
     "fsspec": ("fsspec",),
+    "xarray": ("xarray",),
+    "s3fs": ("s3fs",),
+    "aiohttp": ("aiohttp",),
     "cupy": ("cupy-cuda13x", "cupy-cuda12x", "cupy"),
     "dask_cuda": ("dask-cuda",),
     "nvidia.nvcomp": ("nvidia-nvcomp-cu13", "nvidia-nvcomp-cu12"),

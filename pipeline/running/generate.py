@@ -149,6 +149,7 @@ def _generate_locked(
     whatever was put there, the generation exiting 0 (h76d)."""
     loc = lock.location
     where = loc.join(lock.array_path)
+    begun = False  # whether the input is being made: a Ctrl-C before leaves what was there
     try:
         # a joined cluster's workers are checked before anything is written (their Python's
         # packages): the input had been made, unfinished, before they were refused
@@ -160,6 +161,7 @@ def _generate_locked(
             # where it was moved away (h78a); what it writes goes into the folder held (h79c)
             with lock.held_store() as (_, held):
                 # unfinished until every unit is written
+                begun = True
                 spec = create_input(config, cp.backend, held)
             spec = dataclasses.replace(spec, lock=lock)
             _generate_units(workers, spec, progress, interval)
@@ -167,7 +169,11 @@ def _generate_locked(
             mark_generated(loc, spec.sink.info.path, folder, lock)
     except KeyboardInterrupt:
         waiting.take()
-        raise Interrupted("generate", where, joined=cp.scheduler != "local") from None
+        # before the input is made (its workers starting, an earlier generation's tasks
+        # waited for), nothing is written: the line had said the input was unfinished, of
+        # one that did not exist (h81a)
+        state = "incomplete" if begun else "untouched"
+        raise Interrupted("generate", where, state, joined=cp.scheduler != "local") from None
     except StoreError as e:  # a full disk: its line had said `run --resume`, which refused
         said = said_then(e, GENERATE_AGAIN)
         if said is None:

@@ -36,7 +36,6 @@ from pipeline.errors import (
     PipelineError,
     name_shown,
     names_shown,
-    public_url,
     storage_failure,
 )
 from pipeline.ops import cf
@@ -2246,7 +2245,10 @@ def attributes(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> 
         "status": status,
         "version": __version__,
         "source": {
-            "store": public_url(plan.config.input.store),
+            # where the input is, resolved as the run read it (a password masked): the
+            # config's own text, relative to where the command ran, had been written
+            # ('in.zarr'), which names no store to whoever opens the output elsewhere (h81a)
+            "store": plan.input.location.said(),
             "array": plan.config.input.array,
             "shape": list(plan.input.shape),
             "dtype": str(plan.input.dtype),
@@ -3120,17 +3122,15 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
     old_codec, new_codec = _pair(old.get("output"))[1], new["output"][1]
     if old_codec != new_codec:
         parts.append(
-            ("output.codec", f"the output's codec changed (was {old_codec}, now {new_codec})")
+            (
+                "output.codec",
+                f"the output's codec changed (was {_codec_said(old_codec)}, now "
+                f"{_codec_said(new_codec)})",
+            )
         )
     keys = ("chunk", "unit") if whole else ("block", "chunk", "unit")
     if any(old.get(k) != new[k] for k in keys):
-        parts.append(
-            (
-                "layout",
-                f"the layout changed ({'/'.join(keys)} were {[old.get(k) for k in keys]}, "
-                f"now {[new[k] for k in keys]})",
-            )
-        )
+        parts.append(("layout", f"the layout changed ({_layout_said(old, new, keys)})"))
     if old.get("encode_on") != new["encode_on"]:
         parts.append(
             (
@@ -3151,6 +3151,44 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
         if old.get(key) != new.get(key):
             parts.append((key, f"{key} changed (was {old.get(key)}, now {new.get(key)})"))
     return parts
+
+
+def _codec_said(codec: Any) -> str:
+    """A recorded output codec (``output.codec`` as the identity holds it) in the config's
+    words: ``zstd level 1``, ``zstd level 3 with checksums``, ``none``, where the refusal had
+    said Python's dict (``{'name': 'zstd', 'level': 1, 'checksum': False}``)."""
+    if not isinstance(codec, dict) or not isinstance(codec.get("name"), str):
+        return str(codec)
+    if codec["name"] != "zstd":
+        return codec["name"]
+    words = f"zstd level {codec.get('level')}"
+    if codec.get("checksum"):
+        words += " with checksums"
+    if codec.get("store_raw_below") is not None:
+        words += f", store_raw_below {codec['store_raw_below']}"
+    return words
+
+
+def _layout_said(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """What of a recorded layout (``keys`` of the identity: ``block``, ``chunk``, ``unit``)
+    differs from this plan's, by the config's keys and what the output stores: the refusal
+    had said ``chunk/unit were [[2, 50, 100], [2, 50, 100]], now [[1, 50, 100], [2, 50,
+    100]]``, a unit being no key of the config (a shard, or the chunk where the output is
+    unsharded)."""
+
+    def shards(identity: dict[str, Any]) -> Any:
+        return "none" if identity.get("unit") == identity.get("chunk") else identity.get("unit")
+
+    said = []
+    if "block" in keys and old.get("block") != new.get("block"):
+        said.append(f"chunking.block was {old.get('block')}, now {new.get('block')}")
+    if old.get("chunk") != new.get("chunk"):
+        said.append(f"the output's chunks were {old.get('chunk')}, now {new.get('chunk')}")
+    if shards(old) != shards(new):
+        said.append(f"its shards were {shards(old)}, now {shards(new)}")
+    return "; ".join(said) or (
+        f"{'/'.join(keys)} were {[old.get(k) for k in keys]}, now {[new.get(k) for k in keys]}"
+    )
 
 
 def with_recorded_layout(config: Config, identity: Any) -> Config:
