@@ -554,6 +554,7 @@ class Bench:
         """Every section in order; the report is written whatever happens. 0 when every
         section ran and every check passed, else 1."""
         a = self.args
+        pipelines.checkout_bytecode()  # before describe() looks for it
         self.res.meta = machine.describe(want_gpu=self.gpu) | {
             "size_gb": a.size_gb,
             "reps": a.reps,

@@ -46,8 +46,19 @@ def describe(want_gpu: bool) -> dict[str, Any]:
     return doc
 
 
-#: Packages every cold run imports (the pipeline's and the CPU Dask peer's).
-IMPORTED = ("dask", "distributed", "zarr", "numcodecs", "pydantic", "yaml", "dask_cuda", "cupy")
+#: Packages every cold run imports (the pipeline's and the CPU Dask peer's), the pipeline's own
+#: first (:func:`benchmarks.pipelines.checkout_bytecode` writes its bytecode where it can).
+IMPORTED = (
+    "pipeline",
+    "dask",
+    "distributed",
+    "zarr",
+    "numcodecs",
+    "pydantic",
+    "yaml",
+    "dask_cuda",
+    "cupy",
+)
 
 
 def without_bytecode(names: tuple[str, ...] = IMPORTED) -> list[str]:

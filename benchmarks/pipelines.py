@@ -9,6 +9,7 @@ the ``pipeline`` package: when its modules move, only these imports change.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -132,9 +133,27 @@ class Command:
         return self.wall_s - self.compute_s
 
 
+@functools.cache
+def checkout_bytecode() -> bool:
+    """Write the bytecode of this checkout's ``pipeline`` package (the one :func:`command_run`'s
+    processes import), as ``pip install`` writes an installed package's; False where it could
+    not be written (a read-only checkout: its cold runs then compile every module, and
+    :func:`benchmarks.machine.without_bytecode` names it). Once a process: later calls only
+    answer. Where Python writes no bytecode itself (``PYTHONDONTWRITEBYTECODE``, as the GPU
+    host sets it), every cold ``pipeline run`` had compiled the package's modules again, unless
+    the bench was started through ``make bench``: on the 2-core machine (2026-12-07, 10
+    alternating pairs) 0.41 s of each command's wall and 0.34 s of its CPU time, in its start
+    phase; the fork server's worker processes compiled them too."""
+    import compileall
+
+    return bool(compileall.compile_dir(str(ROOT / "pipeline"), quiet=2))
+
+
 def command_run(doc: dict[str, Any], workdir: Path, timeout: float = 1800) -> Command:
-    """Run the pipeline as a user does, ``python -m pipeline run CONFIG``, in a new process;
-    RuntimeError (with the end of its stderr) when it fails."""
+    """Run the pipeline as a user does, ``python -m pipeline run CONFIG``, in a new process,
+    its package's bytecode written first (:func:`checkout_bytecode`, not timed); RuntimeError
+    (with the end of its stderr) when it fails."""
+    checkout_bytecode()
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "run.yaml"
     summary = workdir / "summary.json"

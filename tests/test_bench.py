@@ -312,3 +312,25 @@ def test_packages_without_bytecode_are_named(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(sys, "dont_write_bytecode", False)  # the first import writes it
     (pkg / "__pycache__").rename(tmp_path / "moved")
     assert machine.without_bytecode(("pkg_without_bytecode",)) == []
+
+
+def test_cold_runs_import_the_checkouts_bytecode(monkeypatch) -> None:
+    """Before a cold ``pipeline run`` the bench writes the bytecode of the checkout's package, as
+    ``pip install`` writes an installed one's: where Python writes none
+    (``PYTHONDONTWRITEBYTECODE``, as the GPU host sets it) every cold run had compiled every
+    module of the pipeline again; and where it cannot be written the bench names the package."""
+    import importlib.util
+
+    from benchmarks import machine, pipelines
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    package = pipelines.ROOT / "pipeline"
+    Path(importlib.util.cache_from_source(str(package / "_version.py"))).unlink(missing_ok=True)
+    pipelines.checkout_bytecode.cache_clear()
+    assert pipelines.checkout_bytecode()
+    sources = sorted(package.rglob("*.py"))
+    assert sources
+    missing = [s for s in sources if not Path(importlib.util.cache_from_source(str(s))).is_file()]
+    assert missing == []
+    assert machine.IMPORTED[0] == "pipeline"
+    assert "pipeline" not in machine.without_bytecode()

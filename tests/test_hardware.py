@@ -174,3 +174,29 @@ def test_nvml_facts_are_what_cuda_sees() -> None:
             assert cuda_total <= nvml_total <= cuda_total * 1.02, visible
         assert usable == bool(cuda_gpus) and not cupy_loaded, visible
         assert driver == (cuda_driver if cuda_gpus else ""), visible
+
+
+@pytest.mark.gpu
+def test_local_facts_read_nvml_once() -> None:
+    """On the GPU host, a GPU run's facts (``Facts.local(want_gpu=True)``, in its plan phase)
+    start NVML once: whether the GPU backend can run and the GPUs listed come from one reading
+    (they had started, listed and shut NVML down twice), and they list what that reading
+    does."""
+    code = (
+        "import json, pynvml\n"
+        "from pipeline.devices import hardware\n"
+        "starts = []\n"
+        "real = pynvml.nvmlInit\n"
+        "pynvml.nvmlInit = lambda *a: (starts.append(1), real(*a))[1]\n"
+        "f = hardware.Facts.local(want_gpu=True)\n"
+        "n = len(starts)\n"
+        "listed = hardware.nvml_gpus()\n"
+        "names = [[g.name, g.bus_id, g.total_bytes] for g in listed[0]]\n"
+        "got = [[g.name, g.bus_id, g.total_bytes] for g in f.gpus]\n"
+        "print(json.dumps([n, f.gpu_usable, got == names, f.driver == listed[1]]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=child_env()
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [1, True, True, True]

@@ -43,19 +43,28 @@ def gpu_status() -> tuple[bool, str]:
     """(usable, reason): whether the GPU backend can run here, and why not when it cannot:
     CuPy and nvCOMP installed (found, not imported) and a GPU that CUDA would show this
     process (from NVML)."""
+    usable, reason, _ = _gpu_reading()
+    return usable, reason
+
+
+def _gpu_reading() -> tuple[bool, str, tuple[tuple[GpuInfo, ...], str] | None]:
+    """(usable, reason, the GPUs and driver NVML listed where usable, else None): what
+    :func:`gpu_status` says, with the one NVML reading it was told from, so that
+    :meth:`Facts.local` lists the GPUs from it rather than starting NVML a second time (each
+    start and listing of NVML in the plan phase of a GPU run)."""
     if os.environ.get("PIPELINE_DISABLE_GPU"):
-        return False, "PIPELINE_DISABLE_GPU is set"
+        return False, "PIPELINE_DISABLE_GPU is set", None
     if not _installed("cupy"):
-        return False, "CuPy is not installed; pip install '.[cu12]' or '.[cu13]'"
+        return False, "CuPy is not installed; pip install '.[cu12]' or '.[cu13]'", None
     listed = nvml_gpus()
     if isinstance(listed, str):
-        return False, listed
+        return False, listed, None
     gpus, _ = listed
     if not gpus:
-        return False, "no CUDA device is visible"
+        return False, "no CUDA device is visible", None
     if not _installed("nvidia.nvcomp"):
-        return False, "nvCOMP is not installed (pip install nvidia-nvcomp-cu12 or -cu13)"
-    return True, f"{len(gpus)} CUDA device(s) visible"
+        return False, "nvCOMP is not installed (pip install nvidia-nvcomp-cu12 or -cu13)", None
+    return True, f"{len(gpus)} CUDA device(s) visible", listed
 
 
 def _installed(module: str) -> bool:
@@ -119,11 +128,11 @@ class Facts:
 
         vm = psutil.virtual_memory()
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        usable, reason = gpu_status() if want_gpu else (False, "not asked for")
+        # one NVML reading tells both whether the GPU backend can run and the GPUs it lists
+        usable, reason, listed = _gpu_reading() if want_gpu else (False, "not asked for", None)
         gpus: tuple[GpuInfo, ...] = ()
         driver = ""
-        listed = nvml_gpus() if usable else "not asked for"
-        if not isinstance(listed, str):
+        if listed is not None:
             gpus, driver = _with_own_device(listed[0]), listed[1]
         return cls(
             gpu_usable=usable,
