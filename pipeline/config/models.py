@@ -829,6 +829,24 @@ def _address_text(v: Any, key: str) -> Any:
     )
 
 
+def _address_printable(v: str, key: str) -> str:
+    """A cluster's address (``key``: ``scheduler``, ``dashboard``) refused where it holds a
+    line break or another character that does not print (YAML's ``scheduler: |``, a
+    ``--scheduler "$(cat file)"`` with its line's end): no address holds one, and the
+    cluster's messages, which name the address as given, had said it split or wrong (h81e).
+    Refused as the config is read, before any cluster is started or joined, in one line that
+    says it as Python writes it and the address without it. Raises ValueError."""
+    if v.isprintable():
+        return v
+    example = "'tcp://host:8786'" if key == "scheduler" else "':8787'"
+    kept = "".join(c for c in v if c.isprintable()).strip()
+    fix = f"write {kept!r}" if kept else f"write the address alone, such as {example}"
+    raise ValueError(
+        f"{v!r} holds a line break or another character that does not print, which no "
+        f"address has: {fix}"
+    )
+
+
 def _output_path(v: Any) -> Any:
     """The output array's path (:func:`_plain_path`), refused where a part of it begins or
     ends with a space (or a tab, a line break): ``array: "air5 "`` had written the variable
@@ -1079,6 +1097,9 @@ class ClusterConfig(Model):
 
     _addresses = field_validator("scheduler", "dashboard", mode="before")(
         classmethod(lambda cls, v, info: _address_text(v, info.field_name))
+    )
+    _printable = field_validator("scheduler", "dashboard")(
+        classmethod(lambda cls, v, info: _address_printable(v, info.field_name))
     )
 
     @field_validator("device_memory_limit", "host_memory_limit")
