@@ -105,6 +105,9 @@ def test_a_number_yaml_versions_read_otherwise_is_refused(tmp_path, scalar, said
     [
         ('"5"', " (write it unquoted)"),
         ("' 0.5 '", " (write it unquoted)"),
+        ("!!str 5", " (drop its !!str tag)"),  # unquoted, it stays text (h81e)
+        ("!!str 1e3", " (drop its !!str tag)"),
+        ('!!str "0.5"', " (drop its !!str tag and the quotes)"),
         ("1,5", " (write 1.5: a decimal point, not a comma)"),
         ("-0,25", " (write -0.25: a decimal point, not a comma)"),
         ("1,000", " (write 1000, or 1.000 if the comma is a decimal point)"),
@@ -117,7 +120,8 @@ def test_a_number_yaml_versions_read_otherwise_is_refused(tmp_path, scalar, said
 def test_a_scalar_given_as_text_is_told_the_fix_its_text_needs(tmp_path, scalar, fix) -> None:
     """Every text had been told "(write it unquoted)", which for ``factor: 1,5`` (a decimal
     comma, unquoted: YAML reads it as text) or ``five`` changes nothing: the fix is named
-    where there is one, and none is named where there is none."""
+    where there is one, and none is named where there is none. Text tagged ``!!str`` is told
+    to drop the tag, which "write it unquoted" had left in place."""
     make_array(tmp_path / "in.zarr", np.arange(6, dtype="f4"), (3,))
     cfg = tmp_path / "run.yaml"
     cfg.write_text(
