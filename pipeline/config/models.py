@@ -1113,6 +1113,21 @@ class ClusterConfig(Model):
         return v
 
 
+#: The cluster's keys that only a GPU run reads, each with what it is and the fix that its
+#: refusal beside ``backend: cpu`` names (:meth:`Config._gpu_keys_on_the_cpu`).
+GPU_ONLY = {
+    "gpus": ("names GPUs", "leave cluster.gpus out"),
+    "workers_per_gpu": (
+        "sets worker processes per GPU",
+        "leave it out (cluster.workers sets a CPU run's worker processes)",
+    ),
+    "device_memory_limit": (
+        "is a GPU's memory budget",
+        "leave it out (cluster.host_memory_limit is a CPU run's budget)",
+    ),
+}
+
+
 class _CheckedStageCopy(StageParams):
     """What each stage's model (``config.stages[0]``) adds to its parameters' class."""
 
@@ -1175,6 +1190,45 @@ class Config(Model):
     cluster: ClusterConfig = Field(
         default_factory=lambda: ClusterConfig(), description="the cluster"
     )
+
+    @field_validator("cluster")
+    @classmethod
+    def _gpu_keys_on_the_cpu(cls, v: ClusterConfig, info: ValidationInfo) -> ClusterConfig:
+        """Refuse a GPU-only setting given with ``backend: cpu`` (:data:`GPU_ONLY`), as
+        ``cluster.protocol: ucx`` on a local CPU cluster and ``store_raw_below`` with codec
+        ``none`` are: ``gpus: [1]`` or ``workers_per_gpu: 2`` had been ignored without a word
+        (h81e). Each is named at its own line (``cluster.gpus``); the defaults a summary's
+        config writes (``gpus: null``, ``workers_per_gpu: 3``, ``device_memory_limit:
+        auto``) stay accepted, and ``mps``, whose values (auto, off) ask for nothing a CPU run
+        lacks, is left alone. ``backend: auto`` that finds no GPU is not refused: the same
+        config runs on a GPU host, and the plan says the CPU was chosen."""
+        if info.data.get("backend") != "cpu":
+            return v
+        given = [
+            (key, list(value) if isinstance(value, tuple) else value)
+            for key in GPU_ONLY
+            if (value := getattr(v, key)) not in (ClusterConfig.model_fields[key].default, ())
+        ]
+        if not given:
+            return v
+        from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
+
+        def said(key: str, value: Any) -> str:
+            what, fix = GPU_ONLY[key]
+            what = f"{value} {what}" if isinstance(value, list) else what  # no (got ...)
+            return f"{what}, and backend: cpu uses no GPU: {fix}, or set backend: gpu (or auto)"
+
+        raise ValidationError.from_exception_data(
+            "ClusterConfig",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("value_error", "{said}", {"said": said(k, x)}),
+                    loc=(k,),
+                    input=x,
+                )
+                for k, x in given
+            ],
+        )
 
     def public_dict(self) -> dict[str, Any]:
         """The config as plain JSON data with credentials in ``storage_options`` masked, for
