@@ -1774,7 +1774,8 @@ def test_sizes_given_as_text_and_mps_off_are_read_as_yaml_reads_them(tmp_path: P
         cluster = load_config(p).cluster
         assert cluster.mps == "off" and cluster.host_memory_limit == limit, given
         assert type(cluster.host_memory_limit) is type(limit), given
-        assert load_config(p, {"cluster.device_memory_limit": given.strip("'")}).cluster
+        gpu_key = {"cluster.device_memory_limit": given.strip("'"), "backend": "auto"}
+        assert load_config(p, gpu_key).cluster  # a GPU's key: refused with backend cpu
     for key, given in (
         ("host_memory_limit", "'0 B'"),
         ("device_memory_limit", "0"),

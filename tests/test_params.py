@@ -105,6 +105,9 @@ def test_a_number_yaml_versions_read_otherwise_is_refused(tmp_path, scalar, said
     [
         ('"5"', " (write it unquoted)"),
         ("' 0.5 '", " (write it unquoted)"),
+        ("!!str 5", " (drop its !!str tag)"),  # unquoted, it stays text (h81e)
+        ("!!str 1e3", " (drop its !!str tag)"),
+        ('!!str "0.5"', " (drop its !!str tag and the quotes)"),
         ("1,5", " (write 1.5: a decimal point, not a comma)"),
         ("-0,25", " (write -0.25: a decimal point, not a comma)"),
         ("1,000", " (write 1000, or 1.000 if the comma is a decimal point)"),
@@ -117,7 +120,8 @@ def test_a_number_yaml_versions_read_otherwise_is_refused(tmp_path, scalar, said
 def test_a_scalar_given_as_text_is_told_the_fix_its_text_needs(tmp_path, scalar, fix) -> None:
     """Every text had been told "(write it unquoted)", which for ``factor: 1,5`` (a decimal
     comma, unquoted: YAML reads it as text) or ``five`` changes nothing: the fix is named
-    where there is one, and none is named where there is none."""
+    where there is one, and none is named where there is none. Text tagged ``!!str`` is told
+    to drop the tag, which "write it unquoted" had left in place."""
     make_array(tmp_path / "in.zarr", np.arange(6, dtype="f4"), (3,))
     cfg = tmp_path / "run.yaml"
     cfg.write_text(
@@ -342,3 +346,33 @@ def test_a_set_is_refused_where_a_list_is_meant(tmp_path, key, yaml_text, line) 
             chunking={"block": {4, 8}},
         )
     assert "chunking.block: must not be a set" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "key", "words"),
+    [
+        ("gpus: [1]", "cluster.gpus", "[1] names GPUs, and backend: cpu uses no GPU: leave "),
+        ("workers_per_gpu: 2", "cluster.workers_per_gpu", "sets worker processes per GPU, "),
+        ("device_memory_limit: 4GiB", "cluster.device_memory_limit", "is a GPU's memory budget"),
+    ],
+)
+def test_a_gpu_only_setting_is_refused_with_backend_cpu(tmp_path, given, key, words) -> None:
+    """``backend: cpu`` with ``gpus: [1]`` (or ``workers_per_gpu``, ``device_memory_limit``)
+    had run on the CPU, the GPU setting ignored without a word (h81e): refused at its line,
+    as codec none's ``checksum`` is, naming both fixes. The defaults a summary's config writes
+    for them are still taken with ``backend: cpu``, and the setting with ``backend: auto``
+    (a GPU host's config, whose plan says where no GPU is that the CPU runs it)."""
+    cfg = _config(tmp_path, "2")
+    text = cfg.read_text()
+    cfg.write_text(text.replace("dashboard: ''}", f"dashboard: '', {given}}}"))
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    said = str(e.value)
+    assert said.startswith(f"{cfg}:4: {key}: {words}"), said
+    assert "or set backend: gpu (or auto)" in said and "\n" not in said, said
+    assert e.value.data == {"file": str(cfg), "line": 4, "key": key}
+    assert load_config(cfg, {"backend": "auto"}).backend == "auto"
+    plain = load_config(_config(tmp_path, "2"))
+    summary = plain.public_dict()  # the summary's config: every key, the defaults too
+    assert summary["cluster"]["workers_per_gpu"] == 3 and summary["backend"] == "cpu"
+    assert type(plain).model_validate(summary) == plain

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
-from pipeline.errors import ClusterError
+from pipeline.errors import ClusterError, ConfigError
 from pipeline.running import cluster
 from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import env, one_line_error
@@ -489,6 +489,37 @@ def test_local_in_capitals_is_told_to_be_written_in_lower_case(address) -> None:
     error = _join_bounded(address)
     assert (error.reason, error.address) == ("malformed", address)
     assert "local, in lower case" in str(error), error
+
+
+@pytest.mark.parametrize(
+    ("key", "address", "fix"),
+    [
+        ("scheduler", "tcp://127.0.0.1:{port}\n", "write 'tcp://127.0.0.1:{port}'"),
+        ("scheduler", "tcp://127.0.0.1:\x1b{port}", "write 'tcp://127.0.0.1:{port}'"),
+        ("scheduler", "\r\n", "write the address alone, such as 'tcp://host:8786'"),
+        ("dashboard", ":{port}\n", "write ':{port}'"),
+    ],
+)
+def test_an_address_with_a_line_break_is_refused_as_the_config_is_read(
+    tmp_path, cli, key, address, fix
+) -> None:
+    """``--scheduler "$(cat address.txt)"`` or YAML's ``scheduler: |`` keeps a line break in
+    the address, which the cluster's messages then said split, or as spaces, as if given so
+    (h81e). Refused as the config is read, in one line saying it as Python writes it and the
+    address without it, before any cluster is started or joined; nothing written."""
+    port = _free_port()
+    address, fix = address.format(port=port), fix.format(port=port)
+    said = f"cluster.{key}: {address!r} holds a line break or another character"
+    cfg = _small_config(tmp_path, cluster={key: address})
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert said in str(e.value) and str(e.value).endswith(fix), str(e.value)
+    assert e.value.data["key"] == f"cluster.{key}", e.value.data
+    args = ["--scheduler", address] if key == "scheduler" else []
+    rc, _, err = cli("run", _small_config(tmp_path), *args) if args else cli("run", cfg)
+    assert rc == 1 and said in err and err.count("\n") == 1, err
+    assert "nothing listens" not in err and "malformed" not in err, err
+    assert not (tmp_path / "out.zarr").exists()
 
 
 def _worker_status(address: str, status: str) -> None:

@@ -25,6 +25,7 @@ import yaml
 from pipeline.config.models import Config, validated, whole
 from pipeline.config.problems import NAMED_DATA, dotted_key
 from pipeline.errors import ConfigError, PipelineError, PlanError, name_shown
+from pipeline.ops.stages import TaggedText
 
 
 class _Located(yaml.SafeLoader):
@@ -226,7 +227,13 @@ def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
     """Read the plain scalar ``v``, which PyYAML read as ``data[keys[0]][keys[1]]...``, as
     YAML 1.2 reads a number (:func:`_read_stage_numbers`), setting it there; refuse one that
     YAML 1.1 and YAML 1.2 read as different numbers."""
-    if not isinstance(v, yaml.ScalarNode) or v.style is not None:  # only a plain scalar
+    if not isinstance(v, yaml.ScalarNode):
+        return
+    if v in _TAGGED and v.tag == _STR and _reads_as_number(v.value):
+        # ``!!str 5``: text, as the file says, which a stage's scalar refuses, naming the tag
+        _set_at(data, keys, TaggedText.of(_value_at(data, keys), v.style is not None))
+        return
+    if v.style is not None:  # only a plain scalar
         return
     dotted = ".".join(str(k) for k in keys)
     read = _value_at(data, keys)
@@ -238,10 +245,10 @@ def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
         return
     if _BASE_60.fullmatch(v.value):
         _ambiguous(path, v, dotted, "base 60", read)
-    if v.tag != "tag:yaml.org,2002:str":
+    if v.tag != _STR:
         _keep_past_float64(v.value, read, data, keys)
         return
-    if v in _TAGGED:  # ``!!str 5``: text, as the file says, which a stage's scalar refuses
+    if v in _TAGGED:  # ``!!str five``: text, as the file says, which a stage's scalar refuses
         return
     value: int | float | None = None
     if re.fullmatch(r"0o[0-7]+", v.value):
@@ -251,6 +258,18 @@ def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
     if value is not None:
         _set_at(data, keys, value)
         _keep_past_float64(v.value, value, data, keys)
+
+
+_STR = "tag:yaml.org,2002:str"
+
+
+def _reads_as_number(text: str) -> bool:
+    """Whether ``text`` is a number (finite or not) as Python's ``float`` reads it."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _keep_past_float64(text: str, read: Any, data: Any, keys: tuple) -> None:

@@ -833,6 +833,24 @@ def _address_text(v: Any, key: str) -> Any:
     )
 
 
+def _address_printable(v: str, key: str) -> str:
+    """A cluster's address (``key``: ``scheduler``, ``dashboard``) refused where it holds a
+    line break or another character that does not print (YAML's ``scheduler: |``, a
+    ``--scheduler "$(cat file)"`` with its line's end): no address holds one, and the
+    cluster's messages, which name the address as given, had said it split or wrong (h81e).
+    Refused as the config is read, before any cluster is started or joined, in one line that
+    says it as Python writes it and the address without it. Raises ValueError."""
+    if v.isprintable():
+        return v
+    example = "'tcp://host:8786'" if key == "scheduler" else "':8787'"
+    kept = "".join(c for c in v if c.isprintable()).strip()
+    fix = f"write {kept!r}" if kept else f"write the address alone, such as {example}"
+    raise ValueError(
+        f"{v!r} holds a line break or another character that does not print, which no "
+        f"address has: {fix}"
+    )
+
+
 def _output_path(v: Any) -> Any:
     """The output array's path (:func:`_plain_path`), refused where a part of it begins or
     ends with a space (or a tab, a line break): ``array: "air5 "`` had written the variable
@@ -1084,6 +1102,9 @@ class ClusterConfig(Model):
     _addresses = field_validator("scheduler", "dashboard", mode="before")(
         classmethod(lambda cls, v, info: _address_text(v, info.field_name))
     )
+    _printable = field_validator("scheduler", "dashboard")(
+        classmethod(lambda cls, v, info: _address_printable(v, info.field_name))
+    )
 
     @field_validator("device_memory_limit", "host_memory_limit")
     @classmethod
@@ -1094,6 +1115,21 @@ class ClusterConfig(Model):
         if isinstance(v, int) and v < 1:  # 0 bytes had passed here, refused only by the plan
             raise ValueError("a size must be at least one byte; write a size such as '40GiB'")
         return v
+
+
+#: The cluster's keys that only a GPU run reads, each with what it is and the fix that its
+#: refusal beside ``backend: cpu`` names (:meth:`Config._gpu_keys_on_the_cpu`).
+GPU_ONLY = {
+    "gpus": ("names GPUs", "leave cluster.gpus out"),
+    "workers_per_gpu": (
+        "sets worker processes per GPU",
+        "leave it out (cluster.workers sets a CPU run's worker processes)",
+    ),
+    "device_memory_limit": (
+        "is a GPU's memory budget",
+        "leave it out (cluster.host_memory_limit is a CPU run's budget)",
+    ),
+}
 
 
 class _CheckedStageCopy(StageParams):
@@ -1158,6 +1194,45 @@ class Config(Model):
     cluster: ClusterConfig = Field(
         default_factory=lambda: ClusterConfig(), description="the cluster"
     )
+
+    @field_validator("cluster")
+    @classmethod
+    def _gpu_keys_on_the_cpu(cls, v: ClusterConfig, info: ValidationInfo) -> ClusterConfig:
+        """Refuse a GPU-only setting given with ``backend: cpu`` (:data:`GPU_ONLY`), as
+        ``cluster.protocol: ucx`` on a local CPU cluster and ``store_raw_below`` with codec
+        ``none`` are: ``gpus: [1]`` or ``workers_per_gpu: 2`` had been ignored without a word
+        (h81e). Each is named at its own line (``cluster.gpus``); the defaults a summary's
+        config writes (``gpus: null``, ``workers_per_gpu: 3``, ``device_memory_limit:
+        auto``) stay accepted, and ``mps``, whose values (auto, off) ask for nothing a CPU run
+        lacks, is left alone. ``backend: auto`` that finds no GPU is not refused: the same
+        config runs on a GPU host, and the plan says the CPU was chosen."""
+        if info.data.get("backend") != "cpu":
+            return v
+        given = [
+            (key, list(value) if isinstance(value, tuple) else value)
+            for key in GPU_ONLY
+            if (value := getattr(v, key)) not in (ClusterConfig.model_fields[key].default, ())
+        ]
+        if not given:
+            return v
+        from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
+
+        def said(key: str, value: Any) -> str:
+            what, fix = GPU_ONLY[key]
+            what = f"{value} {what}" if isinstance(value, list) else what  # no (got ...)
+            return f"{what}, and backend: cpu uses no GPU: {fix}, or set backend: gpu (or auto)"
+
+        raise ValidationError.from_exception_data(
+            "ClusterConfig",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("value_error", "{said}", {"said": said(k, x)}),
+                    loc=(k,),
+                    input=x,
+                )
+                for k, x in given
+            ],
+        )
 
     def public_dict(self) -> dict[str, Any]:
         """The config as plain JSON data with credentials in ``storage_options`` masked, for

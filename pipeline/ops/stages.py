@@ -133,7 +133,24 @@ def _frozen(v: Any) -> Any:
     return v
 
 
-_KINDS: dict[type, str] = {str: "text", list: "a list", dict: "a mapping"}
+class TaggedText(str):
+    """Text that a config file gave the ``!!str`` tag explicitly (``factor: !!str 5``), as its
+    loader (``config/loading.py``) reads a stage's scalar that would otherwise read as a
+    number: refused as any text is, its fix naming the tag to drop, where "write it unquoted"
+    had been said, which leaves it text (h81e). ``quoted``: the text was quoted too
+    (``!!str "5"``)."""
+
+    quoted: bool = False
+
+    @classmethod
+    def of(cls, text: str, quoted: bool) -> TaggedText:
+        """``text`` marked as tagged (and ``quoted``)."""
+        tagged = cls(text)
+        tagged.quoted = quoted
+        return tagged
+
+
+_KINDS: dict[type, str] = {str: "text", TaggedText: "text", list: "a list", dict: "a mapping"}
 
 
 def _text_fix(text: str) -> str:
@@ -141,7 +158,8 @@ def _text_fix(text: str) -> str:
     finite number (``'5'``), without the comma where one stands for a decimal point or
     separates thousands (``1,5``, ``1,000``: YAML reads either as text, unquoted too), else
     nothing (``five``, ``5 K``, ``nan``), where "write it unquoted" had been said of every
-    text, which unquoted stays text."""
+    text, which unquoted stays text; for text the file tagged ``!!str`` (:class:`TaggedText`),
+    to drop the tag, which unquoted leaves it text too."""
 
     def number(t: str) -> bool:
         try:
@@ -151,6 +169,8 @@ def _text_fix(text: str) -> str:
 
     t = text.strip()
     if number(t):
+        if isinstance(text, TaggedText):
+            return " (drop its !!str tag%s)" % (" and the quotes" if text.quoted else "")
         return " (write it unquoted)"
     if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", t):  # 1,000: thousands, or a decimal comma
         whole = t.replace(",", "")
