@@ -308,7 +308,10 @@ def _profile(a: argparse.Namespace, wanted: list[str], size_gb: float) -> list[d
     for layout in a.layouts.split(","):
         shape, _, flag = layout.partition(":")
         per_gpu, threads = (int(v) for v in shape.split("x"))
-        section = {"dashboard": "", "workers_per_gpu": per_gpu, "threads_per_worker": threads}
+        section: dict[str, Any] = {"dashboard": "", "threads_per_worker": threads}
+        # W is workers per GPU; a CPU check's cluster has W workers (cluster.workers_per_gpu
+        # is refused with backend: cpu)
+        section["workers_per_gpu" if a.backend != "cpu" else "workers"] = per_gpu
         if flag == "nomps":
             section["mps"] = "off"
         first = inputs[wanted[0]]
