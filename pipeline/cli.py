@@ -949,13 +949,15 @@ def _run_says(
     that refusal first, whatever ``flags``: its words, as ``run`` and ``plan`` say them (the
     config file's line first: :func:`_located`), or, with ``refusal_raised``, the refusal
     raised (h64c: verify of no output said "run the pipeline first", which the plan then
-    refused)."""
-    from pipeline.errors import ConfigError, PipelineError, PlanError
+    refused), an :class:`InputError` of the plan's too (an input whose chunks do not decode to
+    its metadata's dtype and chunk shape, one another run writes: "run the pipeline first",
+    which the plan then refused; new-user trial)."""
+    from pipeline.errors import ConfigError, InputError, PipelineError, PlanError
     from pipeline.running.output import run_accepts
 
     try:
         plan = _plan_of(args, config)
-    except (PlanError, ConfigError) as e:
+    except (PlanError, ConfigError, InputError) as e:
         if refusal_raised:
             raise
         _located(args, e)
