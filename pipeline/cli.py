@@ -79,10 +79,14 @@ def _parser() -> argparse.ArgumentParser:
         )
         return sp
 
-    def with_config(name: str, help: str) -> argparse.ArgumentParser:
+    def with_config(
+        name: str,
+        help: str,
+        scheduler: str = "run on the workers of an existing Dask scheduler (tcp://host:8786)",
+    ) -> argparse.ArgumentParser:
         sp = subcommand(name, help)
         sp.add_argument("config", help="the run's YAML config file")
-        sp.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:8786)")
+        sp.add_argument("--scheduler", help=scheduler)
         return sp
 
     r = with_config("run", "run the pipeline a config describes")
@@ -129,7 +133,14 @@ def _parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="seconds between plain progress lines",
         )
-    v = with_config("verify", "recompute blocks with NumPy and compare with the output")
+    # verify computes in its own process: the scheduler is joined for no comparison (new-user
+    # trial: its help had said "join an existing Dask scheduler")
+    v = with_config(
+        "verify",
+        "recompute blocks with NumPy and compare with the output",
+        "the Dask scheduler (tcp://host:8786) the run joined: blocks are still compared in "
+        "this process; it is joined only to plan the command of run that a refusal names",
+    )
     v.add_argument("--all", action="store_true", help="check every block")
     v.add_argument(
         "--samples",
@@ -143,7 +154,12 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="seed of the block sample (the same seed compares the same blocks; default 0)",
     )
-    with_config("plan", "print what a run would do, without computing")
+    with_config(
+        "plan",
+        "print what a run would do, without computing",
+        "plan for the workers of an existing Dask scheduler (tcp://host:8786), joined for the "
+        "plan only",
+    )
     subcommand("info", "GPUs, driver, libraries, and what backend auto would pick")
     sch = subcommand("schema", "print the config reference (Markdown)")
     sch.add_argument(

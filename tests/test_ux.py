@@ -1072,6 +1072,16 @@ def test_every_option_of_every_command_says_what_it_does(cli) -> None:
                 assert action.help, f"pipeline {name} {action.option_strings[0]} has no help"
 
 
+def test_verify_scheduler_help_says_the_blocks_are_compared_here(cli) -> None:
+    """``verify --scheduler``'s help says what verify does there: it compares in its own
+    process and joins the scheduler only for a plan (it had said "join an existing Dask
+    scheduler", as run's does: new-user trial)."""
+    from pipeline.cli import _commands, _parser
+
+    (said,) = [a.help for a in _commands(_parser())["verify"]._actions if a.dest == "scheduler"]
+    assert "compared in this process" in str(said) and "joined only to plan" in str(said), said
+
+
 def test_verify_all_with_samples_is_refused_as_a_contradiction(tmp_path: Path, cli) -> None:
     """`verify --all --samples 3` had compared every block, the --samples given dropped
     without a word (as `-q --progress plain` and `--overwrite --resume` are refused: two asked
