@@ -30,17 +30,22 @@ endif
 
 .PHONY: run data verify plan info test test-gpu lint docs bench bench-seed bench-scaling bench-sweep env clean
 
+# The pipeline's commands as make runs them: told the CONFIG given, their error lines name the
+# fix as make takes it (`make run CONFIG=... ARGS=--overwrite`; `make run --overwrite` is make's
+# own option), not the command line's `run --overwrite`.
+PIPELINE = PIPELINE_MAKE_CONFIG='$(CONFIG)' $(PY) -m pipeline
+
 run: $(ENV)  ## run the job a config describes (default: a small CPU-friendly one)
-	$(PY) -m pipeline run $(CONFIG) $(ARGS)
+	$(PIPELINE) run $(CONFIG) $(ARGS)
 
 data: $(ENV)  ## create the input a config describes
-	$(PY) -m pipeline generate $(CONFIG) $(ARGS)
+	$(PIPELINE) generate $(CONFIG) $(ARGS)
 
 verify: $(ENV)  ## recompute sampled chunks with NumPy and compare with the output
-	$(PY) -m pipeline verify $(CONFIG) $(ARGS)
+	$(PIPELINE) verify $(CONFIG) $(ARGS)
 
 plan: $(ENV)  ## print what a run would do, without computing
-	$(PY) -m pipeline plan $(CONFIG) $(ARGS)
+	$(PIPELINE) plan $(CONFIG) $(ARGS)
 
 info: $(ENV)
 	$(PY) -m pipeline info

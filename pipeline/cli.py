@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipeline._version import __version__
 from pipeline.errors import (
+    MAKE_CONFIG_VARIABLE,
     Interrupted,
     PipelineError,
     as_configured,
     cause,
     hide_url_secrets,
+    make_words,
     name_shown,
     names_shown,
     shell_word,
@@ -79,10 +81,14 @@ def _parser() -> argparse.ArgumentParser:
         )
         return sp
 
-    def with_config(name: str, help: str) -> argparse.ArgumentParser:
+    def with_config(
+        name: str,
+        help: str,
+        scheduler: str = "run on the workers of an existing Dask scheduler (tcp://host:8786)",
+    ) -> argparse.ArgumentParser:
         sp = subcommand(name, help)
         sp.add_argument("config", help="the run's YAML config file")
-        sp.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:8786)")
+        sp.add_argument("--scheduler", help=scheduler)
         return sp
 
     r = with_config("run", "run the pipeline a config describes")
@@ -129,7 +135,14 @@ def _parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="seconds between plain progress lines",
         )
-    v = with_config("verify", "recompute blocks with NumPy and compare with the output")
+    # verify computes in its own process: the scheduler is joined for no comparison (new-user
+    # trial: its help had said "join an existing Dask scheduler")
+    v = with_config(
+        "verify",
+        "recompute blocks with NumPy and compare with the output",
+        "the Dask scheduler (tcp://host:8786) the run joined: blocks are still compared in "
+        "this process; it is joined only to plan the command of run that a refusal names",
+    )
     v.add_argument("--all", action="store_true", help="check every block")
     v.add_argument(
         "--samples",
@@ -143,7 +156,12 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="seed of the block sample (the same seed compares the same blocks; default 0)",
     )
-    with_config("plan", "print what a run would do, without computing")
+    with_config(
+        "plan",
+        "print what a run would do, without computing",
+        "plan for the workers of an existing Dask scheduler (tcp://host:8786), joined for the "
+        "plan only",
+    )
     subcommand("info", "GPUs, driver, libraries, and what backend auto would pick")
     sch = subcommand("schema", "print the config reference (Markdown)")
     sch.add_argument(
@@ -248,8 +266,12 @@ def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     from pipeline.reporting.lines import Prefixed
 
+    class Said(Prefixed):  # its commands as make takes them, where make ran it (_said)
+        def format(self, record: logging.LogRecord) -> str:
+            return _said(super().format(record))
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(Prefixed())  # a warning's line begins "warning: "
+    handler.setFormatter(Said())  # a warning's line begins "warning: "
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
@@ -494,8 +516,18 @@ def _failed(line: str) -> None:
     """Print ``line``, the command's failure (``error: ...``, ``interrupted: ...``), on
     standard error as one line (:func:`~pipeline.errors.single_line`): every failure the
     command prints goes through here, so that a name or path said bare where it holds a line
-    break does not split it (h81c), as no line of the pipeline's is meant to span lines."""
-    print(single_line(line), file=sys.stderr)
+    break does not split it (h81c), as no line of the pipeline's is meant to span lines. Where
+    ``make`` ran the command (the Makefile sets :data:`~pipeline.errors.MAKE_CONFIG_VARIABLE`
+    to its ``CONFIG``), the commands and flags it names are said as make takes them
+    (:func:`~pipeline.errors.make_words`: `make run CONFIG=c.yaml ARGS=--overwrite`)."""
+    print(single_line(_said(line)), file=sys.stderr)
+
+
+def _said(text: str) -> str:
+    """``text``, a line or table cell the command prints, its commands and flags said as
+    ``make`` takes them where ``make`` ran the command (:func:`_failed`); as it is otherwise."""
+    config = os.environ.get(MAKE_CONFIG_VARIABLE)
+    return make_words(text, config) if config else text
 
 
 def _overwrites(args: argparse.Namespace) -> bool:
@@ -717,7 +749,7 @@ def print_rows(rows: list[tuple[str, str]], title: str) -> None:
     command has one to print)."""
     from pipeline.reporting.tables import print_rows as print_table
 
-    print_table(rows, title)
+    print_table([(k, _said(v)) for k, v in rows], title)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -949,13 +981,15 @@ def _run_says(
     that refusal first, whatever ``flags``: its words, as ``run`` and ``plan`` say them (the
     config file's line first: :func:`_located`), or, with ``refusal_raised``, the refusal
     raised (h64c: verify of no output said "run the pipeline first", which the plan then
-    refused)."""
-    from pipeline.errors import ConfigError, PipelineError, PlanError
+    refused), an :class:`InputError` of the plan's too (an input whose chunks do not decode to
+    its metadata's dtype and chunk shape, one another run writes: "run the pipeline first",
+    which the plan then refused; new-user trial)."""
+    from pipeline.errors import ConfigError, InputError, PipelineError, PlanError
     from pipeline.running.output import run_accepts
 
     try:
         plan = _plan_of(args, config)
-    except (PlanError, ConfigError) as e:
+    except (PlanError, ConfigError, InputError) as e:
         if refusal_raised:
             raise
         _located(args, e)
@@ -1056,7 +1090,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         return 1
     print_rows(res.rows(), "verify")
     for note in res.input_notes:  # as the plan says them; zarr-python's warnings of both
-        print(f"note: {note}", file=sys.stderr)  # formats (h55b), of the fill value, unshown
+        print(_said(f"note: {note}"), file=sys.stderr)  # formats (h55b), of the fill value
     if failure is not None:
         _failed(f"error: {failure}")
         return 1
@@ -1071,7 +1105,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         )
     if res.group_attributes_removed:  # the user's too, but no run keeps an absence
         keys = res.group_attributes_removed
-        print(
+        _failed(  # a note, said as every line the command prints is (_failed)
             f"note: the output group's {names_shown(keys)} "
             + (
                 "attributes, which the run carried from the input, are"
@@ -1091,8 +1125,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
                     + " from the input again",
                 ),
                 bool(config.output.overwrite),
-            ),
-            file=sys.stderr,
+            )
         )
     if res.input_unchecked is not None:
         every = res.checked == res.total

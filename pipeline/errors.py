@@ -571,6 +571,40 @@ def api_words(line: str) -> str:
     return _CLI_FLAG.sub(r"\1\2=True\1", line)
 
 
+#: What :func:`make_words` says otherwise: a command of the pipeline a line names, in
+#: backquotes (`run --overwrite`, `pipeline verify`, `pipeline run CONFIG`, `verify --samples
+#: 3`, `pipeline generate c.yaml`: groups ``command`` and ``flags``), or a flag it names bare
+#: (``even with --overwrite``, ``run with --debug``: group ``flag``).
+_MAKE_SAYS = re.compile(
+    r"`(?:pipeline )?(?P<command>run|verify|plan|generate)(?P<flags>(?: --?[-\w]+(?: \d+)?)*)"
+    r"(?: (?:CONFIG|[^`\s-][^`\s]*))?`"
+    r"|(?<![\w`'=-])(?P<flag>--[a-z][-a-z]*)(?![\w`'-])"
+)
+#: The make target that runs each command (Makefile).
+_MAKE_TARGETS = {"run": "run", "verify": "verify", "plan": "plan", "generate": "data"}
+#: The variable the Makefile sets for the pipeline's commands it runs: the CONFIG it gives.
+MAKE_CONFIG_VARIABLE = "PIPELINE_MAKE_CONFIG"
+
+
+def make_words(line: str, config: str) -> str:
+    """``line``, words the command line prints, as a command that ``make`` ran with
+    ``CONFIG=config`` says them: a command of the pipeline it names as the make target that
+    runs it, its flags in ``ARGS`` (`run --overwrite` as `make run CONFIG=c.yaml
+    ARGS=--overwrite`), and a flag named bare as ``ARGS=`` gives it (``pass --overwrite`` as
+    ``pass ARGS=--overwrite``): ``make run --overwrite`` is make's own option, which make
+    refuses or takes for itself (new-user trial: `make run ARGS=--dry-run` was told to pass
+    --overwrite)."""
+
+    def said(m: re.Match[str]) -> str:
+        if m.group("flag"):
+            return f"ARGS={m.group('flag')}"
+        flags = m.group("flags").strip()
+        args = "" if not flags else f" ARGS={flags}" if " " not in flags else f" ARGS='{flags}'"
+        return f"`make {_MAKE_TARGETS[m.group('command')]} CONFIG={config}{args}`"
+
+    return _MAKE_SAYS.sub(said, line.replace(REPLACE_ADVICE, "pass --overwrite to "))
+
+
 #: The other commands a line names that a call of the API does, as :func:`api_words` says
 #: them (h71u: a complete output edited since had told ``pipeline.run``'s caller "`pipeline
 #: verify` says what differs", an unfinished generated input "`pipeline run CONFIG`

@@ -30,6 +30,7 @@ import zarr
 import pipeline.running.runner  # imported up front: the timed cases time the run only
 from pipeline.devices import gpu_status
 from pipeline.errors import (
+    ChunkError,
     ClusterError,
     ConfigError,
     InputError,
@@ -188,6 +189,13 @@ def _dtype_input(kind: str) -> Callable[[Path], Path]:
         return write_config(tmp, tmp / "in.zarr", tmp / "out.zarr")
 
     return make
+
+
+def _edited_input(tmp: Path, **changes: Any) -> None:
+    """The test's input, its ``zarr.json`` then edited by hand (``changes``), as a user edits
+    a dtype after the chunks were written."""
+    doc = _input(tmp) / "zarr.json"
+    doc.write_text(json.dumps({**json.loads(doc.read_text()), **changes}))
 
 
 BASE = (
@@ -580,6 +588,12 @@ CASES: dict[str, Case] = {
         _dtype_input("complex"), InputError, {"dtype": "complex64"}, ["convert the input"]
     ),
     "dtype-string": Case(_dtype_input("string"), InputError, {}, ["convert the input"]),
+    "dtype-edited-after-the-chunks": Case(
+        lambda tmp: (_edited_input(tmp, data_type="float64"), _config(tmp))[1],
+        ChunkError,
+        {"misfit": "metadata", "problem": "size"},
+        ["write back the dtype and chunk shape they were written with"],
+    ),
     "integer-overflow": Case(
         lambda tmp: (
             _input(tmp, "int16"),
@@ -676,6 +690,19 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(
     assert type(e) is case.error, f"{type(e).__name__}: {e}"
     want = {k: v(tmp_path) if callable(v) else v for k, v in case.fields.items()}
     assert {k: getattr(e, k, "(no such field)") for k in want} == want
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if issubclass(c.error, InputError)])
+def test_verify_refuses_an_input_as_run_does(tmp_path: Path, cli, name: str) -> None:
+    """``verify`` of an input that ``run`` refuses (a dtype the stages do not compute on, chunks
+    that do not decode to the metadata's dtype, ...), with no output, refuses it in ``run``'s
+    line: it had said "no output at ...: run the pipeline first", which ``run`` then refused
+    (new-user trial)."""
+    cfg = CASES[name].make(tmp_path)
+    _, _, ran = cli("run", cfg, *CASES[name].args)
+    rc, out, err = cli("verify", cfg)
+    assert (rc, out) == (1, "")
+    assert one_line_error(err) == one_line_error(ran)
 
 
 #: Metadata zarr-python writes, then edited to a value zarr-python refuses to open:

@@ -778,6 +778,46 @@ def test_quiet_with_an_option_that_contradicts_it_is_refused_in_one_line(
     assert sorted(tmp_path.rglob("*")) == before
 
 
+def _make(target: str, cfg: Path, args: str = "") -> subprocess.CompletedProcess:
+    """``make TARGET CONFIG=cfg ARGS=args`` in this checkout, on this Python (``PYTHON=``: no
+    environment made), to its end."""
+    command = ["make", "-s", "-C", str(ROOT), target, f"PYTHON={sys.executable}", f"CONFIG={cfg}"]
+    return subprocess.run(
+        [*command, f"ARGS={args}"], capture_output=True, text=True, timeout=300, cwd=cfg.parent
+    )
+
+
+def test_a_fix_through_make_is_named_as_make_takes_it(tmp_path: Path, cli) -> None:
+    """A line of a command that ``make`` ran names its fix as make takes it: `make run
+    CONFIG=... ARGS=--overwrite`, and a bare flag as ``ARGS=--overwrite`` (new-user trial:
+    `make run ARGS=--dry-run` was told to pass --overwrite, and `make run --overwrite` is make's
+    own option); the command named works. The command line's own lines name its flags."""
+    make_array(tmp_path / "in.zarr", np.arange(48, dtype=np.float32).reshape(6, 8), (3, 8))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    assert cli("run", cfg, "--progress", "none")[0] == 0
+    assert "; pass --overwrite (overwrite=True in pipeline.run) to " in cli("run", cfg)[2]
+    r = _make("run", cfg, "--dry-run")
+    assert r.returncode != 0 and f"error: {tmp_path / 'out.zarr'} already exists; pass " in (
+        r.stderr
+    )
+    assert "pass ARGS=--overwrite to replace it" in r.stderr, r.stderr
+    for chunk in (tmp_path / "out.zarr" / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.unlink()  # damaged: verify names the run that writes it again
+    assert "; `run --overwrite` writes it again" in cli("verify", cfg)[2]
+    r = _make("verify", cfg)
+    named = re.search(r"; `(make run [^`]*)` writes it again", r.stderr)
+    assert named and named.group(1) == f"make run CONFIG={cfg} ARGS=--overwrite", r.stderr
+    again = subprocess.run(
+        [*named.group(1).split(), "-s", "-C", str(ROOT), f"PYTHON={sys.executable}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert _make("verify", cfg).returncode == 0
+
+
 def test_output_overwrite_in_the_config_is_honoured(tmp_path, cli, small) -> None:
     """`make run` twice: configs/default.yaml says output.overwrite: true."""
     cfg = _config(tmp_path, output={"store": str(tmp_path / "out.zarr"), "overwrite": True})
@@ -1070,6 +1110,16 @@ def test_every_option_of_every_command_says_what_it_does(cli) -> None:
         for action in sub._actions:
             if action.option_strings:
                 assert action.help, f"pipeline {name} {action.option_strings[0]} has no help"
+
+
+def test_verify_scheduler_help_says_the_blocks_are_compared_here(cli) -> None:
+    """``verify --scheduler``'s help says what verify does there: it compares in its own
+    process and joins the scheduler only for a plan (it had said "join an existing Dask
+    scheduler", as run's does: new-user trial)."""
+    from pipeline.cli import _commands, _parser
+
+    (said,) = [a.help for a in _commands(_parser())["verify"]._actions if a.dest == "scheduler"]
+    assert "compared in this process" in str(said) and "joined only to plan" in str(said), said
 
 
 def test_verify_all_with_samples_is_refused_as_a_contradiction(tmp_path: Path, cli) -> None:

@@ -313,6 +313,19 @@ def verify(
     # as the fill value on both sides, so an output an earlier run made of them would pass
     info_in = arrays.describe_array(loc_in, config.input.array, src)
     arrays.check_units_at_their_keys(info_in)
+    # zarr returns big-endian data as stored; the layout's dtype in native order (NumPy's
+    # StringDType takes no byte order: newbyteorder had raised a TypeError of it)
+    native = info_in.dtype
+    # the plan's checks of the input as xarray reads it (a stale consolidated copy: helper-43),
+    # and its dtype and chain, before the output is opened, as run's plan checks them: an input
+    # of a dtype the stages do not compute on (complex, bool, text) had been told "no output
+    # at ...: run the pipeline first", which run then refused (new-user trial)
+    try:
+        kept = carried(config, src, out_path.strip("/"))
+    except ChunkError as e:  # a carried coordinate's damaged chunk: as its verify says it
+        raise _carried_damage(e) from None
+    unpack = decoding(config, src, datasets.dims_of(src) is not None, is_alone(kept.variable))
+    chain = values_chain(config, native, unpack)
     # before the output is opened: a run that replaces it after this rewrites it (h72u)
     before = _metadata_stamp(loc_out, out_path)
     try:
@@ -344,14 +357,6 @@ def verify(
     edited_record = record_edited(record)
     # what made the output, as its record says; nothing of an edited one (h55b)
     made = record if edited_record is None else None
-    native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
-    # the plan's checks of the input as xarray reads it (a stale consolidated copy: helper-43)
-    try:
-        kept = carried(config, src, out_path.strip("/"))
-    except ChunkError as e:  # a carried coordinate's damaged chunk: as its verify says it
-        raise _carried_damage(e) from None
-    unpack = decoding(config, src, datasets.dims_of(src) is not None, is_alone(kept.variable))
-    chain = values_chain(config, native, unpack)
     block = _blocks_of(made, tuple(dst.shards or dst.chunks))
     block_grid = grid.grid_shape(tuple(src.shape), block)
     # the output's status as `run` decides it, first: an interrupted output is said to be one
