@@ -243,13 +243,35 @@ def _option_named(parser: argparse.ArgumentParser, name: str) -> str | None:
     return longer[0] if len(longer) == 1 else None
 
 
+#: The command-line options that set a key of the config, as :func:`_load` gives them to
+#: ``load_config`` (its overrides), each with the key it sets.
+_OPTION_KEYS = {"--scheduler": "cluster.scheduler"}
+
+
 def _load(args: argparse.Namespace) -> Any:
+    """The command's config, loaded with the keys its options set (:data:`_OPTION_KEYS`). A
+    value an option gave that the config refuses (``--scheduler $'tcp://h:8786\n'``) is said
+    as the option's (``--scheduler: ...``, ``option`` naming it): it had been said as an
+    override of ``load_config`` 'given with c.yaml, not read from it', which the command line
+    has none of."""
     from pipeline.config import load_config
+    from pipeline.errors import ConfigError
 
     overrides = {}
     if getattr(args, "scheduler", None):
         overrides["cluster.scheduler"] = args.scheduler
-    return load_config(args.config, overrides)
+    try:
+        return load_config(args.config, overrides)
+    except ConfigError as e:
+        key = getattr(e, "override", None)
+        option = next((o for o, k in _OPTION_KEYS.items() if k == key), None)
+        said = str(e)
+        head = f"{key}: "
+        if option is None or head not in said:
+            raise
+        e.args = (f"{option}: {said[said.index(head) + len(head) :]}", *e.args[1:])
+        e.__dict__.update(option=option)
+        raise
 
 
 #: Loggers of Dask's machinery in this process (its client, its local scheduler and nannies,

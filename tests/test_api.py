@@ -1535,8 +1535,14 @@ def test_a_positional_argument_to_a_models_constructor_is_one_line(
         ("Config", {"stages": "square"}, "stages", "- op: square"),
         ("Config", {"foo": 1}, "foo", "unknown key 'foo'"),
         ("ClusterConfig", {"workers": 2.5}, "workers", "whole number"),
+        (
+            "Config",
+            {"backend": "cpu", "cluster": pipeline.config.ClusterConfig(gpus=[1])},
+            "cluster.gpus",
+            "cluster.gpus: [1] names GPUs",
+        ),
     ],
-    ids=["bad-value", "not-a-list", "unknown-key", "section"],
+    ids=["bad-value", "not-a-list", "unknown-key", "section", "in-a-section-given-as-a-model"],
 )
 def test_a_models_copy_with_changes_checks_them_as_its_constructor_does(
     tmp_path: Path, model: str, update: dict[str, Any], key: str, said: str
@@ -1546,7 +1552,8 @@ def test_a_models_copy_with_changes_checks_them_as_its_constructor_does(
     dict, which failed deep in it with a bare AttributeError, and ``backend: cpuu`` ran. The
     changes are checked as the constructor checks them: valid ones give the model the
     constructor gives (a mapping made a section), an invalid one is its one ConfigError line,
-    naming ``model_copy()`` and the key."""
+    naming ``model_copy()`` and the key, inside a section given as a model too (it had been
+    said at the section alone: ``cluster: [1] names GPUs``)."""
     cls = getattr(pipeline.config, model)
     made = pipeline.Config.model_validate(_A_RUN) if model == "Config" else cls()
     with pytest.raises(ConfigError) as info:

@@ -213,6 +213,12 @@ CASES: dict[str, Case] = {
         {"file": _in("run.yaml"), "line": 5, "key": None},
         ["the '[' at line 5 ('stages: [{op: multiply, factor: 5}') is not closed by ']'"],
     ),
+    "wrong-closing-bracket": Case(  # it had said "the '{' at line 5 ... is not closed by '}'"
+        _yaml(BASE + "stages: [}}\n"),  # of a '[' whose flow node met the '}'
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 5, "key": None},
+        ["malformed YAML: expected the node content, but found '}'"],
+    ),
     "two-documents": Case(  # it had said "malformed YAML: but found another document"
         _yaml(BASE + SEED + "---\ncluster: {{workers: 2}}\n"),
         ConfigError,

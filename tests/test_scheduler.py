@@ -506,7 +506,9 @@ def test_an_address_with_a_line_break_is_refused_as_the_config_is_read(
     """``--scheduler "$(cat address.txt)"`` or YAML's ``scheduler: |`` keeps a line break in
     the address, which the cluster's messages then said split, or as spaces, as if given so
     (h81e). Refused as the config is read, in one line saying it as Python writes it and the
-    address without it, before any cluster is started or joined; nothing written."""
+    address without it, before any cluster is started or joined; nothing written. Given as
+    ``--scheduler``, the line names that option (it had said "override 'cluster.scheduler'
+    (given with c.yaml, not read from it)", an override the command line has none of)."""
     port = _free_port()
     address, fix = address.format(port=port), fix.format(port=port)
     said = f"cluster.{key}: {address!r} holds a line break or another character"
@@ -517,7 +519,10 @@ def test_an_address_with_a_line_break_is_refused_as_the_config_is_read(
     assert e.value.data["key"] == f"cluster.{key}", e.value.data
     args = ["--scheduler", address] if key == "scheduler" else []
     rc, _, err = cli("run", _small_config(tmp_path), *args) if args else cli("run", cfg)
+    if args:  # said as the option's, not as an override of load_config the line has none of
+        said = said.replace(f"cluster.{key}:", "error: --scheduler:")
     assert rc == 1 and said in err and err.count("\n") == 1, err
+    assert "override" not in err, err
     assert "nothing listens" not in err and "malformed" not in err, err
     assert not (tmp_path / "out.zarr").exists()
 

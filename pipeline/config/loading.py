@@ -361,7 +361,9 @@ def _yaml_hint(e: yaml.YAMLError, text: str) -> tuple[int, str] | None:
             f"the quote opened at line {start.line + 1} ({shown(start.line)}) is never "
             "closed: end the value with the same quote"
         )
-    if start is not None and context.startswith("while parsing a flow"):
+    if start is not None and context.startswith(
+        ("while parsing a flow sequence", "while parsing a flow mapping")
+    ):  # not "a flow node", whose mark is the character found (``[}``), no bracket opened
         opened = "[" if "sequence" in context else "{"
         closed = "]" if opened == "[" else "}"
         return start.line + 1, (

@@ -89,13 +89,23 @@ def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
 
     Pydantic adds union-branch and validator labels (``float``, ``function-before[...]``) and
     stage tags; keep only the keys and indices that exist in the data, plus a final missing or
-    unknown key.
+    unknown key. A section the data gives as a model (``model_copy(update={"cluster":
+    ClusterConfig(gpus=[1])})``, whose lists are tuples) is indexed by its fields: a problem
+    inside it had been said at the section alone (``cluster: [1] names GPUs``), the key
+    unnamed.
     """
     out: list[Any] = []
     node = data
     for i, part in enumerate(loc):
-        if (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if (
+            isinstance(node, BaseModel)
+            and isinstance(part, str)
+            and part in type(node).model_fields
+        ):
+            out.append(part)
+            node = getattr(node, part)
+        elif (isinstance(node, dict) and part in node) or (
+            isinstance(node, (list, tuple)) and isinstance(part, int) and part < len(node)
         ):
             out.append(part)
             node = node[part]
