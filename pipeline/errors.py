@@ -578,7 +578,7 @@ def api_words(line: str) -> str:
 _MAKE_SAYS = re.compile(
     r"`(?:pipeline )?(?P<command>run|verify|plan|generate)(?P<flags>(?: --?[-\w]+(?: \d+)?)*)"
     r"(?: (?:CONFIG|[^`\s-][^`\s]*))?`"
-    r"|(?<![\w`'=-])(?P<flag>--[a-z][-a-z]*)(?![\w`'-])"
+    r"|(?<![\w`'=/.-])(?P<flag>--[a-z][-a-z]*)(?![\w`'/-])"
 )
 #: The make target that runs each command (Makefile).
 _MAKE_TARGETS = {"run": "run", "verify": "verify", "plan": "plan", "generate": "data"}

@@ -818,6 +818,16 @@ def test_a_fix_through_make_is_named_as_make_takes_it(tmp_path: Path, cli) -> No
     assert _make("verify", cfg).returncode == 0
 
 
+def test_a_flag_s_make_words_leave_dashes_inside_a_path_or_a_word() -> None:
+    """Under ``make``, a flag named bare becomes ``ARGS=--flag``, at a sentence's end too; a
+    path or a word that holds two dashes (``/tmp/--x.zarr``, ``a--b``) is no flag and stays as
+    it is (it had become ``/tmp/ARGS=--x.zarr``)."""
+    from pipeline.errors import make_words
+
+    said = make_words("pass --overwrite. Not /tmp/--x.zarr nor a--b", "c.yaml")
+    assert said == "pass ARGS=--overwrite. Not /tmp/--x.zarr nor a--b"
+
+
 def test_output_overwrite_in_the_config_is_honoured(tmp_path, cli, small) -> None:
     """`make run` twice: configs/default.yaml says output.overwrite: true."""
     cfg = _config(tmp_path, output={"store": str(tmp_path / "out.zarr"), "overwrite": True})
