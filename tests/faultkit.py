@@ -390,12 +390,15 @@ def copy_store(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=shutil.copy2)
 
 
-def ctrl_c_script(module: str, name: str, overwrite: bool | None) -> str:
+def ctrl_c_script(
+    module: str, name: str, overwrite: bool | None, command: str | None = None
+) -> str:
     """A script that runs ``pipeline.run(sys.argv[1], overwrite=...)`` with a real SIGINT
     sent to itself where ``module``'s ``name`` (a function, or ``Class.method``) is called,
     then that call made (a watcher of the files could miss such a moment on a busy machine:
-    CI did, twice); it prints ``{"state": ..., "str": ...}`` of the interrupt (``state`` None
-    when the run ended)."""
+    CI did, twice); it prints ``{"state": ..., "what": ..., "str": ...}`` of the interrupt
+    (``state`` None when the run ended). With ``command`` (``"generate"``, ``"run"``) it runs
+    that command of the command line on the config instead, and prints ``{"rc": ...}``."""
     owner, _, attr = name.rpartition(".")
     of_class = f"owner = getattr(owner, {owner!r})" if owner else ""
     return f"""
@@ -418,11 +421,19 @@ if __name__ == "__main__":
     # job inherits SIGINT ignored, as a fresh-clone test run in the background did)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     setattr(owner, {attr!r}, ctrl_c_then)
+    command = {command!r}
+    if command is not None:
+        from pipeline.cli import main
+
+        rc = main([command, sys.argv[1], "--progress", "none"])
+        print(json.dumps({{"rc": rc}}), flush=True)
+        sys.exit(0)
     try:
         pipeline.run(sys.argv[1], overwrite={overwrite})
         doc = {{"state": None}}
     except KeyboardInterrupt as e:
-        doc = {{"state": getattr(e, "state", None), "str": str(e)}}
+        doc = {{"state": getattr(e, "state", None), "what": getattr(e, "what", None)}}
+        doc["str"] = str(e)
     print(json.dumps(doc), flush=True)
 """
 

@@ -47,6 +47,7 @@ from tests.faultkit import (
     chunk_files,
     cli_process,
     copy_store,
+    ctrl_c_script,
     descendants,
     end_process,
     file_states,
@@ -909,41 +910,6 @@ def test_run_with_when_missing_generates_an_unfinished_input_again(tmp_path: Pat
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
 
 
-#: A process that runs ``pipeline generate CONFIG`` (``argv[1]``: ``cli``) or
-#: ``pipeline.run(CONFIG)`` of a config with ``when_missing`` (``api``) and sends itself a
-#: real SIGINT as the generation starts its workers (``generate._workers``), before it makes
-#: the input; it prints what it ended with (the exit status, or the Interrupted's state and
-#: line) as JSON.
-_CTRL_C_BEFORE_THE_INPUT = """
-import json, os, signal, sys, time
-import pipeline
-import pipeline.running.generate as generate
-from pipeline.cli import main
-
-original = generate._workers
-
-
-def ctrl_c_then(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(5)  # the KeyboardInterrupt comes here
-    return original(*args, **kwargs)
-
-
-if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    generate._workers = ctrl_c_then
-    if sys.argv[1] == "cli":
-        print(json.dumps({"rc": main(["generate", sys.argv[2], "--progress", "none"])}))
-    else:
-        try:
-            pipeline.run(sys.argv[2])
-            doc = {"state": None}
-        except KeyboardInterrupt as e:
-            doc = {"what": e.what, "state": e.state, "str": str(e)}
-        print(json.dumps(doc), flush=True)
-"""
-
-
 @pytest.mark.parametrize("how", ["cli", "api"])
 def test_ctrl_c_before_generate_makes_the_input_says_nothing_was_written(
     tmp_path: Path, how: str
@@ -953,8 +919,10 @@ def test_ctrl_c_before_generate_makes_the_input_says_nothing_was_written(
     .../in.zarr is unfinished: `pipeline generate ...` generates it again" of an input that
     was never made (h81a). It says that nothing was written, as a run's does."""
     cfg = _gen_config(tmp_path, 4, generate={"when_missing": True})
-    (tmp_path / "script.py").write_text(_CTRL_C_BEFORE_THE_INPUT)
-    proc = run_python([tmp_path / "script.py", how, cfg], tmp_path)
+    command = "generate" if how == "cli" else None
+    script = ctrl_c_script("pipeline.running.generate", "_workers", None, command=command)
+    (tmp_path / "script.py").write_text(script)
+    proc = run_python([tmp_path / "script.py", cfg], tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     if how == "cli":
