@@ -1215,21 +1215,18 @@ class Config(Model):
         ]
         if not given:
             return v
-        from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
         def said(key: str, value: Any) -> str:
             what, fix = GPU_ONLY[key]
             what = f"{value} {what}" if isinstance(value, list) else what  # no (got ...)
             return f"{what}, and backend: cpu uses no GPU: {fix}, or set backend: gpu (or auto)"
 
+        from pydantic import ValidationError  # pydantic's re-export: pydantic_core is no dependency
+
         raise ValidationError.from_exception_data(
             "ClusterConfig",
             [
-                InitErrorDetails(
-                    type=PydanticCustomError("value_error", "{said}", {"said": said(k, x)}),
-                    loc=(k,),
-                    input=x,
-                )
+                {"type": "value_error", "loc": (k,), "input": x, "ctx": {"error": said(k, x)}}
                 for k, x in given
             ],
         )
