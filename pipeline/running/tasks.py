@@ -74,18 +74,19 @@ def _timed(phase: str) -> Iterator[None]:
     try:
         yield
     finally:
-        tally = _CLOCK.__dict__.setdefault("tally", {})
-        tally[phase] = tally.get(phase, 0.0) + time.perf_counter() - t0
+        _add(phase, time.perf_counter() - t0)
+
+
+def _add(what: str, amount: float) -> None:
+    """Add ``amount`` to this thread's tally of ``what`` (a phase's seconds, bytes read)."""
+    tally = _CLOCK.__dict__.setdefault("tally", {})
+    tally[what] = tally.get(what, 0) + amount
 
 
 def _take_tally() -> dict[str, float]:
     tally = _CLOCK.__dict__.get("tally", {})
     _CLOCK.tally = {}
     return tally
-
-
-def _block_slices(index: Shape, block: Shape, shape: Shape) -> tuple[slice, ...]:
-    return grid.unit_slices(index, block, shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,16 +101,14 @@ def _zarr_array(info: ArrayInfo) -> Any:
 
 
 def _count_read(raw: Any) -> None:
-    tally = _CLOCK.__dict__.setdefault("tally", {})
-    tally["bytes_read"] = tally.get("bytes_read", 0) + (len(raw) if raw is not None else 0)
+    _add("bytes_read", len(raw) if raw is not None else 0)
 
 
 def _count_stored(info: ArrayInfo, units: Iterable[Shape]) -> None:
     """Count the stored bytes of ``units`` (local files; absent ones hold none), read by
     zarr-python, whose reads give no sizes back."""
-    tally = _CLOCK.__dict__.setdefault("tally", {})
     sizes = (info.location.size(info.key(u)) for u in units)
-    tally["bytes_read"] = tally.get("bytes_read", 0) + sum(n or 0 for n in sizes)
+    _add("bytes_read", sum(n or 0 for n in sizes))
 
 
 def _unreadable_unit(
@@ -144,7 +143,7 @@ def _unreadable_unit(
             if found is not None:
                 return damaged(info, key, str(found), found.problem)
             return damaged(info, key, cause(e), "codec")
-    region = [[s.start, s.stop] for s in _block_slices(block_index, block, info.shape)]
+    region = [[s.start, s.stop] for s in grid.unit_slices(block_index, block, info.shape)]
     return damaged(info, f"in the region {region}", reason, "codec")
 
 
@@ -280,7 +279,7 @@ def _refuse_unheld(be: devices.Backend, src: Source, block_index: Shape, x: Any)
         return
     from pipeline.planning.variable import unheld_error  # the input's Dataset: on this path alone
 
-    origin = tuple(s.start for s in _block_slices(block_index, src.block, src.info.shape))
+    origin = tuple(s.start for s in grid.unit_slices(block_index, src.block, src.info.shape))
     raise unheld_error(src.info, src.unpacking, found, origin, tuple(x.shape))
 
 
@@ -296,7 +295,7 @@ def staging_per_thread(src: Source) -> int:
 
 def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     info = src.info
-    slices = _block_slices(block_index, src.block, info.shape)
+    slices = grid.unit_slices(block_index, src.block, info.shape)
     if not src.direct:
         with _timed("read"):
             checked = None
@@ -430,11 +429,9 @@ def _decode_units_pooled(
     waited = time.perf_counter() - t0
     spent = {k: sum(t.get(k, 0.0) for t, _ in done) for k in ("read", "decode", "bytes_read")}
     busy = spent["read"] + spent["decode"]
-    tally = _CLOCK.__dict__.setdefault("tally", {})
     for phase in ("read", "decode"):
-        share = spent[phase] / busy if busy else 0.5
-        tally[phase] = tally.get(phase, 0.0) + waited * share
-    tally["bytes_read"] = tally.get("bytes_read", 0) + spent["bytes_read"]
+        _add(phase, waited * (spent[phase] / busy if busy else 0.5))
+    _add("bytes_read", spent["bytes_read"])
     for _, error in done:
         if error is not None:
             raise error
@@ -727,7 +724,7 @@ def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
 def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
     info = sink.info
     block_index = tuple(block_id)[: len(info.shape)]  # map_blocks adds the stats axis
-    slices = _block_slices(block_index, sink.block, info.shape)
+    slices = grid.unit_slices(block_index, sink.block, info.shape)
     with _timed("stages"):
         nan, pos, neg = be.count_nonfinite(y)
     with array_folder(sink) as folder:
