@@ -558,10 +558,7 @@ def _read_block_gpu(
                 flat[k * per_unit : (k + 1) * per_unit], info.unit, info.chunk
             )
             us = grid.unit_slices(u, info.unit, info.shape)
-            dst = tuple(
-                slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
-            )
-            out[dst] = unit[tuple(slice(0, a.stop - a.start) for a in us)]
+            out[grid.within(us, slices)] = unit[tuple(slice(0, a.stop - a.start) for a in us)]
         return out
 
 
@@ -757,11 +754,7 @@ def _write_block_into(
         sink.ledger.check_held(folder)
     for u in grid.units_in(block_index, sink.block, info.unit, info.shape):
         us = grid.unit_slices(u, info.unit, info.shape)
-        part = y[
-            tuple(
-                slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
-            )
-        ]
+        part = y[grid.within(us, slices)]
         if part.shape == tuple(info.unit):
             data = part
         else:  # an edge unit: pad to the stored shape (the padding is never read)
