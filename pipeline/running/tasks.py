@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -65,6 +65,8 @@ STATS = (
 _CLOCK = threading.local()
 
 log = logging.getLogger("pipeline")
+
+_T = TypeVar("_T")
 
 
 @contextlib.contextmanager
@@ -639,12 +641,25 @@ def array_folder(sink: Sink) -> contextlib.AbstractContextManager[Folder | None]
     return sink.info.location.folder(sink.info.path)
 
 
-def gone_with(folder: Folder | None, check: Callable[[Folder | None], None]) -> None:
-    """After a write through ``folder`` failed: ``check`` (a lock's ``check_held``) raises
-    where the folder's lock is no longer its holder's (the folder removed, ``rm -rf``: the
-    write found it gone), so that the failure is said as that, not as a store's refusal."""
-    if folder is not None:
-        check(folder)
+def written_through(
+    sink: Sink,
+    check: Callable[[Folder | None], None] | None,
+    write: Callable[[Folder | None], _T],
+) -> _T:
+    """``write(folder)`` through the folder of the array ``sink`` writes (:func:`array_folder`).
+    Where it fails with a store's refusal or an OSError, ``check`` (a lock's ``check_held``;
+    None: none) raises first where the folder's lock is no longer its holder's (the folder
+    removed, ``rm -rf``: the write found it gone), so that the failure is said as that, not
+    as a store's refusal."""
+    with array_folder(sink) as folder:
+        try:
+            return write(folder)
+        except (StoreError, OSError) as e:  # a store's refusal, or the folder gone
+            failure = e
+        # asked outside the handler: the store's error is not the displaced one's __context__
+        if check is not None and folder is not None:
+            check(folder)
+        raise failure
 
 
 def _then(sink: Sink) -> tuple[str, str, str]:
@@ -724,15 +739,11 @@ def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np
     slices = grid.unit_slices(block_index, sink.block, info.shape)
     with _timed("stages"):
         nan, pos, neg = be.count_nonfinite(y)
-    with array_folder(sink) as folder:
-        try:
-            return _write_block_into(be, y, sink, block_index, slices, (nan, pos, neg), folder)
-        except (StoreError, OSError) as e:  # a store's refusal, or the folder gone
-            failure = e
-        # asked outside the handler: the store's error is not the displaced one's __context__
-        if sink.ledger is not None:
-            gone_with(folder, sink.ledger.check_held)
-        raise failure
+    return written_through(
+        sink,
+        sink.ledger.check_held if sink.ledger is not None else None,
+        lambda folder: _write_block_into(be, y, sink, block_index, slices, (nan, pos, neg), folder),
+    )
 
 
 def _write_block_into(
