@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,6 +135,21 @@ def generated_config(tmp: Path, generate: dict[str, Any], **sections: Any) -> Pa
         **sections.get("input", {}),
     }
     return write_config(tmp, tmp / "in.zarr", tmp / "out.zarr", **sections)
+
+
+def pipeline_process(*args: Any) -> subprocess.CompletedProcess:
+    """Run ``python -m pipeline ARGS`` as a user runs it, in a process of its own (this
+    checkout first on its PYTHONPATH, the environment otherwise this process's), to its end
+    or 240 s; its output captured as text."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from pipeline.config import parse_config
 from pipeline.errors import ChunkError, InputError
 from pipeline.running.runner import RunOptions, run
 from pipeline.store.shards import PROBLEMS
-from tests.conftest import record_of
+from tests.conftest import pipeline_process, record_of
 from tests.faultkit import file_states
 
 SHAPE = (13, 22)
@@ -2146,13 +2146,8 @@ def test_numcodecs_codecs_of_the_input_print_no_warning(tmp_path: Path, protocol
     `verify`, as a user runs them, print no such line (the client opens the input, and so does
     each worker, threads and processes alike), and the output is NumPy's chain over what
     zarr-python reads, bit for bit."""
-    import os
-    import subprocess
-    import sys
-
     import yaml
 
-    root = Path(__file__).resolve().parents[1]
     zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")])(tmp_path / "in.zarr")
     doc = {
         "input": {"store": str(tmp_path / "in.zarr")},
@@ -2164,15 +2159,8 @@ def test_numcodecs_codecs_of_the_input_print_no_warning(tmp_path: Path, protocol
     }
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump(doc))
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     for args in (["run", cfg, "--progress", "none"], ["verify", cfg, "--all"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "pipeline", *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=240,
-        )
+        proc = pipeline_process(*args)
         assert proc.returncode == 0, proc.stderr
         assert "ZarrUserWarning" not in proc.stderr, proc.stderr
         assert "not in the Zarr version 3 specification" not in proc.stderr, proc.stderr
@@ -2192,13 +2180,8 @@ def test_an_empty_filters_list_of_the_input_prints_no_warning(tmp_path: Path, ar
     VirtualiZarr wrote it so) reads as no filters, and zarr-python warns so at each opening:
     `run` and `verify` print no such line (they had printed it 3 and 2 times), and the output
     is NumPy's chain over what zarr-python reads."""
-    import os
-    import subprocess
-    import sys
-
     import yaml
 
-    root = Path(__file__).resolve().parents[1]
     writer = xarray_dataset(2) if array else zarr2(fill_value=3.0, drop=True)
     filters_listed_empty(writer)(tmp_path / "in.zarr")
     doc = {
@@ -2210,15 +2193,8 @@ def test_an_empty_filters_list_of_the_input_prints_no_warning(tmp_path: Path, ar
     }
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump(doc))
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     for args in (["run", cfg, "--progress", "none"], ["verify", cfg, "--all"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "pipeline", *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=240,
-        )
+        proc = pipeline_process(*args)
         assert proc.returncode == 0, proc.stderr
         assert "Warning" not in proc.stderr, proc.stderr
     with warnings.catch_warnings():
@@ -2232,14 +2208,9 @@ def test_numcodecs_codecs_of_a_dataset_print_no_warning(tmp_path: Path) -> None:
     """The same for a variable of a group (an xarray-style Dataset, whose coordinates the plan
     and `verify` open too), and for the group given as the input: `run` and `verify` print
     nothing of zarr's warning, and the group is refused in one line."""
-    import os
-    import subprocess
-    import sys
-
     import yaml
     from zarr.codecs.numcodecs import Delta
 
-    root = Path(__file__).resolve().parents[1]
     x = np.random.default_rng(3).standard_normal((8, 10)).astype("<f4")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr")
@@ -2257,17 +2228,6 @@ def test_numcodecs_codecs_of_a_dataset_print_no_warning(tmp_path: Path) -> None:
                 dimension_names=dims,
             )
             a[...] = values
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-
-    def cli(*args: Any) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "pipeline", *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=240,
-        )
-
     for array in ("temp", None):
         doc = {
             "input": {"store": str(tmp_path / "in.zarr"), **({"array": array} if array else {})},
@@ -2284,12 +2244,12 @@ def test_numcodecs_codecs_of_a_dataset_print_no_warning(tmp_path: Path) -> None:
         cfg = tmp_path / "run.yaml"
         cfg.write_text(yaml.safe_dump(doc))
         if array is None:
-            proc = cli("run", cfg, "--progress", "none")
+            proc = pipeline_process("run", cfg, "--progress", "none")
             assert proc.returncode != 0
             assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
             continue
         for args in (["run", cfg, "--progress", "none"], ["verify", cfg, "--all"]):
-            proc = cli(*args)
+            proc = pipeline_process(*args)
             assert proc.returncode == 0, proc.stderr
             assert "ZarrUserWarning" not in proc.stderr, proc.stderr
             assert "not in the Zarr version 3 specification" not in proc.stderr, proc.stderr

@@ -21,7 +21,7 @@ import zarr
 
 import pipeline
 from pipeline.planning.plan import with_check
-from tests.conftest import make_array, record_of, write_config
+from tests.conftest import make_array, pipeline_process, record_of, write_config
 
 #: multiply by 2, square, add 1: an input fill value of 1.0 is 5.0 in the output
 CHAIN = [{"op": "multiply", "factor": 2}, {"op": "square"}, {"op": "add", "value": 1}]
@@ -275,11 +275,6 @@ def test_a_fill_value_beyond_the_dtypes_range_prints_no_warning(tmp_path: Path) 
     overflow encountered in cast", from zarr-python's parsing of the fill value, had been
     printed at each opening); the plan's note says it instead, once, and `run` and `verify`
     repeat it (h65a: verify had said none)."""
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
     _fill_beyond_range(tmp_path / "in.zarr", 3, "float32", 1e40)
     cfg = write_config(
         tmp_path,
@@ -288,15 +283,8 @@ def test_a_fill_value_beyond_the_dtypes_range_prints_no_warning(tmp_path: Path) 
         stages=CHAIN,
         cluster={"dashboard": ":0", "protocol": "tcp"},
     )
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     for args in (["plan", cfg], ["run", cfg, "--progress", "none"], ["verify", cfg, "--all"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "pipeline", *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=240,
-        )
+        proc = pipeline_process(*args)
         assert proc.returncode == 0, proc.stderr
         assert "Warning" not in proc.stderr, proc.stderr
         note = "names the fill value 1e+40, beyond float32's range"

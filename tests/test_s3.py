@@ -490,13 +490,21 @@ def _s3_store(url: str, options: dict[str, Any]) -> Any:
     return FsspecStore.from_url(url, storage_options=options)
 
 
-def _sections_over_an_input(url: str, options: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Write a 4x5 float32 array at ``{url}/in.zarr``; a config's input and output sections
-    that read it and write ``{url}/out.zarr``, both with ``options``."""
+def _write_input(url: str, options: dict[str, Any]) -> np.ndarray:
+    """Write a 4x5 float32 array, chunks of (2, 5), at ``{url}/in.zarr`` with ``options``;
+    the array written."""
     x = np.arange(20, dtype=np.float32).reshape(4, 5)
     zarr.create_array(
         store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 5)
     )[...] = x
+    return x
+
+
+def _sections_over_an_input(url: str, options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Write a 4x5 float32 array at ``{url}/in.zarr`` (:func:`_write_input`); a config's
+    input and output sections that read it and write ``{url}/out.zarr``, both with
+    ``options``."""
+    _write_input(url, options)
     return {
         "input": {"store": f"{url}/in.zarr", "storage_options": options},
         "output": {"store": f"{url}/out.zarr", "storage_options": options},
@@ -1554,24 +1562,23 @@ def test_a_ca_bundle_given_as_a_path_object_is_taken(tmp_path, bucket) -> None:
 
     import pipeline
 
-    url, options = bucket
-    x = np.arange(20, dtype=np.float32).reshape(4, 5)
-    zarr.create_array(
-        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 5)
-    )[...] = x
-
-    def config(verify: Path) -> dict[str, Any]:
-        given = {**options, "client_kwargs": {"verify": verify}}
-        return {
-            "input": {"store": f"{url}/in.zarr", "storage_options": given},
-            "output": {"store": str(tmp_path / "out.zarr")},
-            "stages": [{"op": "square"}],
-        }
-
-    plan = pipeline.plan(config(Path(DEFAULT_CA_BUNDLE)))
+    _write_input(*bucket)
+    plan = pipeline.plan(_ca_bundle_config(tmp_path, bucket, Path(DEFAULT_CA_BUNDLE)))
     assert plan.config.input.storage_options["client_kwargs"]["verify"] == Path(DEFAULT_CA_BUNDLE)
     with pytest.raises(ConfigError, match="path of a CA bundle"):
-        pipeline.plan(config(tmp_path / "no-such-ca.pem"))
+        pipeline.plan(_ca_bundle_config(tmp_path, bucket, tmp_path / "no-such-ca.pem"))
+
+
+def _ca_bundle_config(tmp_path, bucket, verify: Any) -> dict[str, Any]:
+    """A config squaring the bucket's ``in.zarr`` into ``tmp_path``'s ``out.zarr``, its
+    input's options naming ``verify`` as botocore's CA bundle (``client_kwargs``)."""
+    url, options = bucket
+    given = {**options, "client_kwargs": {"verify": verify}}
+    return {
+        "input": {"store": f"{url}/in.zarr", "storage_options": given},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "square"}],
+    }
 
 
 def test_a_ca_bundle_in_the_home_folder_is_named_in_full(tmp_path, bucket, monkeypatch) -> None:
@@ -1590,22 +1597,11 @@ def test_a_ca_bundle_in_the_home_folder_is_named_in_full(tmp_path, bucket, monke
     home.mkdir()
     shutil.copy(DEFAULT_CA_BUNDLE, home / "ca.pem")
     monkeypatch.setenv("HOME", str(home))
-    x = np.arange(20, dtype=np.float32).reshape(4, 5)
-    zarr.create_array(
-        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 5)
-    )[...] = x
-
-    def config(verify: str) -> dict[str, Any]:
-        given = {**options, "client_kwargs": {"verify": verify}}
-        return {
-            "input": {"store": f"{url}/in.zarr", "storage_options": given},
-            "output": {"store": str(tmp_path / "out.zarr")},
-            "stages": [{"op": "square"}],
-        }
+    _write_input(url, options)
 
     with pytest.raises(ConfigError, match="begins with '~', a home folder, which botocore"):
-        pipeline.plan(config("~/ca.pem"))
-    pipeline.plan(config(str(home / "ca.pem")))
+        pipeline.plan(_ca_bundle_config(tmp_path, bucket, "~/ca.pem"))
+    pipeline.plan(_ca_bundle_config(tmp_path, bucket, str(home / "ca.pem")))
 
 
 @pytest.fixture(scope="module")

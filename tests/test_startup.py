@@ -29,7 +29,14 @@ from pipeline.errors import ClusterError
 from pipeline.planning import ClusterPlan, make_plan, plan_here
 from pipeline.planning.plan import THREADS_IN_PROCESS
 from pipeline.running import cluster, dashboard
-from tests.conftest import STAGES, make_array, read_array, reference, write_config
+from tests.conftest import (
+    STAGES,
+    make_array,
+    pipeline_process,
+    read_array,
+    reference,
+    write_config,
+)
 from tests.faultkit import (
     cpu_cluster_plan,
     env,
@@ -637,15 +644,7 @@ def test_a_dashboard_port_in_use_is_a_note_not_dasks_warning(tmp_path: Path) -> 
             tmp_path / "out.zarr",
             cluster={"dashboard": f"127.0.0.1:{port}", "protocol": "tcp"},
         )
-        root = Path(__file__).resolve().parents[1]
-        env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        proc = subprocess.run(
-            [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=240,
-        )
+        proc = pipeline_process("run", cfg, "--progress", "none")
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr, proc.stderr
     notes = [line for line in proc.stderr.splitlines() if "in use" in line]

@@ -8,6 +8,7 @@ dicts. :meth:`Config.public_dict` is the config as JSON with credentials masked,
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -394,21 +395,12 @@ class Model(BaseModel):
             ) from None
         if not isinstance(data, Mapping):
             raise _no_mapping(cls, source, data)
-        if _holds_decimal(data):  # a number float64 cannot hold: a stage refuses it so
-            return checked(
-                lambda: super(Model, cls).model_validate(data, **kwargs),
-                data,
-                cls,
-                source,
-                place=_place(cls),
-            )
-        return checked(
-            lambda: super(Model, cls).model_validate_json(json_data, **kwargs),
-            data,
-            cls,
-            source,
-            place=_place(cls),
+        validate = (
+            functools.partial(super().model_validate, data, **kwargs)
+            if _holds_decimal(data)  # a number float64 cannot hold: a stage refuses it so
+            else functools.partial(super().model_validate_json, json_data, **kwargs)
         )
+        return checked(validate, data, cls, source, place=_place(cls))
 
     @classmethod
     def model_validate_strings(cls, obj: Any, **kwargs: Any) -> Self:

@@ -109,9 +109,11 @@ def encode_on_host(
     z = _zstd(enc.level, enc.checksum) if enc.codec == "zstd" else None
     parts: list[Any] = []
     sizes = np.empty(len(idx), dtype=np.uint64)
+    sampled: dict[int, Any] = {}  # the sample's frames, compressed: not compressed again
     if z is not None and codecs.may_store_raw(step, enc.raw_below) and len(idx):
         sample = codecs.sample_frames(idx)
-        packed = sum(len(z.encode(raw[i * step : (i + 1) * step])) for i in sample)
+        sampled = {int(i): z.encode(raw[i * step : (i + 1) * step]) for i in sample}
+        packed = sum(len(sampled[int(i)]) for i in sample)
         if codecs.stores_raw(packed, len(sample) * step, enc.raw_below):
             frame = codecs.raw_frame(step)
             for i in idx:
@@ -119,8 +121,10 @@ def encode_on_host(
             sizes[:] = frame.size
             return parts, sizes
     for j, i in enumerate(idx):
-        piece = raw[i * step : (i + 1) * step]
-        data = z.encode(piece) if z is not None else piece
+        data = sampled.pop(int(i), None)
+        if data is None:
+            piece = raw[i * step : (i + 1) * step]
+            data = z.encode(piece) if z is not None else piece
         parts.append(data)
         sizes[j] = len(data)
     return parts, sizes

@@ -265,7 +265,7 @@ class Plan:
     def _frame_identity(self) -> str | None:
         """For an output written as a variable with its input group's attributes and
         coordinates around it (``carried.frame``): a digest of that group's metadata
-        documents and of each coordinate array's (:func:`store_identity`), which the output
+        documents and of each coordinate array's (:func:`identify_store`), which the output
         carries, so a resume notices them rewritten (helper-41: the output kept the old
         coordinates and was marked complete). None otherwise."""
         return frame_identity(self.input.location, self.carried)
@@ -552,16 +552,10 @@ def only_relinked(
     return True
 
 
-def store_identity(location: Location, path: str) -> list[Any]:
-    """:func:`_input_identity` of the array at ``path`` of ``location``: [digest of its
-    metadata document, total bytes of its files, digest of their stamps]
-    (:func:`identify_store`'s ``identity``)."""
-    return identify_store(location, path).identity
-
-
 def identify_store(location: Location, path: str) -> StoreIdentity:
-    """The identity of the array at ``path`` of ``location`` (:func:`store_identity`), and
-    whether it can show a rewrite at all (:attr:`StoreIdentity.unstamped`).
+    """The identity of the array at ``path`` of ``location`` (its ``identity``: [digest of its
+    metadata document, total bytes of its files, digest of their stamps]), and whether it can
+    show a rewrite at all (:attr:`StoreIdentity.unstamped`).
 
     A store that is not a local folder is listed once (no reads). Where the listing does not
     show the array's metadata document that was just read (a server that lists no folders:

@@ -122,7 +122,7 @@ class VerifyResult:
     values (zeros multiplied) had passed it (h55b), where ``run`` calls it stale"""
     input_changed: bool = False
     """the input's metadata or files are not what the run that made the output recorded
-    (:func:`pipeline.planning.plan.store_identity`): rewritten since, so the output holds
+    (:func:`pipeline.planning.plan.identify_store`): rewritten since, so the output holds
     the stages' values of the input as it was, which sampled blocks may not show"""
     input_changes: tuple[str, ...] = ()
     """where ``input_changed``: what of the input that the output carries differs now, each in

@@ -43,7 +43,7 @@ from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_gen
 from pipeline.reporting.progress import Progress
 from pipeline.running import output, waiting
 from pipeline.running.output import check_writable
-from pipeline.running.tasks import array_folder, gone_with, target, write_unit, writing_to
+from pipeline.running.tasks import target, write_unit, writing_to, written_through
 from pipeline.running.workers import Bound, Workers, local_workers
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
@@ -569,15 +569,11 @@ def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
 
 
 def _generate_unit(spec: GenSpec, unit_index: Shape) -> int:
-    with array_folder(spec.sink) as folder:  # the input's folder, wherever it goes (h77e)
-        try:
-            return _generate_unit_into(spec, unit_index, folder)
-        except (StoreError, OSError) as e:  # a store's refusal, or the folder gone
-            failure = e
-        # asked outside the handler: the store's error is not the displaced one's __context__
-        if spec.lock is not None:
-            gone_with(folder, spec.lock.check_held)
-        raise failure
+    return written_through(  # the input's folder, wherever it goes (h77e)
+        spec.sink,
+        spec.lock.check_held if spec.lock is not None else None,
+        lambda folder: _generate_unit_into(spec, unit_index, folder),
+    )
 
 
 def _generate_unit_into(spec: GenSpec, unit_index: Shape, folder: Folder | None) -> int:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -66,6 +66,8 @@ _CLOCK = threading.local()
 
 log = logging.getLogger("pipeline")
 
+_T = TypeVar("_T")
+
 
 @contextlib.contextmanager
 def _timed(phase: str) -> Iterator[None]:
@@ -74,18 +76,19 @@ def _timed(phase: str) -> Iterator[None]:
     try:
         yield
     finally:
-        tally = _CLOCK.__dict__.setdefault("tally", {})
-        tally[phase] = tally.get(phase, 0.0) + time.perf_counter() - t0
+        _add(phase, time.perf_counter() - t0)
+
+
+def _add(what: str, amount: float) -> None:
+    """Add ``amount`` to this thread's tally of ``what`` (a phase's seconds, bytes read)."""
+    tally = _CLOCK.__dict__.setdefault("tally", {})
+    tally[what] = tally.get(what, 0) + amount
 
 
 def _take_tally() -> dict[str, float]:
     tally = _CLOCK.__dict__.get("tally", {})
     _CLOCK.tally = {}
     return tally
-
-
-def _block_slices(index: Shape, block: Shape, shape: Shape) -> tuple[slice, ...]:
-    return grid.unit_slices(index, block, shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,16 +103,14 @@ def _zarr_array(info: ArrayInfo) -> Any:
 
 
 def _count_read(raw: Any) -> None:
-    tally = _CLOCK.__dict__.setdefault("tally", {})
-    tally["bytes_read"] = tally.get("bytes_read", 0) + (len(raw) if raw is not None else 0)
+    _add("bytes_read", len(raw) if raw is not None else 0)
 
 
 def _count_stored(info: ArrayInfo, units: Iterable[Shape]) -> None:
     """Count the stored bytes of ``units`` (local files; absent ones hold none), read by
     zarr-python, whose reads give no sizes back."""
-    tally = _CLOCK.__dict__.setdefault("tally", {})
     sizes = (info.location.size(info.key(u)) for u in units)
-    tally["bytes_read"] = tally.get("bytes_read", 0) + sum(n or 0 for n in sizes)
+    _add("bytes_read", sum(n or 0 for n in sizes))
 
 
 def _unreadable_unit(
@@ -144,7 +145,7 @@ def _unreadable_unit(
             if found is not None:
                 return damaged(info, key, str(found), found.problem)
             return damaged(info, key, cause(e), "codec")
-    region = [[s.start, s.stop] for s in _block_slices(block_index, block, info.shape)]
+    region = [[s.start, s.stop] for s in grid.unit_slices(block_index, block, info.shape)]
     return damaged(info, f"in the region {region}", reason, "codec")
 
 
@@ -280,7 +281,7 @@ def _refuse_unheld(be: devices.Backend, src: Source, block_index: Shape, x: Any)
         return
     from pipeline.planning.variable import unheld_error  # the input's Dataset: on this path alone
 
-    origin = tuple(s.start for s in _block_slices(block_index, src.block, src.info.shape))
+    origin = tuple(s.start for s in grid.unit_slices(block_index, src.block, src.info.shape))
     raise unheld_error(src.info, src.unpacking, found, origin, tuple(x.shape))
 
 
@@ -296,7 +297,7 @@ def staging_per_thread(src: Source) -> int:
 
 def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     info = src.info
-    slices = _block_slices(block_index, src.block, info.shape)
+    slices = grid.unit_slices(block_index, src.block, info.shape)
     if not src.direct:
         with _timed("read"):
             checked = None
@@ -430,11 +431,9 @@ def _decode_units_pooled(
     waited = time.perf_counter() - t0
     spent = {k: sum(t.get(k, 0.0) for t, _ in done) for k in ("read", "decode", "bytes_read")}
     busy = spent["read"] + spent["decode"]
-    tally = _CLOCK.__dict__.setdefault("tally", {})
     for phase in ("read", "decode"):
-        share = spent[phase] / busy if busy else 0.5
-        tally[phase] = tally.get(phase, 0.0) + waited * share
-    tally["bytes_read"] = tally.get("bytes_read", 0) + spent["bytes_read"]
+        _add(phase, waited * (spent[phase] / busy if busy else 0.5))
+    _add("bytes_read", spent["bytes_read"])
     for _, error in done:
         if error is not None:
             raise error
@@ -561,10 +560,7 @@ def _read_block_gpu(
                 flat[k * per_unit : (k + 1) * per_unit], info.unit, info.chunk
             )
             us = grid.unit_slices(u, info.unit, info.shape)
-            dst = tuple(
-                slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
-            )
-            out[dst] = unit[tuple(slice(0, a.stop - a.start) for a in us)]
+            out[grid.within(us, slices)] = unit[tuple(slice(0, a.stop - a.start) for a in us)]
         return out
 
 
@@ -645,12 +641,25 @@ def array_folder(sink: Sink) -> contextlib.AbstractContextManager[Folder | None]
     return sink.info.location.folder(sink.info.path)
 
 
-def gone_with(folder: Folder | None, check: Callable[[Folder | None], None]) -> None:
-    """After a write through ``folder`` failed: ``check`` (a lock's ``check_held``) raises
-    where the folder's lock is no longer its holder's (the folder removed, ``rm -rf``: the
-    write found it gone), so that the failure is said as that, not as a store's refusal."""
-    if folder is not None:
-        check(folder)
+def written_through(
+    sink: Sink,
+    check: Callable[[Folder | None], None] | None,
+    write: Callable[[Folder | None], _T],
+) -> _T:
+    """``write(folder)`` through the folder of the array ``sink`` writes (:func:`array_folder`).
+    Where it fails with a store's refusal or an OSError, ``check`` (a lock's ``check_held``;
+    None: none) raises first where the folder's lock is no longer its holder's (the folder
+    removed, ``rm -rf``: the write found it gone), so that the failure is said as that, not
+    as a store's refusal."""
+    with array_folder(sink) as folder:
+        try:
+            return write(folder)
+        except (StoreError, OSError) as e:  # a store's refusal, or the folder gone
+            failure = e
+        # asked outside the handler: the store's error is not the displaced one's __context__
+        if check is not None and folder is not None:
+            check(folder)
+        raise failure
 
 
 def _then(sink: Sink) -> tuple[str, str, str]:
@@ -727,18 +736,14 @@ def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
 def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
     info = sink.info
     block_index = tuple(block_id)[: len(info.shape)]  # map_blocks adds the stats axis
-    slices = _block_slices(block_index, sink.block, info.shape)
+    slices = grid.unit_slices(block_index, sink.block, info.shape)
     with _timed("stages"):
         nan, pos, neg = be.count_nonfinite(y)
-    with array_folder(sink) as folder:
-        try:
-            return _write_block_into(be, y, sink, block_index, slices, (nan, pos, neg), folder)
-        except (StoreError, OSError) as e:  # a store's refusal, or the folder gone
-            failure = e
-        # asked outside the handler: the store's error is not the displaced one's __context__
-        if sink.ledger is not None:
-            gone_with(folder, sink.ledger.check_held)
-        raise failure
+    return written_through(
+        sink,
+        sink.ledger.check_held if sink.ledger is not None else None,
+        lambda folder: _write_block_into(be, y, sink, block_index, slices, (nan, pos, neg), folder),
+    )
 
 
 def _write_block_into(
@@ -760,11 +765,7 @@ def _write_block_into(
         sink.ledger.check_held(folder)
     for u in grid.units_in(block_index, sink.block, info.unit, info.shape):
         us = grid.unit_slices(u, info.unit, info.shape)
-        part = y[
-            tuple(
-                slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
-            )
-        ]
+        part = y[grid.within(us, slices)]
         if part.shape == tuple(info.unit):
             data = part
         else:  # an edge unit: pad to the stored shape (the padding is never read)

@@ -43,6 +43,14 @@ def unit_slices(index: Shape, unit: Shape, shape: Shape) -> tuple[slice, ...]:
     )
 
 
+def within(inner: Sequence[slice], outer: Sequence[slice]) -> tuple[slice, ...]:
+    """The region ``inner`` (array slices, inside ``outer``) as slices of ``outer``'s region:
+    a unit's place in its block."""
+    return tuple(
+        slice(a.start - b.start, a.stop - b.start) for a, b in zip(inner, outer, strict=True)
+    )
+
+
 def region_shape(slices: Sequence[slice]) -> Shape:
     return tuple(s.stop - s.start for s in slices)
 

@@ -250,9 +250,6 @@ class Ledger:
         """The run record's key in the store ('out/.pipeline/run.json')."""
         return self._key("run.json")
 
-    def delete_manifest(self) -> None:
-        self.location.delete(self._key("run.json"))
-
     def exists(self) -> bool:
         return self.location.exists(self._key())
 

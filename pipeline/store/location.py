@@ -928,44 +928,36 @@ class Location:
         version's tag; None where it was not replaced (another version there, or none).
         Raises NotImplementedError on a store without such a condition (:meth:`read_tagged`
         gives no tag there), or an S3-compatible one that refuses it (501 NotImplemented)."""
-        fs = self._s3()
-        if fs is None:
-            raise NotImplementedError(f"{self.url} has no conditional writes on a version")
-        path = self._path(key)
-        bucket, name, _ = fs.split_path(path)
-        try:
-            done = fs.call_s3("put_object", Bucket=bucket, Key=name, Body=data, IfMatch=tag)
-        except OSError as e:
-            if _condition_failed(e):
-                return None
-            if _error_code(e) in _NO_CONDITIONS:
-                raise NotImplementedError(f"{self.url} refuses conditional writes") from e
-            raise
-        finally:
-            fs.invalidate_cache(path)
-        return str(done.get("ETag", "")) or None
+        done = self._if_match("put_object", "writes", key, tag, Body=data)
+        return None if done is None else str(done.get("ETag", "")) or None
 
     @_asking("delete")
     def delete_if(self, key: str, tag: str) -> bool:
         """Delete ``key`` only if it still holds the version ``tag`` (S3's conditional
         DELETE, If-Match); False where it holds another one or none. Raises
         NotImplementedError as :meth:`replace_if` does."""
+        return self._if_match("delete_object", "deletes", key, tag) is not None
+
+    def _if_match(self, request: str, what: str, key: str, tag: str, **params: Any) -> Any:
+        """S3's ``request`` (``put_object``, ``delete_object``) of ``key`` with ``params``,
+        made only where ``key`` still holds the version ``tag`` (If-Match): S3's answer, or
+        None where it holds another version or none. NotImplementedError where the store has
+        no such condition, or refuses it (``what``: 'writes', 'deletes', for its line)."""
         fs = self._s3()
         if fs is None:
-            raise NotImplementedError(f"{self.url} has no conditional deletes on a version")
+            raise NotImplementedError(f"{self.url} has no conditional {what} on a version")
         path = self._path(key)
         bucket, name, _ = fs.split_path(path)
         try:
-            fs.call_s3("delete_object", Bucket=bucket, Key=name, IfMatch=tag)
+            return fs.call_s3(request, Bucket=bucket, Key=name, IfMatch=tag, **params)
         except OSError as e:
             if _condition_failed(e):
-                return False
+                return None
             if _error_code(e) in _NO_CONDITIONS:
-                raise NotImplementedError(f"{self.url} refuses conditional deletes") from e
+                raise NotImplementedError(f"{self.url} refuses conditional {what}") from e
             raise
         finally:
             fs.invalidate_cache(path)
-        return True
 
     def refuse_archive(self, setting: str = "") -> None:
         """Raise OutputError when this location is inside an archive (read-only here);
