@@ -786,6 +786,29 @@ def test_a_non_dimension_coordinate_under_another_name_keeps_the_inputs_beside_i
     assert list(open_dataset(tmp_path / "t5.zarr").data_vars) == ["t5"]
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_variable_named_without_its_group_names_its_path(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A Dataset xarray wrote into a group (``to_zarr(STORE, group="g/h")``), its variable
+    named ``input.array: air``: the line said "no Zarr array at in.zarr/air; check
+    input.array", nothing more (the root holds no array to match). It names the path
+    input.array takes, ``g/h/air``, in one line, and that path plans (h82d)."""
+    write_dataset(tmp_path / "src.zarr", zarr_format)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(str(tmp_path / "src.zarr")).load()
+        ds.to_zarr(str(tmp_path / "in.zarr"), group="g/h", zarr_format=zarr_format, mode="w")
+    with pytest.raises(InputError) as info:
+        pipeline.plan(config(tmp_path))
+    said = str(info.value)
+    assert "\n" not in said and info.value.status == "absent", said
+    assert said.endswith(
+        "check input.array (did you mean 'g/h/t'? input.array is the path from the store's root)"
+    ), said
+    assert pipeline.plan(config(tmp_path, input={"array": "g/h/t"})).input.shape == (ROWS, COLS)
+
+
 @pytest.mark.parametrize("dims", [None, ("row", "col")], ids=["no-dims", "dims"])
 def test_an_array_alone_keeps_its_attributes_and_dimension_names(
     tmp_path: Path, backend_client: tuple[str, Any], dims: tuple[str, str] | None

@@ -749,7 +749,10 @@ def _did_you_mean(location: Location, path: str) -> str:
     its arrays), a name that differs only in case first (``TEMP`` for ``temp``, which difflib
     alone finds no closer than any other), each by its path from the store's root, as
     input.array takes it (``fields/air``: the name alone, ``air``, had named no array of the
-    store); '' when none is close or the parent holds none."""
+    store); where none is close, the arrays of that very name in the groups below the parent
+    (:func:`_arrays_below`: a Dataset xarray wrote with ``to_zarr(STORE, group="g/h")``, its
+    variable named ``air`` where input.array takes ``g/h/air``, had got no hint); '' when
+    neither finds one."""
     import difflib
 
     parts = path.strip("/").split("/")
@@ -773,6 +776,15 @@ def _did_you_mean(location: Location, path: str) -> str:
     near = difflib.get_close_matches(name.casefold(), folded, n=3)
     close = [n for f in near for n in names if n.casefold() == f]
     close = [key_under(parent, n) for n in dict.fromkeys(close)][:3]
+    if not close:
+        try:
+            below = _arrays_below(location, parent)
+        except Exception:  # a hint only
+            below = []
+        close = [b for b in below if b.rpartition("/")[2].casefold() == name.casefold()][:3]
+        if close:  # named in its group alone: input.array is the path from the store's root
+            shown = " or ".join(repr(c) for c in close)
+            return f" (did you mean {shown}? input.array is the path from the store's root)"
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
