@@ -796,6 +796,19 @@ _A_RUN: dict[str, Any] = {
             "output.chunks",
             "or auto: write it in brackets, chunks: [64, 64] (got '64, 64')",
         ),
+        (  # xarray's form, by dimension name: had said only the list it takes (h82d)
+            {"output": {"store": "out.zarr", "chunks": {"time": 1}}},
+            "output.chunks",
+            "or auto: one number per dimension, in the order of the array's dimensions, not "
+            "a mapping by dimension name (xarray's chunks={...}): write it as a list, chunks: "
+            "[...] (got ",
+        ),
+        (
+            {"chunking": {"block": {"y": 4}}},
+            "chunking.block",
+            "not a mapping by dimension name (xarray's chunks={...}): write it as a list, "
+            "block: [...]",
+        ),
         (  # a union: pydantic's lines were one per alternative
             {"output": {"store": "out.zarr", "chunks": [0, 5]}},
             "output.chunks.0",
