@@ -806,6 +806,11 @@ def test_a_variable_named_without_its_group_names_its_path(
     assert said.endswith(
         "check input.array (did you mean 'g/h/t'? input.array is the path from the store's root)"
     ), said
+    with pytest.raises(InputError) as info:  # the group's path given in part
+        pipeline.plan(config(tmp_path, input={"array": "h/t"}))
+    assert str(info.value).endswith(
+        "(did you mean 'g/h/t'? input.array is the path from the store's root)"
+    )
     assert pipeline.plan(config(tmp_path, input={"array": "g/h/t"})).input.shape == (ROWS, COLS)
 
 

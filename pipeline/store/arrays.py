@@ -768,8 +768,8 @@ def _did_you_mean(location: Location, path: str) -> str:
             for n in location.list(parent)
             if node_type(location, f"{parent}/{n}".strip("/")) == "array"
         ]
-    except Exception:  # a hint only: a listing that fails gives none
-        return ""
+    except Exception:  # a hint only: no group there (``h/air`` of ``g/h/air``), or none listed
+        names = []
     # compared case-folded, so a name in another case is closest ('TEMP' for 'temp', which
     # difflib alone finds no closer than any other name)
     folded = [n.casefold() for n in names]
@@ -777,15 +777,30 @@ def _did_you_mean(location: Location, path: str) -> str:
     close = [n for f in near for n in names if n.casefold() == f]
     close = [key_under(parent, n) for n in dict.fromkeys(close)][:3]
     if not close:
-        try:
-            below = _arrays_below(location, parent)
-        except Exception:  # a hint only
-            below = []
-        close = [b for b in below if b.rpartition("/")[2].casefold() == name.casefold()][:3]
-        if close:  # named in its group alone: input.array is the path from the store's root
-            shown = " or ".join(repr(c) for c in close)
-            return f" (did you mean {shown}? input.array is the path from the store's root)"
+        return _named_below(location, parent, path.strip("/"))
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def _named_below(location: Location, parent: str, path: str) -> str:
+    """:func:`_did_you_mean`'s hint where ``parent`` holds no array of a close name: the
+    arrays below ``parent`` of the last part of ``path`` (``air`` of a Dataset xarray wrote
+    with ``to_zarr(STORE, group="g/h")``), else those below the store's root whose path ends
+    with ``path`` (``h/air``, the group's path given in part), by their paths from the store's
+    root (:func:`_arrays_below`, bounded); '' where none is found."""
+    name = path.rpartition("/")[2].casefold()
+    try:
+        close = [
+            b for b in _arrays_below(location, parent) if b.rpartition("/")[2].casefold() == name
+        ]
+        if not close and parent:
+            tail = f"/{path.casefold()}"
+            close = [b for b in _arrays_below(location, "") if b.casefold().endswith(tail)]
+    except Exception:  # a hint only
+        return ""
+    if not close:
+        return ""
+    shown = " or ".join(repr(c) for c in close[:3])
+    return f" (did you mean {shown}? input.array is the path from the store's root)"
 
 
 #: The metadata documents of a node that must each be a JSON object where they are there, by
