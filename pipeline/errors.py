@@ -751,7 +751,9 @@ def kind_said(value: Any) -> str:
     ``a number``, ``text``, ``true/false``, ``a date``, ``a date and time``, ``a list of
     integers``, ``a mapping``, ``None``;
     a NumPy value as NumPy's (``a NumPy int64``, ``a NumPy array``); any other object by its
-    library's name and its type's (``a zarr LocalStore``, ``an fsspec FSMap``). Python's
+    library's name and its type's (``a zarr LocalStore``, ``an fsspec FSMap``, ``an xarray
+    Dataset`` and ``an xarray DataArray``, which had been ``a mapping`` and ``a xarray
+    DataArray``). Python's
     names for its types (``builtins.int``, ``a value of type bytes``, ``not int``) had been
     said."""
     import datetime
@@ -784,6 +786,8 @@ def kind_said(value: Any) -> str:
         return "a date"
     if isinstance(value, os.PathLike):
         return "a path"
+    if top == "xarray":  # a Dataset is a mapping of its variables, but said as what it is
+        return f"an xarray {t.__name__}"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, Set):

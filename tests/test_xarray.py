@@ -727,6 +727,93 @@ def test_a_non_dimension_coordinate_comes_out_as_a_data_variable_of_its_name(
     assert same_bits(b["lon"].values, apply_chain(chain, a["lon"].values))
 
 
+@pytest.mark.parametrize("consolidated", [True, False], ids=["consolidated", "unconsolidated"])
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_non_dimension_coordinate_under_another_name_keeps_the_inputs_beside_it(
+    tmp_path: Path, cli: Any, zarr_format: int, consolidated: bool
+) -> None:
+    """``input.array: lat`` (a curvilinear grid's 2-D ``lat`` on ``(y, x)``, a coordinate of no
+    dimension) with ``output.array: lat5``: xarray's ``(ds.lat * 5).rename("lat5")`` keeps
+    the input's ``lat`` among its coordinates, but the output held ``lat5`` with ``lon``, ``x``
+    and no ``lat`` (h82d: README had a workaround, ``assign_coords``). The input's ``lat`` is
+    now carried as a coordinate, its values and attributes the input's to the bit, named by
+    ``lat5``'s ``coordinates``, so ``xr.open_zarr`` gives the output the coordinates xarray's
+    own arithmetic gives; ``lat5`` is the chain over the input's ``lat``, and verify passes.
+    A data variable (``t``) under another name carries no ``t``, as xarray's keeps none."""
+    rng = np.random.default_rng(11)
+    lat = np.add.outer(np.linspace(40.0, 50.0, 6), np.linspace(0.0, 0.5, 8))
+    lon = np.add.outer(np.linspace(0.0, 0.3, 6), np.linspace(5.0, 9.0, 8))
+    ds = xr.Dataset(
+        {"t": (("y", "x"), rng.standard_normal((6, 8)), {"units": "K"})},
+        coords={
+            "x": ("x", np.arange(8.0), {"units": "km"}),
+            "lat": (("y", "x"), lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": (("y", "x"), lon, {"units": "degrees_east"}),
+        },
+        attrs={"title": "curvilinear"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(
+            str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w", consolidated=consolidated
+        )
+    cfg = config(
+        tmp_path, input={"array": "lat"}, output={"array": "lat5"}, cluster={"dashboard": ""}
+    )
+    assert pipeline.run(cfg).status == "complete"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = xr.open_zarr(str(tmp_path / "in.zarr"), consolidated=consolidated).load()
+        out = xr.open_zarr(str(tmp_path / "out.zarr"), consolidated=consolidated).load()
+        engine = xr.open_dataset(str(tmp_path / "out.zarr"), engine="zarr").load()
+    want = (src.lat * 5).rename("lat5").to_dataset()  # what xarray's own arithmetic keeps
+    assert set(out.coords) == set(want.coords) == {"lat", "lon", "x"}, out
+    assert list(out.data_vars) == ["lat5"] and set(engine.coords) == set(want.coords)
+    for name in ("lat", "lon", "x"):
+        assert same_bits(out[name].values, src[name].values), name
+        assert out[name].attrs == src[name].attrs and out[name].dims == src[name].dims, name
+    chain = plan_chain(parse_config(cfg).stage_specs(), src["lat"].dtype)
+    assert same_bits(out["lat5"].values, apply_chain(chain, src["lat"].values))
+    assert set(out["lat5"].encoding["coordinates"].split()) == {"lat", "lon"}
+    assert out.attrs == {"title": "curvilinear"}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rc, said, err = cli("verify", "--all", path)
+    assert rc == 0, (said, err)
+    data = {"store": str(tmp_path / "t5.zarr"), "array": "t5"}
+    pipeline.run(config(tmp_path, output=data, cluster={"dashboard": ""}))
+    assert set(open_dataset(tmp_path / "t5.zarr").coords) == {"lat", "lon", "x"}
+    assert list(open_dataset(tmp_path / "t5.zarr").data_vars) == ["t5"]
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_variable_named_without_its_group_names_its_path(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A Dataset xarray wrote into a group (``to_zarr(STORE, group="g/h")``), its variable
+    named ``input.array: air``: the line said "no Zarr array at in.zarr/air; check
+    input.array", nothing more (the root holds no array to match). It names the path
+    input.array takes, ``g/h/air``, in one line, and that path plans (h82d)."""
+    write_dataset(tmp_path / "src.zarr", zarr_format)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(str(tmp_path / "src.zarr")).load()
+        ds.to_zarr(str(tmp_path / "in.zarr"), group="g/h", zarr_format=zarr_format, mode="w")
+    with pytest.raises(InputError) as info:
+        pipeline.plan(config(tmp_path))
+    said = str(info.value)
+    assert "\n" not in said and info.value.status == "absent", said
+    assert said.endswith(
+        "check input.array (did you mean 'g/h/t'? input.array is the path from the store's root)"
+    ), said
+    with pytest.raises(InputError) as info:  # the group's path given in part
+        pipeline.plan(config(tmp_path, input={"array": "h/t"}))
+    assert str(info.value).endswith(
+        "(did you mean 'g/h/t'? input.array is the path from the store's root)"
+    )
+    assert pipeline.plan(config(tmp_path, input={"array": "g/h/t"})).input.shape == (ROWS, COLS)
+
+
 @pytest.mark.parametrize("dims", [None, ("row", "col")], ids=["no-dims", "dims"])
 def test_an_array_alone_keeps_its_attributes_and_dimension_names(
     tmp_path: Path, backend_client: tuple[str, Any], dims: tuple[str, str] | None

@@ -776,6 +776,8 @@ def _path_text(v: Any, key: str, side: str = "in") -> Any:
     if v is None or isinstance(v, (str, bytes)):
         return v
     kind = kind_said(v)
+    if type(v).__module__.partition(".")[0] == "xarray":
+        raise ValueError(_xarray_refusal(v, key, kind, side))
     if key == "array":
         path = getattr(v, "path", None)
         said = f" ({path!r} here)" if isinstance(path, str) and hasattr(v, "store") else ""
@@ -797,6 +799,42 @@ def _path_text(v: Any, key: str, side: str = "in") -> Any:
         f"must be the store's path or URL as text (such as '/data/{side}.zarr' or "
         f"'s3://bucket/{side}.zarr', or a pathlib.Path), not {kind}: give the path or URL it "
         f"was opened at{said}, and its file system's options as storage_options"
+    )
+
+
+def _xarray_refusal(v: Any, key: str, kind: str, side: str) -> str:
+    """The line refusing an xarray Dataset or DataArray (``kind``: :func:`kind_said`'s words)
+    given as a store (``key`` ``store``) or as ``input.array``: it names what to give, the
+    path of the local store it was opened from (its ``encoding["source"]``, as
+    ``xr.open_zarr`` records it; a URL is not said: it may carry credentials) and the
+    variable's name, or to write it to a Zarr store first. It had been said as "not a
+    mapping" (a Dataset is a mapping of its variables), "not a xarray DataArray", naming
+    neither."""
+    encoding = getattr(v, "encoding", None)
+    source = encoding.get("source") if isinstance(encoding, dict) else None
+    if isinstance(source, str) and "://" in source and not source.startswith("file://"):
+        source = None
+    name = getattr(v, "name", None) if hasattr(v, "dims") and not hasattr(v, "data_vars") else None
+    if key == "array":
+        said = (
+            f"its variable's path in the Zarr store ({name!r} here, after its group's path "
+            "where the Dataset is a group's)"
+            if isinstance(name, str)
+            else "the path in the Zarr store of the variable to compute"
+        )
+        return (
+            f"must be the array's path inside the store as text (such as 'g/v'), not {kind}, "
+            f"the data itself: give {said}, and that store's path or URL as store"
+        )
+    if side == "out":
+        fix = "give the path of the Zarr store to write the output to"
+    elif isinstance(source, str):
+        fix = f"give the path of the Zarr store it was opened from, here {source!r}"
+    else:
+        fix = "write it to a Zarr store first (to_zarr(STORE)) and give that store's path"
+    return (
+        f"must be the store's path or URL as text (such as '/data/{side}.zarr' or "
+        f"'s3://bucket/{side}.zarr', or a pathlib.Path), not {kind}, the data itself: {fix}"
     )
 
 

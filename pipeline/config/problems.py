@@ -399,7 +399,15 @@ _KIND_SAID: dict[type, str] = {dict: "one mapping", bool: "true/false"}
 def _as_list(loc: Sequence[Any], got: Any) -> str:
     """The list that a list-valued key (``gpus``, ``shape``) given one number (``gpus: 0``)
     or the numbers as text (``shape: "64, 64"``) was meant to be, as the fix: ``, such as
-    gpus: [0]``; '' where ``got`` is neither."""
+    gpus: [0]``; '' where ``got`` is neither. A shape given as a mapping by dimension name
+    (``chunks: {time: 1}``, as xarray's ``chunks=`` takes it) is said to be one number per
+    dimension, in the array's order: the line had only said the list it takes."""
+    if isinstance(got, dict) and loc and loc[-1] in ("chunks", "shards", "block"):
+        return (
+            ": one number per dimension, in the order of the array's dimensions, not a "
+            "mapping by dimension name (xarray's chunks={...}): write it as a list, "
+            f"{loc[-1]}: [...]"
+        )
     if isinstance(got, int) and not isinstance(got, bool):
         items = str(got)
     elif isinstance(got, str) and re.fullmatch(r"\s*-?\d+(\s*,\s*-?\d+)*\s*", got):

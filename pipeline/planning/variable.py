@@ -137,7 +137,9 @@ def carried(
     path = config.input.array.strip("/")
     _refuse_damaged_nczarr(loc, path, arr)
     store = loc.zarr_store(read_only=True)
-    variable = datasets.variable_of(store, path, arr)
+    # under another output name, an input xarray reads as a coordinate is carried as one
+    renamed = bool(output_path) and output_path.rpartition("/")[2] != path.rpartition("/")[2]
+    variable = datasets.variable_of(store, path, arr, renamed=renamed)
     if variable is None:
         _refuse_names_only_in_the_copy(loc, path, arr)
     if variable is None and path and output_path and datasets.attribute_names_only(arr):

@@ -749,7 +749,10 @@ def _did_you_mean(location: Location, path: str) -> str:
     its arrays), a name that differs only in case first (``TEMP`` for ``temp``, which difflib
     alone finds no closer than any other), each by its path from the store's root, as
     input.array takes it (``fields/air``: the name alone, ``air``, had named no array of the
-    store); '' when none is close or the parent holds none."""
+    store); where none is close, the arrays of that very name in the groups below the parent
+    (:func:`_arrays_below`: a Dataset xarray wrote with ``to_zarr(STORE, group="g/h")``, its
+    variable named ``air`` where input.array takes ``g/h/air``, had got no hint); '' when
+    neither finds one."""
     import difflib
 
     parts = path.strip("/").split("/")
@@ -765,15 +768,39 @@ def _did_you_mean(location: Location, path: str) -> str:
             for n in location.list(parent)
             if node_type(location, f"{parent}/{n}".strip("/")) == "array"
         ]
-    except Exception:  # a hint only: a listing that fails gives none
-        return ""
+    except Exception:  # a hint only: no group there (``h/air`` of ``g/h/air``), or none listed
+        names = []
     # compared case-folded, so a name in another case is closest ('TEMP' for 'temp', which
     # difflib alone finds no closer than any other name)
     folded = [n.casefold() for n in names]
     near = difflib.get_close_matches(name.casefold(), folded, n=3)
     close = [n for f in near for n in names if n.casefold() == f]
     close = [key_under(parent, n) for n in dict.fromkeys(close)][:3]
+    if not close:
+        return _named_below(location, parent, path.strip("/"))
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def _named_below(location: Location, parent: str, path: str) -> str:
+    """:func:`_did_you_mean`'s hint where ``parent`` holds no array of a close name: the
+    arrays below ``parent`` of the last part of ``path`` (``air`` of a Dataset xarray wrote
+    with ``to_zarr(STORE, group="g/h")``), else those below the store's root whose path ends
+    with ``path`` (``h/air``, the group's path given in part), by their paths from the store's
+    root (:func:`_arrays_below`, bounded); '' where none is found."""
+    name = path.rpartition("/")[2].casefold()
+    try:
+        close = [
+            b for b in _arrays_below(location, parent) if b.rpartition("/")[2].casefold() == name
+        ]
+        if not close and parent:
+            tail = f"/{path.casefold()}"
+            close = [b for b in _arrays_below(location, "") if b.casefold().endswith(tail)]
+    except Exception:  # a hint only
+        return ""
+    if not close:
+        return ""
+    shown = " or ".join(repr(c) for c in close[:3])
+    return f" (did you mean {shown}? input.array is the path from the store's root)"
 
 
 #: The metadata documents of a node that must each be a JSON object where they are there, by

@@ -282,9 +282,14 @@ def _null_sizes_differ(dims: tuple[str | None, ...], shape: tuple[int, ...]) -> 
     return len({size for d, size in zip(dims, shape, strict=True) if d is None}) > 1
 
 
-def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
+def variable_of(store: Any, path: str, arr: Any, renamed: bool = False) -> Variable | None:
     """The variable that the array ``arr`` at ``path`` of ``store`` (a zarr store object) is,
-    with its group's coordinates; None for an array without dimension names."""
+    with its group's coordinates; None for an array without dimension names. ``renamed``: the
+    output variable takes another name than the input's, so an input that xarray reads as a
+    coordinate of its Dataset (one that no dimension is, but that the group's or an array's
+    ``coordinates`` lists: a 2-D ``lat``) is one of its own coordinates too, as xarray's
+    ``(ds.lat * 5).rename("lat5")`` keeps the input's ``lat`` beside the computed values (it
+    had been left out)."""
     import zarr
     from zarr.errors import NodeNotFoundError
 
@@ -320,13 +325,17 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
         # consolidated copy, that no installed package provides): a Dataset xarray cannot
         # open, which had been run silently as the array alone, written at the output's root
         return Variable(group=group_path, name=name, dims=dims, attrs=attrs, unreadable=cause(e))
-    listed = listed_elsewhere(
-        store, group_path, name, dims, attrs, listings(store, group, group_path)
-    )
+    found = listings(store, group, group_path)
+    listed = listed_elsewhere(store, group_path, name, dims, attrs, found)
     own = references(attrs, CARRIED_REFERENCES)  # its own bounds bound the input's values
     # a dimension coordinate (``lat`` on ``lat``) is its dimension's coordinate too: carried
-    # as the input's, beside the computed values (an output of its name is refused)
+    # as the input's, beside the computed values (an output of its name is refused); so is a
+    # coordinate on no dimension of its own name under another output name (xarray's
+    # ``ds.lat`` keeps ``lat`` among its coordinates), named by the output's ``coordinates``
     itself = "" if name in dims else name
+    if renamed and name not in dims and any(n == name for _, n in found):
+        itself = ""
+        listed = [*listed, name]
     members = carried_arrays(
         store, group_path, itself, [*(d for d in dims if d is not None), *own, *listed]
     )
