@@ -251,27 +251,19 @@ _OPTION_KEYS = {"--scheduler": "cluster.scheduler"}
 def _load(args: argparse.Namespace) -> Any:
     """The command's config, loaded with the keys its options set (:data:`_OPTION_KEYS`). A
     value an option gave that the config refuses (``--scheduler $'tcp://h:8786\n'``) is said
-    as the option's (``--scheduler: ...``, ``option`` naming it): it had been said as an
-    override of ``load_config`` 'given with c.yaml, not read from it', which the command line
-    has none of."""
+    as the option's (``--scheduler: ...``, ``option`` naming it, ``load_config``'s
+    ``options``): it had been said as an override of ``load_config`` 'given with c.yaml, not
+    read from it', which the command line has none of. An option given empty
+    (``--scheduler ''``) is given, and refused as the config refuses the key's empty value:
+    it had been dropped, and the config's value (a local cluster) taken without a word."""
     from pipeline.config import load_config
-    from pipeline.errors import ConfigError
 
     overrides = {}
-    if getattr(args, "scheduler", None):
-        overrides["cluster.scheduler"] = args.scheduler
-    try:
-        return load_config(args.config, overrides)
-    except ConfigError as e:
-        key = getattr(e, "override", None)
-        option = next((o for o, k in _OPTION_KEYS.items() if k == key), None)
-        said = str(e)
-        head = f"{key}: "
-        if option is None or head not in said:
-            raise
-        e.args = (f"{option}: {said[said.index(head) + len(head) :]}", *e.args[1:])
-        e.__dict__.update(option=option)
-        raise
+    for option, key in _OPTION_KEYS.items():
+        value = getattr(args, option.removeprefix("--").replace("-", "_"), None)
+        if value is not None:
+            overrides[key] = value
+    return load_config(args.config, overrides, options={k: o for o, k in _OPTION_KEYS.items()})
 
 
 #: Loggers of Dask's machinery in this process (its client, its local scheduler and nannies,

@@ -152,6 +152,7 @@ def parse_config(
     source: str = "<config>",
     positions: Mapping[tuple, Any] | None = None,
     overridden: Sequence[tuple] = (),
+    options: Mapping[tuple, str] | None = None,
 ) -> Config:
     """Validate a mapping into a :class:`Config`.
 
@@ -160,8 +161,10 @@ def parse_config(
     and ``key`` (dotted, e.g. ``stages.0.factor``). ``overridden``: the keys (as tuples) whose
     values an override set, not the file: a problem there names the override, and no line
     (the file's nearest line, its section's or its first, had been named), with the field
-    ``override`` (the override's dotted key). Top-level keys starting with ``x-`` are
-    extension fields, ignored (:func:`is_extension`)."""
+    ``override`` (the override's dotted key); ``options``: the command-line option that gave
+    an override (by its key as a tuple), which such a problem names in its place (field
+    ``option``). Top-level keys starting with ``x-`` are extension fields, ignored
+    (:func:`is_extension`)."""
     if not isinstance(data, dict):
         raise ConfigError(
             f"{name_shown(source)}: the config must be a mapping of keys (input, output, ...)",
@@ -170,7 +173,7 @@ def parse_config(
             key=None,
         )
     data = {k: v for k, v in data.items() if not is_extension(k)}
-    return validated(data, source, positions, overridden)
+    return validated(data, source, positions, overridden, options)
 
 
 def is_extension(key: Any) -> bool:
@@ -714,7 +717,12 @@ def _file_said(path: str) -> str:
     return f"{name_shown(path[:_PATH_SAID])}... (cut: {len(path)} characters)"
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    options: Mapping[str, str] | None = None,
+) -> Config:
     """Read and validate a YAML config file.
 
     ``overrides`` maps dotted keys (``"output.overwrite"``) to values set after reading,
@@ -725,7 +733,10 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     {storage_options: &creds {...}}``, ``output: {storage_options: *creds}``) changes at the
     override's key only (``output.storage_options.anon`` had set the input's too). The
     Config's file, its text and the overridden keys are kept (:func:`locate_config`), so a
-    refusal of one of its keys found later says the key's line.
+    refusal of one of its keys found later says the key's line. ``options`` maps an
+    override's dotted key to the command-line option that gave it (``{"cluster.scheduler":
+    "--scheduler"}``): a refusal of its value names the option in the key's place
+    (``--scheduler: ...``, fields ``option`` and ``override``), as the command line took it.
     """
     p = Path(path)
     try:
@@ -817,17 +828,21 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                     if isinstance(target, list)
                     else f"check the key, or write {held} in the file as a mapping of keys"
                 )
+                given = (options or {}).get(dotted)
                 raise ConfigError(
                     f"{name_shown(p)}{at}: {held} holds "
                     f"{'a list' if isinstance(target, list) else 'a value'}, not a mapping of "
-                    f"keys, so the override {dotted!r} cannot be set in it: {fix}",
+                    f"keys, so {given or f'the override {dotted!r}'} cannot be set in it: "
+                    f"{fix}",
                     file=str(p),
                     line=mark.line + 1 if mark is not None else None,
                     key=dotted,
+                    **({"option": given} if given else {}),
                 )
         overridden += _leaves(tuple(dotted.split(".")), target.get(last, _ABSENT), value)
         target[last] = _merged(target.get(last), value)
-    config = parse_config(data, str(p), positions, overridden)
+    by_option = {tuple(k.split(".")): o for k, o in (options or {}).items()}
+    config = parse_config(data, str(p), positions, overridden, by_option)
     set_keys = tuple(".".join(str(k) for k in key) for key in overridden)
     _SOURCES[id(config)] = _Source(str(p), text, set_keys)
     weakref.finalize(config, _SOURCES.pop, id(config), None)
