@@ -136,6 +136,30 @@ def test_a_scalar_given_as_text_is_told_the_fix_its_text_needs(tmp_path, scalar,
 
 
 @pytest.mark.parametrize(
+    ("anchor", "use", "fix"),
+    [
+        ("&x !!str 5", "*x", " (drop its !!str tag, at line 1)"),
+        ('&x !!str "5"', "*x", " (drop its !!str tag and the quotes, at line 1)"),
+        ("&x !!str 5", "{dtype: float32, value: *x}", " (drop its !!str tag, at line 1)"),
+    ],
+)
+def test_a_str_tag_on_an_anchor_is_said_where_the_tag_is(tmp_path, anchor, use, fix) -> None:
+    """``a: &x !!str 5`` then ``factor: *x``: refused at the key's line (the alias's), where
+    no tag is written; the fix says the line of the tag too, where it is dropped. A typed
+    number's value (``{dtype: float32, value: *x}``) is told the fix too (it had been told
+    only that it must be a number)."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"x-a: {anchor}\ninput:\n  store: {tmp_path / 'in.zarr'}\noutput:\n"
+        f"  store: {tmp_path / 'out.zarr'}\nstages:\n  - op: multiply\n    factor: {use}\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.data["line"] == 8 and e.value.data["key"] == "stages.0.factor", e.value.data
+    assert fix in str(e.value) and str(e.value).count("!!str") == 1, str(e.value)
+
+
+@pytest.mark.parametrize(
     ("old", "new", "line", "key", "said"),
     [
         ("  chunks: auto", "  chunks: [010, 10]", 6, "output.chunks.0", "010 reads as 8 (octal)"),

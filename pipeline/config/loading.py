@@ -221,20 +221,30 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
                     for tk, tv in _merged_pairs(v):
                         if isinstance(tk, yaml.ScalarNode) and tk.value == "value":
                             keys = ("stages", i, k.value, "value")
-                            _read_number(tv, data, keys, path)
+                            _read_number(tv, data, keys, path, tk.start_mark.line)
                 else:
-                    _read_number(v, data, ("stages", i, k.value), path)
+                    _read_number(v, data, ("stages", i, k.value), path, k.start_mark.line)
 
 
-def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
+def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path, key_line: int) -> None:
     """Read the plain scalar ``v``, which PyYAML read as ``data[keys[0]][keys[1]]...``, as
     YAML 1.2 reads a number (:func:`_read_stage_numbers`), setting it there; refuse one that
-    YAML 1.1 and YAML 1.2 read as different numbers."""
+    YAML 1.1 and YAML 1.2 read as different numbers. ``key_line``: the line (0-based) of the
+    key, where a refusal of it is said: a ``!!str`` tag written on another line (an anchor's,
+    ``a: &x !!str 5`` then ``factor: *x``) is said at its own too, which the key's line,
+    the alias's, does not hold."""
     if not isinstance(v, yaml.ScalarNode):
         return
     if v in _TAGGED and v.tag == _STR and _reads_as_number(v.value):
         # ``!!str 5``: text, as the file says, which a stage's scalar refuses, naming the tag
-        _set_at(data, keys, TaggedText.of(_value_at(data, keys), v.style is not None))
+        line = v.start_mark.line
+        _set_at(
+            data,
+            keys,
+            TaggedText.of(
+                _value_at(data, keys), v.style is not None, line + 1 if line != key_line else None
+            ),
+        )
         return
     if v.style is not None:  # only a plain scalar
         return
