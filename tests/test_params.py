@@ -373,6 +373,27 @@ def test_a_set_is_refused_where_a_list_is_meant(tmp_path, key, yaml_text, line) 
 
 
 @pytest.mark.parametrize(
+    ("given", "got"),
+    [
+        ("device_memory_limit: 8GB", "(got '8GB')"),
+        ("device_memory_limit: '4 GiB'", "(got '4 GiB')"),
+        ("device_memory_limit: '0.5'", "(got '0.5')"),
+        ("device_memory_limit: 4096", "(got 4096)"),
+    ],
+)
+def test_a_refused_size_is_quoted_as_written(tmp_path, given, got) -> None:
+    """``device_memory_limit: 8GB`` beside ``backend: cpu`` had been refused "(got
+    8000000000)", the bytes the text was read as: the value is quoted as the file wrote
+    it."""
+    cfg = _config(tmp_path, "2")
+    text = cfg.read_text()
+    cfg.write_text(text.replace("dashboard: ''}", f"dashboard: '', {given}}}"))
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert str(e.value).endswith(f"or set backend: gpu (or auto) {got}"), str(e.value)
+
+
+@pytest.mark.parametrize(
     ("given", "key", "words"),
     [
         ("gpus: [1]", "cluster.gpus", "[1] names GPUs, and backend: cpu uses no GPU: leave "),

@@ -125,6 +125,24 @@ def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
     return tuple(out)
 
 
+def _as_given(data: Any, loc: Sequence[Any], got: Any) -> Any:
+    """What a problem's line quotes of the value at ``loc`` (:func:`_data_loc`'s) in ``data``:
+    the text the user wrote there where pydantic's error holds what a validator made of it
+    (``device_memory_limit: 8GB`` refused beside ``backend: cpu`` had said "(got
+    8000000000)", the bytes ``8GB`` was read as); else ``got``, pydantic's input."""
+    node = data
+    for part in loc:
+        if isinstance(node, BaseModel) and isinstance(part, str):
+            node = getattr(node, part, None)
+        elif (isinstance(node, dict) and part in node) or (
+            isinstance(node, (list, tuple)) and isinstance(part, int) and part < len(node)
+        ):
+            node = node[part]
+        else:
+            return got
+    return node if isinstance(node, str) and got is not None and not isinstance(got, str) else got
+
+
 #: Settings that earlier versions had and this one removed, because no measurement showed a
 #: gain (README, "Benchmarks"): a config that still sets one is told so, instead of being
 #: offered a close key name.
@@ -218,6 +236,7 @@ def _message(
         return f"{key}: must be {wanted(root, loc)}, {fix} (got {got_said(got)})"
     if kind in ("tuple_type", "list_type") and not stages:  # gpus: 0, shape: "4096"
         return f"{key}: must be {wanted(root, loc)}{_as_list(loc, got)} (got {got_said(got)})"
+    got = _as_given(data, loc, got)  # 8GB, not the 8000000000 bytes it was read as
     if isinstance(got, str) and (url_query(got) or url_fragment(got)) is not None:
         got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
     said = False
