@@ -43,6 +43,20 @@ class _Located(yaml.SafeLoader):
                 raise
             return whole(node.value)
 
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """The node at ``index`` of ``parent``; one an alias gives (``factor: *x``) marked
+        with its anchor's name, on the key's node in a mapping (``alias_of``) or on the list
+        in a list (``aliased_items``, by index), so that a refusal of the value, said at the
+        alias's line, says where the anchor writes it too (:meth:`_Lines.alias`)."""
+        event = self.peek_event()
+        node = super().compose_node(parent, index)
+        if isinstance(event, yaml.AliasEvent) and parent is not None:
+            if isinstance(index, yaml.Node):
+                index.alias_of = event.anchor  # type: ignore[attr-defined]
+            elif isinstance(index, int):
+                parent.__dict__.setdefault("aliased_items", {})[index] = event.anchor
+        return node
+
     def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
         """The scalar node, marked :data:`_TAGGED` where the file gives its tag
         (``!!str 5``): PyYAML's node holds the same tag whether written or resolved, and
@@ -128,6 +142,27 @@ class _Lines(Mapping):
             else:
                 raise KeyError(path)
         return mark
+
+    def alias(self, path: tuple) -> tuple[str, int] | None:
+        """Where the value at ``path`` is written where an alias gives it (``factor: *x``):
+        (the anchor's name, the 1-based line of its value); None for any other value, or a
+        path not in the file. A refusal of the value, said at the key's line (the alias's),
+        says this line too (:func:`~pipeline.config.problems.validation_error`)."""
+        node: yaml.Node = self._root
+        anchor = None
+        for part in path:
+            found = None
+            if isinstance(node, yaml.MappingNode):
+                for k, v in _merged_pairs(node):
+                    if self._key(k) == part:
+                        found = (v, getattr(k, "alias_of", None))
+                        break
+            elif isinstance(node, yaml.SequenceNode) and part in range(len(node.value)):
+                found = (node.value[part], node.__dict__.get("aliased_items", {}).get(part))
+            if found is None:
+                return None
+            node, anchor = found
+        return (anchor, node.start_mark.line + 1) if anchor is not None else None
 
     def __iter__(self) -> Iterator[tuple]:
         seen: set[int] = set()
@@ -222,6 +257,8 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
                         if isinstance(tk, yaml.ScalarNode) and tk.value == "value":
                             keys = ("stages", i, k.value, "value")
                             _read_number(tv, data, keys, path, tk.start_mark.line)
+                elif getattr(k, "alias_of", None) is not None:  # its refusal says the anchor's
+                    _read_number(v, data, ("stages", i, k.value), path, v.start_mark.line)
                 else:
                     _read_number(v, data, ("stages", i, k.value), path, k.start_mark.line)
 

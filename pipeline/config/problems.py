@@ -770,6 +770,18 @@ def checked(
     raise ConfigError(line_said, file=source, line=line, key=dotted_key(key), **extra)
 
 
+def _anchored(key: tuple, positions: Any, line: int | None) -> str:
+    """Where the value at ``key`` is written, for the end of its line, where an alias gives it
+    (``factor: *x``, the anchor ``&x`` on another line): " (the value of &x, written at line
+    1)"; '' otherwise. The line said first is the key's, the alias's (a ``!!str`` tag on the
+    anchor had been said there alone, where no tag is)."""
+    alias = getattr(positions, "alias", None)
+    at = alias(key) if callable(alias) and line is not None else None
+    if at is None or at[1] == line:
+        return ""
+    return f" (the value of &{at[0]}, written at line {at[1]})"
+
+
 def dotted_key(key: Sequence[Any], empty: str = "") -> str:
     """``key`` (a location in a config's keys) as its dotted name, an empty part as
     ``empty``: a name in storage_options that holds a dot, a colon or a space as ``***``,
@@ -851,6 +863,7 @@ def validation_error(
     more = _other_problems(
         key, locs, {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"}
     )
+    more = _anchored(key, positions, line) + more
     # a key this version removed: why (its entry in REMOVED), not a typo to correct
     full = f"{place}.{dotted}" if place and dotted else dotted
     removed = REMOVED.get(full or "") if err["type"] == "extra_forbidden" else None
