@@ -251,27 +251,19 @@ _OPTION_KEYS = {"--scheduler": "cluster.scheduler"}
 def _load(args: argparse.Namespace) -> Any:
     """The command's config, loaded with the keys its options set (:data:`_OPTION_KEYS`). A
     value an option gave that the config refuses (``--scheduler $'tcp://h:8786\n'``) is said
-    as the option's (``--scheduler: ...``, ``option`` naming it): it had been said as an
-    override of ``load_config`` 'given with c.yaml, not read from it', which the command line
-    has none of."""
+    as the option's (``--scheduler: ...``, ``option`` naming it, ``load_config``'s
+    ``options``): it had been said as an override of ``load_config`` 'given with c.yaml, not
+    read from it', which the command line has none of. An option given empty
+    (``--scheduler ''``) is given, and refused as the config refuses the key's empty value:
+    it had been dropped, and the config's value (a local cluster) taken without a word."""
     from pipeline.config import load_config
-    from pipeline.errors import ConfigError
 
     overrides = {}
-    if getattr(args, "scheduler", None):
-        overrides["cluster.scheduler"] = args.scheduler
-    try:
-        return load_config(args.config, overrides)
-    except ConfigError as e:
-        key = getattr(e, "override", None)
-        option = next((o for o, k in _OPTION_KEYS.items() if k == key), None)
-        said = str(e)
-        head = f"{key}: "
-        if option is None or head not in said:
-            raise
-        e.args = (f"{option}: {said[said.index(head) + len(head) :]}", *e.args[1:])
-        e.__dict__.update(option=option)
-        raise
+    for option, key in _OPTION_KEYS.items():
+        value = getattr(args, option.removeprefix("--").replace("-", "_"), None)
+        if value is not None:
+            overrides[key] = value
+    return load_config(args.config, overrides, options={k: o for o, k in _OPTION_KEYS.items()})
 
 
 #: Loggers of Dask's machinery in this process (its client, its local scheduler and nannies,
@@ -315,7 +307,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
         _quiet_dask(args)
 
 
-def _contradiction(args: argparse.Namespace) -> str | None:
+def _contradiction(args: argparse.Namespace, where: str = "") -> str | None:
     """The words of the refusal of a command line whose ``run --overwrite`` its ``--resume``
     or ``--no-overwrite`` contradicts, whose ``verify --all`` (every block) its
     ``--samples`` contradicts, or whose ``-q`` (only errors, warnings, notes and the
@@ -325,22 +317,25 @@ def _contradiction(args: argparse.Namespace) -> str | None:
     Dask's logs but not the pipeline's: one of the two asked-for ways won, silently, as
     ``--overwrite`` had won over ``--resume`` (now refused too, as is ``--overwrite`` with
     ``--no-overwrite``, whose last had been taken). ``--progress auto`` (the default) and
-    ``none`` are quiet with ``-q``."""
+    ``none`` are quiet with ``-q``. ``where``: where the flags were given, after the fix's
+    "drop" (`` from ARGS`` where ``make`` ran the command: the flags are said as given, in
+    ``ARGS``, where :func:`~pipeline.errors.make_words` had made each ``ARGS=--overwrite``:
+    "ARGS=--overwrite contradicts ARGS=--resume")."""
     flags = getattr(args, "overwrite_flags", [])
     if len(flags) > 1:  # the last had been taken, silently
         return (
             "--overwrite (replace the output) contradicts --no-overwrite (never replace it): "
-            "drop one of them"
+            f"drop one of them{where}"
         )
     if getattr(args, "overwrite", None) and getattr(args, "resume", False):
         return (  # --overwrite had won, silently (helper-40)
             "--overwrite (start over, the finished blocks thrown away) contradicts --resume "
-            "(keep them): drop one of them"
+            f"(keep them): drop one of them{where}"
         )
     if getattr(args, "all", False) and getattr(args, "samples", None) is not None:
         return (  # --all had won, silently, as --overwrite had over --resume
             f"--all (every block) contradicts --samples {args.samples} (that many random "
-            "blocks): drop one of them"
+            f"blocks): drop one of them{where}"
         )
     if not args.quiet:
         return None
@@ -348,12 +343,12 @@ def _contradiction(args: argparse.Namespace) -> str | None:
         more = "-" + "v" * args.verbose
         return (
             f"-q (only errors, warnings and the summary) contradicts {more} (more log "
-            "output): drop one of them"
+            f"output): drop one of them{where}"
         )
     progress = getattr(args, "progress", "none")  # run and generate take --progress
     if progress in ("bar", "plain"):
         return (
-            f"-q (no progress) contradicts --progress {progress}: drop -q to see the "
+            f"-q (no progress) contradicts --progress {progress}: drop -q{where} to see the "
             f"progress, or --progress {progress} to be quiet"
         )
     return None
@@ -480,9 +475,10 @@ def _main(argv: list[str] | None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         _unrecognized(parser, args.command, unknown)
-    contradiction = _contradiction(args)
+    under_make = bool(os.environ.get(MAKE_CONFIG_VARIABLE))
+    contradiction = _contradiction(args, " from ARGS" if under_make else "")
     if contradiction is not None:  # a usage error, as argparse's own (status 2), in one line
-        _failed(f"pipeline {args.command}: error: {contradiction}")
+        _failed(f"pipeline {args.command}: error: {contradiction}", given=True)
         return 2
     args.program = argv is None and _started_for_the_command()  # its age is the command's
     _setup_logging(args)
@@ -495,7 +491,10 @@ def _main(argv: list[str] | None) -> int:
         _configured_words(args, e)
         if args.debug:
             raise
-        _failed(_shadowed(str(e), e, True) or f"error: {e}")
+        _failed(  # a refused option's line (--scheduler: ...) says it as given
+            _shadowed(str(e), e, True) or f"error: {e}",
+            given=str(getattr(e, "option", "")).startswith("-"),
+        )
         return 1
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
@@ -534,15 +533,18 @@ def _main(argv: list[str] | None) -> int:
         return 1
 
 
-def _failed(line: str) -> None:
+def _failed(line: str, given: bool = False) -> None:
     """Print ``line``, the command's failure (``error: ...``, ``interrupted: ...``), on
     standard error as one line (:func:`~pipeline.errors.single_line`): every failure the
     command prints goes through here, so that a name or path said bare where it holds a line
     break does not split it (h81c), as no line of the pipeline's is meant to span lines. Where
     ``make`` ran the command (the Makefile sets :data:`~pipeline.errors.MAKE_CONFIG_VARIABLE`
     to its ``CONFIG``), the commands and flags it names are said as make takes them
-    (:func:`~pipeline.errors.make_words`: `make run CONFIG=c.yaml ARGS=--overwrite`)."""
-    print(single_line(_said(line)), file=sys.stderr)
+    (:func:`~pipeline.errors.make_words`: `make run CONFIG=c.yaml ARGS=--overwrite`), but for
+    a line that names only the flags its command was given (``given``: a contradiction of
+    two, a refused ``--scheduler``), which ``ARGS`` holds as written: "ARGS=--overwrite
+    contradicts ARGS=--resume" had read as two settings of ARGS."""
+    print(single_line(line if given else _said(line)), file=sys.stderr)
 
 
 def _said(text: str) -> str:

@@ -135,6 +135,60 @@ def test_a_scalar_given_as_text_is_told_the_fix_its_text_needs(tmp_path, scalar,
     assert f"must be a number such as 5 or 0.5, not text{fix} (got " in said, said
 
 
+_AT_ANCHOR = " (the value of &x, written at line 1)"
+
+
+@pytest.mark.parametrize(
+    ("anchor", "use", "said"),
+    [
+        ("&x !!str 5", "*x", f" (drop its !!str tag) (got '5'){_AT_ANCHOR}"),
+        ('&x !!str "5"', "*x", f" (drop its !!str tag and the quotes) (got '5'){_AT_ANCHOR}"),
+        ("&x !!str 5", "{dtype: float32, value: *x}", " (drop its !!str tag, at line 1)"),
+        ("&x five", "*x", f" (got 'five'){_AT_ANCHOR}"),
+    ],
+)
+def test_a_value_an_alias_gives_is_said_where_the_anchor_writes_it(
+    tmp_path, anchor, use, said
+) -> None:
+    """``a: &x !!str 5`` then ``factor: *x``: refused at the key's line (the alias's), where
+    no tag is written, the line of the anchor, where the value and its tag are, unsaid: it is
+    said too. A typed number's value (``{dtype: float32, value: *x}``) is told the fix and
+    the tag's line (it had been told only that it must be a number)."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"x-a: {anchor}\ninput:\n  store: {tmp_path / 'in.zarr'}\noutput:\n"
+        f"  store: {tmp_path / 'out.zarr'}\nstages:\n  - op: multiply\n    factor: {use}\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.data["line"] == 8 and e.value.data["key"] == "stages.0.factor", e.value.data
+    assert str(e.value).endswith(said), str(e.value)
+    assert str(e.value).count("line 1") == 1, str(e.value)
+
+
+def test_any_key_an_alias_gives_is_said_where_the_anchor_writes_it(tmp_path) -> None:
+    """Not a stage's alone: ``workers: *w`` of ``&w abc`` names the anchor's line too, and a
+    section given by an alias (``input: *w``) too; a value written at its key is said once."""
+    cfg = tmp_path / "run.yaml"
+    body = f"output:\n  store: {tmp_path / 'out.zarr'}\nstages:\n  - op: square\n"
+    cfg.write_text(
+        f"x-a: &w abc\ninput:\n  store: {tmp_path / 'in.zarr'}\n{body}cluster:\n  workers: *w\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert str(e.value).startswith(f"{cfg}:9: cluster.workers: "), str(e.value)
+    assert str(e.value).endswith("(got 'abc') (the value of &w, written at line 1)"), str(e.value)
+    cfg.write_text(f"x-a: &w 5\ninput: *w\n{body}")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert str(e.value).startswith(f"{cfg}:2: input: "), str(e.value)
+    assert str(e.value).endswith(" (the value of &w, written at line 1)"), str(e.value)
+    cfg.write_text(f"input:\n  store: {tmp_path / 'in.zarr'}\n{body}cluster:\n  workers: abc\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert "written at" not in str(e.value), str(e.value)
+
+
 @pytest.mark.parametrize(
     ("old", "new", "line", "key", "said"),
     [
@@ -346,6 +400,27 @@ def test_a_set_is_refused_where_a_list_is_meant(tmp_path, key, yaml_text, line) 
             chunking={"block": {4, 8}},
         )
     assert "chunking.block: must not be a set" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "got"),
+    [
+        ("device_memory_limit: 8GB", "(got '8GB')"),
+        ("device_memory_limit: '4 GiB'", "(got '4 GiB')"),
+        ("device_memory_limit: '0.5'", "(got '0.5')"),
+        ("device_memory_limit: 4096", "(got 4096)"),
+    ],
+)
+def test_a_refused_size_is_quoted_as_written(tmp_path, given, got) -> None:
+    """``device_memory_limit: 8GB`` beside ``backend: cpu`` had been refused "(got
+    8000000000)", the bytes the text was read as: the value is quoted as the file wrote
+    it."""
+    cfg = _config(tmp_path, "2")
+    text = cfg.read_text()
+    cfg.write_text(text.replace("dashboard: ''}", f"dashboard: '', {given}}}"))
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert str(e.value).endswith(f"or set backend: gpu (or auto) {got}"), str(e.value)
 
 
 @pytest.mark.parametrize(

@@ -527,6 +527,50 @@ def test_an_address_with_a_line_break_is_refused_as_the_config_is_read(
     assert not (tmp_path / "out.zarr").exists()
 
 
+def test_an_option_s_refusal_names_the_option_from_the_config_s_fields(tmp_path) -> None:
+    """``load_config(path, overrides, options=...)`` names the command-line option that gave
+    an override in its refusal, in the key's place, with the fields ``option`` and
+    ``override``: the command line had found the key's words in the line to replace them.
+    A file whose ``cluster`` is no mapping names the option too."""
+    options = {"cluster.scheduler": "--scheduler"}
+    with pytest.raises(ConfigError) as e:
+        load_config(_small_config(tmp_path), {"cluster.scheduler": "tcp://h:1\n"}, options=options)
+    line = str(e.value)
+    assert line.startswith("--scheduler: 'tcp://h:1\\n' holds a line break"), line
+    assert "cluster.scheduler" not in line and "override" not in line, line
+    assert (e.value.data["option"], e.value.data["override"]) == (
+        "--scheduler",
+        "cluster.scheduler",
+    )
+    bad = _small_config(tmp_path, cluster=5)
+    with pytest.raises(ConfigError) as e:
+        load_config(bad, {"cluster.scheduler": "tcp://h:1"}, options=options)
+    assert "so --scheduler cannot be set in it" in str(e.value), str(e.value)
+    assert e.value.data["option"] == "--scheduler", e.value.data
+
+
+@pytest.mark.parametrize("address", ["", "  "])
+def test_an_empty_scheduler_is_refused_not_a_local_cluster(tmp_path, cli, address) -> None:
+    """``--scheduler ''`` (a ``"$ADDRESS"`` of an unset variable) had been dropped, and a
+    local cluster started without a word; ``scheduler: ""`` in the file had been refused only
+    as the cluster was joined ("missing port number in address ''"), with no line. Both are
+    refused as the config is read, in one line saying what to give: an address, or nothing
+    for a local cluster; nothing written."""
+    fix = "give a scheduler's address, such as 'tcp://host:8786', or leave it out for a local"
+    rc, _, err = cli("run", _small_config(tmp_path), "--scheduler", address)
+    assert rc == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"error: --scheduler: {address!r} is ") and fix in err, err
+    cfg = _small_config(tmp_path, cluster={"scheduler": address})
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    line = str(e.value)
+    assert f"cluster.scheduler: {address!r} is " in line and fix in line, line
+    assert e.value.data["key"] == "cluster.scheduler" and e.value.data["line"], e.value.data
+    rc, _, err = cli("run", cfg)
+    assert rc == 1 and "missing port" not in err and fix in err, err
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def _worker_status(address: str, status: str) -> None:
     """Wait until the one worker of the scheduler ``address`` has ``status``."""
     from distributed import Client

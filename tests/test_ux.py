@@ -818,6 +818,48 @@ def test_a_fix_through_make_is_named_as_make_takes_it(tmp_path: Path, cli) -> No
     assert _make("verify", cfg).returncode == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["run", "--overwrite", "--resume"],
+            "pipeline run: error: --overwrite (start over, the finished blocks thrown away) "
+            "contradicts --resume (keep them): drop one of them from ARGS",
+        ),
+        (
+            ["verify", "--all", "--samples", "3"],
+            "contradicts --samples 3 (that many random blocks): drop one of them from ARGS",
+        ),
+        (
+            ["run", "-q", "--progress", "plain"],
+            "-q (no progress) contradicts --progress plain: drop -q from ARGS to see the "
+            "progress, or --progress plain to be quiet",
+        ),
+        (
+            ["run", "--scheduler", ""],
+            "error: --scheduler: '' is empty, which names no scheduler",
+        ),
+        (
+            ["run", "--summary-json", "/nonexistent-h82c/s.json"],
+            "error: --summary-json /nonexistent-h82c/s.json: cannot write this file",
+        ),
+    ],
+)
+def test_a_line_of_the_flags_make_was_given_names_them_as_given(
+    tmp_path: Path, cli, monkeypatch, args, said
+) -> None:
+    """Under ``make``, a line that names the flags the command was given (two that contradict,
+    a refused option's value) says them as ``ARGS`` holds them, where the fix's rewrite of each
+    flag had read "ARGS=--overwrite contradicts ARGS=--resume" and "ARGS=--scheduler: ...";
+    a fix's flag is still said as make takes it (test above)."""
+    make_array(tmp_path / "in.zarr", np.arange(48, dtype=np.float32).reshape(6, 8), (3, 8))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    monkeypatch.setenv("PIPELINE_MAKE_CONFIG", str(cfg))
+    rc, _, err = cli(args[0], cfg, *args[1:])
+    assert rc != 0 and said in err and err.count("\n") == 1, err
+    assert "ARGS=" not in err, err
+
+
 def test_a_flag_s_make_words_leave_dashes_inside_a_path_or_a_word() -> None:
     """Under ``make``, a flag named bare becomes ``ARGS=--flag``, at a sentence's end too; a
     path or a word that holds two dashes (``/tmp/--x.zarr``, ``a--b``) is no flag and stays as

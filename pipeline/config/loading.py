@@ -43,6 +43,20 @@ class _Located(yaml.SafeLoader):
                 raise
             return whole(node.value)
 
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """The node at ``index`` of ``parent``; one an alias gives (``factor: *x``) marked
+        with its anchor's name, on the key's node in a mapping (``alias_of``) or on the list
+        in a list (``aliased_items``, by index), so that a refusal of the value, said at the
+        alias's line, says where the anchor writes it too (:meth:`_Lines.alias`)."""
+        event = self.peek_event()
+        node = super().compose_node(parent, index)
+        if isinstance(event, yaml.AliasEvent) and parent is not None:
+            if isinstance(index, yaml.Node):
+                index.alias_of = event.anchor  # type: ignore[attr-defined]
+            elif isinstance(index, int):
+                parent.__dict__.setdefault("aliased_items", {})[index] = event.anchor
+        return node
+
     def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
         """The scalar node, marked :data:`_TAGGED` where the file gives its tag
         (``!!str 5``): PyYAML's node holds the same tag whether written or resolved, and
@@ -129,6 +143,27 @@ class _Lines(Mapping):
                 raise KeyError(path)
         return mark
 
+    def alias(self, path: tuple) -> tuple[str, int] | None:
+        """Where the value at ``path`` is written where an alias gives it (``factor: *x``):
+        (the anchor's name, the 1-based line of its value); None for any other value, or a
+        path not in the file. A refusal of the value, said at the key's line (the alias's),
+        says this line too (:func:`~pipeline.config.problems.validation_error`)."""
+        node: yaml.Node = self._root
+        anchor = None
+        for part in path:
+            found = None
+            if isinstance(node, yaml.MappingNode):
+                for k, v in _merged_pairs(node):
+                    if self._key(k) == part:
+                        found = (v, getattr(k, "alias_of", None))
+                        break
+            elif isinstance(node, yaml.SequenceNode) and part in range(len(node.value)):
+                found = (node.value[part], node.__dict__.get("aliased_items", {}).get(part))
+            if found is None:
+                return None
+            node, anchor = found
+        return (anchor, node.start_mark.line + 1) if anchor is not None else None
+
     def __iter__(self) -> Iterator[tuple]:
         seen: set[int] = set()
         todo: list[tuple[tuple, yaml.Node]] = [((), self._root)]
@@ -152,6 +187,7 @@ def parse_config(
     source: str = "<config>",
     positions: Mapping[tuple, Any] | None = None,
     overridden: Sequence[tuple] = (),
+    options: Mapping[tuple, str] | None = None,
 ) -> Config:
     """Validate a mapping into a :class:`Config`.
 
@@ -160,8 +196,10 @@ def parse_config(
     and ``key`` (dotted, e.g. ``stages.0.factor``). ``overridden``: the keys (as tuples) whose
     values an override set, not the file: a problem there names the override, and no line
     (the file's nearest line, its section's or its first, had been named), with the field
-    ``override`` (the override's dotted key). Top-level keys starting with ``x-`` are
-    extension fields, ignored (:func:`is_extension`)."""
+    ``override`` (the override's dotted key); ``options``: the command-line option that gave
+    an override (by its key as a tuple), which such a problem names in its place (field
+    ``option``). Top-level keys starting with ``x-`` are extension fields, ignored
+    (:func:`is_extension`)."""
     if not isinstance(data, dict):
         raise ConfigError(
             f"{name_shown(source)}: the config must be a mapping of keys (input, output, ...)",
@@ -170,7 +208,7 @@ def parse_config(
             key=None,
         )
     data = {k: v for k, v in data.items() if not is_extension(k)}
-    return validated(data, source, positions, overridden)
+    return validated(data, source, positions, overridden, options)
 
 
 def is_extension(key: Any) -> bool:
@@ -218,20 +256,32 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
                     for tk, tv in _merged_pairs(v):
                         if isinstance(tk, yaml.ScalarNode) and tk.value == "value":
                             keys = ("stages", i, k.value, "value")
-                            _read_number(tv, data, keys, path)
+                            _read_number(tv, data, keys, path, tk.start_mark.line)
+                elif getattr(k, "alias_of", None) is not None:  # its refusal says the anchor's
+                    _read_number(v, data, ("stages", i, k.value), path, v.start_mark.line)
                 else:
-                    _read_number(v, data, ("stages", i, k.value), path)
+                    _read_number(v, data, ("stages", i, k.value), path, k.start_mark.line)
 
 
-def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
+def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path, key_line: int) -> None:
     """Read the plain scalar ``v``, which PyYAML read as ``data[keys[0]][keys[1]]...``, as
     YAML 1.2 reads a number (:func:`_read_stage_numbers`), setting it there; refuse one that
-    YAML 1.1 and YAML 1.2 read as different numbers."""
+    YAML 1.1 and YAML 1.2 read as different numbers. ``key_line``: the line (0-based) of the
+    key, where a refusal of it is said: a ``!!str`` tag written on another line (an anchor's,
+    ``a: &x !!str 5`` then ``factor: *x``) is said at its own too, which the key's line,
+    the alias's, does not hold."""
     if not isinstance(v, yaml.ScalarNode):
         return
     if v in _TAGGED and v.tag == _STR and _reads_as_number(v.value):
         # ``!!str 5``: text, as the file says, which a stage's scalar refuses, naming the tag
-        _set_at(data, keys, TaggedText.of(_value_at(data, keys), v.style is not None))
+        line = v.start_mark.line
+        _set_at(
+            data,
+            keys,
+            TaggedText.of(
+                _value_at(data, keys), v.style is not None, line + 1 if line != key_line else None
+            ),
+        )
         return
     if v.style is not None:  # only a plain scalar
         return
@@ -714,7 +764,12 @@ def _file_said(path: str) -> str:
     return f"{name_shown(path[:_PATH_SAID])}... (cut: {len(path)} characters)"
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    options: Mapping[str, str] | None = None,
+) -> Config:
     """Read and validate a YAML config file.
 
     ``overrides`` maps dotted keys (``"output.overwrite"``) to values set after reading,
@@ -725,7 +780,10 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     {storage_options: &creds {...}}``, ``output: {storage_options: *creds}``) changes at the
     override's key only (``output.storage_options.anon`` had set the input's too). The
     Config's file, its text and the overridden keys are kept (:func:`locate_config`), so a
-    refusal of one of its keys found later says the key's line.
+    refusal of one of its keys found later says the key's line. ``options`` maps an
+    override's dotted key to the command-line option that gave it (``{"cluster.scheduler":
+    "--scheduler"}``): a refusal of its value names the option in the key's place
+    (``--scheduler: ...``, fields ``option`` and ``override``), as the command line took it.
     """
     p = Path(path)
     try:
@@ -817,17 +875,21 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                     if isinstance(target, list)
                     else f"check the key, or write {held} in the file as a mapping of keys"
                 )
+                given = (options or {}).get(dotted)
                 raise ConfigError(
                     f"{name_shown(p)}{at}: {held} holds "
                     f"{'a list' if isinstance(target, list) else 'a value'}, not a mapping of "
-                    f"keys, so the override {dotted!r} cannot be set in it: {fix}",
+                    f"keys, so {given or f'the override {dotted!r}'} cannot be set in it: "
+                    f"{fix}",
                     file=str(p),
                     line=mark.line + 1 if mark is not None else None,
                     key=dotted,
+                    **({"option": given} if given else {}),
                 )
         overridden += _leaves(tuple(dotted.split(".")), target.get(last, _ABSENT), value)
         target[last] = _merged(target.get(last), value)
-    config = parse_config(data, str(p), positions, overridden)
+    by_option = {tuple(k.split(".")): o for k, o in (options or {}).items()}
+    config = parse_config(data, str(p), positions, overridden, by_option)
     set_keys = tuple(".".join(str(k) for k in key) for key in overridden)
     _SOURCES[id(config)] = _Source(str(p), text, set_keys)
     weakref.finalize(config, _SOURCES.pop, id(config), None)

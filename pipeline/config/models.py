@@ -881,6 +881,22 @@ def _address_printable(v: str, key: str) -> str:
     )
 
 
+def _scheduler_named(v: str) -> str:
+    """``cluster.scheduler`` refused where it is empty or only spaces (``scheduler: ""``,
+    ``--scheduler ''``, a ``--scheduler "$ADDRESS"`` of an unset variable), which names no
+    scheduler: the command line had dropped an empty ``--scheduler`` and started a local
+    cluster without a word, and the file's had been refused only as a cluster was joined, as
+    "not a Dask scheduler address (missing port number in address '')", with no line. Raises
+    ValueError."""
+    if v.strip():
+        return v
+    said = "empty" if not v else "only spaces"
+    raise ValueError(
+        f"{v!r} is {said}, which names no scheduler: give a scheduler's address, such as "
+        "'tcp://host:8786', or leave it out for a local cluster"
+    )
+
+
 def _output_path(v: Any) -> Any:
     """The output array's path (:func:`_plain_path`), refused where a part of it begins or
     ends with a space (or a tab, a line break): ``array: "air5 "`` had written the variable
@@ -1135,6 +1151,7 @@ class ClusterConfig(Model):
     _printable = field_validator("scheduler", "dashboard")(
         classmethod(lambda cls, v, info: _address_printable(v, info.field_name))
     )
+    _named = field_validator("scheduler")(classmethod(lambda cls, v: _scheduler_named(v)))
 
     @field_validator("device_memory_limit", "host_memory_limit")
     @classmethod
@@ -1312,12 +1329,13 @@ def validated(
     source: str,
     positions: Mapping[tuple, Any] | None = None,
     overridden: Sequence[tuple] = (),
+    options: Mapping[tuple, str] | None = None,
 ) -> Config:
     """The :class:`Config` that ``data`` (a config file's mapping, or one given to the API)
     describes, validated as pydantic's ``model_validate`` does; an invalid one is the one
     ConfigError line of :func:`~pipeline.config.problems.checked`, naming ``source``, the
-    line (``positions``) or the override (``overridden``), not
-    ``pipeline.Config.model_validate()``."""
+    line (``positions``) or the override (``overridden``; the command-line option of
+    ``options`` that gave it), not ``pipeline.Config.model_validate()``."""
     return checked(
         lambda: super(Model, Config).model_validate(data),
         data,
@@ -1325,6 +1343,7 @@ def validated(
         source,
         positions,
         overridden=overridden,
+        options=options,
     )
 
 

@@ -125,6 +125,24 @@ def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
     return tuple(out)
 
 
+def _as_given(data: Any, loc: Sequence[Any], got: Any) -> Any:
+    """What a problem's line quotes of the value at ``loc`` (:func:`_data_loc`'s) in ``data``:
+    the text the user wrote there where pydantic's error holds what a validator made of it
+    (``device_memory_limit: 8GB`` refused beside ``backend: cpu`` had said "(got
+    8000000000)", the bytes ``8GB`` was read as); else ``got``, pydantic's input."""
+    node = data
+    for part in loc:
+        if isinstance(node, BaseModel) and isinstance(part, str):
+            node = getattr(node, part, None)
+        elif (isinstance(node, dict) and part in node) or (
+            isinstance(node, (list, tuple)) and isinstance(part, int) and part < len(node)
+        ):
+            node = node[part]
+        else:
+            return got
+    return node if isinstance(node, str) and got is not None and not isinstance(got, str) else got
+
+
 #: Settings that earlier versions had and this one removed, because no measurement showed a
 #: gain (README, "Benchmarks"): a config that still sets one is told so, instead of being
 #: offered a close key name.
@@ -143,15 +161,17 @@ def _message(
     place: str = "",
     file: bool = False,
     strings: str = "",
+    named: str | None = None,
 ) -> str:
     """What pydantic's error ``err`` of the model ``root``, made from ``data``, says in the
     one line: the key and the fix (``strings``: the call that takes what
     ``model_validate_strings`` cannot, :func:`strings_fix`; ``place``: where ``root`` sits in
     a whole config, as
-    :func:`validation_error` takes it; ``file``: ``data`` is a YAML file's)."""
+    :func:`validation_error` takes it; ``file``: ``data`` is a YAML file's; ``named``: the
+    command-line option that gave the key's value, said in the key's place)."""
     loc = _data_loc(err["loc"], data)
     kind = err["type"]
-    key = dotted_key(loc) or "(top level)"
+    key = named or dotted_key(loc) or "(top level)"
     full = f"{place}.{key}" if place else key
     if kind == "extra_forbidden" and full in REMOVED:
         return f"unknown key {key!r} (removed in this version: {REMOVED[full]}; delete it)"
@@ -216,6 +236,7 @@ def _message(
         return f"{key}: must be {wanted(root, loc)}, {fix} (got {got_said(got)})"
     if kind in ("tuple_type", "list_type") and not stages:  # gpus: 0, shape: "4096"
         return f"{key}: must be {wanted(root, loc)}{_as_list(loc, got)} (got {got_said(got)})"
+    got = _as_given(data, loc, got)  # 8GB, not the 8000000000 bytes it was read as
     if isinstance(got, str) and (url_query(got) or url_fragment(got)) is not None:
         got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
     said = False
@@ -726,13 +747,15 @@ def checked(
     place: str = "",
     overridden: Sequence[tuple] = (),
     strings: str = "",
+    options: Mapping[tuple, str] | None = None,
 ) -> _T:
     """What ``make()`` (pydantic's validation of ``data``, the keys of the model ``root``)
     returns, where ``data`` has no problem; else the one ConfigError line for its problems,
     pydantic's (:func:`validation_error`) and those of its storage_options that pydantic does
     not check (:func:`_option_problem`) together: the first of them named at its line in
     ``source`` (from ``positions``, where known; the override's key, no line, for a value one
-    of ``overridden`` set: :func:`_where`), with the fix, then the keys of the others (" (also:
+    of ``overridden`` set, or the command-line option of ``options`` that gave it:
+    :func:`_where`), with the fix, then the keys of the others (" (also:
     ...)"). An option's problem had been said alone, before pydantic's were looked for (a
     bad ``cluster.workers`` beside ``anon: 'false'`` went unsaid). Never says a value of
     storage_options. Used by the models' constructors and ``model_validate`` and by
@@ -745,14 +768,26 @@ def checked(
         made = make()
     except ValidationError as e:
         raise validation_error(
-            e, data, root, source, positions, place, overridden, option, strings
+            e, data, root, source, positions, place, overridden, option, strings, options
         ) from None
     if option is None:
         return made
     key, said = option
-    where, line, extra = _where(key, source, positions, overridden)
+    where, line, extra = _where(key, source, positions, overridden, options)
     line_said = f"{where}: {_option_said(key, said)}"
     raise ConfigError(line_said, file=source, line=line, key=dotted_key(key), **extra)
+
+
+def _anchored(key: tuple, positions: Any, line: int | None) -> str:
+    """Where the value at ``key`` is written, for the end of its line, where an alias gives it
+    (``factor: *x``, the anchor ``&x`` on another line): " (the value of &x, written at line
+    1)"; '' otherwise. The line said first is the key's, the alias's (a ``!!str`` tag on the
+    anchor had been said there alone, where no tag is)."""
+    alias = getattr(positions, "alias", None)
+    at = alias(key) if callable(alias) and line is not None else None
+    if at is None or at[1] == line:
+        return ""
+    return f" (the value of &{at[0]}, written at line {at[1]})"
 
 
 def dotted_key(key: Sequence[Any], empty: str = "") -> str:
@@ -800,6 +835,7 @@ def validation_error(
     overridden: Sequence[tuple] = (),
     option: tuple[tuple, str] | None = None,
     strings: str = "",
+    options: Mapping[tuple, str] | None = None,
 ) -> ConfigError:
     """Pydantic's error ``e``, of the model ``root`` made from ``data``, as one ConfigError
     line: its first problem, at its line in ``source`` (from ``positions``, where known),
@@ -808,7 +844,10 @@ def validation_error(
     :class:`~pipeline.config.models.ClusterConfig`), so that a key this version removed is
     said to be one; the key named is ``root``'s own. Fields ``file`` (``source``), ``line``
     (1-based, or None), ``key`` (dotted) and, for a removed key, ``removed`` (why); for a
-    value one of ``overridden`` set, ``override`` and no line (:func:`_where`). ``option``:
+    value one of ``overridden`` set, ``override`` and no line (:func:`_where`), and where
+    ``options`` names the command-line option that gave it (``{("cluster", "scheduler"):
+    "--scheduler"}``), ``option``, the line naming the option in the key's place
+    (``--scheduler: ...``), as the command line took it. ``option``:
     a problem of the storage_options in ``data`` (:func:`_option_problem`), as (its key, why
     and the fix), among the others in the config's order (:func:`_rank`), after an unknown
     key (which explains the rest)."""
@@ -826,17 +865,19 @@ def validation_error(
         if err["type"] != "extra_forbidden" and at[: len(first)] <= first:
             key = option[0]
             message = _option_said(*option)
-    where, line, extra = _where(key, source, positions, overridden)
+    where, line, extra = _where(key, source, positions, overridden, options)
+    named = (options or {}).get(key) if "option" in extra else None
     dotted = dotted_key(key) or None
     more = _other_problems(
         key, locs, {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"}
     )
+    more = _anchored(key, positions, line) + more
     # a key this version removed: why (its entry in REMOVED), not a typo to correct
     full = f"{place}.{dotted}" if place and dotted else dotted
     removed = REMOVED.get(full or "") if err["type"] == "extra_forbidden" else None
+    said = message or _message(err, data, root, place, positions is not None, strings, named)
     return ConfigError(
-        f"{where}: "
-        f"{message or _message(err, data, root, place, positions is not None, strings)}{more}",
+        f"{said}{more}" if named else f"{where}: {said}{more}",
         file=source,
         line=line,
         key=dotted,
@@ -846,14 +887,20 @@ def validation_error(
 
 
 def _where(
-    key: tuple, source: str, positions: Mapping[tuple, Any] | None, overridden: Sequence[tuple]
+    key: tuple,
+    source: str,
+    positions: Mapping[tuple, Any] | None,
+    overridden: Sequence[tuple],
+    options: Mapping[tuple, str] | None = None,
 ) -> tuple[str, int | None, dict[str, str]]:
     """Where a problem at ``key`` is, for its line: (what the line starts with, the file's
-    line or None, the error's ``override`` field where it has one). A value an override set
-    (``key`` at or under one of ``overridden``, or in a section that the file does not have
-    and an override made) is named as the override, with no line of the file: the file's
-    nearest key's line (its section's, or line 1 for a top-level key) was not where it came
-    from."""
+    line or None, the error's ``override`` and ``option`` fields where it has them). A value
+    an override set (``key`` at or under one of ``overridden``, or in a section that the
+    file does not have and an override made) is named as the override, with no line of the
+    file: the file's nearest key's line (its section's, or line 1 for a top-level key) was
+    not where it came from; and as the command-line option that gave it, where ``options``
+    names one for the override (``--scheduler``, field ``option``: the command line had
+    found the key's words in the line to put the option's in their place)."""
     positions = positions or {}
     loc = key
     while loc and loc not in positions:
@@ -862,6 +909,9 @@ def _where(
     by = next((o for o in overridden if key[: len(o)] == o), None)
     if by is None and made != loc:
         by = next((o for o in overridden if o[: len(made)] == made), None)
+    option = (options or {}).get(by) if by is not None else None
+    if by is not None and option is not None:
+        return option, None, {"override": dotted_key(by), "option": option}
     if by is not None:
         name = dotted_key(by)
         return (

@@ -138,15 +138,19 @@ class TaggedText(str):
     loader (``config/loading.py``) reads a stage's scalar that would otherwise read as a
     number: refused as any text is, its fix naming the tag to drop, where "write it unquoted"
     had been said, which leaves it text (h81e). ``quoted``: the text was quoted too
-    (``!!str "5"``)."""
+    (``!!str "5"``). ``line``: the file's line (1-based) where the tag is written, where
+    that is not the key's, at which the refusal is said (an anchor's, ``a: &x !!str 5``,
+    given by ``factor: *x``); None where it is the key's."""
 
     quoted: bool = False
+    line: int | None = None
 
     @classmethod
-    def of(cls, text: str, quoted: bool) -> TaggedText:
-        """``text`` marked as tagged (and ``quoted``)."""
+    def of(cls, text: str, quoted: bool, line: int | None = None) -> TaggedText:
+        """``text`` marked as tagged (and ``quoted``, the tag written at ``line``)."""
         tagged = cls(text)
         tagged.quoted = quoted
+        tagged.line = line
         return tagged
 
 
@@ -170,7 +174,9 @@ def _text_fix(text: str) -> str:
     t = text.strip()
     if number(t):
         if isinstance(text, TaggedText):
-            return " (drop its !!str tag%s)" % (" and the quotes" if text.quoted else "")
+            at = f", at line {text.line}" if text.line is not None else ""
+            quotes = " and the quotes" if text.quoted else ""
+            return f" (drop its !!str tag{quotes}{at})"
         return " (write it unquoted)"
     if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", t):  # 1,000: thousands, or a decimal comma
         whole = t.replace(",", "")
@@ -250,7 +256,8 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]  # a 0-d array is its scalar, as a plain one's is
     if isinstance(value, (bool, np.bool_)) or not _real(value):
-        raise ValueError(f"a typed number's value must be a number, as in {TYPED_FORM}")
+        fix = _text_fix(value) if isinstance(value, str) else ""  # "5", !!str 5: the fix too
+        raise ValueError(f"a typed number's value must be a number, as in {TYPED_FORM}{fix}")
     if dtype.kind in "iu":
         exact = isinstance(value, numbers.Rational) or _is_decimal(value)
         if isinstance(value, numbers.Integral):
