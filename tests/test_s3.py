@@ -32,6 +32,7 @@ from pipeline.errors import ConfigError, InputError, OutputError, PipelineError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, record_of, reference, write_config
 from tests.faultkit import (
+    end_process,
     env,
     error_of,
     go_on,
@@ -2422,13 +2423,17 @@ def test_an_s3_group_lock_is_waited_for_and_leaves_nothing(bucket) -> None:
     assert loc.list("g") == [] and loc.list("") == []
 
 
-def test_a_stopped_run_s_s3_group_lock_is_taken_over_and_a_live_one_named(bucket) -> None:
+def test_a_stopped_run_s_s3_group_lock_is_taken_over_and_a_live_one_named(
+    bucket, monkeypatch
+) -> None:
     """A group lock object left by a stopped run is taken over: one whose holder on this
-    host has ended, and one not renewed for longer than ``GROUP_LOCK_STALE`` (a run on
-    another host, killed); the taker's own object is gone after. One a live run holds
-    (renewed now, another host) is waited for, up to the wait's bound, then refused in one
-    line naming the object to remove; it is left as it was."""
-    from pipeline.store.ledger import GROUP_LOCK_STALE, group_lock
+    host has ended, and one this process has seen unchanged for longer than
+    ``GROUP_LOCK_STALE`` (1 s here: a run on another host, killed; its ``beat`` is now by
+    that host's clock, which is never compared with this one's); the taker's own object is
+    gone after. One a live run holds (another host) is waited for, up to the wait's bound,
+    then refused in one line naming the object to remove; it is left as it was."""
+    from pipeline.store import ledger
+    from pipeline.store.ledger import group_lock
 
     url, options = bucket
     loc = Location.of(f"{url}/out.zarr", options)
@@ -2439,9 +2444,10 @@ def test_a_stopped_run_s_s3_group_lock_is_taken_over_and_a_live_one_named(bucket
         text=True,
     )
     now = time.time()
+    monkeypatch.setattr(ledger, "GROUP_LOCK_STALE", 1.0)
     for holder in (
         {"pid": int(ended.stdout), "host": socket.gethostname(), "since": now, "beat": now},
-        {"pid": 1, "host": "elsewhere", "since": now - 3600, "beat": now - GROUP_LOCK_STALE - 5},
+        {"pid": 1, "host": "elsewhere", "since": now, "beat": now},
     ):
         loc.write("g/.pipeline/group.lock", [json.dumps(holder).encode()])
         with group_lock(loc, "g", wait=30):
@@ -2451,6 +2457,7 @@ def test_a_stopped_run_s_s3_group_lock_is_taken_over_and_a_live_one_named(bucket
     live = {"pid": 1, "host": "elsewhere", "since": now - 5, "beat": time.time()}
     body = json.dumps(live).encode()
     loc.write("g/.pipeline/group.lock", [body])
+    monkeypatch.setattr(ledger, "GROUP_LOCK_STALE", 120.0)
     with pytest.raises(OutputError) as info, group_lock(loc, "g", wait=1.0):
         pass
     e = info.value
@@ -2484,6 +2491,112 @@ def test_a_held_s3_group_lock_is_renewed_while_held(bucket, monkeypatch) -> None
                 break
             time.sleep(0.1)
         assert len(beats) > 2 and max(beats) > first["beat"]
+    assert loc.list("g") == []
+
+
+#: A process that holds the S3 group lock of ``g`` in the store ``argv[1]`` (storage
+#: options ``argv[2]``, JSON), renewing it every 0.2 s, with its clock (``time.time``)
+#: ``argv[3]`` seconds behind this host's: it prints "held" once it holds it, holds it
+#: ``argv[4]`` seconds, and exits 0 once it has let it go (else the line of its refusal, 1).
+_GROUP_HOLDER = """
+import json, sys, time
+skew, hold = float(sys.argv[3]), float(sys.argv[4])
+real = time.time
+time.time = lambda: real() - skew
+from pipeline.store import ledger
+from pipeline.store.location import Location
+ledger.GROUP_LOCK_BEAT = 0.2
+loc = Location.of(sys.argv[1], json.loads(sys.argv[2]))
+try:
+    with ledger.group_lock(loc, "g"):
+        print("held", flush=True)
+        time.sleep(hold)
+except Exception as e:
+    print(e, file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+@contextlib.contextmanager
+def _group_holder(
+    url: str, options: dict[str, Any], skew: float, hold: float
+) -> Iterator[subprocess.Popen[str]]:
+    """:data:`_GROUP_HOLDER` run as a process of its own, once it holds the lock."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _GROUP_HOLDER, url, json.dumps(options), str(skew), str(hold)],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "held\n", proc.communicate()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            end_process(proc)
+
+
+def test_a_live_s3_group_lock_of_a_host_whose_clock_is_behind_is_never_taken_over(
+    bucket, monkeypatch
+) -> None:
+    """h82e: a group lock object renewed by a live run whose clock is an hour behind this
+    host's (its ``beat``, its own time, an hour old) is waited for, never taken over: a lock
+    is stale when this process has seen it unchanged for ``GROUP_LOCK_STALE`` seconds (1 s
+    here) on its own clock. The holder's ``beat`` had been compared with this clock: the
+    live run's lock was taken over at once, both then rewriting the group's shared metadata
+    (real processes)."""
+    from pipeline.store import ledger
+
+    url, options = bucket
+    loc = Location.of(f"{url}/out.zarr", options)
+    monkeypatch.setattr(ledger, "GROUP_LOCK_STALE", 1.0)
+    with _group_holder(loc.url, options, skew=3600.0, hold=6.0) as holder:
+        held = _lock_object(loc, "g")
+        assert held is not None and held["pid"] == holder.pid
+        with pytest.raises(OutputError) as info, ledger.group_lock(loc, "g", wait=3.0):
+            pass
+        assert f"pid {holder.pid} on {socket.gethostname()}" in str(info.value), info.value
+        _out, err = holder.communicate(timeout=60)
+        assert holder.returncode == 0, err
+    assert loc.list("g") == []
+
+
+def test_a_run_whose_s3_group_lock_is_taken_over_while_it_holds_it_stops(
+    bucket, monkeypatch
+) -> None:
+    """h82e: a run holding a group's lock that is stopped (SIGSTOP) for longer than
+    ``GROUP_LOCK_STALE`` (1 s here) has it taken over by another run; once it goes on
+    (SIGCONT), its held step ends in one line saying that the lock was taken over while it
+    held it, naming the other run and `pipeline verify`, and exits 1, never 0; the other
+    run's lock object is left to it. It had gone on as if it still held it, both runs having
+    rewritten the group's shared metadata at once (real processes)."""
+    import signal
+
+    from pipeline.store import ledger
+
+    url, options = bucket
+    loc = Location.of(f"{url}/out.zarr", options)
+    monkeypatch.setattr(ledger, "GROUP_LOCK_STALE", 1.0)
+    with _group_holder(loc.url, options, skew=0.0, hold=2.0) as holder:
+        os.kill(holder.pid, signal.SIGSTOP)
+        try:
+            with ledger.group_lock(loc, "g", wait=30.0):
+                mine = _lock_object(loc, "g")
+                assert mine is not None and mine["pid"] == os.getpid()
+                os.kill(holder.pid, signal.SIGCONT)
+                out, err = holder.communicate(timeout=60)
+                now = _lock_object(loc, "g")  # left to this run (perhaps renewed)
+                assert now is not None and now["token"] == mine["token"], now
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder.pid, signal.SIGCONT)
+    assert holder.returncode == 1, (out, err)
+    line = err.strip()
+    assert "\n" not in line, line
+    assert "was taken over by another run" in line and f"pid {os.getpid()}" in line, line
+    assert "`pipeline verify`" in line, line
     assert loc.list("g") == []
 
 
@@ -2646,8 +2759,14 @@ def test_an_s3_lock_taken_over_meanwhile_is_left_to_its_new_holder(
         held.acquire()
         armed.set()
         held.release()
-    else:
-        with group_lock(loc, "g"):
+    else:  # taken over while the step was held (``renew``), the step is then refused;
+        # taken over as it is deleted (``drop``), after the step, it is not
+        refused = (
+            pytest.raises(OutputError, match="was taken over by another run")
+            if step == "renew"
+            else contextlib.nullcontext()
+        )
+        with refused, group_lock(loc, "g"):
             armed.set()
             if step == "renew":
                 assert hit.wait(30)  # the renewal read it; leaving waits for its write
