@@ -2494,21 +2494,32 @@ def test_a_held_s3_group_lock_is_renewed_while_held(bucket, monkeypatch) -> None
     assert loc.list("g") == []
 
 
-#: A process that holds the S3 group lock of ``g`` in the store ``argv[1]`` (storage
-#: options ``argv[2]``, JSON), renewing it every 0.2 s, with its clock (``time.time``)
-#: ``argv[3]`` seconds behind this host's: it prints "held" once it holds it, holds it
-#: ``argv[4]`` seconds, and exits 0 once it has let it go (else the line of its refusal, 1).
+#: A process that holds the S3 group lock of ``g`` (``argv[5]`` "group"; "output": the
+#: store's own output lock) in the store ``argv[1]`` (storage options ``argv[2]``, JSON),
+#: renewing a group lock every 0.2 s, with its clock (``time.time``) ``argv[3]`` seconds
+#: behind this host's: it prints "held" once it holds it, holds it ``argv[4]`` seconds, and
+#: exits 0 once it has let it go (else the line of its refusal, 1).
 _GROUP_HOLDER = """
-import json, sys, time
-skew, hold = float(sys.argv[3]), float(sys.argv[4])
+import contextlib, json, sys, time
+skew, hold, kind = float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 real = time.time
 time.time = lambda: real() - skew
 from pipeline.store import ledger
 from pipeline.store.location import Location
 ledger.GROUP_LOCK_BEAT = 0.2
 loc = Location.of(sys.argv[1], json.loads(sys.argv[2]))
+
+@contextlib.contextmanager
+def output_lock():
+    lock = ledger.Ledger(loc, "")
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
 try:
-    with ledger.group_lock(loc, "g"):
+    with ledger.group_lock(loc, "g") if kind == "group" else output_lock():
         print("held", flush=True)
         time.sleep(hold)
 except Exception as e:
@@ -2519,11 +2530,21 @@ except Exception as e:
 
 @contextlib.contextmanager
 def _group_holder(
-    url: str, options: dict[str, Any], skew: float, hold: float
+    url: str,
+    options: dict[str, Any],
+    skew: float,
+    hold: float,
+    kind: str = "group",
+    apart: bool = False,
 ) -> Iterator[subprocess.Popen[str]]:
-    """:data:`_GROUP_HOLDER` run as a process of its own, once it holds the lock."""
+    """:data:`_GROUP_HOLDER` run as a process of its own, once it holds the lock; ``apart``:
+    in a PID namespace of its own (``unshare``: a container of this host's name)."""
+    command = [sys.executable, "-c", _GROUP_HOLDER, url, json.dumps(options), str(skew)]
+    command += [str(hold), kind]
+    if apart:
+        command = ["unshare", "-Urpf", "--mount-proc", *command]
     proc = subprocess.Popen(
-        [sys.executable, "-c", _GROUP_HOLDER, url, json.dumps(options), str(skew), str(hold)],
+        command,
         env=env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -2561,6 +2582,38 @@ def test_a_live_s3_group_lock_of_a_host_whose_clock_is_behind_is_never_taken_ove
         _out, err = holder.communicate(timeout=60)
         assert holder.returncode == 0, err
     assert loc.list("g") == []
+
+
+@pytest.mark.parametrize("kind", ["group", "output"])
+def test_a_live_s3_lock_of_a_container_of_this_host_s_name_is_never_taken_over(
+    bucket, kind: str
+) -> None:
+    """h82e: a lock object (a group's, an output's) held by a live process of another PID
+    namespace under this host's name (a container given it), whose pid names no process here
+    or another one (its pid 1, this host's init), is another machine's: waited for, then
+    refused naming it, never taken over. Its host name alone had been compared: its pid
+    looked up here, it was taken for an ended run's and its lock taken over at once, two
+    writers then writing as the only one (real processes, ``unshare``)."""
+    from pipeline.store import ledger
+
+    probe = subprocess.run(["unshare", "-Urpf", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("no unprivileged PID namespaces here (unshare -Urpf)")
+    url, options = bucket
+    loc = Location.of(f"{url}/out.zarr", options)
+    with _group_holder(loc.url, options, skew=0.0, hold=6.0, kind=kind, apart=True) as holder:
+        with pytest.raises(OutputError) as info:
+            if kind == "group":
+                with ledger.group_lock(loc, "g", wait=2.0):
+                    pass
+            else:
+                ledger.Ledger(loc, "").acquire()
+        line = str(info.value)
+        assert "\n" not in line and f"on {socket.gethostname()}" in line, line
+        assert "if that run is gone" in line, line
+        _out, err = holder.communicate(timeout=60)
+        assert holder.returncode == 0, err
+    assert loc.list("g") == [] and loc.list(".pipeline") == []
 
 
 def test_a_run_whose_s3_group_lock_is_taken_over_while_it_holds_it_stops(

@@ -429,7 +429,7 @@ class Ledger:
         holder = _read_holder(self.location, key)
         if holder is None:
             return None
-        if holder.get("host") == socket.gethostname() and not _alive(holder):
+        if _seen_here(holder) and not _alive(holder):
             return None
         return holder
 
@@ -451,7 +451,7 @@ class Ledger:
             if read is None:  # released meanwhile: race for it again
                 continue
             holder, tag = read
-            if holder.get("host") != socket.gethostname() or _alive(holder):
+            if not _seen_here(holder) or _alive(holder):
                 raise self.busy(holder)
             if _take_over(self.location, key, holder, tag, body):  # its process is gone
                 return
@@ -1269,7 +1269,34 @@ def _me() -> dict[str, Any]:
         import psutil
 
         me["started"] = psutil.Process().create_time()
+    machine = _machine()
+    if machine is not None:
+        me["machine"] = machine
     return me
+
+
+@functools.cache
+def _machine() -> str | None:
+    """What names the processes this one can see: its kernel's boot (``boot_id``) and its
+    PID namespace (None where there is no ``/proc`` to say them)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+def _seen_here(holder: dict[str, Any]) -> bool:
+    """Whether the lock holder ``holder``'s process is one this process can look up by its
+    pid: its host is this one, and so are its kernel and PID namespace where it recorded
+    them (:func:`_machine`; a holder that did not is judged by its host alone). A holder in
+    another container of the same host name (two containers given one ``--hostname``, or a
+    host's and its container's), whose pid named no process, or another one, here, had been
+    taken for an ended run's, and its live lock taken over (h82e)."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    return holder.get("machine", _machine()) == _machine()
 
 
 def _holder_of(raw: bytes) -> dict[str, Any]:
@@ -1519,7 +1546,7 @@ def _stale(holder: dict[str, Any], unchanged: float) -> bool:
     The holder's ``beat`` (the time of its host's clock) is never compared with this one's:
     a live run on a host whose clock is two minutes behind had had its lock taken over at
     once, each then rewriting the group's shared metadata as its only writer (h82e)."""
-    if holder.get("host") == socket.gethostname() and not _alive(holder):
+    if _seen_here(holder) and not _alive(holder):
         return True
     return unchanged > GROUP_LOCK_STALE
 
