@@ -4096,6 +4096,60 @@ def test_a_run_whose_s3_lock_object_is_removed_stops_writing_there(
         assert not Location.of(f"{url}/out.zarr", options).exists(".pipeline")
 
 
+def test_a_run_whose_s3_lock_is_taken_as_it_writes_a_block_names_that_block(
+    tmp_path, bucket
+) -> None:
+    """h82e: a run whose S3 lock object is removed and taken by a run with ``--overwrite``
+    after its check of the lock for a block and before that block's writes (held there, real
+    processes) writes that block's units by the output's keys (S3 has no write conditional
+    on another object: the limit the README states), then stops at its check before the
+    block's marker, in one line that names that block, says it may be in the other run's
+    output, and names `pipeline verify --all`; it had said only that the lock was taken.
+    The other run, which overwrites the output after, ends with its own output, NumPy's."""
+    import s3fs
+
+    url, options = bucket
+    rows, cols = 12, 256
+    x = np.random.default_rng(7).standard_normal((rows, cols)).astype(np.float32)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(1, cols)
+    )[...] = x
+
+    def config(name: str, factor: int) -> Path:
+        return write_config(
+            tmp_path, "", "", name,
+            input={"store": f"{url}/in.zarr", "storage_options": options},
+            output={"store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols]},
+            stages=[{"op": "multiply", "factor": factor}],
+            chunking={"block": [1, cols]},
+            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+        )  # fmt: skip
+
+    first, second = config("a.yaml", 2), config("b.yaml", 3)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    lock = f"{url}/out.zarr/.pipeline/lock"
+    script = _HELD_AT_THIRD_BLOCK.replace("tasks.write_block =", "tasks.write_unit =").replace(
+        "held(tasks.write_block)", "held(tasks.write_unit)"
+    )
+    with _held_at_third(tmp_path, script, "run", str(first)) as (proc, gate):
+        fs.rm_file(lock.removeprefix("s3://"))  # as a busy run's line says, if its run is gone
+        with paused_at_lock("run", second, "--overwrite", cwd=tmp_path) as later:
+            Path(f"{gate}.release").touch()
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            line = one_line_error(err)
+            assert line.startswith(f"error: the lock {lock} of {url}/out.zarr was removed"), line
+            # (the third block written: whichever Dask ran third)
+            assert re.search(r"; its block \(\d+, 0\), and any other it was writing then", line)
+            assert "may be in the output of the run that took it" in line, line
+            assert "`pipeline verify --all` with that run's config" in line, line
+            out, err = go_on(later)
+            assert later.returncode == 0, out + err
+    y = _zarr_s3(f"{url}/out.zarr", options)
+    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+    assert record_of(y.attrs)["status"] == "complete"
+
+
 def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_one_s(
     tmp_path, bucket
 ) -> None:

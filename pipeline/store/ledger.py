@@ -646,7 +646,9 @@ class Ledger:
             return holder["token"] == self.token
         return (holder.get("pid"), holder.get("host")) == (os.getpid(), socket.gethostname())
 
-    def check_held(self, folder: Folder | None = None, within: float = 0.0) -> None:
+    def check_held(
+        self, folder: Folder | None = None, within: float = 0.0, strayed: str = ""
+    ) -> None:
         """Refuse (OutputError, InputError for a generation: ``output`` or ``input``,
         ``lock``, ``holder``, ``status`` 'displaced') to
         write more where the lock at this store's path is no longer this holder's (its
@@ -672,9 +674,11 @@ class Ledger:
         ``--overwrite``, had left the first run writing its blocks, markers and "complete"
         into the other's output, both exiting 0 (h77d). ``within``: seconds for which a
         check of this lock that passed in this process stands (a generation's every unit:
-        one GET a second at most, not one per object written); 0: read it now."""
+        one GET a second at most, not one per object written); 0: read it now. ``strayed``:
+        what the refusal says of what was written since the last check passed (a block's
+        units, by the path: perhaps into the output of the run that took the lock)."""
         if not self.location.is_local:
-            self._check_object(within)
+            self._check_object(within, strayed)
             return
         if folder is not None:
             raw = folder.read(f"{RECORD}/{self.LOCK}")
@@ -689,7 +693,7 @@ class Ledger:
                     os.close(fd)
         holder = _holder_of(raw)
         if holder.get("token") != self.token:
-            raise self._displaced(holder)
+            raise self._displaced(holder, strayed)
 
     @contextlib.contextmanager
     def held_folder(self) -> Iterator[Folder | None]:
@@ -763,9 +767,10 @@ class Ledger:
             return False
         return (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino)
 
-    def _check_object(self, within: float) -> None:
+    def _check_object(self, within: float, strayed: str = "") -> None:
         """:meth:`check_held` on an object store: its lock object read, the token compared
-        (a check of it that passed in this process less than ``within`` seconds ago stands)."""
+        (a check of it that passed in this process less than ``within`` seconds ago stands);
+        ``strayed``: as :meth:`check_held` says."""
         key = self._key(self.LOCK)
         seen = (self.location.join(key), self.token)
         last = _CHECKED.get(seen)
@@ -774,12 +779,14 @@ class Ledger:
         holder = _holder_of(self.location.read(key) or b"")
         if holder.get("token") != self.token:
             _CHECKED.pop(seen, None)
-            raise self._displaced(holder)
+            raise self._displaced(holder, strayed)
         _CHECKED[seen] = time.monotonic()
 
-    def _displaced(self, holder: dict[str, Any]) -> PipelineError:
+    def _displaced(self, holder: dict[str, Any], strayed: str = "") -> PipelineError:
         """The refusal of :meth:`check_held`: the lock at the path is ``holder``'s ({}: none
-        there, or none a run wrote)."""
+        there, or none a run wrote); ``strayed``: what it says, before its advice, of what
+        was written since the last check passed."""
+        strayed = f"; {strayed}" if strayed else ""
         lock = self.location.join(self._key(self.LOCK))
         where = self.location.join(self.array_path)
         now = f"another run's ({holder_said(holder)})" if holder.get("pid") else "gone"
@@ -790,14 +797,14 @@ class Ledger:
             f"{self.HOLDER} wrote "
             f"it (its lock {name_shown(lock)} is now {now}): {self.HOLDER} stopped, since it "
             "writes by "
-            f"that path; {self.AFTER_MOVE}"
+            f"that path{strayed}; {self.AFTER_MOVE}"
         )
         if not self.location.is_local:  # keys that never move: its lock object was deleted
             text = (
                 f"the lock {lock} of {name_shown(where)} was removed, or taken by another run, "
                 "while "
                 f"{self.HOLDER} wrote it (it is now {now}): {self.HOLDER} stopped, so as not "
-                f"to write into another's; {self.AFTER_TAKEN}"
+                f"to write into another's{strayed}; {self.AFTER_TAKEN}"
             )
         return self._refusal(
             text,
