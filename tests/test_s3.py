@@ -32,6 +32,7 @@ from pipeline.errors import ConfigError, InputError, OutputError, PipelineError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, record_of, reference, write_config
 from tests.faultkit import (
+    end_process,
     env,
     error_of,
     go_on,
@@ -2418,13 +2419,17 @@ def test_an_s3_group_lock_is_waited_for_and_leaves_nothing(bucket) -> None:
     assert loc.list("g") == [] and loc.list("") == []
 
 
-def test_a_stopped_run_s_s3_group_lock_is_taken_over_and_a_live_one_named(bucket) -> None:
+def test_a_stopped_run_s_s3_group_lock_is_taken_over_and_a_live_one_named(
+    bucket, monkeypatch
+) -> None:
     """A group lock object left by a stopped run is taken over: one whose holder on this
-    host has ended, and one not renewed for longer than ``GROUP_LOCK_STALE`` (a run on
-    another host, killed); the taker's own object is gone after. One a live run holds
-    (renewed now, another host) is waited for, up to the wait's bound, then refused in one
-    line naming the object to remove; it is left as it was."""
-    from pipeline.store.ledger import GROUP_LOCK_STALE, group_lock
+    host has ended, and one this process has seen unchanged for longer than
+    ``GROUP_LOCK_STALE`` (1 s here: a run on another host, killed; its ``beat`` is now by
+    that host's clock, which is never compared with this one's); the taker's own object is
+    gone after. One a live run holds (another host) is waited for, up to the wait's bound,
+    then refused in one line naming the object to remove; it is left as it was."""
+    from pipeline.store import ledger
+    from pipeline.store.ledger import group_lock
 
     url, options = bucket
     loc = Location.of(f"{url}/out.zarr", options)
@@ -2435,9 +2440,10 @@ def test_a_stopped_run_s_s3_group_lock_is_taken_over_and_a_live_one_named(bucket
         text=True,
     )
     now = time.time()
+    monkeypatch.setattr(ledger, "GROUP_LOCK_STALE", 1.0)
     for holder in (
         {"pid": int(ended.stdout), "host": socket.gethostname(), "since": now, "beat": now},
-        {"pid": 1, "host": "elsewhere", "since": now - 3600, "beat": now - GROUP_LOCK_STALE - 5},
+        {"pid": 1, "host": "elsewhere", "since": now, "beat": now},
     ):
         loc.write("g/.pipeline/group.lock", [json.dumps(holder).encode()])
         with group_lock(loc, "g", wait=30):
@@ -2447,6 +2453,7 @@ def test_a_stopped_run_s_s3_group_lock_is_taken_over_and_a_live_one_named(bucket
     live = {"pid": 1, "host": "elsewhere", "since": now - 5, "beat": time.time()}
     body = json.dumps(live).encode()
     loc.write("g/.pipeline/group.lock", [body])
+    monkeypatch.setattr(ledger, "GROUP_LOCK_STALE", 120.0)
     with pytest.raises(OutputError) as info, group_lock(loc, "g", wait=1.0):
         pass
     e = info.value
@@ -2480,6 +2487,165 @@ def test_a_held_s3_group_lock_is_renewed_while_held(bucket, monkeypatch) -> None
                 break
             time.sleep(0.1)
         assert len(beats) > 2 and max(beats) > first["beat"]
+    assert loc.list("g") == []
+
+
+#: A process that holds the S3 group lock of ``g`` (``argv[5]`` "group"; "output": the
+#: store's own output lock) in the store ``argv[1]`` (storage options ``argv[2]``, JSON),
+#: renewing a group lock every 0.2 s, with its clock (``time.time``) ``argv[3]`` seconds
+#: behind this host's: it prints "held" once it holds it, holds it ``argv[4]`` seconds, and
+#: exits 0 once it has let it go (else the line of its refusal, 1).
+_GROUP_HOLDER = """
+import contextlib, json, sys, time
+skew, hold, kind = float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+real = time.time
+time.time = lambda: real() - skew
+from pipeline.store import ledger
+from pipeline.store.location import Location
+ledger.GROUP_LOCK_BEAT = 0.2
+loc = Location.of(sys.argv[1], json.loads(sys.argv[2]))
+
+@contextlib.contextmanager
+def output_lock():
+    lock = ledger.Ledger(loc, "")
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+try:
+    with ledger.group_lock(loc, "g") if kind == "group" else output_lock():
+        print("held", flush=True)
+        time.sleep(hold)
+except Exception as e:
+    print(e, file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+@contextlib.contextmanager
+def _group_holder(
+    url: str,
+    options: dict[str, Any],
+    skew: float,
+    hold: float,
+    kind: str = "group",
+    apart: bool = False,
+) -> Iterator[subprocess.Popen[str]]:
+    """:data:`_GROUP_HOLDER` run as a process of its own, once it holds the lock; ``apart``:
+    in a PID namespace of its own (``unshare``: a container of this host's name)."""
+    command = [sys.executable, "-c", _GROUP_HOLDER, url, json.dumps(options), str(skew)]
+    command += [str(hold), kind]
+    if apart:
+        command = ["unshare", "-Urpf", "--mount-proc", *command]
+    proc = subprocess.Popen(
+        command,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "held\n", proc.communicate()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            end_process(proc)
+
+
+def test_a_live_s3_group_lock_of_a_host_whose_clock_is_behind_is_never_taken_over(
+    bucket, monkeypatch
+) -> None:
+    """h82e: a group lock object renewed by a live run whose clock is an hour behind this
+    host's (its ``beat``, its own time, an hour old) is waited for, never taken over: a lock
+    is stale when this process has seen it unchanged for ``GROUP_LOCK_STALE`` seconds (1 s
+    here) on its own clock. The holder's ``beat`` had been compared with this clock: the
+    live run's lock was taken over at once, both then rewriting the group's shared metadata
+    (real processes)."""
+    from pipeline.store import ledger
+
+    url, options = bucket
+    loc = Location.of(f"{url}/out.zarr", options)
+    monkeypatch.setattr(ledger, "GROUP_LOCK_STALE", 1.0)
+    with _group_holder(loc.url, options, skew=3600.0, hold=6.0) as holder:
+        held = _lock_object(loc, "g")
+        assert held is not None and held["pid"] == holder.pid
+        with pytest.raises(OutputError) as info, ledger.group_lock(loc, "g", wait=3.0):
+            pass
+        assert f"pid {holder.pid} on {socket.gethostname()}" in str(info.value), info.value
+        _out, err = holder.communicate(timeout=60)
+        assert holder.returncode == 0, err
+    assert loc.list("g") == []
+
+
+@pytest.mark.parametrize("kind", ["group", "output"])
+def test_a_live_s3_lock_of_a_container_of_this_host_s_name_is_never_taken_over(
+    bucket, kind: str
+) -> None:
+    """h82e: a lock object (a group's, an output's) held by a live process of another PID
+    namespace under this host's name (a container given it), whose pid names no process here
+    or another one (its pid 1, this host's init), is another machine's: waited for, then
+    refused naming it, never taken over. Its host name alone had been compared: its pid
+    looked up here, it was taken for an ended run's and its lock taken over at once, two
+    writers then writing as the only one (real processes, ``unshare``)."""
+    from pipeline.store import ledger
+
+    probe = subprocess.run(["unshare", "-Urpf", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("no unprivileged PID namespaces here (unshare -Urpf)")
+    url, options = bucket
+    loc = Location.of(f"{url}/out.zarr", options)
+    with _group_holder(loc.url, options, skew=0.0, hold=6.0, kind=kind, apart=True) as holder:
+        with pytest.raises(OutputError) as info:
+            if kind == "group":
+                with ledger.group_lock(loc, "g", wait=2.0):
+                    pass
+            else:
+                ledger.Ledger(loc, "").acquire()
+        line = str(info.value)
+        assert "\n" not in line and f"on {socket.gethostname()}" in line, line
+        assert "if that run is gone" in line, line
+        _out, err = holder.communicate(timeout=60)
+        assert holder.returncode == 0, err
+    assert loc.list("g") == [] and loc.list(".pipeline") == []
+
+
+def test_a_run_whose_s3_group_lock_is_taken_over_while_it_holds_it_stops(
+    bucket, monkeypatch
+) -> None:
+    """h82e: a run holding a group's lock that is stopped (SIGSTOP) for longer than
+    ``GROUP_LOCK_STALE`` (1 s here) has it taken over by another run; once it goes on
+    (SIGCONT), its held step ends in one line saying that the lock was taken over while it
+    held it, naming the other run and `pipeline verify`, and exits 1, never 0; the other
+    run's lock object is left to it. It had gone on as if it still held it, both runs having
+    rewritten the group's shared metadata at once (real processes)."""
+    import signal
+
+    from pipeline.store import ledger
+
+    url, options = bucket
+    loc = Location.of(f"{url}/out.zarr", options)
+    monkeypatch.setattr(ledger, "GROUP_LOCK_STALE", 1.0)
+    with _group_holder(loc.url, options, skew=0.0, hold=2.0) as holder:
+        os.kill(holder.pid, signal.SIGSTOP)
+        try:
+            with ledger.group_lock(loc, "g", wait=30.0):
+                mine = _lock_object(loc, "g")
+                assert mine is not None and mine["pid"] == os.getpid()
+                os.kill(holder.pid, signal.SIGCONT)
+                out, err = holder.communicate(timeout=60)
+                now = _lock_object(loc, "g")  # left to this run (perhaps renewed)
+                assert now is not None and now["token"] == mine["token"], now
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder.pid, signal.SIGCONT)
+    assert holder.returncode == 1, (out, err)
+    line = err.strip()
+    assert "\n" not in line, line
+    assert "was taken over by another run" in line and f"pid {os.getpid()}" in line, line
+    assert "`pipeline verify`" in line, line
     assert loc.list("g") == []
 
 
@@ -2642,8 +2808,14 @@ def test_an_s3_lock_taken_over_meanwhile_is_left_to_its_new_holder(
         held.acquire()
         armed.set()
         held.release()
-    else:
-        with group_lock(loc, "g"):
+    else:  # taken over while the step was held (``renew``), the step is then refused;
+        # taken over as it is deleted (``drop``), after the step, it is not
+        refused = (
+            pytest.raises(OutputError, match="was taken over by another run")
+            if step == "renew"
+            else contextlib.nullcontext()
+        )
+        with refused, group_lock(loc, "g"):
             armed.set()
             if step == "renew":
                 assert hit.wait(30)  # the renewal read it; leaving waits for its write
@@ -3918,6 +4090,60 @@ def test_a_run_whose_s3_lock_object_is_removed_stops_writing_there(
         assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
         assert record_of(y.attrs)["status"] == "complete"
         assert not Location.of(f"{url}/out.zarr", options).exists(".pipeline")
+
+
+def test_a_run_whose_s3_lock_is_taken_as_it_writes_a_block_names_that_block(
+    tmp_path, bucket
+) -> None:
+    """h82e: a run whose S3 lock object is removed and taken by a run with ``--overwrite``
+    after its check of the lock for a block and before that block's writes (held there, real
+    processes) writes that block's units by the output's keys (S3 has no write conditional
+    on another object: the limit the README states), then stops at its check before the
+    block's marker, in one line that names that block, says it may be in the other run's
+    output, and names `pipeline verify --all`; it had said only that the lock was taken.
+    The other run, which overwrites the output after, ends with its own output, NumPy's."""
+    import s3fs
+
+    url, options = bucket
+    rows, cols = 12, 256
+    x = np.random.default_rng(7).standard_normal((rows, cols)).astype(np.float32)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(1, cols)
+    )[...] = x
+
+    def config(name: str, factor: int) -> Path:
+        return write_config(
+            tmp_path, "", "", name,
+            input={"store": f"{url}/in.zarr", "storage_options": options},
+            output={"store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols]},
+            stages=[{"op": "multiply", "factor": factor}],
+            chunking={"block": [1, cols]},
+            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+        )  # fmt: skip
+
+    first, second = config("a.yaml", 2), config("b.yaml", 3)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    lock = f"{url}/out.zarr/.pipeline/lock"
+    script = _HELD_AT_THIRD_BLOCK.replace("tasks.write_block =", "tasks.write_unit =").replace(
+        "held(tasks.write_block)", "held(tasks.write_unit)"
+    )
+    with _held_at_third(tmp_path, script, "run", str(first)) as (proc, gate):
+        fs.rm_file(lock.removeprefix("s3://"))  # as a busy run's line says, if its run is gone
+        with paused_at_lock("run", second, "--overwrite", cwd=tmp_path) as later:
+            Path(f"{gate}.release").touch()
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            line = one_line_error(err)
+            assert line.startswith(f"error: the lock {lock} of {url}/out.zarr was removed"), line
+            # (the third block written: whichever Dask ran third)
+            assert re.search(r"; its block \(\d+, 0\), and any other it was writing then", line)
+            assert "may be in the output of the run that took it" in line, line
+            assert "`pipeline verify --all` with that run's config" in line, line
+            out, err = go_on(later)
+            assert later.returncode == 0, out + err
+    y = _zarr_s3(f"{url}/out.zarr", options)
+    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+    assert record_of(y.attrs)["status"] == "complete"
 
 
 def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_one_s(

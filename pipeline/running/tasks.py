@@ -725,6 +725,20 @@ def _storing(sink: Sink, key: str, what: str = "") -> Iterator[None]:
         raise unwritable(sink, key, failure, what)
 
 
+def _strayed(block_index: Shape) -> str:
+    """What a run whose lock was taken by another run while it wrote the block
+    ``block_index`` by the output's path (an object store's keys) says of that block: its
+    units are written, perhaps into the other run's output, which no check before a write
+    can rule out where the store has no write conditional on another object (S3)."""
+    at = ", ".join(str(i) for i in block_index)
+    return (
+        f"its block ({at}), and any other it was writing then (one a worker thread at most), "
+        "went to the output's keys after the lock was taken, so they may be in the output of "
+        "the run that took it, however that run ends: `pipeline verify --all` with that "
+        "run's config finds them"
+    )
+
+
 def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
     """Store one block; its statistics (see ``STATS``) as a tiny array for Dask."""
     be = devices.get(sink.backend)
@@ -777,7 +791,9 @@ def _write_block_into(
         counts = {"elements": int(y.size), "bytes_written": int(written)}
         counts.update(nan=int(nan), posinf=int(pos), neginf=int(neg))
         marker = sink.ledger.marker_key(block_index)
-        sink.ledger.check_held(folder)  # and again: its marker marks this run's block alone
+        # and again: its marker marks this run's block alone; its units, written by the path
+        # (an object store's keys), may have gone after a lock taken meanwhile: said so
+        sink.ledger.check_held(folder, strayed="" if folder else _strayed(block_index))
         with _timed("write"), _storing(sink, marker, "the run record's marker"):
             sink.ledger.mark(block_index, counts, folder)
     t = _take_tally()

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pipeline.errors import (
+    VERIFY_NAMES,
     InputError,
     OutputError,
     PipelineError,
@@ -425,7 +426,7 @@ class Ledger:
         holder = _read_holder(self.location, key)
         if holder is None:
             return None
-        if holder.get("host") == socket.gethostname() and not _alive(holder):
+        if _seen_here(holder) and not _alive(holder):
             return None
         return holder
 
@@ -447,7 +448,7 @@ class Ledger:
             if read is None:  # released meanwhile: race for it again
                 continue
             holder, tag = read
-            if holder.get("host") != socket.gethostname() or _alive(holder):
+            if not _seen_here(holder) or _alive(holder):
                 raise self.busy(holder)
             if _take_over(self.location, key, holder, tag, body):  # its process is gone
                 return
@@ -642,7 +643,9 @@ class Ledger:
             return holder["token"] == self.token
         return (holder.get("pid"), holder.get("host")) == (os.getpid(), socket.gethostname())
 
-    def check_held(self, folder: Folder | None = None, within: float = 0.0) -> None:
+    def check_held(
+        self, folder: Folder | None = None, within: float = 0.0, strayed: str = ""
+    ) -> None:
         """Refuse (OutputError, InputError for a generation: ``output`` or ``input``,
         ``lock``, ``holder``, ``status`` 'displaced') to
         write more where the lock at this store's path is no longer this holder's (its
@@ -668,9 +671,11 @@ class Ledger:
         ``--overwrite``, had left the first run writing its blocks, markers and "complete"
         into the other's output, both exiting 0 (h77d). ``within``: seconds for which a
         check of this lock that passed in this process stands (a generation's every unit:
-        one GET a second at most, not one per object written); 0: read it now."""
+        one GET a second at most, not one per object written); 0: read it now. ``strayed``:
+        what the refusal says of what was written since the last check passed (a block's
+        units, by the path: perhaps into the output of the run that took the lock)."""
         if not self.location.is_local:
-            self._check_object(within)
+            self._check_object(within, strayed)
             return
         if folder is not None:
             raw = folder.read(f"{RECORD}/{self.LOCK}")
@@ -685,7 +690,7 @@ class Ledger:
                     os.close(fd)
         holder = _holder_of(raw)
         if holder.get("token") != self.token:
-            raise self._displaced(holder)
+            raise self._displaced(holder, strayed)
 
     @contextlib.contextmanager
     def held_folder(self) -> Iterator[Folder | None]:
@@ -759,9 +764,10 @@ class Ledger:
             return False
         return (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino)
 
-    def _check_object(self, within: float) -> None:
+    def _check_object(self, within: float, strayed: str = "") -> None:
         """:meth:`check_held` on an object store: its lock object read, the token compared
-        (a check of it that passed in this process less than ``within`` seconds ago stands)."""
+        (a check of it that passed in this process less than ``within`` seconds ago stands);
+        ``strayed``: as :meth:`check_held` says."""
         key = self._key(self.LOCK)
         seen = (self.location.join(key), self.token)
         last = _CHECKED.get(seen)
@@ -770,12 +776,14 @@ class Ledger:
         holder = _holder_of(self.location.read(key) or b"")
         if holder.get("token") != self.token:
             _CHECKED.pop(seen, None)
-            raise self._displaced(holder)
+            raise self._displaced(holder, strayed)
         _CHECKED[seen] = time.monotonic()
 
-    def _displaced(self, holder: dict[str, Any]) -> PipelineError:
+    def _displaced(self, holder: dict[str, Any], strayed: str = "") -> PipelineError:
         """The refusal of :meth:`check_held`: the lock at the path is ``holder``'s ({}: none
-        there, or none a run wrote)."""
+        there, or none a run wrote); ``strayed``: what it says, before its advice, of what
+        was written since the last check passed."""
+        strayed = f"; {strayed}" if strayed else ""
         lock = self.location.join(self._key(self.LOCK))
         where = self.location.join(self.array_path)
         now = f"another run's ({holder_said(holder)})" if holder.get("pid") else "gone"
@@ -786,14 +794,14 @@ class Ledger:
             f"{self.HOLDER} wrote "
             f"it (its lock {name_shown(lock)} is now {now}): {self.HOLDER} stopped, since it "
             "writes by "
-            f"that path; {self.AFTER_MOVE}"
+            f"that path{strayed}; {self.AFTER_MOVE}"
         )
         if not self.location.is_local:  # keys that never move: its lock object was deleted
             text = (
                 f"the lock {lock} of {name_shown(where)} was removed, or taken by another run, "
                 "while "
                 f"{self.HOLDER} wrote it (it is now {now}): {self.HOLDER} stopped, so as not "
-                f"to write into another's; {self.AFTER_TAKEN}"
+                f"to write into another's{strayed}; {self.AFTER_TAKEN}"
             )
         return self._refusal(
             text,
@@ -1265,7 +1273,34 @@ def _me() -> dict[str, Any]:
         import psutil
 
         me["started"] = psutil.Process().create_time()
+    machine = _machine()
+    if machine is not None:
+        me["machine"] = machine
     return me
+
+
+@functools.cache
+def _machine() -> str | None:
+    """What names the processes this one can see: its kernel's boot (``boot_id``) and its
+    PID namespace (None where there is no ``/proc`` to say them)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+def _seen_here(holder: dict[str, Any]) -> bool:
+    """Whether the lock holder ``holder``'s process is one this process can look up by its
+    pid: its host is this one, and so are its kernel and PID namespace where it recorded
+    them (:func:`_machine`; a holder that did not is judged by its host alone). A holder in
+    another container of the same host name (two containers given one ``--hostname``, or a
+    host's and its container's), whose pid named no process, or another one, here, had been
+    taken for an ended run's, and its live lock taken over (h82e)."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    return holder.get("machine", _machine()) == _machine()
 
 
 def _holder_of(raw: bytes) -> dict[str, Any]:
@@ -1430,9 +1465,10 @@ def _object_group_lock(location: Location, group: str, wait: float) -> Iterator[
     token = _take_group_lock(location, group, key, wait)
     held.add(where)
     stop = threading.Event()
+    taken: list[dict[str, Any]] = []  # the holder that took it over meanwhile, if one did
     beat = threading.Thread(
         target=_renew_group_lock,
-        args=(location, key, token, stop),
+        args=(location, key, token, stop, taken),
         name="pipeline-group-lock",
         daemon=True,
     )
@@ -1443,28 +1479,39 @@ def _object_group_lock(location: Location, group: str, wait: float) -> Iterator[
         held.discard(where)
         stop.set()
         beat.join()
-        _drop_group_lock(location, key, token)
+        _drop_group_lock(location, key, token, taken)
+    if taken:  # (a step that failed says its own failure)
+        raise _group_taken(location, group, key, taken[0])
 
 
 def _take_group_lock(location: Location, group: str, key: str, wait: float) -> str:
     """Create the group's lock object ``key``, waiting while a live run holds it (taking over
-    a stale one: :func:`_stale`); its token (OutputError after ``wait`` seconds)."""
+    a stale one: :func:`_stale`, judged by how long this process has seen the same version of
+    it, on its own clock); its token (OutputError after ``wait`` seconds)."""
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait
     pause = 0.05
+    seen: tuple[Any, float] | None = None  # the version found, and since when (this clock's)
+    unchanged = 0.0
     while True:
         mine = {**_me(), "token": token, "beat": time.time()}
         if location.create_exclusive(key, json.dumps(mine).encode()):
             return token
         read = _read_tagged_holder(location, key)
         holder = {} if read is None else read[0]  # none: released meanwhile, try again
-        if read is not None and _stale(holder):  # after a pause (never a busy loop)
+        if read is not None:
+            version = (read[1], json.dumps(holder, sort_keys=True))
+            now = time.monotonic()
+            if seen is None or seen[0] != version:
+                seen = (version, now)
+            unchanged = now - seen[1]
+        if read is not None and _stale(holder, unchanged):  # after a pause (never a busy loop)
             if _take_over(location, key, holder, read[1], json.dumps(mine).encode()):
                 return token
             if time.monotonic() < deadline:  # (a store whose deletes fail gets its bound too)
                 continue
         if time.monotonic() >= deadline:
-            raise _group_busy(location, group, key, holder, wait)
+            raise _group_busy(location, group, key, holder, wait, unchanged)
         time.sleep(pause)
         pause = min(pause * 1.5, 1.0)
 
@@ -1496,26 +1543,35 @@ def _take_over(
     return False
 
 
-def _stale(holder: dict[str, Any]) -> bool:
+def _stale(holder: dict[str, Any], unchanged: float) -> bool:
     """Whether a group lock object's ``holder`` is gone: its process ended (on this host), or
-    it has not renewed the object for :data:`GROUP_LOCK_STALE` seconds."""
-    if holder.get("host") == socket.gethostname() and not _alive(holder):
+    the object has stayed the same version (its holder has not renewed it) for ``unchanged``
+    seconds, over :data:`GROUP_LOCK_STALE`, as this process has watched it on its own clock.
+    The holder's ``beat`` (the time of its host's clock) is never compared with this one's:
+    a live run on a host whose clock is two minutes behind had had its lock taken over at
+    once, each then rewriting the group's shared metadata as its only writer (h82e)."""
+    if _seen_here(holder) and not _alive(holder):
         return True
-    beat = holder.get("beat", holder.get("since"))
-    return isinstance(beat, (int, float)) and time.time() - beat > GROUP_LOCK_STALE
+    return unchanged > GROUP_LOCK_STALE
 
 
-def _renew_group_lock(location: Location, key: str, token: str, stop: threading.Event) -> None:
+def _renew_group_lock(
+    location: Location, key: str, token: str, stop: threading.Event, taken: list[dict[str, Any]]
+) -> None:
     """Rewrite the group's lock object ``key`` with a new ``beat`` every
     :data:`GROUP_LOCK_BEAT` seconds until ``stop``, while it is still this holder's: on S3
     only if it is still the version read (If-Match), so that a run taking it over between the
     read and the write is never written over (an unconditional rewrite had put back the
-    stopped holder's token over the new holder's)."""
+    stopped holder's token over the new holder's). Where another holder has taken it over
+    (this run was thought stopped), that holder is put in ``taken``."""
     while not stop.wait(GROUP_LOCK_BEAT):
         try:
             read = _read_tagged_holder(location, key)
-            if read is None or read[0].get("token") != token:
-                return  # taken over (this run was thought stopped): nothing of ours to renew
+            if read is None:
+                return  # removed: nothing of ours to renew
+            if read[0].get("token") != token:
+                taken.append(read[0])  # taken over: nothing of ours to renew
+                return
             holder, tag = read
             body = json.dumps({**holder, "beat": time.time()}).encode()
             try:
@@ -1529,12 +1585,15 @@ def _renew_group_lock(location: Location, key: str, token: str, stop: threading.
             log.debug("cannot renew %s: %s", location.join(key), e)
 
 
-def _drop_group_lock(location: Location, key: str, token: str) -> None:
-    """Delete the group's lock object ``key`` if it is still this holder's (``token``)."""
+def _drop_group_lock(location: Location, key: str, token: str, taken: list[dict[str, Any]]) -> None:
+    """Delete the group's lock object ``key`` if it is still this holder's (``token``); where
+    another holder's is there, that holder is put in ``taken`` (unless one is already)."""
     try:
         read = _read_tagged_holder(location, key)
         if read is not None and read[0].get("token") == token:
             _delete_version(location, key, read[1])  # not another's that took it over since
+        elif read is not None and read[0].get("token") and not taken:
+            taken.append(read[0])
     except Exception as e:  # never hide what the held step raised: say what stays
         log.warning(
             "cannot remove the lock %s (%s): later runs take it over after %.0f s",
@@ -1545,18 +1604,41 @@ def _drop_group_lock(location: Location, key: str, token: str) -> None:
 
 
 def _group_busy(
-    location: Location, group: str, key: str, holder: dict[str, Any], wait: float
+    location: Location,
+    group: str,
+    key: str,
+    holder: dict[str, Any],
+    wait: float,
+    unchanged: float = 0.0,
 ) -> OutputError:
-    """The refusal of a run that waited ``wait`` seconds for the group's lock object."""
+    """The refusal of a run that waited ``wait`` seconds for the group's lock object, seen
+    unchanged for the last ``unchanged`` seconds (this process's clock: the holder's
+    ``beat`` is its own host's time)."""
     where, lock = location.join(group), location.join(key)
     pid, host = holder.get("pid", "?"), holder.get("host", "?")
-    beat = holder.get("beat", holder.get("since"))
-    ago = f", renewed {time.time() - beat:.0f} s ago" if isinstance(beat, (int, float)) else ""
+    ago = f", last renewed {unchanged:.0f} s ago" if unchanged >= 1.0 else ", renewed meanwhile"
     return OutputError(
         f"another run has held the lock of the output group {name_shown(where)} for over "
         f"{wait:.0f} s "
         f"(pid {pid} on {host}{ago}): wait for it, or remove {name_shown(lock)} if that run is "
         "gone",
+        output=where,
+        lock=lock,
+        holder=holder,
+    )
+
+
+def _group_taken(location: Location, group: str, key: str, holder: dict[str, Any]) -> OutputError:
+    """The refusal of a run whose group lock object ``key`` another run (``holder``) took
+    over while this one held it: its step may have been written beside that run's."""
+    where, lock = location.join(group), location.join(key)
+    pid, host = holder.get("pid", "?"), holder.get("host", "?")
+    return OutputError(
+        f"the lock {name_shown(lock)} of the output group {name_shown(where)} was taken over "
+        f"by another run (pid {pid} on {host}) while this run held it, as if this run had "
+        f"stopped (it was not seen renewed for {GROUP_LOCK_STALE:.0f} s: suspended, or cut off "
+        "from the store), so both may have rewritten the group's shared metadata at once: this "
+        f"run stopped; once that run has ended, {VERIFY_NAMES}",
         output=where,
         lock=lock,
         holder=holder,
