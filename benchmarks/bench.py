@@ -491,9 +491,8 @@ class Bench:
         self.clock.stamp("local disk")
         root = self.args.disk
         with self.res.attempt("local disk workload"):
+            data.scratch(root, "bench: --disk")
             both = ceilings.disk(self.res, root / "dd", 4)
-            shutil.rmtree(root, ignore_errors=True)
-            root.mkdir(parents=True)
             on_disk = data.Workload("synthetic", w.title, root / "input.zarr", codec=w.codec)
             shutil.copytree(w.store, on_disk.store)
             cfg = pipelines.config(self.doc(on_disk, root / "out.zarr", "gpu", dashboard=""))
@@ -562,7 +561,7 @@ class Bench:
             "quick": a.quick,
             "command": " ".join(["python -m benchmarks.bench", *sys.argv[1:]]),
         }
-        shutil.rmtree(self.root, ignore_errors=True)
+        data.scratch(self.root, "bench: --shm")
         self.check_space()
         try:
             if "ceilings" not in a.skip:
@@ -838,6 +837,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.skip = set(_names(args.skip, SECTIONS, "--skip"))
     args.extras = set(_names(args.extras, EXTRAS, "--with"))
     args.also = [v for v in args.also.split(",") if v]
+    data.check_scratch(args.shm, "bench: --shm")
+    if "disk" in args.extras:
+        data.check_scratch(args.disk, "bench: --disk")
     if args.quick:
         args.size_gb = 0.002
         args.reps = min(args.reps, 2)

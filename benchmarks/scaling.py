@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-scaling"))
     p.add_argument("--workloads", default="ceilings,shm,memory,joined", help="comma list")
     args = p.parse_args(argv)
+    data.check_scratch(args.shm, "scaling: --shm")
     backend = "cpu" if args.quick else "gpu"
     if args.quick:
         args.size_gb, args.per_gpu_gb, args.threads = 0.04, 0.02, 1
@@ -330,8 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend": backend,
     }
     res = Scaling(args.out, meta)
-    shutil.rmtree(args.shm, ignore_errors=True)
-    args.shm.mkdir(parents=True)
+    data.scratch(args.shm, "scaling: --shm")
     try:
         inputs = Inputs(args.shm, backend, args.quick)
         measure(args, res, inputs, backend)

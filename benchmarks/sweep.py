@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workloads", default="shm,memory", help="comma list: shm,memory")
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-sweep"))
     args = p.parse_args(argv)
+    data.check_scratch(args.shm, "sweep: --shm")
     backend = "cpu" if args.quick else "gpu"
     if args.quick:  # 64 KiB planes, and no more threads than a small machine has
         args.planes, args.threads = "8,4", "2,1"
@@ -154,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.size_gb, args.reps, args.memory_reps = 0.01, 1, 1
         args.shm = Path(tempfile.mkdtemp(prefix="pipeline-sweep-"))
-    shutil.rmtree(args.shm, ignore_errors=True)
-    args.shm.mkdir(parents=True)
+    data.scratch(args.shm, "sweep: --shm")
     meta = args.meta = machine.describe(want_gpu=backend == "gpu") | {
         "size_gb": args.size_gb,
         "backend": backend,

@@ -334,3 +334,64 @@ def test_cold_runs_import_the_checkouts_bytecode(monkeypatch) -> None:
     assert missing == []
     assert machine.IMPORTED[0] == "pipeline"
     assert "pipeline" not in machine.without_bytecode()
+
+
+def _benchmark(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m benchmarks.MODULE ARGS`` from ``cwd``, this checkout on PYTHONPATH."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("bench", ["--shm"]),
+        ("bench", ["--quick", "--shm"]),
+        ("bench", ["--with", "disk", "--disk"]),
+        ("scaling", ["--shm"]),
+        ("sweep", ["--shm"]),
+        ("sweep", ["--quick", "--shm"]),
+    ],
+)
+def test_benchmarks_never_empty_a_directory_of_the_users(tmp_path, module, args) -> None:
+    """A benchmark empties its scratch directory before a run and removes it after: one named
+    that holds files no benchmark wrote (``--shm /dev/shm``, a folder of yours) is refused in
+    one line naming the option and a directory to name instead, its files left as they were.
+    `sweep --shm DIR` had deleted DIR on any host, before it found no GPU; `bench` and
+    `scaling` would have on the GPU host."""
+    mine = tmp_path / "my files"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    option = args[-1]
+    proc = _benchmark(module, *args, str(mine), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode not in (0, None)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert lines[0].startswith(f"{module}: {option} {mine} holds files no benchmark wrote")
+    assert str(mine / "pipeline-bench") in lines[0]
+    assert (mine / "thesis.txt").read_text() == "years of work"
+
+
+def test_a_benchmarks_scratch_directory_is_emptied_for_the_next_run(tmp_path) -> None:
+    """A directory a benchmark made (marked) is emptied for the next run, one an interrupted
+    run left full too; a new or empty one is taken; a file is refused."""
+    from benchmarks import data
+
+    root = tmp_path / "shm" / "pipeline-bench"
+    assert data.scratch(root, "bench: --shm") == root
+    (root / "input.zarr").mkdir()  # an interrupted run's input
+    data.scratch(root, "bench: --shm")
+    assert sorted(p.name for p in root.iterdir()) == [data.SCRATCH_MARK]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    data.scratch(empty, "bench: --shm")
+    (tmp_path / "a file").write_text("x")
+    with pytest.raises(SystemExit, match="is a file, not a directory"):
+        data.scratch(tmp_path / "a file", "bench: --shm")
