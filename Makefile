@@ -69,16 +69,16 @@ bench: $(ENV)  ## the pipeline against its ceilings and peers (GPU host); BENCH_
 	@# (the GPU host), every process would compile every module of the pipeline again; a
 	@# checkout it cannot write to is measured as it is, with a note
 	$(PY) -m compileall -q pipeline benchmarks > /dev/null || echo "note: no bytecode written (a read-only checkout?): cold runs compile the pipeline's modules"
-	$(PY) -m benchmarks.bench $(BENCH_ARGS)
+	PIPELINE_MAKE_BENCH=bench $(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 bench-seed: $(ENV)  ## the seed article's measurements, honestly synchronised
-	$(PY) -m benchmarks.seed $(BENCH_ARGS)
+	PIPELINE_MAKE_BENCH=bench-seed $(PY) -m benchmarks.seed $(BENCH_ARGS)
 
 bench-scaling: $(ENV)  ## strong and weak scaling over the host's GPUs (1, 2, 4, 8)
-	$(PY) -m benchmarks.scaling $(BENCH_ARGS)
+	PIPELINE_MAKE_BENCH=bench-scaling $(PY) -m benchmarks.scaling $(BENCH_ARGS)
 
 bench-sweep: $(ENV)  ## block size and threads per GPU: how the GPU defaults were chosen
-	$(PY) -m benchmarks.sweep $(BENCH_ARGS)
+	PIPELINE_MAKE_BENCH=bench-sweep $(PY) -m benchmarks.sweep $(BENCH_ARGS)
 
 env: $(ENV)
 

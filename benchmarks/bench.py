@@ -26,7 +26,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ceilings, checks, clusters, data, machine, peers, pipelines, report, stats
+from benchmarks import (
+    ceilings,
+    checks,
+    clusters,
+    data,
+    machine,
+    options,
+    peers,
+    pipelines,
+    report,
+    stats,
+)
 from benchmarks.report import Figure, Results
 from benchmarks.timing import Clock
 from pipeline.reporting.summary import phases_text
@@ -770,24 +781,18 @@ def _names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
     return names
 
 
-def _count(text: str) -> int:
-    """A number of repetitions: a whole number, at least 1 (a median of none is no figure)."""
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n}: at least 1")
-    return n
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; ``--quick`` fixes the sizes, repetitions and peer cluster."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny, CPU only (what the tests run)")
     p.add_argument("--out", type=Path, default=Path("results/bench"))
-    p.add_argument("--size-gb", type=float, default=8.0, help="size of each input (GB)")
-    p.add_argument("--reps", type=_count, default=3, help="timed repetitions (after a warm-up)")
+    p.add_argument("--size-gb", type=options.gigabytes, default=8.0, help="size of each input (GB)")
+    p.add_argument(
+        "--reps", type=options.count, default=3, help="timed repetitions (after a warm-up)"
+    )
     p.add_argument(
         "--cold-reps",
-        type=_count,
+        type=options.count,
         default=3,
         help="new processes of `pipeline run` and of the CPU Dask peer per workload (the "
         "tables show their median)",
@@ -815,20 +820,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--also",
-        default="",
+        type=options.settings,
+        default=[],
         help="comma list of WxT: the synthetic workload also with W workers per GPU "
         "of T threads each, beside the defaults",
     )
     p.add_argument(
         "--peer-gb",
-        type=float,
+        type=options.gigabytes,
         default=0.5,
         help="the naive dask-cuda peer runs on the first PEER_GB of each input",
     )
     p.add_argument(
-        "--peer-workers", type=int, help="CPU Dask peer: workers (LocalCluster's default)"
+        "--peer-workers", type=options.count, help="CPU Dask peer: workers (LocalCluster's default)"
     )
-    p.add_argument("--peer-threads", type=int, help="CPU Dask peer: threads per worker")
+    p.add_argument("--peer-threads", type=options.count, help="CPU Dask peer: threads per worker")
     p.add_argument(
         "--from-json", type=Path, help="render the tables and chart of a bench.json again"
     )
@@ -836,7 +842,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.workloads = _names(args.workloads, workloads, "--workloads")
     args.skip = set(_names(args.skip, SECTIONS, "--skip"))
     args.extras = set(_names(args.extras, EXTRAS, "--with"))
-    args.also = [v for v in args.also.split(",") if v]
     data.check_scratch(args.shm, "bench: --shm")
     if "disk" in args.extras:
         data.check_scratch(args.disk, "bench: --disk")
@@ -850,19 +855,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _results_of(path: Path, out: Path) -> Results:
+    """The results ``--from-json`` names; one that cannot be read, is no JSON or no benchmark's
+    results is refused in one line (it had been a traceback)."""
+    try:
+        return Results.load(path, out)
+    except OSError as e:
+        why = e.strerror or str(e)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        why = f"not JSON ({e})"
+    except (KeyError, TypeError):
+        why = "not the results of a run (no meta, figures, checks, skipped, failures, targets)"
+    raise SystemExit(f"bench: --from-json {path}: {why}; name a bench.json that a run wrote")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.bench``: 0 when everything ran and passed, 1 when a section or
     check failed, 2 without the GPU backend (outside ``--quick``)."""
     args = parse_args(argv)
     if args.from_json:
-        res = Results.load(args.from_json, args.out)
+        res = _results_of(args.from_json, args.out)
         finish(res)
         return 0 if res.ok else 1
     if not args.quick:
         usable, why = machine.gpu_status()
         if not usable:
-            print(f"bench: the full benchmark needs the GPU backend ({why}); use --quick")
-            return 2
+            return options.needs_gpu("bench", why)
     return Bench(args).run()
 
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import checks, clusters, data, machine, pipelines, stats, timing
+from benchmarks import checks, clusters, data, machine, options, pipelines, stats, timing
 from benchmarks.timing import Clock
 
 CLOCK = Clock()
@@ -299,13 +299,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="CPU workers as devices, toy sizes")
     p.add_argument("--out", type=Path, default=Path("results/scaling"))
     p.add_argument(
-        "--devices", default="", help="comma list of device counts (default 1,2,4,8 ≤ N)"
+        "--devices",
+        type=options.counts,
+        default=[],
+        help="comma list of device counts (default 1,2,4,8 ≤ N)",
     )
-    p.add_argument("--size-gb", type=float, default=16.0, help="strong scaling input (GB)")
-    p.add_argument("--per-gpu-gb", type=float, default=8.0, help="weak scaling input per GPU")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=8, help="threads per worker")
-    p.add_argument("--workers-per-gpu", type=int, default=1, help="GPU workers per GPU")
+    p.add_argument(
+        "--size-gb", type=options.gigabytes, default=16.0, help="strong scaling input (GB)"
+    )
+    p.add_argument(
+        "--per-gpu-gb", type=options.gigabytes, default=8.0, help="weak scaling input per GPU"
+    )
+    p.add_argument("--reps", type=options.count, default=3)
+    p.add_argument("--threads", type=options.count, default=8, help="threads per worker")
+    p.add_argument("--workers-per-gpu", type=options.count, default=1, help="GPU workers per GPU")
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-scaling"))
     p.add_argument("--workloads", default="ceilings,shm,memory,joined", help="comma list")
     args = p.parse_args(argv)
@@ -316,9 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         args.reps = min(args.reps, 2)
         args.shm = Path(tempfile.mkdtemp(prefix="pipeline-scaling-"))
     have = 2 if args.quick else machine.gpu_count()
-    if args.devices:
-        args.devices = [int(d) for d in args.devices.split(",")]
-    else:
+    if not have:
+        return options.needs_gpu("scaling", "none is visible")
+    if not args.devices:
         args.devices = [d for d in (1, 2, 4, 8) if d <= have]
     if not args.devices or max(args.devices) > have:
         print(f"error: {have} GPU(s) visible; --devices asks for {args.devices}", file=sys.stderr)

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import machine, timing
+from benchmarks import machine, options, timing
 from benchmarks.report import md_table
 from benchmarks.stats import gbps, rate, ratio, summarize
 from benchmarks.timing import Budget, DeviceTimes, cold_step, device_step, time_device, time_host
@@ -992,8 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         usable, reason = machine.cupy_status()
         if not usable:
-            print(f"seed: the full mode needs a CUDA GPU: {reason}; use --quick")
-            return 2
+            return options.needs_gpu("seed", reason)
     try:
         gpu = run(args, result, budget)
         result["gpu_measured"] = gpu is not None

@@ -395,3 +395,83 @@ def test_a_benchmarks_scratch_directory_is_emptied_for_the_next_run(tmp_path) ->
     (tmp_path / "a file").write_text("x")
     with pytest.raises(SystemExit, match="is a file, not a directory"):
         data.scratch(tmp_path / "a file", "bench: --shm")
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "said"),
+    [
+        ("bench", ["--size-gb", "nan"], "argument --size-gb: nan: a number of GB above 0"),
+        ("bench", ["--size-gb", "-1"], "argument --size-gb: -1: a number of GB above 0"),
+        ("bench", ["--peer-gb", "0"], "argument --peer-gb: 0: a number of GB above 0"),
+        ("bench", ["--peer-workers", "0"], "argument --peer-workers: 0: at least 1"),
+        ("bench", ["--peer-threads", "-2"], "argument --peer-threads: -2: at least 1"),
+        ("bench", ["--also", "2x4,foo"], "argument --also: 'foo': each a WxT of whole numbers"),
+        ("bench", ["--also", "0x4"], "argument --also: '0x4': each a WxT of whole numbers"),
+        ("scaling", ["--size-gb", "inf"], "argument --size-gb: inf: a number of GB above 0"),
+        ("scaling", ["--devices", "1,two"], "argument --devices: 'two': not a whole number"),
+        ("scaling", ["--threads", "0"], "argument --threads: 0: at least 1"),
+        ("sweep", ["--planes", "0"], "argument --planes: 0: at least 1"),
+        ("sweep", ["--reps", "-1"], "argument --reps: -1: at least 1"),
+    ],
+)
+def test_benchmarks_refuse_a_value_no_run_could_measure(module, args, said, capsys) -> None:
+    """A size of NaN, 0 or fewer GB, no workers or threads, a WxT that is none: refused under
+    the usage (status 2), before anything runs; they had reached ``round(nan)`` on the GPU
+    host, run the smallest input silently, or (``--also foo``) failed after every section."""
+    import importlib
+
+    main = importlib.import_module(f"benchmarks.{module}")
+    parse = getattr(main, "parse_args", None) or main.main
+    with pytest.raises(SystemExit) as stop:
+        parse(args)
+    assert stop.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_bench_takes_its_settings_as_written() -> None:
+    from benchmarks import bench
+
+    args = bench.parse_args(["--also", "2x4, 1X8", "--size-gb", "0.5", "--peer-workers", "3"])
+    assert (args.also, args.size_gb, args.peer_workers) == (["2x4", "1x8"], 0.5, 3)
+
+
+def test_bench_from_json_says_what_it_cannot_render(tmp_path) -> None:
+    """``--from-json`` of a missing file, of text that is no JSON, of JSON that no run wrote: one
+    line naming the file and what to name (they had been tracebacks)."""
+    from benchmarks import bench
+
+    (tmp_path / "notes.txt").write_text("no json")
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    for name, why in [
+        ("missing.json", "No such file or directory"),
+        ("notes.txt", "not JSON"),
+        ("other.json", "not the results of a run"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            bench.main(["--from-json", str(tmp_path / name), "--out", str(tmp_path / "out")])
+        assert str(stop.value).startswith(f"bench: --from-json {tmp_path / name}: {why}")
+        assert str(stop.value).endswith("; name a bench.json that a run wrote")
+
+
+@pytest.mark.parametrize("target", ["bench", "bench-seed", "bench-scaling", "bench-sweep"])
+def test_make_bench_without_a_gpu_names_the_quick_mode_as_make_takes_it(target) -> None:
+    """`make bench` on a host without a GPU says, in one line, how to run the CPU mode as make
+    takes it: `make bench BENCH_ARGS=--quick` (`make bench --quick` is an option of make's, and
+    `use --quick` had been all it said)."""
+    from benchmarks import machine
+
+    if machine.gpu_status()[0] or machine.gpu_count():
+        pytest.skip("this host has a GPU: the full benchmarks run")
+    proc = subprocess.run(
+        ["make", "-s", target, f"PYTHON={sys.executable}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("make")]
+    assert len(lines) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    name = target.removeprefix("bench-") if "-" in target else "bench"
+    assert lines[0].startswith(f"{name}: the full benchmark needs a GPU (")
+    assert lines[0].endswith(f"; use `make {target} BENCH_ARGS=--quick`")
