@@ -475,3 +475,25 @@ def test_make_bench_without_a_gpu_names_the_quick_mode_as_make_takes_it(target) 
     name = target.removeprefix("bench-") if "-" in target else "bench"
     assert lines[0].startswith(f"{name}: the full benchmark needs a GPU (")
     assert lines[0].endswith(f"; use `make {target} BENCH_ARGS=--quick`")
+
+
+def test_bench_that_measured_no_rate_still_reports(tmp_path) -> None:
+    """`--skip` of every section that measures a rate: the tables, the JSON and a chart that
+    says so are written and the run exits 0 (a log scale of no bars had raised in matplotlib,
+    after the tables, and failed the run with a traceback)."""
+    out = tmp_path / "out"
+    proc = _benchmark(
+        "bench",
+        "--quick",
+        "--workloads",
+        "v3-zstd",
+        "--skip",
+        "ceilings,e2e,cpu,peers,warm,naive",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert (out / "bench.png").stat().st_size > 0
+    assert "Output checks: none ran." in (out / "bench.md").read_text()
