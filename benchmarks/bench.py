@@ -773,19 +773,11 @@ def finish(res: Results) -> None:
     print(f"wrote {res.out}/bench.{{json,md,png}} ({res.meta.get('elapsed_s', 0):.0f} s)")
 
 
-def _names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
-    names = [v for v in text.split(",") if v]
-    bad = [v for v in names if v not in allowed]
-    if bad:
-        raise SystemExit(f"bench: {option} {','.join(bad)}: choose from {','.join(allowed)}")
-    return names
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; ``--quick`` fixes the sizes, repetitions and peer cluster."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny, CPU only (what the tests run)")
-    p.add_argument("--out", type=Path, default=Path("results/bench"))
+    p.add_argument("--out", type=options.out_dir, default=Path("results/bench"))
     p.add_argument("--size-gb", type=options.gigabytes, default=8.0, help="size of each input (GB)")
     p.add_argument(
         "--reps", type=options.count, default=3, help="timed repetitions (after a warm-up)"
@@ -810,11 +802,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="local-disk directory of --with disk",
     )
     workloads = ("v2-blosc", "v2-blosc-raw", *FIELD_KEYS[1:], "synthetic", "synthetic-raw")
-    p.add_argument("--workloads", default=",".join(workloads), help="comma list of workloads")
-    p.add_argument("--skip", default="", help=f"comma list of sections: {','.join(SECTIONS)}")
+    p.add_argument(
+        "--workloads",
+        type=options.names(workloads),
+        default=",".join(workloads),
+        help="comma list of workloads",
+    )
+    p.add_argument(
+        "--skip",
+        type=options.names(SECTIONS),
+        default="",
+        help=f"comma list of sections: {','.join(SECTIONS)}",
+    )
     p.add_argument(
         "--with",
         dest="extras",
+        type=options.names(EXTRAS),
         default="",
         help=f"comma list of extra workloads: {','.join(EXTRAS)}",
     )
@@ -839,9 +842,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--from-json", type=Path, help="render the tables and chart of a bench.json again"
     )
     args = p.parse_args(argv)
-    args.workloads = _names(args.workloads, workloads, "--workloads")
-    args.skip = set(_names(args.skip, SECTIONS, "--skip"))
-    args.extras = set(_names(args.extras, EXTRAS, "--with"))
+    args.skip, args.extras = set(args.skip), set(args.extras)
     data.check_scratch(args.shm, "bench: --shm")
     if "disk" in args.extras:
         data.check_scratch(args.disk, "bench: --disk")

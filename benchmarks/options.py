@@ -10,6 +10,8 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 
 def count(text: str) -> int:
@@ -41,6 +43,31 @@ def gigabytes(text: str) -> float:
     if not (math.isfinite(gb) and gb > 0):
         raise argparse.ArgumentTypeError(f"{text}: a number of GB above 0")
     return gb
+
+
+def names(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """The type of a comma list of some of ``allowed`` (a workload, a section), in the order
+    given; a name not among them is refused, the choices named."""
+
+    def parse(text: str) -> list[str]:
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in items if v not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"{','.join(bad)}: choose from {','.join(allowed)} (a comma list)"
+            )
+        return items
+
+    return parse
+
+
+def out_dir(text: str) -> Path:
+    """The directory results are written to, made where missing; a file there is refused
+    (it had been a FileExistsError traceback at the first figure)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: a file, not a directory: name a directory")
+    return path
 
 
 _SETTING = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")

@@ -297,7 +297,7 @@ def joined(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CPU workers as devices, toy sizes")
-    p.add_argument("--out", type=Path, default=Path("results/scaling"))
+    p.add_argument("--out", type=options.out_dir, default=Path("results/scaling"))
     p.add_argument(
         "--devices",
         type=options.counts,
@@ -314,7 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=options.count, default=8, help="threads per worker")
     p.add_argument("--workers-per-gpu", type=options.count, default=1, help="GPU workers per GPU")
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-scaling"))
-    p.add_argument("--workloads", default="ceilings,shm,memory,joined", help="comma list")
+    p.add_argument(
+        "--workloads",
+        type=options.names(("ceilings", "shm", "memory", "joined")),
+        default="ceilings,shm,memory,joined",
+        help="comma list",
+    )
     args = p.parse_args(argv)
     data.check_scratch(args.shm, "scaling: --shm")
     backend = "cpu" if args.quick else "gpu"
@@ -330,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.devices or max(args.devices) > have:
         print(f"error: {have} GPU(s) visible; --devices asks for {args.devices}", file=sys.stderr)
         return 2
-    args.workloads = set(args.workloads.split(","))
+    args.workloads = set(args.workloads)
     meta = machine.describe(want_gpu=backend == "gpu") | {
         "threads": args.threads,
         "workers_per_gpu": args.workers_per_gpu,

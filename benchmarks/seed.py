@@ -905,7 +905,9 @@ def parse_size(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("results/seed"), help="output directory")
+    p.add_argument(
+        "--out", type=options.out_dir, default=Path("results/seed"), help="output directory"
+    )
     p.add_argument(
         "--quick", action="store_true", help="NumPy only, 1e4..1e6 elements, 2 reps (no GPU)"
     )

@@ -134,7 +134,7 @@ def table(rows: list[dict[str, Any]], header: bool = True) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CPU backend, toy sizes, seconds")
-    p.add_argument("--out", type=Path, default=Path("results/sweep"))
+    p.add_argument("--out", type=options.out_dir, default=Path("results/sweep"))
     p.add_argument("--size-gb", type=options.gigabytes, default=16.0)
     p.add_argument(
         "--planes",
@@ -147,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--reps", type=options.count, default=3)
     p.add_argument("--memory-reps", type=options.count, default=5)
-    p.add_argument("--workloads", default="shm,memory", help="comma list: shm,memory")
+    p.add_argument(
+        "--workloads",
+        type=options.names(("shm", "memory")),
+        default="shm,memory",
+        help="comma list: shm,memory",
+    )
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-sweep"))
     args = p.parse_args(argv)
     data.check_scratch(args.shm, "sweep: --shm")
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             return options.needs_gpu("sweep", why)
     if args.quick:  # 64 KiB planes, and no more threads than a small machine has
         args.planes, args.threads = [8, 4], [2, 1]
-    args.workloads = set(args.workloads.split(","))
+    args.workloads = set(args.workloads)
     if args.quick:
         args.size_gb, args.reps, args.memory_reps = 0.01, 1, 1
         args.shm = Path(tempfile.mkdtemp(prefix="pipeline-sweep-"))

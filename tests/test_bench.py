@@ -412,6 +412,11 @@ def test_a_benchmarks_scratch_directory_is_emptied_for_the_next_run(tmp_path) ->
         ("scaling", ["--threads", "0"], "argument --threads: 0: at least 1"),
         ("sweep", ["--planes", "0"], "argument --planes: 0: at least 1"),
         ("sweep", ["--reps", "-1"], "argument --reps: -1: at least 1"),
+        ("bench", ["--workloads", "v2-blosc,foo"], "argument --workloads: foo: choose from v2-"),
+        ("bench", ["--skip", "peer"], "argument --skip: peer: choose from ceilings,e2e,"),
+        ("bench", ["--with", "gpu"], "argument --with: gpu: choose from memory,device,disk"),
+        ("scaling", ["--workloads", "shm,foo"], "argument --workloads: foo: choose from"),
+        ("sweep", ["--workloads", "foo"], "argument --workloads: foo: choose from shm,memory"),
     ],
 )
 def test_benchmarks_refuse_a_value_no_run_could_measure(module, args, said, capsys) -> None:
@@ -497,3 +502,20 @@ def test_bench_that_measured_no_rate_still_reports(tmp_path) -> None:
     assert "Traceback" not in proc.stderr
     assert (out / "bench.png").stat().st_size > 0
     assert "Output checks: none ran." in (out / "bench.md").read_text()
+
+
+@pytest.mark.parametrize("module", ["bench", "seed", "scaling", "sweep"])
+def test_benchmarks_refuse_a_file_as_their_out_directory(tmp_path, module, capsys) -> None:
+    """``--out`` naming a file: refused under the usage before anything runs (a
+    FileExistsError traceback at the first figure, or, for scaling and sweep, at the end)."""
+    import importlib
+
+    (tmp_path / "results").write_text("mine")
+    main = importlib.import_module(f"benchmarks.{module}")
+    parse = getattr(main, "parse_args", None) or main.main
+    with pytest.raises(SystemExit) as stop:
+        parse(["--out", str(tmp_path / "results")])
+    assert stop.value.code == 2
+    said = f"argument --out: {tmp_path / 'results'}: a file, not a directory: name a directory"
+    assert said in capsys.readouterr().err
+    assert (tmp_path / "results").read_text() == "mine"
