@@ -33,19 +33,22 @@ endif
 # The pipeline's commands as make runs them: told the CONFIG given, their error lines name the
 # fix as make takes it (`make run CONFIG=... ARGS=--overwrite`; `make run --overwrite` is make's
 # own option), not the command line's `run --overwrite`.
-PIPELINE = PIPELINE_MAKE_CONFIG='$(CONFIG)' $(PY) -m pipeline
+PIPELINE = PIPELINE_MAKE_CONFIG=$(CONFIG_WORD) $(PY) -m pipeline
+# CONFIG as one shell word, single-quoted, a quote in it escaped: a path with spaces
+# (`make run CONFIG="my jobs/a b.yaml"`) had reached the command as several arguments.
+CONFIG_WORD = '$(subst ','\'',$(CONFIG))'
 
 run: $(ENV)  ## run the job a config describes (default: a small CPU-friendly one)
-	$(PIPELINE) run $(CONFIG) $(ARGS)
+	$(PIPELINE) run $(CONFIG_WORD) $(ARGS)
 
 data: $(ENV)  ## create the input a config describes
-	$(PIPELINE) generate $(CONFIG) $(ARGS)
+	$(PIPELINE) generate $(CONFIG_WORD) $(ARGS)
 
 verify: $(ENV)  ## recompute sampled chunks with NumPy and compare with the output
-	$(PIPELINE) verify $(CONFIG) $(ARGS)
+	$(PIPELINE) verify $(CONFIG_WORD) $(ARGS)
 
 plan: $(ENV)  ## print what a run would do, without computing
-	$(PIPELINE) plan $(CONFIG) $(ARGS)
+	$(PIPELINE) plan $(CONFIG_WORD) $(ARGS)
 
 info: $(ENV)
 	$(PY) -m pipeline info

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -810,6 +811,33 @@ def test_a_fix_through_make_is_named_as_make_takes_it(tmp_path: Path, cli) -> No
     assert named and named.group(1) == f"make run CONFIG={cfg} ARGS=--overwrite", r.stderr
     again = subprocess.run(
         [*named.group(1).split(), "-s", "-C", str(ROOT), f"PYTHON={sys.executable}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert _make("verify", cfg).returncode == 0
+
+
+def test_make_takes_a_config_whose_path_holds_spaces_and_quotes(tmp_path: Path) -> None:
+    """``make run CONFIG="my jobs/it's a.yaml"``: the path reaches the command as one argument
+    (it had been split at its spaces: "unrecognized arguments: jobs/..."), and the command a
+    line names under make quotes it as one shell word, so that it runs as named."""
+    folder = tmp_path / "my jobs ü"
+    folder.mkdir()
+    make_array(folder / "in.zarr", np.arange(48, dtype=np.float32).reshape(6, 8), (3, 8))
+    cfg = write_config(folder, folder / "in.zarr", folder / "out.zarr", name="it's a.yaml")
+    r = _make("run", cfg, "-q")
+    assert r.returncode == 0, r.stderr
+    for chunk in (folder / "out.zarr" / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.unlink()  # damaged: verify names the run that writes it again
+    r = _make("verify", cfg)
+    named = re.search(r"; `(make run [^`]*)` writes it again", r.stderr)
+    quoted = shlex.quote(str(cfg))
+    assert named and named.group(1) == f"make run CONFIG={quoted} ARGS=--overwrite", r.stderr
+    again = subprocess.run(
+        ["bash", "-c", f"{named.group(1)} -s -C {ROOT} PYTHON={sys.executable}"],
         capture_output=True,
         text=True,
         timeout=300,
