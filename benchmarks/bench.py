@@ -777,7 +777,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; ``--quick`` fixes the sizes, repetitions and peer cluster."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny, CPU only (what the tests run)")
-    p.add_argument("--out", type=options.out_dir, default=Path("results/bench"))
+    p.add_argument(
+        "--out",
+        type=options.out_dir,
+        default=Path("results/bench"),
+        help="directory of bench.json, bench.md and bench.png (made where missing)",
+    )
     p.add_argument("--size-gb", type=options.gigabytes, default=8.0, help="size of each input (GB)")
     p.add_argument(
         "--reps", type=options.count, default=3, help="timed repetitions (after a warm-up)"

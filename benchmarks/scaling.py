@@ -297,7 +297,12 @@ def joined(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CPU workers as devices, toy sizes")
-    p.add_argument("--out", type=options.out_dir, default=Path("results/scaling"))
+    p.add_argument(
+        "--out",
+        type=options.out_dir,
+        default=Path("results/scaling"),
+        help="directory of scaling.json and scaling.md (made where missing)",
+    )
     p.add_argument(
         "--devices",
         type=options.counts,
@@ -352,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(args.shm, ignore_errors=True)
     md = res.table()
+    args.out.mkdir(parents=True, exist_ok=True)  # where no point was measured, none saved
     (args.out / "scaling.md").write_text(md)
     print()
     print(md)

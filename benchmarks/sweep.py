@@ -134,7 +134,12 @@ def table(rows: list[dict[str, Any]], header: bool = True) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CPU backend, toy sizes, seconds")
-    p.add_argument("--out", type=options.out_dir, default=Path("results/sweep"))
+    p.add_argument(
+        "--out",
+        type=options.out_dir,
+        default=Path("results/sweep"),
+        help="directory of sweep.json and sweep.md (made where missing)",
+    )
     p.add_argument("--size-gb", type=options.gigabytes, default=16.0)
     p.add_argument(
         "--planes",

@@ -519,3 +519,15 @@ def test_benchmarks_refuse_a_file_as_their_out_directory(tmp_path, module, capsy
     said = f"argument --out: {tmp_path / 'results'}: a file, not a directory: name a directory"
     assert said in capsys.readouterr().err
     assert (tmp_path / "results").read_text() == "mine"
+
+
+def test_quick_scaling_that_measured_nothing_still_writes_its_table(tmp_path) -> None:
+    """`scaling --quick --workloads ceilings` (the GPU's ceilings, skipped without one): its
+    Markdown is written, the results' directory made for it (a FileNotFoundError had ended it,
+    the directory made only with a measured point)."""
+    out = tmp_path / "out"
+    proc = _benchmark(
+        "scaling", "--quick", "--workloads", "ceilings", "--out", str(out), cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "| workload | scaling |" in (out / "scaling.md").read_text()
