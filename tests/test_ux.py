@@ -1572,3 +1572,26 @@ def test_every_failure_the_command_line_prints_is_one_line(tmp_path, cli) -> Non
     from pipeline.errors import single_line  # the words kept
 
     assert single_line("'a  b' \n\t c\u2028d\r\n") == "'a  b' c d"
+
+
+def test_an_empty_config_path_is_said_to_be_empty(tmp_path: Path, cli) -> None:
+    """``pipeline run ""`` (``run "$CFG"`` with CFG unset), ``make run CONFIG=`` and
+    ``pipeline.run("")``: one line saying the path is empty; ``Path("")`` is ".", and it had
+    been "config . is a folder, not a YAML file"."""
+    import pipeline
+    from pipeline.errors import ConfigError
+
+    said = "error: the config's path is empty (''): give the config file's path"
+    for command in ("run", "plan", "verify", "generate"):
+        rc, _, err = cli(command, "")
+        assert rc != 0 and err.strip() == said, err
+    r = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "run", f"PYTHON={sys.executable}", "CONFIG="],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert r.returncode != 0 and r.stderr.splitlines()[0] == said, r.stderr
+    with pytest.raises(ConfigError, match=r"^the config's path is empty"):
+        pipeline.run("")

@@ -727,6 +727,14 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     Config's file, its text and the overridden keys are kept (:func:`locate_config`), so a
     refusal of one of its keys found later says the key's line.
     """
+    if isinstance(path, str) and not path.strip() and not Path(path).is_file():  # `run ""`
+        # Path('') is '.', which had been said as "config . is a folder"
+        raise ConfigError(
+            f"the config's path is empty ({path!r}): give the config file's path",
+            file=path,
+            line=None,
+            key=None,
+        )
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
