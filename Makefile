@@ -33,19 +33,22 @@ endif
 # The pipeline's commands as make runs them: told the CONFIG given, their error lines name the
 # fix as make takes it (`make run CONFIG=... ARGS=--overwrite`; `make run --overwrite` is make's
 # own option), not the command line's `run --overwrite`.
-PIPELINE = PIPELINE_MAKE_CONFIG='$(CONFIG)' $(PY) -m pipeline
+PIPELINE = PIPELINE_MAKE_CONFIG=$(CONFIG_WORD) $(PY) -m pipeline
+# CONFIG as one shell word, single-quoted, a quote in it escaped: a path with spaces
+# (`make run CONFIG="my jobs/a b.yaml"`) had reached the command as several arguments.
+CONFIG_WORD = '$(subst ','\'',$(CONFIG))'
 
 run: $(ENV)  ## run the job a config describes (default: a small CPU-friendly one)
-	$(PIPELINE) run $(CONFIG) $(ARGS)
+	$(PIPELINE) run $(CONFIG_WORD) $(ARGS)
 
 data: $(ENV)  ## create the input a config describes
-	$(PIPELINE) generate $(CONFIG) $(ARGS)
+	$(PIPELINE) generate $(CONFIG_WORD) $(ARGS)
 
 verify: $(ENV)  ## recompute sampled chunks with NumPy and compare with the output
-	$(PIPELINE) verify $(CONFIG) $(ARGS)
+	$(PIPELINE) verify $(CONFIG_WORD) $(ARGS)
 
 plan: $(ENV)  ## print what a run would do, without computing
-	$(PIPELINE) plan $(CONFIG) $(ARGS)
+	$(PIPELINE) plan $(CONFIG_WORD) $(ARGS)
 
 info: $(ENV)
 	$(PY) -m pipeline info
@@ -69,16 +72,16 @@ bench: $(ENV)  ## the pipeline against its ceilings and peers (GPU host); BENCH_
 	@# (the GPU host), every process would compile every module of the pipeline again; a
 	@# checkout it cannot write to is measured as it is, with a note
 	$(PY) -m compileall -q pipeline benchmarks > /dev/null || echo "note: no bytecode written (a read-only checkout?): cold runs compile the pipeline's modules"
-	$(PY) -m benchmarks.bench $(BENCH_ARGS)
+	PIPELINE_MAKE_BENCH=bench $(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 bench-seed: $(ENV)  ## the seed article's measurements, honestly synchronised
-	$(PY) -m benchmarks.seed $(BENCH_ARGS)
+	PIPELINE_MAKE_BENCH=bench-seed $(PY) -m benchmarks.seed $(BENCH_ARGS)
 
 bench-scaling: $(ENV)  ## strong and weak scaling over the host's GPUs (1, 2, 4, 8)
-	$(PY) -m benchmarks.scaling $(BENCH_ARGS)
+	PIPELINE_MAKE_BENCH=bench-scaling $(PY) -m benchmarks.scaling $(BENCH_ARGS)
 
 bench-sweep: $(ENV)  ## block size and threads per GPU: how the GPU defaults were chosen
-	$(PY) -m benchmarks.sweep $(BENCH_ARGS)
+	PIPELINE_MAKE_BENCH=bench-sweep $(PY) -m benchmarks.sweep $(BENCH_ARGS)
 
 env: $(ENV)
 

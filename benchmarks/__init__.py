@@ -1,7 +1,9 @@
 """The pipeline's benchmarks, run from the repository root as ``python -m benchmarks.NAME``.
 
-Shared modules, lowest first: :mod:`~benchmarks.stats` (medians and ranges),
-:mod:`~benchmarks.timing` (device steps with CUDA events, wall clocks around synchronised work),
+Shared modules, lowest first: :mod:`~benchmarks.options` (command-line option types, and
+the one line that names ``--quick`` as make takes it), :mod:`~benchmarks.stats` (medians and
+ranges), :mod:`~benchmarks.timing` (device steps with CUDA events, wall clocks around
+synchronised work),
 :mod:`~benchmarks.machine` (facts about this host), :mod:`~benchmarks.rawzarr` (Zarr arrays
 read from their files with numcodecs, independently of the pipeline and of zarr-python),
 :mod:`~benchmarks.checks` (outputs compared with NumPy, bit for bit), :mod:`~benchmarks.data`

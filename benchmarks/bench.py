@@ -26,7 +26,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ceilings, checks, clusters, data, machine, peers, pipelines, report, stats
+from benchmarks import (
+    ceilings,
+    checks,
+    clusters,
+    data,
+    machine,
+    options,
+    peers,
+    pipelines,
+    report,
+    stats,
+)
 from benchmarks.report import Figure, Results
 from benchmarks.timing import Clock
 from pipeline.reporting.summary import phases_text
@@ -491,9 +502,8 @@ class Bench:
         self.clock.stamp("local disk")
         root = self.args.disk
         with self.res.attempt("local disk workload"):
+            data.scratch(root, "bench: --disk")
             both = ceilings.disk(self.res, root / "dd", 4)
-            shutil.rmtree(root, ignore_errors=True)
-            root.mkdir(parents=True)
             on_disk = data.Workload("synthetic", w.title, root / "input.zarr", codec=w.codec)
             shutil.copytree(w.store, on_disk.store)
             cfg = pipelines.config(self.doc(on_disk, root / "out.zarr", "gpu", dashboard=""))
@@ -562,7 +572,7 @@ class Bench:
             "quick": a.quick,
             "command": " ".join(["python -m benchmarks.bench", *sys.argv[1:]]),
         }
-        shutil.rmtree(self.root, ignore_errors=True)
+        data.scratch(self.root, "bench: --shm")
         self.check_space()
         try:
             if "ceilings" not in a.skip:
@@ -763,32 +773,23 @@ def finish(res: Results) -> None:
     print(f"wrote {res.out}/bench.{{json,md,png}} ({res.meta.get('elapsed_s', 0):.0f} s)")
 
 
-def _names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
-    names = [v for v in text.split(",") if v]
-    bad = [v for v in names if v not in allowed]
-    if bad:
-        raise SystemExit(f"bench: {option} {','.join(bad)}: choose from {','.join(allowed)}")
-    return names
-
-
-def _count(text: str) -> int:
-    """A number of repetitions: a whole number, at least 1 (a median of none is no figure)."""
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n}: at least 1")
-    return n
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; ``--quick`` fixes the sizes, repetitions and peer cluster."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny, CPU only (what the tests run)")
-    p.add_argument("--out", type=Path, default=Path("results/bench"))
-    p.add_argument("--size-gb", type=float, default=8.0, help="size of each input (GB)")
-    p.add_argument("--reps", type=_count, default=3, help="timed repetitions (after a warm-up)")
+    p.add_argument(
+        "--out",
+        type=options.out_dir,
+        default=Path("results/bench"),
+        help="directory of bench.json, bench.md and bench.png (made where missing)",
+    )
+    p.add_argument("--size-gb", type=options.gigabytes, default=8.0, help="size of each input (GB)")
+    p.add_argument(
+        "--reps", type=options.count, default=3, help="timed repetitions (after a warm-up)"
+    )
     p.add_argument(
         "--cold-reps",
-        type=_count,
+        type=options.count,
         default=3,
         help="new processes of `pipeline run` and of the CPU Dask peer per workload (the "
         "tables show their median)",
@@ -806,38 +807,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="local-disk directory of --with disk",
     )
     workloads = ("v2-blosc", "v2-blosc-raw", *FIELD_KEYS[1:], "synthetic", "synthetic-raw")
-    p.add_argument("--workloads", default=",".join(workloads), help="comma list of workloads")
-    p.add_argument("--skip", default="", help=f"comma list of sections: {','.join(SECTIONS)}")
+    p.add_argument(
+        "--workloads",
+        type=options.names(workloads),
+        default=",".join(workloads),
+        help="comma list of workloads",
+    )
+    p.add_argument(
+        "--skip",
+        type=options.names(SECTIONS),
+        default="",
+        help=f"comma list of sections: {','.join(SECTIONS)}",
+    )
     p.add_argument(
         "--with",
         dest="extras",
+        type=options.names(EXTRAS),
         default="",
         help=f"comma list of extra workloads: {','.join(EXTRAS)}",
     )
     p.add_argument(
         "--also",
-        default="",
+        type=options.settings,
+        default=[],
         help="comma list of WxT: the synthetic workload also with W workers per GPU "
         "of T threads each, beside the defaults",
     )
     p.add_argument(
         "--peer-gb",
-        type=float,
+        type=options.gigabytes,
         default=0.5,
         help="the naive dask-cuda peer runs on the first PEER_GB of each input",
     )
     p.add_argument(
-        "--peer-workers", type=int, help="CPU Dask peer: workers (LocalCluster's default)"
+        "--peer-workers", type=options.count, help="CPU Dask peer: workers (LocalCluster's default)"
     )
-    p.add_argument("--peer-threads", type=int, help="CPU Dask peer: threads per worker")
+    p.add_argument("--peer-threads", type=options.count, help="CPU Dask peer: threads per worker")
     p.add_argument(
         "--from-json", type=Path, help="render the tables and chart of a bench.json again"
     )
     args = p.parse_args(argv)
-    args.workloads = _names(args.workloads, workloads, "--workloads")
-    args.skip = set(_names(args.skip, SECTIONS, "--skip"))
-    args.extras = set(_names(args.extras, EXTRAS, "--with"))
-    args.also = [v for v in args.also.split(",") if v]
+    args.skip, args.extras = set(args.skip), set(args.extras)
+    data.check_scratch(args.shm, "bench: --shm")
+    if "disk" in args.extras:
+        data.check_scratch(args.disk, "bench: --disk")
     if args.quick:
         args.size_gb = 0.002
         args.reps = min(args.reps, 2)
@@ -848,19 +861,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _results_of(path: Path, out: Path) -> Results:
+    """The results ``--from-json`` names; one that cannot be read, is no JSON or no benchmark's
+    results is refused in one line (it had been a traceback)."""
+    try:
+        return Results.load(path, out)
+    except OSError as e:
+        why = e.strerror or str(e)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        why = f"not JSON ({e})"
+    except (KeyError, TypeError):
+        why = "not the results of a run (no meta, figures, checks, skipped, failures, targets)"
+    raise SystemExit(f"bench: --from-json {path}: {why}; name a bench.json that a run wrote")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.bench``: 0 when everything ran and passed, 1 when a section or
     check failed, 2 without the GPU backend (outside ``--quick``)."""
     args = parse_args(argv)
     if args.from_json:
-        res = Results.load(args.from_json, args.out)
+        res = _results_of(args.from_json, args.out)
         finish(res)
         return 0 if res.ok else 1
     if not args.quick:
         usable, why = machine.gpu_status()
         if not usable:
-            print(f"bench: the full benchmark needs the GPU backend ({why}); use --quick")
-            return 2
+            return options.needs_gpu("bench", why)
     return Bench(args).run()
 
 

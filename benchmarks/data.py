@@ -237,6 +237,35 @@ def raw_output(w: Workload) -> Workload:
     )
 
 
+#: The file that marks a directory as a benchmark's scratch space, written when it makes one.
+SCRATCH_MARK = ".pipeline-benchmark-scratch"
+
+
+def check_scratch(path: Path, option: str) -> None:
+    """Refuse, in one line, a directory a benchmark would empty that is not its own: one that
+    holds anything and no :data:`SCRATCH_MARK` (``--shm /dev/shm``, a folder of the user's).
+    ``option`` names the program and option, ``bench: --shm``. The benchmarks empty their
+    scratch directory before a run (an interrupted run's gigabytes) and remove it after; they
+    had emptied whatever was named, ignoring errors."""
+    if path.exists() and not path.is_dir():
+        raise SystemExit(f"{option} {path} is a file, not a directory: name a new directory")
+    if path.is_dir() and not (path / SCRATCH_MARK).exists() and any(path.iterdir()):
+        raise SystemExit(
+            f"{option} {path} holds files no benchmark wrote, and the benchmark empties and "
+            f"removes its directory: name a new one, such as {path / 'pipeline-bench'}"
+        )
+
+
+def scratch(path: Path, option: str) -> Path:
+    """``path``, empty and marked as the benchmarks' own (:data:`SCRATCH_MARK`): made where
+    missing, emptied where a benchmark made it; refused as :func:`check_scratch` says."""
+    check_scratch(path, option)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / SCRATCH_MARK).touch()
+    return path
+
+
 def free_bytes(root: Path) -> int:
     """Bytes free on the file system that holds ``root`` (or would)."""
     probe = root

@@ -200,7 +200,8 @@ def skipped_lines(res: Results) -> list[str]:
 
 def chart(res: Results, path: Path, title: str) -> None:
     """A bar per GB/s figure (log scale), coloured by group: the host's, then each
-    workload's."""
+    workload's; a run that measured no rate (``--skip`` of every section that measures one)
+    says so on the chart, where a log scale of no bars had failed the run after its tables."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,8 +217,11 @@ def chart(res: Results, path: Path, title: str) -> None:
     labels = [f"[{f.workload}] {f.name}" if f.workload else f.name for f in figs]
     ax.set_yticks(ys, labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel("GB/s (log scale)")
+    if figs:
+        ax.set_xscale("log")
+        ax.set_xlabel("GB/s (log scale)")
+    else:
+        ax.text(0.5, 0.5, "no rate measured", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import checks, clusters, data, machine, pipelines, stats, timing
+from benchmarks import checks, clusters, data, machine, options, pipelines, stats, timing
 from benchmarks.timing import Clock
 
 CLOCK = Clock()
@@ -297,32 +297,50 @@ def joined(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CPU workers as devices, toy sizes")
-    p.add_argument("--out", type=Path, default=Path("results/scaling"))
     p.add_argument(
-        "--devices", default="", help="comma list of device counts (default 1,2,4,8 ≤ N)"
+        "--out",
+        type=options.out_dir,
+        default=Path("results/scaling"),
+        help="directory of scaling.json and scaling.md (made where missing)",
     )
-    p.add_argument("--size-gb", type=float, default=16.0, help="strong scaling input (GB)")
-    p.add_argument("--per-gpu-gb", type=float, default=8.0, help="weak scaling input per GPU")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=8, help="threads per worker")
-    p.add_argument("--workers-per-gpu", type=int, default=1, help="GPU workers per GPU")
+    p.add_argument(
+        "--devices",
+        type=options.counts,
+        default=[],
+        help="comma list of device counts (default 1,2,4,8 ≤ N)",
+    )
+    p.add_argument(
+        "--size-gb", type=options.gigabytes, default=16.0, help="strong scaling input (GB)"
+    )
+    p.add_argument(
+        "--per-gpu-gb", type=options.gigabytes, default=8.0, help="weak scaling input per GPU"
+    )
+    p.add_argument("--reps", type=options.count, default=3)
+    p.add_argument("--threads", type=options.count, default=8, help="threads per worker")
+    p.add_argument("--workers-per-gpu", type=options.count, default=1, help="GPU workers per GPU")
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-scaling"))
-    p.add_argument("--workloads", default="ceilings,shm,memory,joined", help="comma list")
+    p.add_argument(
+        "--workloads",
+        type=options.names(("ceilings", "shm", "memory", "joined")),
+        default="ceilings,shm,memory,joined",
+        help="comma list",
+    )
     args = p.parse_args(argv)
+    data.check_scratch(args.shm, "scaling: --shm")
     backend = "cpu" if args.quick else "gpu"
     if args.quick:
         args.size_gb, args.per_gpu_gb, args.threads = 0.04, 0.02, 1
         args.reps = min(args.reps, 2)
         args.shm = Path(tempfile.mkdtemp(prefix="pipeline-scaling-"))
     have = 2 if args.quick else machine.gpu_count()
-    if args.devices:
-        args.devices = [int(d) for d in args.devices.split(",")]
-    else:
+    if not have:
+        return options.needs_gpu("scaling", "none is visible")
+    if not args.devices:
         args.devices = [d for d in (1, 2, 4, 8) if d <= have]
     if not args.devices or max(args.devices) > have:
         print(f"error: {have} GPU(s) visible; --devices asks for {args.devices}", file=sys.stderr)
         return 2
-    args.workloads = set(args.workloads.split(","))
+    args.workloads = set(args.workloads)
     meta = machine.describe(want_gpu=backend == "gpu") | {
         "threads": args.threads,
         "workers_per_gpu": args.workers_per_gpu,
@@ -330,8 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend": backend,
     }
     res = Scaling(args.out, meta)
-    shutil.rmtree(args.shm, ignore_errors=True)
-    args.shm.mkdir(parents=True)
+    data.scratch(args.shm, "scaling: --shm")
     try:
         inputs = Inputs(args.shm, backend, args.quick)
         measure(args, res, inputs, backend)
@@ -340,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(args.shm, ignore_errors=True)
     md = res.table()
+    args.out.mkdir(parents=True, exist_ok=True)  # where no point was measured, none saved
     (args.out / "scaling.md").write_text(md)
     print()
     print(md)

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import machine, timing
+from benchmarks import machine, options, timing
 from benchmarks.report import md_table
 from benchmarks.stats import gbps, rate, ratio, summarize
 from benchmarks.timing import Budget, DeviceTimes, cold_step, device_step, time_device, time_host
@@ -905,7 +905,9 @@ def parse_size(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("results/seed"), help="output directory")
+    p.add_argument(
+        "--out", type=options.out_dir, default=Path("results/seed"), help="output directory"
+    )
     p.add_argument(
         "--quick", action="store_true", help="NumPy only, 1e4..1e6 elements, 2 reps (no GPU)"
     )
@@ -992,8 +994,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         usable, reason = machine.cupy_status()
         if not usable:
-            print(f"seed: the full mode needs a CUDA GPU: {reason}; use --quick")
-            return 2
+            return options.needs_gpu("seed", reason)
     try:
         gpu = run(args, result, budget)
         result["gpu_measured"] = gpu is not None

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import checks, clusters, data, machine, pipelines
+from benchmarks import checks, clusters, data, machine, options, pipelines
 from benchmarks.stats import rate_spread
 from benchmarks.timing import Clock
 
@@ -134,28 +134,45 @@ def table(rows: list[dict[str, Any]], header: bool = True) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CPU backend, toy sizes, seconds")
-    p.add_argument("--out", type=Path, default=Path("results/sweep"))
-    p.add_argument("--size-gb", type=float, default=16.0)
     p.add_argument(
-        "--planes", default="64,32,16", help="comma list: 4 MiB planes per shard (default 64,32,16)"
+        "--out",
+        type=options.out_dir,
+        default=Path("results/sweep"),
+        help="directory of sweep.json and sweep.md (made where missing)",
     )
-    p.add_argument("--threads", default="8,12", help="comma list: threads per GPU worker")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--memory-reps", type=int, default=5)
-    p.add_argument("--workloads", default="shm,memory", help="comma list: shm,memory")
+    p.add_argument("--size-gb", type=options.gigabytes, default=16.0)
+    p.add_argument(
+        "--planes",
+        type=options.counts,
+        default=[64, 32, 16],
+        help="comma list: 4 MiB planes per shard (default 64,32,16)",
+    )
+    p.add_argument(
+        "--threads", type=options.counts, default=[8, 12], help="comma list: threads per GPU worker"
+    )
+    p.add_argument("--reps", type=options.count, default=3)
+    p.add_argument("--memory-reps", type=options.count, default=5)
+    p.add_argument(
+        "--workloads",
+        type=options.names(("shm", "memory")),
+        default="shm,memory",
+        help="comma list: shm,memory",
+    )
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-sweep"))
     args = p.parse_args(argv)
+    data.check_scratch(args.shm, "sweep: --shm")
     backend = "cpu" if args.quick else "gpu"
+    if not args.quick:
+        usable, why = machine.gpu_status()
+        if not usable:
+            return options.needs_gpu("sweep", why)
     if args.quick:  # 64 KiB planes, and no more threads than a small machine has
-        args.planes, args.threads = "8,4", "2,1"
-    args.planes = [int(v) for v in args.planes.split(",")]
-    args.threads = [int(v) for v in args.threads.split(",")]
-    args.workloads = set(args.workloads.split(","))
+        args.planes, args.threads = [8, 4], [2, 1]
+    args.workloads = set(args.workloads)
     if args.quick:
         args.size_gb, args.reps, args.memory_reps = 0.01, 1, 1
         args.shm = Path(tempfile.mkdtemp(prefix="pipeline-sweep-"))
-    shutil.rmtree(args.shm, ignore_errors=True)
-    args.shm.mkdir(parents=True)
+    data.scratch(args.shm, "sweep: --shm")
     meta = args.meta = machine.describe(want_gpu=backend == "gpu") | {
         "size_gb": args.size_gb,
         "backend": backend,

@@ -28,6 +28,7 @@ import contextlib
 import errno
 import gzip
 import re
+import shlex
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -600,7 +601,8 @@ def make_words(line: str, config: str) -> str:
             return f"ARGS={m.group('flag')}"
         flags = m.group("flags").strip()
         args = "" if not flags else f" ARGS={flags}" if " " not in flags else f" ARGS='{flags}'"
-        return f"`make {_MAKE_TARGETS[m.group('command')]} CONFIG={config}{args}`"
+        # a CONFIG holding spaces or quotes, one shell word as the line names it
+        return f"`make {_MAKE_TARGETS[m.group('command')]} CONFIG={shlex.quote(config)}{args}`"
 
     return _MAKE_SAYS.sub(said, line.replace(REPLACE_ADVICE, "pass --overwrite to "))
 

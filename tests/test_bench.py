@@ -334,3 +334,200 @@ def test_cold_runs_import_the_checkouts_bytecode(monkeypatch) -> None:
     assert missing == []
     assert machine.IMPORTED[0] == "pipeline"
     assert "pipeline" not in machine.without_bytecode()
+
+
+def _benchmark(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m benchmarks.MODULE ARGS`` from ``cwd``, this checkout on PYTHONPATH."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("bench", ["--shm"]),
+        ("bench", ["--quick", "--shm"]),
+        ("bench", ["--with", "disk", "--disk"]),
+        ("scaling", ["--shm"]),
+        ("sweep", ["--shm"]),
+        ("sweep", ["--quick", "--shm"]),
+    ],
+)
+def test_benchmarks_never_empty_a_directory_of_the_users(tmp_path, module, args) -> None:
+    """A benchmark empties its scratch directory before a run and removes it after: one named
+    that holds files no benchmark wrote (``--shm /dev/shm``, a folder of yours) is refused in
+    one line naming the option and a directory to name instead, its files left as they were.
+    `sweep --shm DIR` had deleted DIR on any host, before it found no GPU; `bench` and
+    `scaling` would have on the GPU host."""
+    mine = tmp_path / "my files"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    option = args[-1]
+    proc = _benchmark(module, *args, str(mine), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode not in (0, None)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert lines[0].startswith(f"{module}: {option} {mine} holds files no benchmark wrote")
+    assert str(mine / "pipeline-bench") in lines[0]
+    assert (mine / "thesis.txt").read_text() == "years of work"
+
+
+def test_a_benchmarks_scratch_directory_is_emptied_for_the_next_run(tmp_path) -> None:
+    """A directory a benchmark made (marked) is emptied for the next run, one an interrupted
+    run left full too; a new or empty one is taken; a file is refused."""
+    from benchmarks import data
+
+    root = tmp_path / "shm" / "pipeline-bench"
+    assert data.scratch(root, "bench: --shm") == root
+    (root / "input.zarr").mkdir()  # an interrupted run's input
+    data.scratch(root, "bench: --shm")
+    assert sorted(p.name for p in root.iterdir()) == [data.SCRATCH_MARK]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    data.scratch(empty, "bench: --shm")
+    (tmp_path / "a file").write_text("x")
+    with pytest.raises(SystemExit, match="is a file, not a directory"):
+        data.scratch(tmp_path / "a file", "bench: --shm")
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "said"),
+    [
+        ("bench", ["--size-gb", "nan"], "argument --size-gb: nan: a number of GB above 0"),
+        ("bench", ["--size-gb", "-1"], "argument --size-gb: -1: a number of GB above 0"),
+        ("bench", ["--peer-gb", "0"], "argument --peer-gb: 0: a number of GB above 0"),
+        ("bench", ["--peer-workers", "0"], "argument --peer-workers: 0: at least 1"),
+        ("bench", ["--peer-threads", "-2"], "argument --peer-threads: -2: at least 1"),
+        ("bench", ["--also", "2x4,foo"], "argument --also: 'foo': each a WxT of whole numbers"),
+        ("bench", ["--also", "0x4"], "argument --also: '0x4': each a WxT of whole numbers"),
+        ("scaling", ["--size-gb", "inf"], "argument --size-gb: inf: a number of GB above 0"),
+        ("scaling", ["--devices", "1,two"], "argument --devices: 'two': not a whole number"),
+        ("scaling", ["--threads", "0"], "argument --threads: 0: at least 1"),
+        ("sweep", ["--planes", "0"], "argument --planes: 0: at least 1"),
+        ("sweep", ["--reps", "-1"], "argument --reps: -1: at least 1"),
+        ("bench", ["--workloads", "v2-blosc,foo"], "argument --workloads: foo: choose from v2-"),
+        ("bench", ["--skip", "peer"], "argument --skip: peer: choose from ceilings,e2e,"),
+        ("bench", ["--with", "gpu"], "argument --with: gpu: choose from memory,device,disk"),
+        ("scaling", ["--workloads", "shm,foo"], "argument --workloads: foo: choose from"),
+        ("sweep", ["--workloads", "foo"], "argument --workloads: foo: choose from shm,memory"),
+    ],
+)
+def test_benchmarks_refuse_a_value_no_run_could_measure(module, args, said, capsys) -> None:
+    """A size of NaN, 0 or fewer GB, no workers or threads, a WxT that is none: refused under
+    the usage (status 2), before anything runs; they had reached ``round(nan)`` on the GPU
+    host, run the smallest input silently, or (``--also foo``) failed after every section."""
+    import importlib
+
+    main = importlib.import_module(f"benchmarks.{module}")
+    parse = getattr(main, "parse_args", None) or main.main
+    with pytest.raises(SystemExit) as stop:
+        parse(args)
+    assert stop.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_bench_takes_its_settings_as_written() -> None:
+    from benchmarks import bench
+
+    args = bench.parse_args(["--also", "2x4, 1X8", "--size-gb", "0.5", "--peer-workers", "3"])
+    assert (args.also, args.size_gb, args.peer_workers) == (["2x4", "1x8"], 0.5, 3)
+
+
+def test_bench_from_json_says_what_it_cannot_render(tmp_path) -> None:
+    """``--from-json`` of a missing file, of text that is no JSON, of JSON that no run wrote: one
+    line naming the file and what to name (they had been tracebacks)."""
+    from benchmarks import bench
+
+    (tmp_path / "notes.txt").write_text("no json")
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    for name, why in [
+        ("missing.json", "No such file or directory"),
+        ("notes.txt", "not JSON"),
+        ("other.json", "not the results of a run"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            bench.main(["--from-json", str(tmp_path / name), "--out", str(tmp_path / "out")])
+        assert str(stop.value).startswith(f"bench: --from-json {tmp_path / name}: {why}")
+        assert str(stop.value).endswith("; name a bench.json that a run wrote")
+
+
+@pytest.mark.parametrize("target", ["bench", "bench-seed", "bench-scaling", "bench-sweep"])
+def test_make_bench_without_a_gpu_names_the_quick_mode_as_make_takes_it(target) -> None:
+    """`make bench` on a host without a GPU says, in one line, how to run the CPU mode as make
+    takes it: `make bench BENCH_ARGS=--quick` (`make bench --quick` is an option of make's, and
+    `use --quick` had been all it said)."""
+    from benchmarks import machine
+
+    if machine.gpu_status()[0] or machine.gpu_count():
+        pytest.skip("this host has a GPU: the full benchmarks run")
+    proc = subprocess.run(
+        ["make", "-s", target, f"PYTHON={sys.executable}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("make")]
+    assert len(lines) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    name = target.removeprefix("bench-") if "-" in target else "bench"
+    assert lines[0].startswith(f"{name}: the full benchmark needs a GPU (")
+    assert lines[0].endswith(f"; use `make {target} BENCH_ARGS=--quick`")
+
+
+def test_bench_that_measured_no_rate_still_reports(tmp_path) -> None:
+    """`--skip` of every section that measures a rate: the tables, the JSON and a chart that
+    says so are written and the run exits 0 (a log scale of no bars had raised in matplotlib,
+    after the tables, and failed the run with a traceback)."""
+    out = tmp_path / "out"
+    proc = _benchmark(
+        "bench",
+        "--quick",
+        "--workloads",
+        "v3-zstd",
+        "--skip",
+        "ceilings,e2e,cpu,peers,warm,naive",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert (out / "bench.png").stat().st_size > 0
+    assert "Output checks: none ran." in (out / "bench.md").read_text()
+
+
+@pytest.mark.parametrize("module", ["bench", "seed", "scaling", "sweep"])
+def test_benchmarks_refuse_a_file_as_their_out_directory(tmp_path, module, capsys) -> None:
+    """``--out`` naming a file: refused under the usage before anything runs (a
+    FileExistsError traceback at the first figure, or, for scaling and sweep, at the end)."""
+    import importlib
+
+    (tmp_path / "results").write_text("mine")
+    main = importlib.import_module(f"benchmarks.{module}")
+    parse = getattr(main, "parse_args", None) or main.main
+    with pytest.raises(SystemExit) as stop:
+        parse(["--out", str(tmp_path / "results")])
+    assert stop.value.code == 2
+    said = f"argument --out: {tmp_path / 'results'}: a file, not a directory: name a directory"
+    assert said in capsys.readouterr().err
+    assert (tmp_path / "results").read_text() == "mine"
+
+
+def test_quick_scaling_that_measured_nothing_still_writes_its_table(tmp_path) -> None:
+    """`scaling --quick --workloads ceilings` (the GPU's ceilings, skipped without one): its
+    Markdown is written, the results' directory made for it (a FileNotFoundError had ended it,
+    the directory made only with a measured point)."""
+    out = tmp_path / "out"
+    proc = _benchmark(
+        "scaling", "--quick", "--workloads", "ceilings", "--out", str(out), cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "| workload | scaling |" in (out / "scaling.md").read_text()

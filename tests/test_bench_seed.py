@@ -117,5 +117,5 @@ def test_full_mode_without_a_gpu_says_to_use_quick(tmp_path: Path) -> None:
         pytest.skip("a GPU is here: the full mode would run")
     proc = run_script("--out", str(tmp_path / "out"), cwd=tmp_path)
     assert proc.returncode == 2
-    assert "--quick" in proc.stdout
+    assert "--quick" in proc.stderr  # an error line, on stderr (it had been on stdout)
     assert not (tmp_path / "out").exists()

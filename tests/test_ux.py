@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -860,6 +861,33 @@ def test_a_line_of_the_flags_make_was_given_names_them_as_given(
     assert "ARGS=" not in err, err
 
 
+def test_make_takes_a_config_whose_path_holds_spaces_and_quotes(tmp_path: Path) -> None:
+    """``make run CONFIG="my jobs/it's a.yaml"``: the path reaches the command as one argument
+    (it had been split at its spaces: "unrecognized arguments: jobs/..."), and the command a
+    line names under make quotes it as one shell word, so that it runs as named."""
+    folder = tmp_path / "my jobs ü"
+    folder.mkdir()
+    make_array(folder / "in.zarr", np.arange(48, dtype=np.float32).reshape(6, 8), (3, 8))
+    cfg = write_config(folder, folder / "in.zarr", folder / "out.zarr", name="it's a.yaml")
+    r = _make("run", cfg, "-q")
+    assert r.returncode == 0, r.stderr
+    for chunk in (folder / "out.zarr" / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.unlink()  # damaged: verify names the run that writes it again
+    r = _make("verify", cfg)
+    named = re.search(r"; `(make run [^`]*)` writes it again", r.stderr)
+    quoted = shlex.quote(str(cfg))
+    assert named and named.group(1) == f"make run CONFIG={quoted} ARGS=--overwrite", r.stderr
+    again = subprocess.run(
+        ["bash", "-c", f"{named.group(1)} -s -C {ROOT} PYTHON={sys.executable}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert _make("verify", cfg).returncode == 0
+
+
 def test_a_flag_s_make_words_leave_dashes_inside_a_path_or_a_word() -> None:
     """Under ``make``, a flag named bare becomes ``ARGS=--flag``, at a sentence's end too; a
     path or a word that holds two dashes (``/tmp/--x.zarr``, ``a--b``) is no flag and stays as
@@ -1586,3 +1614,26 @@ def test_every_failure_the_command_line_prints_is_one_line(tmp_path, cli) -> Non
     from pipeline.errors import single_line  # the words kept
 
     assert single_line("'a  b' \n\t c\u2028d\r\n") == "'a  b' c d"
+
+
+def test_an_empty_config_path_is_said_to_be_empty(tmp_path: Path, cli) -> None:
+    """``pipeline run ""`` (``run "$CFG"`` with CFG unset), ``make run CONFIG=`` and
+    ``pipeline.run("")``: one line saying the path is empty; ``Path("")`` is ".", and it had
+    been "config . is a folder, not a YAML file"."""
+    import pipeline
+    from pipeline.errors import ConfigError
+
+    said = "error: the config's path is empty (''): give the config file's path"
+    for command in ("run", "plan", "verify", "generate"):
+        rc, _, err = cli(command, "")
+        assert rc != 0 and err.strip() == said, err
+    r = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "run", f"PYTHON={sys.executable}", "CONFIG="],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert r.returncode != 0 and r.stderr.splitlines()[0] == said, r.stderr
+    with pytest.raises(ConfigError, match=r"^the config's path is empty"):
+        pipeline.run("")

@@ -785,6 +785,14 @@ def load_config(
     "--scheduler"}``): a refusal of its value names the option in the key's place
     (``--scheduler: ...``, fields ``option`` and ``override``), as the command line took it.
     """
+    if isinstance(path, str) and not path.strip() and not Path(path).is_file():  # `run ""`
+        # Path('') is '.', which had been said as "config . is a folder"
+        raise ConfigError(
+            f"the config's path is empty ({path!r}): give the config file's path",
+            file=path,
+            line=None,
+            key=None,
+        )
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
