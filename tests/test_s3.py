@@ -4015,6 +4015,31 @@ def _held_at_third(
             proc.wait(30)
 
 
+def _two_runs_of_one_s3_output(
+    tmp_path: Path, url: str, options: dict
+) -> tuple[np.ndarray, Path, Path]:
+    """An S3 input of 12 rows of one block each (float32 [12, 256], written by zarr-python),
+    and two configs that write ``{url}/out.zarr`` from it, multiplying by 2 (``a.yaml``) and
+    by 3 (``b.yaml``), on one inproc worker of one thread: the input and the two configs."""
+    rows, cols = 12, 256
+    x = np.random.default_rng(7).standard_normal((rows, cols)).astype(np.float32)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(1, cols)
+    )[...] = x
+
+    def config(name: str, factor: int) -> Path:
+        return write_config(
+            tmp_path, "", "", name,
+            input={"store": f"{url}/in.zarr", "storage_options": options},
+            output={"store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols]},
+            stages=[{"op": "multiply", "factor": factor}],
+            chunking={"block": [1, cols]},
+            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+        )  # fmt: skip
+
+    return x, config("a.yaml", 2), config("b.yaml", 3)
+
+
 @pytest.mark.parametrize("other", ["ended", "writing"])
 def test_a_run_whose_s3_lock_object_is_removed_stops_writing_there(
     tmp_path, bucket, other: str
@@ -4034,23 +4059,7 @@ def test_a_run_whose_s3_lock_object_is_removed_stops_writing_there(
     import s3fs
 
     url, options = bucket
-    rows, cols = 12, 256
-    x = np.random.default_rng(7).standard_normal((rows, cols)).astype(np.float32)
-    zarr.create_array(
-        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(1, cols)
-    )[...] = x
-
-    def config(name: str, factor: int) -> Path:
-        return write_config(
-            tmp_path, "", "", name,
-            input={"store": f"{url}/in.zarr", "storage_options": options},
-            output={"store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols]},
-            stages=[{"op": "multiply", "factor": factor}],
-            chunking={"block": [1, cols]},
-            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
-        )  # fmt: skip
-
-    first, second = config("a.yaml", 2), config("b.yaml", 3)
+    x, first, second = _two_runs_of_one_s3_output(tmp_path, url, options)
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     lock = f"{url}/out.zarr/.pipeline/lock"
     with _held_at_third(tmp_path, _HELD_AT_THIRD_BLOCK, "run", str(first)) as (proc, gate):
@@ -4105,23 +4114,7 @@ def test_a_run_whose_s3_lock_is_taken_as_it_writes_a_block_names_that_block(
     import s3fs
 
     url, options = bucket
-    rows, cols = 12, 256
-    x = np.random.default_rng(7).standard_normal((rows, cols)).astype(np.float32)
-    zarr.create_array(
-        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(1, cols)
-    )[...] = x
-
-    def config(name: str, factor: int) -> Path:
-        return write_config(
-            tmp_path, "", "", name,
-            input={"store": f"{url}/in.zarr", "storage_options": options},
-            output={"store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols]},
-            stages=[{"op": "multiply", "factor": factor}],
-            chunking={"block": [1, cols]},
-            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
-        )  # fmt: skip
-
-    first, second = config("a.yaml", 2), config("b.yaml", 3)
+    x, first, second = _two_runs_of_one_s3_output(tmp_path, url, options)
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     lock = f"{url}/out.zarr/.pipeline/lock"
     script = _HELD_AT_THIRD_BLOCK.replace("tasks.write_block =", "tasks.write_unit =").replace(
