@@ -330,6 +330,68 @@ def test_a_marked_block_whose_chunk_is_gone_is_written_again(work: Work, cli, da
     _resume_writes_one_block_again(cli, work, skipped, *(["-q"] if damage == "cut short" else []))
 
 
+@pytest.mark.parametrize("damage", ["zeroed", "a byte flipped"])
+def test_a_marked_block_whose_file_changed_at_its_size_is_written_again(
+    work: Work, cli, damage: str
+) -> None:
+    """A shard file of a block marked written, zeroed or with one byte flipped after the kill,
+    its size kept (a disk's fault, a copy padded to its size): the resume had checked only
+    the sizes against the marker's ``bytes_written``, skipped the block and marked the output
+    complete, unreadable there (h82b). The file is newer than the block's marker: the
+    block is written again, said in the warning, and the output ends equal to the
+    uninterrupted run's."""
+    work.restore_killed()
+    skipped = markers(work.output)
+    name = sorted(marker_names(work.output))[0]
+    shard = work.output / ("c/" + name.replace(".", "/"))
+    data = bytearray(shard.read_bytes())
+    if damage == "zeroed":
+        data[:] = bytes(len(data))
+    else:
+        data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    _resume_writes_one_block_again(cli, work, skipped)
+    assert_same_stores(work.output, work.ref)
+
+
+def test_an_uncompressed_marked_block_with_a_value_changed_is_written_again(
+    cli, tmp_path: Path
+) -> None:
+    """An uncompressed output (``output.codec: none``), one value of a block marked written
+    changed in its file after the kill, its size kept: zarr-python reads the changed value
+    without complaint, and the resume had skipped the block and marked the output complete,
+    one element wrong, exit 0 (h82b). The block is written again and the output is NumPy's,
+    bit for bit. (A run of its own, killed: its output's codec is another.)"""
+    cfg = _config(tmp_path)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["output"]["codec"] = {"name": "none"}
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    source, output = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    rows = 100
+    for _ in range(3):
+        x = many_blocks_input(source, rows)
+        stopped = run_and_signal(cfg, output, signal.SIGKILL, cwd=tmp_path)
+        if stopped is not None:
+            kill_procs(wait_gone(stopped.children, timeout=30))
+            if markers(output) < rows:
+                break
+        shutil.rmtree(output, ignore_errors=True)
+        rows *= 4
+    else:
+        pytest.fail("could not stop a run midway: every run finished before the kill")
+    name = sorted(marker_names(output))[0]
+    shard = output / ("c/" + name.replace(".", "/"))
+    data = bytearray(shard.read_bytes())
+    data[101] ^= 0x40  # a float32's exponent bit, in the shard's first chunk
+    shard.write_bytes(bytes(data))
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0, err
+    assert "1 block(s) marked written no longer hold what was written" in err, err
+    assert status(output) == "complete"
+    got, want = read_array(output), expected(x)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def _unmarked_row(output: Path, rows: int) -> int:
     """A block (a row, of ``rows``) the run record of ``output`` does not mark written."""
     marked = {int(name.split(".")[0]) for name in marker_names(output)}

@@ -889,7 +889,8 @@ def _already_written(plan: Plan, start: str, all_blocks: list, progress: str) ->
     if gone:
         log.warning(
             "resuming: %d block(s) marked written no longer hold what was written (a chunk "
-            "gone or of another size, or a marker unreadable; first: %s): written again",
+            "gone, of another size or changed since, or a marker unreadable; first: %s): "
+            "written again",
             len(gone),
             list(gone[0]),
         )
@@ -922,21 +923,29 @@ def _blocks_not_as_written(plan: Plan, done: list) -> list:
     file (helper-40), which Zarr would read as the fill value, and call complete; and those
     whose marker holds no JSON object (:meth:`Ledger.each_marker`: empty, cut short, garbage;
     no release writes one), which proves nothing of its block (h61e: a block so marked, its
-    chunk cut short, had been skipped unchecked and the output marked complete, unreadable)."""
+    chunk cut short, had been skipped unchecked and the output marked complete, unreadable);
+    and those with a unit modified after the block's marker (:meth:`Ledger.mark` writes it
+    after the block's units, so a later time is a change since: a file zeroed or a byte of it
+    flipped at its size, which had been skipped and the output marked complete, unreadable
+    or, uncompressed, one value wrong: h82b). One listing of the array's folder, no reads
+    of the units: a marker's time is its file's (local, in nanoseconds) or object's (S3's
+    ``LastModified``, to the second); where the store gives no times, sizes alone."""
     info, ledger = plan.sink.info, plan.sink.ledger
     assert ledger is not None
     if not done:
         return []
-    sizes = info.location.file_sizes(info.path)
+    stats = info.location.file_sizes_and_times(info.path)
     markers = ledger.each_marker(done)
     gone = []
     for block, recorded in zip(done, markers, strict=True):
         keys = [info.key(u) for u in grid.units_in(block, plan.sink.block, info.unit, info.shape)]
         written = (recorded or {}).get("bytes_written")
+        marked = stats.get(ledger.marker_key(block), (0, None))[1]
         if (
             recorded is None
-            or any(k not in sizes for k in keys)
-            or (written is not None and sum(sizes[k] for k in keys) != written)
+            or any(k not in stats for k in keys)
+            or (written is not None and sum(stats[k][0] for k in keys) != written)
+            or (marked is not None and any((stats[k][1] or 0) > marked for k in keys))
         ):
             gone.append(block)
     return gone

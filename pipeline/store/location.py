@@ -724,17 +724,27 @@ class Location:
                 path=where,
             ) from None
 
-    @_asking("list")
     def file_sizes(self, key: str) -> dict[str, int]:
         """The size of every file (object) under ``key``, by its store key: one walk of the
         folder, or one listing of an object store (no reads)."""
+        return {k: size for k, (size, _) in self.file_sizes_and_times(key).items()}
+
+    @_asking("list")
+    def file_sizes_and_times(self, key: str) -> dict[str, tuple[int, float | None]]:
+        """The size (bytes) and the last modification time of every file (object) under
+        ``key``, by its store key, from one walk of the folder or one listing of an object
+        store (no reads): a local file's ``st_mtime_ns`` (nanoseconds), an object's
+        ``LastModified`` (S3; seconds since the epoch, to its second) or what else the
+        listing gives (:func:`modified_time`), None where it gives none. Times compare
+        between files of one store only."""
         base = key.strip("/")
-        found: dict[str, int] = {}
+        found: dict[str, tuple[int, float | None]] = {}
         if self.is_local:
             root = self.join(base)
             for path, sub in local_files(root):
                 with contextlib.suppress(FileNotFoundError):  # gone meanwhile, or a dangling link
-                    found[f"{base}/{sub}" if base else sub] = os.stat(path).st_size
+                    st = os.stat(path)
+                    found[f"{base}/{sub}" if base else sub] = (st.st_size, st.st_mtime_ns)
             return found
         top = self._path(base).rstrip("/")
         try:
@@ -744,7 +754,7 @@ class Location:
             return found
         for name, d in listed.items():
             rel = name[len(top) :].lstrip("/") if name.startswith(top) else name
-            found[f"{base}/{rel}" if base else rel] = int(d.get("size") or 0)
+            found[f"{base}/{rel}" if base else rel] = (int(d.get("size") or 0), modified_time(d))
         return found
 
     @_asking("list")
@@ -1194,6 +1204,25 @@ CHANGE_STAMPS = (
     "Digest",
     "Last-Modified",
 )
+
+
+def modified_time(details: dict[str, Any]) -> float | None:
+    """A file's last modification time in seconds since the epoch, from the details fsspec's
+    file systems give of it (S3's ``LastModified``, a local or in-memory file system's
+    ``mtime``, GCS's ``updated``: a datetime, a number or ISO 8601 text); None where they
+    hold none or none that reads so."""
+    import datetime as dt
+
+    for k in ("LastModified", "mtime", "last_modified", "updated"):
+        v = details.get(k)
+        if isinstance(v, dt.datetime):
+            return (v if v.tzinfo else v.replace(tzinfo=dt.UTC)).timestamp()
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+        if isinstance(v, str):
+            with contextlib.suppress(ValueError):
+                return modified_time({k: dt.datetime.fromisoformat(v)})
+    return None
 
 
 def change_stamp(details: dict[str, Any]) -> Any:
