@@ -815,14 +815,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--skip",
-        type=options.names(SECTIONS),
+        type=options.names(SECTIONS, empty=True),
         default="",
         help=f"comma list of sections: {','.join(SECTIONS)}",
     )
     p.add_argument(
         "--with",
         dest="extras",
-        type=options.names(EXTRAS),
+        type=options.names(EXTRAS, empty=True),
         default="",
         help=f"comma list of extra workloads: {','.join(EXTRAS)}",
     )

@@ -45,12 +45,18 @@ def gigabytes(text: str) -> float:
     return gb
 
 
-def names(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+def names(allowed: tuple[str, ...], *, empty: bool = False) -> Callable[[str], list[str]]:
     """The type of a comma list of some of ``allowed`` (a workload, a section), in the order
-    given; a name not among them is refused, the choices named."""
+    given; a name not among them is refused, the choices named. ``empty``: whether a list of
+    no names means something (``--skip ''``: nothing skipped); where not (``--workloads ''``,
+    which had measured nothing and written its tables and chart, exit 0), it is refused."""
 
     def parse(text: str) -> list[str]:
         items = [v.strip() for v in text.split(",") if v.strip()]
+        if not items and not empty:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} names none: choose from {','.join(allowed)} (a comma list)"
+            )
         bad = [v for v in items if v not in allowed]
         if bad:
             raise argparse.ArgumentTypeError(

@@ -417,6 +417,9 @@ def test_a_benchmarks_scratch_directory_is_emptied_for_the_next_run(tmp_path) ->
         ("bench", ["--with", "gpu"], "argument --with: gpu: choose from memory,device,disk"),
         ("scaling", ["--workloads", "shm,foo"], "argument --workloads: foo: choose from"),
         ("sweep", ["--workloads", "foo"], "argument --workloads: foo: choose from shm,memory"),
+        ("bench", ["--workloads", ""], "argument --workloads: '' names none: choose from v2-"),
+        ("scaling", ["--workloads", ","], "argument --workloads: ',' names none: choose from"),
+        ("sweep", ["--workloads", " "], "argument --workloads: ' ' names none: choose from shm"),
     ],
 )
 def test_benchmarks_refuse_a_value_no_run_could_measure(module, args, said, capsys) -> None:
@@ -438,6 +441,8 @@ def test_bench_takes_its_settings_as_written() -> None:
 
     args = bench.parse_args(["--also", "2x4, 1X8", "--size-gb", "0.5", "--peer-workers", "3"])
     assert (args.also, args.size_gb, args.peer_workers) == (["2x4", "1x8"], 0.5, 3)
+    args = bench.parse_args(["--skip", "", "--with", ""])  # no section skipped, none added
+    assert (args.skip, args.extras) == (set(), set())
 
 
 def test_bench_from_json_says_what_it_cannot_render(tmp_path) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,6 +352,29 @@ def test_a_marked_block_whose_file_changed_at_its_size_is_written_again(
         data[len(data) // 2] ^= 0x01
     shard.write_bytes(bytes(data))
     _resume_writes_one_block_again(cli, work, skipped)
+    assert_same_stores(work.output, work.ref)
+
+
+def test_a_copy_that_did_not_keep_the_files_times_is_written_again_and_said(
+    work: Work, cli
+) -> None:
+    """A copy of a killed output that did not keep its files' times (``cp -r``, no ``-p``),
+    its chunk files copied after the markers (as cp does where it lists ``c`` last): every
+    marked block reads as changed since its marker, and is written again, needlessly; the
+    warning says that such a copy reads so (it had said only 'changed since', naming no
+    copy, h82g), and the output ends equal to the uninterrupted run's."""
+    work.restore_killed()
+    skipped = markers(work.output)
+    later = time.time() + 5
+    for path in (work.output / "c").rglob("*"):
+        if path.is_file():
+            os.utime(path, (later, later))
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 0, err
+    gone = [line for line in err.splitlines() if "marked written no longer hold" in line]
+    assert len(gone) == 1 and f"resuming: {skipped} block(s)" in gone[0], err
+    assert "a copy that did not keep the files' times, cp -r, reads so" in gone[0], err
+    assert status(work.output) == "complete"
     assert_same_stores(work.output, work.ref)
 
 

@@ -889,8 +889,8 @@ def _already_written(plan: Plan, start: str, all_blocks: list, progress: str) ->
     if gone:
         log.warning(
             "resuming: %d block(s) marked written no longer hold what was written (a chunk "
-            "gone, of another size or changed since, or a marker unreadable; first: %s): "
-            "written again",
+            "gone, of another size or changed since (a copy that did not keep the files' "
+            "times, cp -r, reads so), or a marker unreadable; first: %s): written again",
             len(gone),
             list(gone[0]),
         )
