@@ -15,6 +15,7 @@ import shutil
 import signal
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -391,18 +392,7 @@ def test_an_uncompressed_marked_block_with_a_value_changed_is_written_again(
     doc["output"]["codec"] = {"name": "none"}
     cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
     source, output = tmp_path / "in.zarr", tmp_path / "out.zarr"
-    rows = 100
-    for _ in range(3):
-        x = many_blocks_input(source, rows)
-        stopped = run_and_signal(cfg, output, signal.SIGKILL, cwd=tmp_path)
-        if stopped is not None:
-            kill_procs(wait_gone(stopped.children, timeout=30))
-            if markers(output) < rows:
-                break
-        shutil.rmtree(output, ignore_errors=True)
-        rows *= 4
-    else:
-        pytest.fail("could not stop a run midway: every run finished before the kill")
+    _, x = killed_midway(cfg, output, _fresh_input(source, output), 100, cwd=tmp_path)
     name = sorted(marker_names(output))[0]
     shard = output / ("c/" + name.replace(".", "/"))
     data = bytearray(shard.read_bytes())
@@ -414,6 +404,17 @@ def test_an_uncompressed_marked_block_with_a_value_changed_is_written_again(
     assert status(output) == "complete"
     got, want = read_array(output), expected(x)
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def _fresh_input(source: Path, output: Path) -> Callable[[int], np.ndarray]:
+    """:func:`killed_midway`'s ``prepare``: an input of that many one-row blocks at
+    ``source`` (:func:`many_blocks_input`, its values returned), ``output`` removed."""
+
+    def prepare(rows: int) -> np.ndarray:
+        shutil.rmtree(output, ignore_errors=True)
+        return many_blocks_input(source, rows)
+
+    return prepare
 
 
 def _unmarked_row(output: Path, rows: int) -> int:
@@ -435,18 +436,7 @@ def test_a_resume_over_an_output_file_hard_linked_to_the_inputs_is_refused(
     changes the input's file times, which the module's other tests' record holds.)"""
     cfg = _config(tmp_path)
     source, output = tmp_path / "in.zarr", tmp_path / "out.zarr"
-    rows = work.rows
-    for _ in range(3):
-        x = many_blocks_input(source, rows)
-        stopped = run_and_signal(cfg, output, signal.SIGKILL, cwd=tmp_path)
-        if stopped is not None:
-            kill_procs(wait_gone(stopped.children, timeout=30))
-            if markers(output) < rows:
-                break
-        shutil.rmtree(output, ignore_errors=True)
-        rows *= 4
-    else:
-        pytest.fail("could not stop a run midway: every run finished before the kill")
+    rows, x = killed_midway(cfg, output, _fresh_input(source, output), work.rows, cwd=tmp_path)
     skipped = markers(output)
     row = _unmarked_row(output, rows)
     theirs, ours = source / "c" / str(row) / "0", output / "c" / str(row) / "0"
