@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,12 @@ EXTRAS = ("memory", "device", "disk")
 FIELD_KEYS = ("v2-blosc", "v3-zstd", "xarray")
 #: The workloads the pipeline's CPU backend also runs (issue 17, target 3).
 CPU_BACKEND_KEYS = ("v2-blosc", "v3-zstd")
+#: Where the inputs and outputs go (``--shm``) and the local-disk workload (``--disk``) by
+#: default; ``--quick`` makes a temporary directory where no ``--shm`` is named.
+SHM = Path("/dev/shm/pipeline-bench")
+DISK = Path("/var/tmp/pipeline-bench")
+#: The size ``--quick`` records for its toy inputs (GB); the synthetic one's layout reads it.
+QUICK_GB = 0.002
 
 
 class Bench:
@@ -60,7 +65,8 @@ class Bench:
         self.gpu = not args.quick
         self.backend = "gpu" if self.gpu else "cpu"
         self.cores = machine.cpu_count()
-        self.root: Path = args.shm
+        # --quick without --shm: a new temporary directory, removed after the run
+        self.root: Path = args.shm if args.shm is not None else data.temporary("pipeline-bench-")
         self.workloads: list[data.Workload] = []
         self.env = pipelines.env()
 
@@ -526,7 +532,7 @@ class Bench:
                 disk_gbps_moved=gbps[0] * moved, of_disk_ceiling=stats.ratio(gbps[0] * moved, both)
             )
             self.check(on_disk, root / "out.zarr")
-        shutil.rmtree(root, ignore_errors=True)
+        data.release(root)
 
     def storage_ceilings(self) -> None:
         """The storage ceilings in GB/s of input bytes, per workload: the file read rate times
@@ -570,6 +576,8 @@ class Bench:
             "reps": a.reps,
             "cold_reps": a.cold_reps,
             "quick": a.quick,
+            "skip": sorted(a.skip),
+            "shm": str(self.root),
             "command": " ".join(["python -m benchmarks.bench", *sys.argv[1:]]),
         }
         data.scratch(self.root, "bench: --shm")
@@ -596,7 +604,7 @@ class Bench:
             self.storage_ceilings()
         finally:
             self.clock.stamp("report")
-            shutil.rmtree(self.root, ignore_errors=True)
+            data.release(self.root)
             self.res.meta["elapsed_s"] = self.clock.elapsed()
             self.res.meta["sections_s"] = self.clock.sections
             finish(self.res)
@@ -690,10 +698,36 @@ def targets_table(res: Results) -> str:
     return report.md_table(["target", "measured", "wanted", "met"], rows)
 
 
+def why_empty(res: Results) -> dict[str, str]:
+    """Why a table of :func:`markdown` would have no row, by table (``workloads``, ``cpu``,
+    ``figures``): what ``--skip`` or ``--workloads`` left out, else the failures and skips
+    listed at the end (an empty table had said nothing)."""
+    m = res.meta
+    skip = set(m.get("skip", []))
+    keys = {w["key"] for w in m.get("workloads", [])}
+    below = "see what was skipped or failed, at the end"
+    if "cpu" in skip:
+        cpu = "--skip cpu"
+    elif not keys & set(CPU_BACKEND_KEYS):
+        cpu = f"it runs on {' and '.join(CPU_BACKEND_KEYS)}, and no such workload ran"
+    elif m.get("quick") and "e2e" in skip:
+        cpu = "--quick's CPU backend rows are its `pipeline run`s, which --skip e2e leaves out"
+    else:
+        cpu = below
+    measuring = [s for s in SECTIONS if s not in skip]
+    figures = f"--skip {','.join(sorted(skip))} left out every section" if not measuring else below
+    return {
+        "workloads": f"No workload ran: {below}.",
+        "cpu": f"No CPU backend run: {cpu}.",
+        "figures": f"No figure: {figures}.",
+    }
+
+
 def markdown(res: Results, rows: list[dict[str, Any]]) -> str:
     """``bench.md``: date, hardware and inputs, the workload table, the checks, the CPU
     backend, the ceilings, the targets, every figure, and what was skipped or failed."""
     m = res.meta
+    none = why_empty(res)
     sizes = ", ".join(
         f"{w['key']} {w['nbytes'] / 1e9:.3g} GB {w['shape']} ({w['codec']})"
         for w in m.get("workloads", [])
@@ -716,17 +750,17 @@ def markdown(res: Results, rows: list[dict[str, Any]]) -> str:
             if m.get("quick")
             else []
         ),
-        report.workload_table(rows),
+        report.workload_table(rows, none["workloads"]),
         "",
         report.checks_line(res),
         "",
         "## The pipeline's CPU backend against the CPU Dask peer",
         "",
-        report.cpu_table(rows),
+        report.cpu_table(rows, none["cpu"]),
         "",
         "## Ceilings of each workload's path",
         "",
-        report.ceilings_table(res, m.get("workloads", [])),
+        report.ceilings_table(res, m.get("workloads", []), none["workloads"]),
         "",
         "## Targets (issue 17)",
         "",
@@ -739,7 +773,7 @@ def markdown(res: Results, rows: list[dict[str, Any]]) -> str:
         "",
         "## Every figure",
         "",
-        report.figures_table(res),
+        report.figures_table(res, none["figures"]),
         "",
         *report.skipped_lines(res),
     ]
@@ -766,7 +800,7 @@ def finish(res: Results) -> None:
             f"{', '.join(res.meta['without_bytecode'])}; every cold process compiled them "
             "(`python -m compileall` of site-packages does what `pip install` does by default)"
         )
-    print(report.workload_table(rows))
+    print(report.workload_table(rows, why_empty(res)["workloads"]))
     print(report.checks_line(res))
     for line in report.skipped_lines(res):
         print(line)
@@ -774,7 +808,8 @@ def finish(res: Results) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line; ``--quick`` fixes the sizes, repetitions and peer cluster."""
+    """The command line; ``--quick`` sets the sizes (refusing ``--size-gb``), and the
+    repetitions and peer cluster not given; ``--disk`` without ``--with disk`` is refused."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny, CPU only (what the tests run)")
     p.add_argument(
@@ -783,28 +818,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path("results/bench"),
         help="directory of bench.json, bench.md and bench.png (made where missing)",
     )
-    p.add_argument("--size-gb", type=options.gigabytes, default=8.0, help="size of each input (GB)")
     p.add_argument(
-        "--reps", type=options.count, default=3, help="timed repetitions (after a warm-up)"
+        "--size-gb",
+        type=options.gigabytes,
+        help="size of each input (GB; default 8; --quick: toy sizes of its own)",
+    )
+    p.add_argument(
+        "--reps",
+        type=options.count,
+        help="timed repetitions (after a warm-up; default 3, --quick 2)",
     )
     p.add_argument(
         "--cold-reps",
         type=options.count,
-        default=3,
         help="new processes of `pipeline run` and of the CPU Dask peer per workload (the "
-        "tables show their median)",
+        "tables show their median; default 3, --quick 1)",
     )
     p.add_argument(
         "--shm",
         type=Path,
-        default=Path("/dev/shm/pipeline-bench"),
-        help="where the inputs and outputs are written (memory-backed)",
+        help="where the inputs and outputs are written, memory-backed (default "
+        f"{SHM}; --quick: a new temporary directory)",
     )
     p.add_argument(
         "--disk",
         type=Path,
-        default=Path("/var/tmp/pipeline-bench"),
-        help="local-disk directory of --with disk",
+        help=f"local-disk directory of --with disk (default {DISK})",
     )
     workloads = ("v2-blosc", "v2-blosc-raw", *FIELD_KEYS[1:], "synthetic", "synthetic-raw")
     p.add_argument(
@@ -848,16 +887,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     args.skip, args.extras = set(args.skip), set(args.extras)
-    data.check_scratch(args.shm, "bench: --shm")
+    if args.disk is not None and "disk" not in args.extras:
+        p.error(
+            "argument --disk: the directory of --with disk, which this run does not measure: "
+            "add --with disk, or leave --disk out"
+        )
+    options.settle(
+        p,
+        args,
+        {
+            "size_gb": (8.0, QUICK_GB),
+            "reps": (3, 2),
+            "cold_reps": (3, 1),
+            "peer_workers": (None, 1),
+            "peer_threads": (None, 2),
+            "disk": (DISK, DISK),
+        },
+        sizes=("size_gb",),
+    )
+    if args.shm is None and not args.quick:  # --quick: a new one of its own (Bench makes it)
+        args.shm = SHM
+    if args.shm is not None:
+        data.check_scratch(args.shm, "bench: --shm")
     if "disk" in args.extras:
         data.check_scratch(args.disk, "bench: --disk")
-    if args.quick:
-        args.size_gb = 0.002
-        args.reps = min(args.reps, 2)
-        args.cold_reps = 1
-        args.shm = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
-        args.peer_workers = args.peer_workers or 1
-        args.peer_threads = args.peer_threads or 2
     return args
 
 

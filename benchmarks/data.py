@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -239,14 +240,17 @@ def raw_output(w: Workload) -> Workload:
 
 #: The file that marks a directory as a benchmark's scratch space, written when it makes one.
 SCRATCH_MARK = ".pipeline-benchmark-scratch"
+#: The mark's text where the directory was there before the benchmark (an empty one the user
+#: named): it is emptied after the run, never removed.
+KEPT = "kept: the directory was there before the benchmark; only its contents are removed\n"
 
 
 def check_scratch(path: Path, option: str) -> None:
     """Refuse, in one line, a directory a benchmark would empty that is not its own: one that
     holds anything and no :data:`SCRATCH_MARK` (``--shm /dev/shm``, a folder of the user's).
     ``option`` names the program and option, ``bench: --shm``. The benchmarks empty their
-    scratch directory before a run (an interrupted run's gigabytes) and remove it after; they
-    had emptied whatever was named, ignoring errors."""
+    scratch directory before a run (an interrupted run's gigabytes) and remove what they wrote
+    after (:func:`release`); they had emptied whatever was named, ignoring errors."""
     if path.exists() and not path.is_dir():
         raise SystemExit(f"{option} {path} is a file, not a directory: name a new directory")
     if path.is_dir() and not (path / SCRATCH_MARK).exists() and any(path.iterdir()):
@@ -258,12 +262,51 @@ def check_scratch(path: Path, option: str) -> None:
 
 def scratch(path: Path, option: str) -> Path:
     """``path``, empty and marked as the benchmarks' own (:data:`SCRATCH_MARK`): made where
-    missing, emptied where a benchmark made it; refused as :func:`check_scratch` says."""
+    missing, emptied where a benchmark made it; refused as :func:`check_scratch` says. An empty
+    directory that was there before (the user's) is marked :data:`KEPT`, so that
+    :func:`release` empties it and leaves it (it had been removed after the run)."""
     check_scratch(path, option)
-    shutil.rmtree(path, ignore_errors=True)
+    mark = path / SCRATCH_MARK
+    kept = path.is_dir() and (not mark.exists() or mark.read_text() == KEPT)
+    if kept:
+        _empty(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
-    (path / SCRATCH_MARK).touch()
+    mark.write_text(KEPT if kept else "")
     return path
+
+
+def temporary(prefix: str) -> Path:
+    """A new temporary directory, marked as a benchmark's own (``--quick``'s ``--shm`` where
+    none is named): :func:`release` removes it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    (path / SCRATCH_MARK).write_text("")
+    return path
+
+
+def release(path: Path) -> None:
+    """Remove what a benchmark wrote in its scratch directory ``path`` after the run: the
+    directory too where a benchmark made it, only its contents where it was there before
+    (:data:`KEPT`); nothing where it holds no mark (no benchmark's)."""
+    mark = path / SCRATCH_MARK
+    try:
+        kept = mark.read_text() == KEPT
+    except OSError:
+        return
+    if kept:
+        _empty(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _empty(path: Path) -> None:
+    """Remove everything in the directory ``path``, leaving it."""
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def free_bytes(root: Path) -> int:

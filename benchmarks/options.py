@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def count(text: str) -> int:
@@ -109,3 +110,25 @@ def needs_gpu(prog: str, why: str) -> int:
     to run its CPU mode; the exit status 2."""
     print(f"{prog}: the full benchmark needs a GPU ({why}); use {quick_fix()}", file=sys.stderr)
     return 2
+
+
+def settle(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    defaults: dict[str, tuple[Any, Any]],
+    sizes: tuple[str, ...] = (),
+) -> None:
+    """Fill in each option of ``defaults`` left out (``None``) with its value, ``(full,
+    quick)`` by the mode; one given is kept as given, ``--quick`` or not. An option of
+    ``sizes`` (an input's size) given with ``--quick``, whose toy inputs have sizes of their
+    own, is refused under the usage (``--quick --size-gb 1e30`` had run 0.002 GB silently)."""
+    for dest in sizes:
+        if args.quick and getattr(args, dest) is not None:
+            flag = "--" + dest.replace("_", "-")
+            parser.error(
+                f"argument {flag}: --quick runs toy inputs of its own sizes: leave {flag} out, "
+                "or drop --quick to measure that size"
+            )
+    for dest, (full, quick) in defaults.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, quick if args.quick else full)

@@ -143,10 +143,13 @@ class Results:
 # Tables.
 
 
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table."""
+def md_table(headers: list[str], rows: list[list[str]], none: str = "") -> str:
+    """A Markdown table; one of no rows followed by ``none``, the sentence that says why (an
+    empty table had said nothing)."""
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if not rows and none:
+        lines += ["", none]
     return "\n".join(lines)
 
 
@@ -158,7 +161,7 @@ def fmt(value: float | None, spec: str | None = None, unit: str = "") -> str:
     return (num(value) if spec is None else format(value, spec)) + unit
 
 
-def figures_table(res: Results) -> str:
+def figures_table(res: Results, none: str = "") -> str:
     """Every figure: group, workload, name, median, range, note."""
     rows = [
         [
@@ -171,7 +174,7 @@ def figures_table(res: Results) -> str:
         ]
         for f in res.figures
     ]
-    return md_table(["", "workload", "measurement", "median", "runs", "notes"], rows)
+    return md_table(["", "workload", "measurement", "median", "runs", "notes"], rows, none)
 
 
 def checks_line(res: Results) -> str:
@@ -313,7 +316,7 @@ def _median(f: Figure | None) -> float | None:
     return f.median if f is not None else None
 
 
-def workload_table(rows: list[dict[str, Any]]) -> str:
+def workload_table(rows: list[dict[str, Any]], none: str = "") -> str:
     """`make bench`'s main table: one row per workload (:func:`workload_row`)."""
     out = []
     for r in rows:
@@ -346,10 +349,11 @@ def workload_table(rows: list[dict[str, Any]]) -> str:
             "naive dask-cuda",
         ],
         out,
+        none,
     )
 
 
-def cpu_table(rows: list[dict[str, Any]]) -> str:
+def cpu_table(rows: list[dict[str, Any]], none: str = "") -> str:
     """The pipeline's CPU backend against the CPU Dask peer, where it ran."""
     out = []
     for r in rows:
@@ -378,6 +382,7 @@ def cpu_table(rows: list[dict[str, Any]]) -> str:
             "end to end, x peer",
         ],
         out,
+        none,
     )
 
 
@@ -394,7 +399,7 @@ CEILING_COLUMNS = [
 ]
 
 
-def ceilings_table(res: Results, workloads: list[dict[str, Any]]) -> str:
+def ceilings_table(res: Results, workloads: list[dict[str, Any]], none: str = "") -> str:
     """The ceilings of :data:`CEILING_COLUMNS` of each workload side by side (rates of input
     bytes, each in the unit it reads best in)."""
     rows = []
@@ -405,4 +410,5 @@ def ceilings_table(res: Results, workloads: list[dict[str, Any]]) -> str:
             f = shared(key)
             cells.append(rate(f.median if f else None))
         rows.append([w["title"], *cells])
-    return md_table(["workload (rates of input bytes)", *(h for _, h in CEILING_COLUMNS)], rows)
+    headers = ["workload (rates of input bytes)", *(h for _, h in CEILING_COLUMNS)]
+    return md_table(headers, rows, none)

@@ -27,7 +27,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +36,8 @@ from benchmarks import checks, clusters, data, machine, options, pipelines, stat
 from benchmarks.timing import Clock
 
 CLOCK = Clock()
+#: ``--shm`` by default (``--quick``: a new temporary directory where none is named).
+SHM = Path("/dev/shm/pipeline-scaling")
 
 
 @dataclass
@@ -64,6 +65,13 @@ class Scaling:
         self.out = out
         self.meta = meta
         self.points: list[Point] = []
+        self.skipped: list[dict[str, str]] = []
+
+    def skip(self, what: str, why: str) -> None:
+        """Record (and say) that ``what`` was not measured, and why: the table says it."""
+        self.skipped.append({"what": what, "why": why})
+        print(f"  skipped: {what} ({why})", flush=True)
+        self.save()
 
     def add(self, p: Point) -> None:
         base = next(
@@ -91,7 +99,11 @@ class Scaling:
 
     def save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        doc = {"meta": self.meta, "points": [asdict(p) | {"median": p.median} for p in self.points]}
+        doc = {
+            "meta": self.meta,
+            "points": [asdict(p) | {"median": p.median} for p in self.points],
+            "skipped": self.skipped,
+        }
         (self.out / "scaling.json").write_text(json.dumps(doc, indent=1, default=str))
 
     def table(self) -> str:
@@ -113,7 +125,23 @@ class Scaling:
                 f"{', '.join(map(str, p.blocks_per_worker)) or '—'} |"
             )
         notes = [p.note for p in self.points if p.note]
+        notes += [f"skipped: {s['what']} ({s['why']})" for s in self.skipped]
+        if not self.points:  # an empty table had said nothing of why
+            notes.insert(0, f"no point was measured: {self._why_none()}")
+        elif max(p.devices for p in self.points) == 1:
+            notes.insert(
+                0,
+                "one device only: no scaling to show (efficiency compares n devices with 1); "
+                "run it on a host with more GPUs",
+            )
         return "\n".join(lines + [""] + [f"- {n}" for n in dict.fromkeys(notes)]) + "\n"
+
+    def _why_none(self) -> str:
+        """Why the table has no row: what was skipped, else what ``--workloads`` asked for."""
+        if self.skipped:
+            return "; ".join(f"{s['what']} skipped ({s['why']})" for s in self.skipped)
+        asked = ",".join(self.meta.get("workloads", [])) or "none"
+        return f"--workloads {asked} measured nothing on {self.meta.get('devices')} device(s)"
 
 
 class Inputs:
@@ -206,6 +234,8 @@ def copies_at_once(n: int, reps: int, size: int = 1 << 30) -> list[float]:
 def measure(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str) -> None:
     """For each device count: the pinned-copy ceiling (GPU), then on one cluster of the
     pipeline's own the strong and weak points of each workload."""
+    if backend != "gpu" and "ceilings" in args.workloads:
+        res.skip("pinned-copy ceilings", "--quick: CPU workers, no GPU to copy to")
     for n in args.devices:
         CLOCK.stamp(f"{n} {'GPU' if backend == 'gpu' else 'CPU worker'}(s)")
         if backend == "gpu" and "ceilings" in args.workloads:
@@ -310,15 +340,25 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list of device counts (default 1,2,4,8 ≤ N)",
     )
     p.add_argument(
-        "--size-gb", type=options.gigabytes, default=16.0, help="strong scaling input (GB)"
+        "--size-gb",
+        type=options.gigabytes,
+        help="strong scaling input (GB; default 16; --quick: a toy size of its own)",
     )
     p.add_argument(
-        "--per-gpu-gb", type=options.gigabytes, default=8.0, help="weak scaling input per GPU"
+        "--per-gpu-gb",
+        type=options.gigabytes,
+        help="weak scaling input per GPU (GB; default 8; --quick: a toy size of its own)",
     )
-    p.add_argument("--reps", type=options.count, default=3)
-    p.add_argument("--threads", type=options.count, default=8, help="threads per worker")
+    p.add_argument("--reps", type=options.count, help="default 3, --quick 2")
+    p.add_argument(
+        "--threads", type=options.count, help="threads per worker (default 8, --quick 1)"
+    )
     p.add_argument("--workers-per-gpu", type=options.count, default=1, help="GPU workers per GPU")
-    p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-scaling"))
+    p.add_argument(
+        "--shm",
+        type=Path,
+        help=f"scratch directory (default {SHM}; --quick: a new temporary directory)",
+    )
     p.add_argument(
         "--workloads",
         type=options.names(("ceilings", "shm", "memory", "joined")),
@@ -326,12 +366,16 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list",
     )
     args = p.parse_args(argv)
-    data.check_scratch(args.shm, "scaling: --shm")
+    options.settle(
+        p,
+        args,
+        {"size_gb": (16.0, 0.04), "per_gpu_gb": (8.0, 0.02), "threads": (8, 1), "reps": (3, 2)},
+        sizes=("size_gb", "per_gpu_gb"),
+    )
+    if args.shm is not None or not args.quick:
+        args.shm = args.shm or SHM
+        data.check_scratch(args.shm, "scaling: --shm")
     backend = "cpu" if args.quick else "gpu"
-    if args.quick:
-        args.size_gb, args.per_gpu_gb, args.threads = 0.04, 0.02, 1
-        args.reps = min(args.reps, 2)
-        args.shm = Path(tempfile.mkdtemp(prefix="pipeline-scaling-"))
     have = 2 if args.quick else machine.gpu_count()
     if not have:
         return options.needs_gpu("scaling", "none is visible")
@@ -341,11 +385,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {have} GPU(s) visible; --devices asks for {args.devices}", file=sys.stderr)
         return 2
     args.workloads = set(args.workloads)
+    if args.shm is None:  # --quick: a new directory of its own, removed after the run
+        args.shm = data.temporary("pipeline-scaling-")
     meta = machine.describe(want_gpu=backend == "gpu") | {
         "threads": args.threads,
         "workers_per_gpu": args.workers_per_gpu,
         "devices": args.devices,
         "backend": backend,
+        "workloads": sorted(args.workloads),
+        "shm": str(args.shm),
     }
     res = Scaling(args.out, meta)
     data.scratch(args.shm, "scaling: --shm")
@@ -355,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         if "joined" in args.workloads:
             joined(args, res, inputs, backend)
     finally:
-        shutil.rmtree(args.shm, ignore_errors=True)
+        data.release(args.shm)
     md = res.table()
     args.out.mkdir(parents=True, exist_ok=True)  # where no point was measured, none saved
     (args.out / "scaling.md").write_text(md)

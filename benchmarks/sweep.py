@@ -20,7 +20,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from benchmarks.stats import rate_spread
 from benchmarks.timing import Clock
 
 CLOCK = Clock()
+#: ``--shm`` by default (``--quick``: a new temporary directory where none is named).
+SHM = Path("/dev/shm/pipeline-sweep")
 
 
 def layout(size_gb: float, planes: int, quick: bool) -> tuple[list[int], list[int], list[int]]:
@@ -41,9 +42,19 @@ def layout(size_gb: float, planes: int, quick: bool) -> tuple[list[int], list[in
 
 
 def measure(args: argparse.Namespace, backend: str) -> list[dict[str, Any]]:
-    """A row per (block size, threads): warm runs (output checked), their timeline, and the
-    in-memory workload at the first thread count; a plan the pipeline refuses is a row too."""
+    """A row per (block size, threads): warm runs (output checked) and their timeline where
+    ``--workloads`` asks for shm, the in-memory workload at the first thread count where it
+    asks for memory (it had run the shm workload whatever was asked); a plan the pipeline
+    refuses is a row too."""
     rows: list[dict[str, Any]] = []
+    shm = "shm" in args.workloads
+    threads_run = args.threads if shm else args.threads[:1]
+    if threads_run != args.threads:
+        print(
+            f"  skipped: threads {','.join(map(str, args.threads[1:]))} (host memory is "
+            "measured at the first --threads only; add shm to --workloads to run them)",
+            flush=True,
+        )
     for planes in args.planes:
         shape, shards, chunks = layout(args.size_gb, planes, args.quick)
         src = args.shm / f"input-{planes}.zarr"
@@ -51,7 +62,7 @@ def measure(args: argparse.Namespace, backend: str) -> list[dict[str, Any]]:
         block_mib = planes * shape[1] * shape[2] * 4 / 2**20
         CLOCK.stamp(f"generating {shape} float32, shards {shards} ({block_mib:g} MiB)")
         pipelines.generate(src, shape, shards, chunks, backend)
-        for threads in args.threads:
+        for threads in threads_run:
             row: dict[str, Any] = {"block_mib": block_mib, "threads": threads}
             rows.append(row)
             CLOCK.stamp(f"{block_mib:g} MiB blocks, {threads} threads")
@@ -68,20 +79,21 @@ def measure(args: argparse.Namespace, backend: str) -> list[dict[str, Any]]:
                 save(args, rows)
                 continue
             with clusters.pipeline_cluster(cluster_plan) as client:
-                try:
-                    gbps, last = pipelines.warm_runs(client, cfg, args.reps)
-                except pipelines.Refused as e:
-                    row["refused"] = str(e)
-                    print(table([row], header=False), flush=True)
-                    save(args, rows)
-                    continue
-                checks.require(checks.check_output(src, out))
-                shutil.rmtree(out, ignore_errors=True)
-                row["shm_gbps"] = gbps
-                row["blocks"] = last.blocks_total
-                row["task_time"] = last.task_time
-                row["timeline"] = pipelines.timeline(client, cfg, threads)
-                shutil.rmtree(out, ignore_errors=True)
+                if shm:
+                    try:
+                        gbps, last = pipelines.warm_runs(client, cfg, args.reps)
+                    except pipelines.Refused as e:
+                        row["refused"] = str(e)
+                        print(table([row], header=False), flush=True)
+                        save(args, rows)
+                        continue
+                    checks.require(checks.check_output(src, out))
+                    shutil.rmtree(out, ignore_errors=True)
+                    row["shm_gbps"] = gbps
+                    row["blocks"] = last.blocks_total
+                    row["task_time"] = last.task_time
+                    row["timeline"] = pipelines.timeline(client, cfg, threads)
+                    shutil.rmtree(out, ignore_errors=True)
                 if "memory" in args.workloads and threads == args.threads[0]:
                     row["memory_gbps"] = pipelines.memory_workload(
                         client,
@@ -119,14 +131,15 @@ def table(rows: list[dict[str, Any]], header: bool = True) -> str:
                 f"| {r['block_mib']:g} MiB | {r['threads']} | refused: {r['refused']} | | | | |"
             )
             continue
-        tl = r.get("timeline", {})
+        tl = r.get("timeline")
         tt = r.get("task_time") or {}
         share = max(tt, key=lambda k: tt[k]) if tt else "-"
-        frac = tt.get(share, 0) / max(sum(tt.values()), 1e-9)
+        frac = f" {tt.get(share, 0) / max(sum(tt.values()), 1e-9):.0%}" if tt else ""
         lines.append(
-            f"| {r['block_mib']:g} MiB | {r['threads']} | {rate_spread(r['shm_gbps'])} | "
-            f"{rate_spread(r.get('memory_gbps', []))} | {tl.get('occupancy', 0):.2f} | "
-            f"{tl.get('tail_s', 0):.3f} | {share} {frac:.0%} |"
+            f"| {r['block_mib']:g} MiB | {r['threads']} | {rate_spread(r.get('shm_gbps', []))} | "
+            f"{rate_spread(r.get('memory_gbps', []))} | "
+            f"{'-' if tl is None else format(tl.get('occupancy', 0), '.2f')} | "
+            f"{'-' if tl is None else format(tl.get('tail_s', 0), '.3f')} | {share}{frac} |"
         )
     return "\n".join(lines)
 
@@ -140,52 +153,75 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("results/sweep"),
         help="directory of sweep.json and sweep.md (made where missing)",
     )
-    p.add_argument("--size-gb", type=options.gigabytes, default=16.0)
+    p.add_argument(
+        "--size-gb",
+        type=options.gigabytes,
+        help="input size (GB; default 16; --quick: a toy size of its own)",
+    )
     p.add_argument(
         "--planes",
         type=options.counts,
-        default=[64, 32, 16],
-        help="comma list: 4 MiB planes per shard (default 64,32,16)",
+        help="comma list: 4 MiB planes per shard (default 64,32,16; --quick: 8,4 of 64 KiB)",
     )
     p.add_argument(
-        "--threads", type=options.counts, default=[8, 12], help="comma list: threads per GPU worker"
+        "--threads",
+        type=options.counts,
+        help="comma list: threads per GPU worker (default 8,12; --quick 2,1)",
     )
-    p.add_argument("--reps", type=options.count, default=3)
-    p.add_argument("--memory-reps", type=options.count, default=5)
+    p.add_argument("--reps", type=options.count, help="default 3, --quick 1")
+    p.add_argument("--memory-reps", type=options.count, help="default 5, --quick 1")
     p.add_argument(
         "--workloads",
         type=options.names(("shm", "memory")),
         default="shm,memory",
-        help="comma list: shm,memory",
+        help="comma list: shm,memory (host memory at the first --threads only)",
     )
-    p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-sweep"))
+    p.add_argument(
+        "--shm",
+        type=Path,
+        help=f"scratch directory (default {SHM}; --quick: a new temporary directory)",
+    )
     args = p.parse_args(argv)
-    data.check_scratch(args.shm, "sweep: --shm")
+    # --quick: 64 KiB planes, and no more threads than a small machine has
+    options.settle(
+        p,
+        args,
+        {
+            "size_gb": (16.0, 0.01),
+            "planes": ([64, 32, 16], [8, 4]),
+            "threads": ([8, 12], [2, 1]),
+            "reps": (3, 1),
+            "memory_reps": (5, 1),
+        },
+        sizes=("size_gb",),
+    )
+    if args.shm is not None or not args.quick:
+        args.shm = args.shm or SHM
+        data.check_scratch(args.shm, "sweep: --shm")
     backend = "cpu" if args.quick else "gpu"
     if not args.quick:
         usable, why = machine.gpu_status()
         if not usable:
             return options.needs_gpu("sweep", why)
-    if args.quick:  # 64 KiB planes, and no more threads than a small machine has
-        args.planes, args.threads = [8, 4], [2, 1]
     args.workloads = set(args.workloads)
-    if args.quick:
-        args.size_gb, args.reps, args.memory_reps = 0.01, 1, 1
-        args.shm = Path(tempfile.mkdtemp(prefix="pipeline-sweep-"))
+    if args.shm is None:  # --quick: a new directory of its own, removed after the run
+        args.shm = data.temporary("pipeline-sweep-")
     data.scratch(args.shm, "sweep: --shm")
     meta = args.meta = machine.describe(want_gpu=backend == "gpu") | {
         "size_gb": args.size_gb,
         "backend": backend,
+        "shm": str(args.shm),
     }
     try:
         rows = measure(args, backend)
     finally:
-        shutil.rmtree(args.shm, ignore_errors=True)
+        data.release(args.shm)
     save(args, rows)
     md = (
         f"Block size and threads per GPU ({meta.get('gpu', backend)}, {meta['date']}); "
-        f"{args.size_gb:g} GB of float32; medians (range) of {args.reps} runs, "
-        f"{args.memory_reps} for host memory\n\n{table(rows)}\n"
+        f"{args.size_gb:g} GB of float32; workloads {','.join(sorted(args.workloads))}; "
+        f"medians (range) of {args.reps} runs, {args.memory_reps} for host memory\n\n"
+        f"{table(rows)}\n"
     )
     (args.out / "sweep.md").write_text(md)
     print()

@@ -506,7 +506,11 @@ def test_bench_that_measured_no_rate_still_reports(tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert (out / "bench.png").stat().st_size > 0
-    assert "Output checks: none ran." in (out / "bench.md").read_text()
+    md = (out / "bench.md").read_text()
+    assert "Output checks: none ran." in md
+    # the empty tables say why (they had said nothing)
+    assert "No CPU backend run: --skip cpu." in md
+    assert "No figure: --skip ceilings,cpu,e2e,naive,peers,warm left out every section." in md
 
 
 @pytest.mark.parametrize("module", ["bench", "seed", "scaling", "sweep"])
@@ -535,4 +539,140 @@ def test_quick_scaling_that_measured_nothing_still_writes_its_table(tmp_path) ->
         "scaling", "--quick", "--workloads", "ceilings", "--out", str(out), cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "| workload | scaling |" in (out / "scaling.md").read_text()
+    md = (out / "scaling.md").read_text()
+    assert "| workload | scaling |" in md
+    # it says why no row (it had said nothing)
+    assert "- no point was measured: pinned-copy ceilings skipped (--quick: " in md
+
+
+#: Quick runs of each benchmark that measure little: seconds each.
+BRIEF = {
+    "bench": ["--workloads", "v3-zstd", "--skip", "ceilings,e2e,cpu,peers,warm,naive"],
+    "sweep": ["--workloads", "memory", "--planes", "8", "--threads", "1"],
+    "scaling": ["--workloads", "ceilings"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(BRIEF))
+def test_quick_benchmarks_write_where_shm_says_and_remove_only_what_they_made(
+    tmp_path, module
+) -> None:
+    """``--quick --shm DIR`` writes its inputs in DIR (it had made a temporary directory of its
+    own, ignoring DIR); after the run an empty DIR of the user's, there before, is left, empty
+    (it had been removed), and one the benchmark made is removed."""
+    for name, existed in (("my empty folder", True), ("made by the benchmark", False)):
+        shm = tmp_path / name
+        if existed:
+            shm.mkdir()
+        out = tmp_path / f"out-{existed}"
+        proc = _benchmark(
+            module, "--quick", *BRIEF[module], "--shm", str(shm), "--out", str(out), cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        meta = json.loads((out / f"{module}.json").read_text())["meta"]
+        assert meta["shm"] == str(shm)
+        if module == "bench":
+            assert [w["store"] for w in meta["workloads"]] == [str(shm / "v3-zstd.zarr")]
+        if existed:
+            assert shm.is_dir() and list(shm.iterdir()) == []
+        else:
+            assert not shm.exists()
+
+
+def test_a_scratch_directory_of_the_users_is_emptied_never_removed(tmp_path) -> None:
+    """An empty directory named as ``--shm`` is the user's: released, its contents go and it
+    stays, an interrupted run's too; one a benchmark made goes; one with no mark is left."""
+    from benchmarks import data
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    data.scratch(mine, "bench: --shm")
+    (mine / "input.zarr").mkdir()
+    data.scratch(mine, "bench: --shm")  # a run after an interrupted one: still the user's
+    (mine / "input.zarr").mkdir()
+    (mine / "input.zarr" / "c").write_text("x")
+    data.release(mine)
+    assert mine.is_dir() and list(mine.iterdir()) == []
+    made = data.scratch(tmp_path / "made", "bench: --shm")
+    data.release(made)
+    assert not made.exists()
+    temporary = data.temporary("pipeline-test-")
+    data.release(temporary)
+    assert not temporary.exists()
+    unmarked = tmp_path / "unmarked"
+    (unmarked / "thesis").mkdir(parents=True)
+    data.release(unmarked)
+    assert (unmarked / "thesis").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "said"),
+    [
+        (
+            "bench",
+            ["--disk", "/var/tmp/elsewhere"],
+            "argument --disk: the directory of --with disk, which this run does not measure: "
+            "add --with disk, or leave --disk out",
+        ),
+        ("bench", ["--quick", "--size-gb", "1e30"], "argument --size-gb: --quick runs toy"),
+        ("sweep", ["--quick", "--size-gb", "1e30"], "argument --size-gb: --quick runs toy"),
+        ("scaling", ["--quick", "--size-gb", "1e30"], "argument --size-gb: --quick runs toy"),
+        ("scaling", ["--quick", "--per-gpu-gb", "2"], "argument --per-gpu-gb: --quick runs toy"),
+    ],
+)
+def test_benchmarks_refuse_an_option_their_run_would_ignore(module, args, said, capsys) -> None:
+    """``--disk`` without ``--with disk``, a size with ``--quick`` (whose toy inputs have sizes
+    of their own): refused under the usage before anything runs; they had been ignored, the
+    size replaced by the toy one silently."""
+    import importlib
+
+    main = importlib.import_module(f"benchmarks.{module}")
+    parse = getattr(main, "parse_args", None) or main.main
+    with pytest.raises(SystemExit) as stop:
+        parse(args)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and "leave" in err
+    if module == "bench":  # the size without --quick, --disk with --with disk: taken
+        assert main.parse_args(["--size-gb", "1"]).size_gb == 1.0
+        taken = main.parse_args(["--with", "disk", "--disk", "/var/tmp/elsewhere"])
+        assert taken.disk == Path("/var/tmp/elsewhere")
+
+
+def test_quick_bench_keeps_the_counts_it_is_given() -> None:
+    """``--quick`` sets the repetitions left out; ones given are kept (``--reps 5`` had run 2,
+    ``--cold-reps 3`` one, silently)."""
+    from benchmarks import bench
+
+    args = bench.parse_args(["--quick", "--reps", "5", "--cold-reps", "3"])
+    assert (args.reps, args.cold_reps, args.size_gb) == (5, 3, bench.QUICK_GB)
+    args = bench.parse_args(["--quick"])
+    assert (args.reps, args.cold_reps, args.peer_workers) == (2, 1, 1)
+    args = bench.parse_args([])
+    assert (args.reps, args.cold_reps, args.size_gb, args.shm) == (3, 3, 8.0, bench.SHM)
+
+
+def test_sweep_measures_only_the_workloads_asked_for(tmp_path) -> None:
+    """``sweep --workloads memory``: host memory alone, at the first thread count, the threads
+    it skips said; the shm workload had been measured whatever ``--workloads`` named."""
+    out = tmp_path / "out"
+    proc = _benchmark(
+        "sweep",
+        "--quick",
+        "--workloads",
+        "memory",
+        "--planes",
+        "8",
+        "--threads",
+        "2,1",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [(r["block_mib"], r["threads"]) for r in rows] == [(0.5, 2)]
+    assert "shm_gbps" not in rows[0] and "timeline" not in rows[0]
+    assert rows[0]["memory_gbps"] and all(g > 0 for g in rows[0]["memory_gbps"])
+    assert "skipped: threads 1 (host memory is measured at the first --threads only" in proc.stdout
+    assert "| 0.5 MiB | 2 | - |" in (out / "sweep.md").read_text()

@@ -1637,3 +1637,25 @@ def test_an_empty_config_path_is_said_to_be_empty(tmp_path: Path, cli) -> None:
     assert r.returncode != 0 and r.stderr.splitlines()[0] == said, r.stderr
     with pytest.raises(ConfigError, match=r"^the config's path is empty"):
         pipeline.run("")
+
+
+def test_sizes_are_said_in_the_iec_units(tmp_path, cli, small) -> None:
+    """A run's summary says its sizes as the README and the benchmarks' reports do, in the IEC's
+    binary units (``192.00 KiB``; Dask's ``format_bytes`` had given it ``kiB``), each read back
+    by Dask's ``parse_bytes`` as the size shown."""
+    from dask.utils import parse_bytes
+
+    from pipeline.planning.memory import bytes_text
+
+    x, cfg = small
+    rc, out, err = cli("run", cfg)
+    assert rc == 0, err
+    assert f"{x.nbytes / 1024:.2f} KiB" in out and "kiB" not in out + err
+    for n, said in (
+        (100, "100 B"),
+        (8396, "8.20 KiB"),
+        (3 << 20, "3.00 MiB"),
+        (5 << 30, "5.00 GiB"),
+    ):
+        assert bytes_text(n) == said
+        assert abs(parse_bytes(said) - n) <= n / 200

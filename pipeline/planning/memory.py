@@ -260,8 +260,8 @@ def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
 
 
 def at_least(n: int) -> int:
-    """``n`` rounded up to what :func:`bytes_text` shows (two decimals of the unit Dask's
-    ``format_bytes`` picks), so that a size written as it is shown (Dask's ``parse_bytes``,
+    """``n`` rounded up to what :func:`bytes_text` shows (two decimals of the unit it
+    picks), so that a size written as it is shown (Dask's ``parse_bytes``,
     through a float) is never less than ``n``."""
     for unit in (1 << 50, 1 << 40, 1 << 30, 1 << 20, 1 << 10):
         if n >= unit * 0.9:
@@ -289,11 +289,27 @@ def size_flag(n: int) -> str:
     return bytes_text(at_least(n)).replace(" ", "")
 
 
-def bytes_text(n: int | None) -> str:
-    """A byte count as people read it ('1.24 GiB'); 'unlimited' for no budget."""
-    from dask.utils import format_bytes
+#: The binary units a byte count is shown in, largest first, as IEC 80000-13 writes them
+#: (``KiB``; Dask's ``format_bytes`` writes ``kiB``, which the run's summary had shown).
+BINARY_UNITS = (
+    ("PiB", 1 << 50),
+    ("TiB", 1 << 40),
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+)
 
-    return "unlimited" if n is None else format_bytes(n)
+
+def bytes_text(n: int | None) -> str:
+    """A byte count as people read it ('1.24 GiB', '8.20 KiB', '100 B'): two decimals of the
+    largest unit of which it is at least 0.9, as Dask's ``format_bytes`` picks it (its
+    ``parse_bytes`` reads it back), in the IEC's units; 'unlimited' for no budget."""
+    if n is None:
+        return "unlimited"
+    for unit, size in BINARY_UNITS:
+        if n >= size * 0.9:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
 
 
 # --------------------------------------------------------------------------------------------

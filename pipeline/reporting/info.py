@@ -6,8 +6,6 @@ import importlib.metadata
 import platform
 import sys
 
-from dask.utils import format_bytes
-
 from pipeline._version import __version__
 from pipeline.devices.hardware import Facts
 
@@ -51,19 +49,21 @@ def _installed(dist: str) -> str | None:
 
 
 def rows() -> list[tuple[str, str]]:
+    from pipeline.planning.memory import bytes_text
+
     f = Facts.local()
     out = [
         (
             "host",
             f"{platform.node()} ({platform.system()} {platform.machine()}), "
-            f"{f.cpu_count} CPU cores, {format_bytes(f.host_total_bytes)} RAM",
+            f"{f.cpu_count} CPU cores, {bytes_text(f.host_total_bytes)} RAM",
         ),
     ]
     for g in f.gpus:
         out.append(
             (
                 f"GPU {g.index}",
-                f"{g.name}, {format_bytes(g.total_bytes)} ({format_bytes(g.free_bytes)} free)",
+                f"{g.name}, {bytes_text(g.total_bytes)} ({bytes_text(g.free_bytes)} free)",
             )
         )
     if f.driver:

@@ -9,9 +9,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dask.utils import format_bytes
-
 from pipeline.errors import name_shown
+from pipeline.planning.memory import bytes_text
 from pipeline.planning.plan import Plan
 from pipeline.reporting.info import versions
 from pipeline.reporting.progress import gbps, rate_said
@@ -135,7 +134,7 @@ class Summary:
         skipped = f", {self.blocks_skipped} already done" if self.blocks_skipped else ""
         return (
             f"<Summary {self.status}: {name_shown(self.output)}; {self.blocks_done} of "
-            f"{self.blocks_total} blocks written{skipped}, {format_bytes(self.bytes_in)} in, "
+            f"{self.blocks_total} blocks written{skipped}, {bytes_text(self.bytes_in)} in, "
             f"{self.seconds.get('total', 0):.2f} s, {self.backend}>"
         )
 
@@ -167,8 +166,8 @@ class Summary:
             else unmeasured
             if not self.blocks_done
             else (
-                f"{format_bytes(self.peak_device_bytes)} per GPU worker (budget "
-                f"{format_bytes(self.device_budget) if self.device_budget else 'none'})"
+                f"{bytes_text(self.peak_device_bytes)} per GPU worker (budget "
+                f"{bytes_text(self.device_budget) if self.device_budget else 'none'})"
             )
         )
         rows = [
@@ -192,9 +191,9 @@ class Summary:
             ),
             (
                 "bytes",
-                f"in {format_bytes(self.bytes_in)} ({stored_text(self.stored_bytes_read)}), "
-                f"out {format_bytes(self.bytes_out)} "
-                f"({format_bytes(self.stored_bytes_written)} stored)",
+                f"in {bytes_text(self.bytes_in)} ({stored_text(self.stored_bytes_read)}), "
+                f"out {bytes_text(self.bytes_out)} "
+                f"({bytes_text(self.stored_bytes_written)} stored)",
             ),
             ("time", f"{s.get('total', 0):.2f} s total: " + phases_text(s)),
             (
@@ -226,11 +225,11 @@ class Summary:
     def _host_memory(self) -> str:
         budget = self.host_budget
         if not self.workers_in_process:
-            shown = format_bytes(budget) if budget else "none"
-            return f"{format_bytes(self.peak_host_bytes)} per worker (budget {shown})"
-        shown = format_bytes(budget * self.workers) if budget else "none"
+            shown = bytes_text(budget) if budget else "none"
+            return f"{bytes_text(self.peak_host_bytes)} per worker (budget {shown})"
+        shown = bytes_text(budget * self.workers) if budget else "none"
         return (
-            f"{format_bytes(self.peak_host_bytes)} in the run's process, whose "
+            f"{bytes_text(self.peak_host_bytes)} in the run's process, whose "
             f"{self.workers} workers are threads (budget {shown})"
         )
 
@@ -239,7 +238,7 @@ def stored_text(n: int | None) -> str:
     """``12.3 MiB stored``, or that they were not counted (None)."""
     if n is None:
         return "stored bytes not counted: read through zarr-python"
-    return f"{format_bytes(n)} stored"
+    return f"{bytes_text(n)} stored"
 
 
 def task_breakdown(us: dict[str, int]) -> tuple[dict[str, float], str]:

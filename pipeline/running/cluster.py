@@ -888,9 +888,9 @@ def workers_died(
     OOM killer one past the machine's RAM; a crash, such as a segfault, is told by the
     workers' logs), then ``fix``, what to do. Fields: ``task``, ``worker``, ``memory_limit``,
     ``deaths``."""
-    from dask.utils import format_bytes
+    from pipeline.planning.memory import bytes_text
 
-    limit = f", {format_bytes(memory_limit)}" if memory_limit else ""
+    limit = f", {bytes_text(memory_limit)}" if memory_limit else ""
     last = f" (the last {worker})" if worker else ""
     return ClusterError(
         f"{deaths} worker{'s' if deaths != 1 else ''} died one after another running "
@@ -912,11 +912,11 @@ def memory_advice(cp: Any, memory_limit: int | None, own: bool) -> str:
     the run started it (``own``), ``cluster.threads_per_worker`` (fewer tasks at once on a
     worker) and ``cluster.host_memory_limit``; else (joined by address, a caller's client)
     its workers' own ``--nthreads`` and ``--memory-limit``, which the config does not set."""
-    from dask.utils import format_bytes
+    from pipeline.planning.memory import bytes_text
 
     threads = cp.threads_per_worker
     limit = memory_limit or cp.host_budget
-    now = f" ({format_bytes(limit)} now)" if limit else ""
+    now = f" ({bytes_text(limit)} now)" if limit else ""
     fewer = f"{threads} now: the blocks in memory at once on a worker"
     if own:
         more = f"raise cluster.host_memory_limit where the machine has the RAM{now}"
@@ -2034,16 +2034,14 @@ def _paused_why(paused: list[dict[str, Any]]) -> str:
     to do: a worker stops taking tasks while its process's memory is over its pause threshold
     (``distributed.worker.memory.pause``, 0.8 of its ``--memory-limit`` by default), and
     takes them again once it is under."""
-    from dask.utils import format_bytes
+    from pipeline.planning.memory import bytes_text
 
     most = max(paused, key=lambda w: (w.get("metrics") or {}).get("memory") or 0)
     used, limit = (most.get("metrics") or {}).get("memory"), most.get("memory_limit")
     holds = ""
     if isinstance(used, (int, float)) and used > 0:
-        of = f" of its {format_bytes(int(limit))} limit" if limit else ""
-        holds = (
-            f"; {'the fullest' if len(paused) > 1 else 'it'} holds {format_bytes(int(used))}{of}"
-        )
+        of = f" of its {bytes_text(int(limit))} limit" if limit else ""
+        holds = f"; {'the fullest' if len(paused) > 1 else 'it'} holds {bytes_text(int(used))}{of}"
     return (
         "Dask pauses a worker whose process's memory is over its pause threshold "
         f"(distributed.worker.memory.pause, 0.8 of its --memory-limit by default{holds}), "
