@@ -130,7 +130,7 @@ class Summary:
         )
 
     def __repr__(self) -> str:
-        """``<Summary complete: out.zarr; 3 of 3 blocks written, 8.20 kiB in, 1.52 s, cpu>``."""
+        """``<Summary complete: out.zarr; 3 of 3 blocks written, 8.20 KiB in, 1.52 s, cpu>``."""
         skipped = f", {self.blocks_skipped} already done" if self.blocks_skipped else ""
         return (
             f"<Summary {self.status}: {name_shown(self.output)}; {self.blocks_done} of "
