@@ -3322,3 +3322,39 @@ def test_an_unsupported_dtype_is_refused_naming_the_input(tmp_path: Path, cli, w
     e = refused("plan", cfg)
     assert isinstance(e, InputError) and (e.store, e.dtype) == (where, dtype), e.data
     assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("zarr_format", "shards", "key", "cut", "damage"),
+    [
+        (2, None, "1.0", 100, "it is cut short: 100 bytes where an uncompressed chunk is 240"),
+        (3, None, "c/1/0", 0, "it is cut short: 0 bytes where an uncompressed chunk is 240"),
+        (
+            3,
+            (10, 12),
+            "c/1/0",
+            300,
+            "its shard index's crc32c checksum does not match: the shard (300 bytes) was cut "
+            "short, or its index (its last 36 bytes) altered",
+        ),
+    ],
+    ids=["v2-raw", "v3-bytes-only", "v3-shard"],
+)
+def test_an_uncompressed_chunk_cut_short_is_said_to_be(
+    tmp_path: Path, cli, zarr_format: int, shards: Any, key: str, cut: int, damage: str
+) -> None:
+    """An uncompressed input chunk (Zarr v2 with no compressor, v3 with the bytes codec alone)
+    cut short had been said to "decode to 100 bytes, not the chunk's 240", as if a codec had
+    decoded it, and a shard cut short only that "its shard index's crc32c checksum does not
+    match": the line says the file was cut short, its length and what it should be, and to
+    restore it."""
+    src = tmp_path / "in.zarr"
+    x = np.arange(20 * 12, dtype="f4").reshape(20, 12)
+    make_array(src, x, (5, 12), zarr_format=zarr_format, shards=shards, compressor=None)
+    (src / key).write_bytes((src / key).read_bytes()[:cut])
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr", chunking={"block": [10, 12]})
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and line.startswith(f"error: input chunk {key!r} of {src} is damaged: "), err
+    assert f"is damaged: {damage}; " in line and "decodes to" not in line, line
+    assert "restore the chunk" in line and "`pipeline verify`" in line, line
