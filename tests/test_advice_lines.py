@@ -123,3 +123,36 @@ def test_a_damaged_input_chunk_s_line_leads_to_a_command_run_takes(
     assert read_array(tmp_path / "out.zarr").tobytes() == reference(x).tobytes()
     rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
     assert rc == 0, err
+
+
+def test_a_resume_after_a_damaged_chunk_is_restored_names_what_run_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run stopped on a damaged input chunk says to restore it, and that the output stays
+    incomplete; a user who then restores it and runs `run --resume` was refused as "the
+    input's data changed ...; resume with the same config and input, or `run --overwrite` to
+    start over": a restored file is never the same input again, so that advice led nowhere.
+    The refusal names `run --overwrite` alone, which ends with the output of the restored
+    input and a passing verify; `pipeline verify` names the same."""
+    cfg = _config(tmp_path)
+    x = many_blocks_input(tmp_path / "in.zarr", 64, COLS)
+    chunk = [p for p in sorted((tmp_path / "in.zarr" / "c").rglob("*")) if p.is_file()][-1]
+    kept = tmp_path / "chunk.bak"
+    shutil.copy2(chunk, kept)
+    chunk.write_bytes(chunk.read_bytes()[:10])  # cut short
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 1 and "damaged" in err and "restore the chunk" in err, err
+    assert status(tmp_path / "out.zarr") == "incomplete"
+    shutil.copy2(kept, chunk)  # restored, as the line says
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--resume")
+    line = err.strip().splitlines()[-1]
+    assert rc == 1 and line.startswith("error: cannot resume "), err
+    assert "resume with the same" not in line and "restored or rewritten" in line, line
+    assert _named(line) == ["--overwrite"], line
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    assert rc == 1 and _named(err.strip().splitlines()[-1]) == ["--overwrite"], err
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--overwrite")
+    assert rc == 0, run_err
+    assert read_array(tmp_path / "out.zarr").tobytes() == reference(x).tobytes()
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 0, err

@@ -1859,7 +1859,12 @@ def test_sizes_given_as_text_and_mps_off_are_read_as_yaml_reads_them(tmp_path: P
         p.write_text(f"{text}\ncluster:\n  mps: off\n  host_memory_limit: {given}\n")
         cluster = load_config(p).cluster
         assert cluster.mps == "off" and cluster.host_memory_limit == limit, given
-        assert type(cluster.host_memory_limit) is type(limit), given
+        # a size written with a unit is an int that keeps its text (said as written)
+        assert isinstance(cluster.host_memory_limit, type(limit)), given
+        assert isinstance(cluster.host_memory_limit, float) == isinstance(limit, float), given
+        assert getattr(cluster.host_memory_limit, "written", None) == (
+            "1KiB" if given == "'1KiB'" else None
+        ), given
         gpu_key = {"cluster.device_memory_limit": given.strip("'"), "backend": "auto"}
         assert load_config(p, gpu_key).cluster  # a GPU's key: refused with backend cpu
     for key, given in (

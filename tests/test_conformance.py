@@ -2404,8 +2404,9 @@ LEVELS = [
         _NESTED_CRC,
         "c/0/1",
         _edit_nested([1], _flip_index),
-        "its shard index's crc32c checksum does not match (in the shard's inner chunk [1, 0], "
-        "itself a shard)",
+        "its shard index's crc32c checksum does not match: the shard (268 bytes) was cut short, "
+        "or its index (its last 36 bytes) altered (in the shard's inner chunk [1, 0], itself a "
+        "shard)",
     ),
     (
         "nested-index-outside",
@@ -2468,8 +2469,8 @@ LEVELS = [
         _NESTED_SHARDS,
         "c/0/1",
         _nested_entry_shrunk,
-        "it decodes to 88 bytes, not the chunk's 96 (in the shard's inner chunk [1, 0], itself a "
-        "shard: in its inner chunk [0, 1])",
+        "it is cut short: 88 bytes where an uncompressed chunk is 96 (in the shard's inner chunk "
+        "[1, 0], itself a shard: in its inner chunk [0, 1])",
     ),
     (
         "three-levels-zstd",

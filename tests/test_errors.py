@@ -3105,7 +3105,8 @@ PLAN_REFUSALS: dict[str, tuple[dict[str, Any], int, str, str]] = {
         {"host": "100MB"},
         16,
         "cluster.host_memory_limit",
-        "the plan does not fit the host memory budget: 400.00 MiB for the worker process",
+        # in the units the budget is written in (100MB), not MiB
+        "the plan does not fit the host memory budget: 419.43 MB for the worker process",
     ),
     "memory-block-too-large": (  # a task of [8, 6, 4] holds 66.67 kiB, one of [2, 6, 4] 64.96
         {"block": "[8, 6, 4]", "host": str((400 << 20) + 67000)},
@@ -3322,3 +3323,74 @@ def test_an_unsupported_dtype_is_refused_naming_the_input(tmp_path: Path, cli, w
     e = refused("plan", cfg)
     assert isinstance(e, InputError) and (e.store, e.dtype) == (where, dtype), e.data
     assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("zarr_format", "shards", "key", "cut", "damage"),
+    [
+        (2, None, "1.0", 100, "it is cut short: 100 bytes where an uncompressed chunk is 240"),
+        (3, None, "c/1/0", 0, "it is cut short: 0 bytes where an uncompressed chunk is 240"),
+        (
+            3,
+            (10, 12),
+            "c/1/0",
+            300,
+            "its shard index's crc32c checksum does not match: the shard (300 bytes) was cut "
+            "short, or its index (its last 36 bytes) altered",
+        ),
+    ],
+    ids=["v2-raw", "v3-bytes-only", "v3-shard"],
+)
+def test_an_uncompressed_chunk_cut_short_is_said_to_be(
+    tmp_path: Path, cli, zarr_format: int, shards: Any, key: str, cut: int, damage: str
+) -> None:
+    """An uncompressed input chunk (Zarr v2 with no compressor, v3 with the bytes codec alone)
+    cut short had been said to "decode to 100 bytes, not the chunk's 240", as if a codec had
+    decoded it, and a shard cut short only that "its shard index's crc32c checksum does not
+    match": the line says the file was cut short, its length and what it should be, and to
+    restore it."""
+    src = tmp_path / "in.zarr"
+    x = np.arange(20 * 12, dtype="f4").reshape(20, 12)
+    make_array(src, x, (5, 12), zarr_format=zarr_format, shards=shards, compressor=None)
+    (src / key).write_bytes((src / key).read_bytes()[:cut])
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr", chunking={"block": [10, 12]})
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and line.startswith(f"error: input chunk {key!r} of {src} is damaged: "), err
+    assert f"is damaged: {damage}; " in line and "decodes to" not in line, line
+    assert "restore the chunk" in line and "`pipeline verify`" in line, line
+
+
+def test_a_memory_budget_written_in_decimal_units_is_said_so(tmp_path: Path, cli) -> None:
+    """``host_memory_limit: 100MB`` refused had been said as "> 95.37 MiB", with its fix in
+    GiB, and ``8GB`` as "the 7.45 GiB budget": another figure and unit than the user wrote.
+    The lines that compare it say it as written, and every size beside it in units of powers
+    of 1000 (MB, GB), as the user wrote the budget; one written in GiB is said as written."""
+    import re
+
+    x = np.zeros((40, 1000, 1000), "f4")
+    make_array(tmp_path / "in.zarr", x, (1, 1000, 1000), compressor=None)
+    binary = re.compile(r"\d [kMGTP]iB")
+    for limit in ("100MB", "8GB", "100000TB", "8GiB"):
+        cfg = write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            chunking={"block": [20, 1000, 1000]},
+            cluster={"workers": 1, "host_memory_limit": limit, "dashboard": ""},
+        )
+        rc, out, err = cli("plan", cfg)
+        if limit == "100MB":  # a block does not fit
+            line = one_line_error(err)
+            assert rc == 1 and f" > {limit}; " in line, line
+            assert "raise cluster.host_memory_limit to at least " in line, line
+            assert re.search(r"at least \d+\.\d\d [MG]B$", line) and not binary.search(line), line
+        elif limit == "100000TB":  # more than the host's RAM
+            line = one_line_error(err)
+            assert rc == 1 and f"cluster.host_memory_limit {limit} per worker x 1" in line, line
+            assert re.search(r"lower it to at most \d+\.\d\d GB ", line), line
+            assert not binary.search(line), line
+        else:
+            row = next(r for r in out.splitlines() if r.strip().startswith("host memory"))
+            assert rc == 0 and f"of the {limit} budget per worker" in row, row
+            assert bool(binary.search(row.replace(limit, ""))) == limit.endswith("iB"), row

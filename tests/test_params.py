@@ -190,6 +190,57 @@ def test_any_key_an_alias_gives_is_said_where_the_anchor_writes_it(tmp_path) -> 
 
 
 @pytest.mark.parametrize(
+    ("anchor", "use", "key", "said"),
+    [
+        # an item of a list an alias gives (block: *dims)
+        ("x-d: &d [2, -3]", "chunking:\n  block: *d", "chunking.block.1", "in the value of &d"),
+        # an alias as an item of a list (block: [2, *n])
+        ("x-n: &n -3", "chunking:\n  block: [2, *n]", "chunking.block.1", "the value of &n"),
+        # a key of a mapping an alias gives as a list item (- *stage)
+        (
+            "x-s: &s\n  op: multiply\n  factor: abc",
+            "stages:\n  - op: square\n  - *s",
+            "stages.1.factor",
+            "in the value of &s",
+        ),
+        # an item of a list of mappings an alias gives (stages: *st)
+        (
+            "x-s: &st\n  - op: square\n  - op: multiply\n    factor: abc",
+            "stages: *st",
+            "stages.1.factor",
+            "in the value of &st",
+        ),
+        # a key of a section an alias gives (chunking: *c)
+        ("x-c: &c {block: [2, -3]}", "chunking: *c", "chunking.block.1", "in the value of &c"),
+    ],
+    ids=["list-alias", "item-alias", "stage-alias", "stages-alias", "section-alias"],
+)
+def test_a_value_within_an_alias_is_said_at_the_alias_and_the_anchor(
+    tmp_path, anchor, use, key, said
+) -> None:
+    """A refused value inside a list or mapping an alias gives (``block: *dims``, ``-
+    *stage``, ``stages: *st``), or a list item that is an alias (``block: [2, *n]``), had
+    been said at the anchor's line alone, where the user's key is not: it is said at the
+    alias's line, where the user used it, and names the anchor and the line its value is
+    written at (a value an alias gives at its key, ``factor: *x``, was said so)."""
+    cfg = tmp_path / "run.yaml"
+    head = f"{anchor}\ninput:\n  store: {tmp_path / 'in.zarr'}\noutput:\n"
+    head += f"  store: {tmp_path / 'out.zarr'}\n"
+    if not use.startswith("stages"):
+        head += "stages:\n  - op: square\n"
+    text = head + use + "\n"
+    cfg.write_text(text)
+    lines = text.splitlines()
+    used = len(lines)  # the alias is on the last line
+    written = next(i for i, ln in enumerate(lines, 1) if ("-3" in ln or "abc" in ln))
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.data["line"] == used and e.value.data["key"] == key, (e.value.data, text)
+    assert str(e.value).startswith(f"{cfg}:{used}: {key}: "), str(e.value)
+    assert str(e.value).endswith(f" ({said}, written at line {written})"), str(e.value)
+
+
+@pytest.mark.parametrize(
     ("old", "new", "line", "key", "said"),
     [
         ("  chunks: auto", "  chunks: [010, 10]", 6, "output.chunks.0", "010 reads as 8 (octal)"),

@@ -1627,14 +1627,20 @@ def test_an_empty_config_path_is_said_to_be_empty(tmp_path: Path, cli) -> None:
     for command in ("run", "plan", "verify", "generate"):
         rc, _, err = cli(command, "")
         assert rc != 0 and err.strip() == said, err
-    r = subprocess.run(
-        ["make", "-s", "-C", str(ROOT), "run", f"PYTHON={sys.executable}", "CONFIG="],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert r.returncode != 0 and r.stderr.splitlines()[0] == said, r.stderr
+    # through make, a blank CONFIG is said as make's variable, with the target to run (it had
+    # been the command's "path is empty ('')", and CONFIG=" " the same '')
+    for target, config in (("run", ""), ("run", " "), ("verify", ""), ("data", "  ")):
+        r = subprocess.run(
+            ["make", "-s", "-C", str(ROOT), target, f"PYTHON={sys.executable}", f"CONFIG={config}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "CONFIG is empty: give a config file's path" in r.stderr, r.stderr
+        assert f"`make {target} CONFIG=configs/default.yaml`" in r.stderr, r.stderr
+        assert "''" not in r.stderr and "pipeline" not in r.stdout, (r.stdout, r.stderr)
     with pytest.raises(ConfigError, match=r"^the config's path is empty"):
         pipeline.run("")
 

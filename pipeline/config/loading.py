@@ -53,8 +53,11 @@ class _Located(yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent) and parent is not None:
             if isinstance(index, yaml.Node):
                 index.alias_of = event.anchor  # type: ignore[attr-defined]
-            elif isinstance(index, int):
-                parent.__dict__.setdefault("aliased_items", {})[index] = event.anchor
+            elif isinstance(index, int):  # with the alias's mark: the item's is the anchor's
+                parent.__dict__.setdefault("aliased_items", {})[index] = (
+                    event.anchor,
+                    event.start_mark,
+                )
         return node
 
     def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
@@ -143,26 +146,45 @@ class _Lines(Mapping):
                 raise KeyError(path)
         return mark
 
-    def alias(self, path: tuple) -> tuple[str, int] | None:
-        """Where the value at ``path`` is written where an alias gives it (``factor: *x``):
-        (the anchor's name, the 1-based line of its value); None for any other value, or a
-        path not in the file. A refusal of the value, said at the key's line (the alias's),
-        says this line too (:func:`~pipeline.config.problems.validation_error`)."""
+    def alias(self, path: tuple) -> tuple[str, int, int, bool] | None:
+        """Where the value at ``path`` is written where an alias gives it, or a mapping or list
+        that holds it (``factor: *x``, ``block: *dims`` for ``block.1``, ``- *stage`` for
+        ``stages.1.factor``): (the anchor's name, the 1-based line of the value, the line where
+        the alias is used, whether the alias gives the value itself); None for any other value,
+        or a path not in the file. Of aliases within an anchor's value, the first on the path
+        is named: the one the user's key reaches. A refusal of the value is said at the
+        alias's line, and says the value's line too
+        (:func:`~pipeline.config.problems.validation_error`): an item of a list an alias gave
+        had been said at the anchor's line alone."""
         node: yaml.Node = self._root
-        anchor = None
+        first: tuple[str, int] | None = None
+        mark: Any = None
+        direct = False
         for part in path:
             found = None
             if isinstance(node, yaml.MappingNode):
                 for k, v in _merged_pairs(node):
                     if self._key(k) == part:
-                        found = (v, getattr(k, "alias_of", None))
+                        anchor = getattr(k, "alias_of", None)
+                        found = (
+                            v,
+                            k.start_mark,
+                            None if anchor is None else (anchor, k.start_mark),
+                        )
                         break
             elif isinstance(node, yaml.SequenceNode) and part in range(len(node.value)):
-                found = (node.value[part], node.__dict__.get("aliased_items", {}).get(part))
+                item = node.value[part]
+                found = (item, item.start_mark, node.__dict__.get("aliased_items", {}).get(part))
             if found is None:
                 return None
-            node, anchor = found
-        return (anchor, node.start_mark.line + 1) if anchor is not None else None
+            node, mark, used = found
+            direct = used is not None
+            if first is None and used is not None:
+                first = (used[0], used[1].line + 1)
+        if first is None:
+            return None
+        value = node.start_mark if direct else mark  # the alias's value, or the key's own line
+        return first[0], value.line + 1, first[1], direct
 
     def __iter__(self) -> Iterator[tuple]:
         seen: set[int] = set()

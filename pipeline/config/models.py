@@ -24,7 +24,9 @@ from pydantic import (
     PositiveInt,
     SerializerFunctionWrapHandler,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    WrapValidator,
     create_model,
     field_validator,
     model_serializer,
@@ -113,6 +115,39 @@ def _parse_bytes(v: Any) -> Any:
     return _within_float64(v)
 
 
+class Size(int):
+    """A size in bytes that the config wrote as text with a unit (``8GB``, ``16 GiB``): the
+    bytes, and :attr:`written`, the text as written, which a line that quotes the value says
+    (the plan's had said ``8GB`` as 7.45 GiB, another unit than the user's). Equal to, hashes
+    and pickles as the bytes' ``int`` does, so a config holding it is the same config."""
+
+    written: str
+
+    def __new__(cls, n: int, written: str) -> Size:
+        size = super().__new__(cls, n)
+        size.written = written
+        return size
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Size, (int(self), self.written))
+
+    @property
+    def decimal(self) -> bool:
+        """Written in a unit of powers of 1000 (``kB``, ``MB``, ``GB``, as Dask's
+        ``parse_bytes`` reads them), not of 1024 (``KiB``, ``GiB``) nor in bytes."""
+        unit = self.written.lstrip("0123456789._+- \t").strip().lower()
+        return bool(unit) and "i" not in unit and unit not in ("b", "bytes")
+
+
+def _keep_written(v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """The size ``handler`` reads ``v`` as, a :class:`Size` that keeps ``v``'s text where
+    ``v`` was text with a unit (``'8GB'``); what ``handler`` gives otherwise."""
+    got = handler(v)
+    if isinstance(v, str) and type(got) is int and _number_text(v) == v:  # not '0.5', '5'
+        return Size(got, " ".join(v.split()))
+    return got
+
+
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*")
 
 
@@ -179,6 +214,7 @@ _SIZE = {"type": "integer", "format": "bytes"}
 Bytes: TypeAlias = Annotated[
     int,
     BeforeValidator(_parse_bytes),
+    WrapValidator(_keep_written),
     NotBool,
     Field(gt=0),
     WithJsonSchema({**_SIZE, "minimum": 1}),
@@ -186,6 +222,7 @@ Bytes: TypeAlias = Annotated[
 AutoBytes: TypeAlias = Annotated[
     Literal["auto"] | int,
     BeforeValidator(_parse_bytes),
+    WrapValidator(_keep_written),
     NotBool,
     WithJsonSchema({"anyOf": [{"const": "auto"}, _SIZE]}),
 ]

@@ -778,16 +778,23 @@ def checked(
     raise ConfigError(line_said, file=source, line=line, key=dotted_key(key), **extra)
 
 
-def _anchored(key: tuple, positions: Any, line: int | None) -> str:
-    """Where the value at ``key`` is written, for the end of its line, where an alias gives it
-    (``factor: *x``, the anchor ``&x`` on another line): " (the value of &x, written at line
-    1)"; '' otherwise. The line said first is the key's, the alias's (a ``!!str`` tag on the
-    anchor had been said there alone, where no tag is)."""
+def _anchored(key: tuple, positions: Any, line: int | None) -> tuple[int | None, str]:
+    """Where the value at ``key`` is written, where an alias gives it or a mapping or list
+    holding it (``factor: *x``, ``block: *dims``, ``- *stage``, the anchor on another line):
+    (the line to say first, the alias's; the end of the line: " (the value of &x, written at
+    line 1)", " (in the value of &x, written at line 2)"); ``line`` and '' otherwise. The
+    line said first is the alias's, where the user used it (a ``!!str`` tag on the anchor had
+    been said there alone, where no tag is; an item of a list an alias gave, at the anchor's
+    line alone)."""
     alias = getattr(positions, "alias", None)
     at = alias(key) if callable(alias) and line is not None else None
-    if at is None or at[1] == line:
-        return ""
-    return f" (the value of &{at[0]}, written at line {at[1]})"
+    if at is None:
+        return line, ""
+    anchor, value, used, direct = at
+    if value == used:
+        return line, ""
+    said = "the value" if direct else "in the value"
+    return used, f" ({said} of &{anchor}, written at line {value})"
 
 
 def dotted_key(key: Sequence[Any], empty: str = "") -> str:
@@ -871,7 +878,10 @@ def validation_error(
     more = _other_problems(
         key, locs, {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"}
     )
-    more = _anchored(key, positions, line) + more
+    used, anchored = _anchored(key, positions, line)
+    if used != line:  # the alias's line, where the user used it
+        where, line = f"{name_shown(source)}:{used}", used
+    more = anchored + more
     # a key this version removed: why (its entry in REMOVED), not a typo to correct
     full = f"{place}.{dotted}" if place and dotted else dotted
     removed = REMOVED.get(full or "") if err["type"] == "extra_forbidden" else None

@@ -48,7 +48,7 @@ def worker_baseline(backend: str, measured: int | None) -> int:
     started yet) :data:`WORKER_BASELINE`. A GPU run's is never less than WORKER_BASELINE: a
     worker that has not used its GPU yet holds no CUDA context, which its first task makes.
     A joined worker started with `--memory-limit 250MB` (a CPU worker of 81 MiB) had been
-    refused for an assumed 400 MiB, though blocks of hundreds of kiB fit it with room."""
+    refused for an assumed 400 MiB, though blocks of hundreds of KiB fit it with room."""
     if measured is None:
         return WORKER_BASELINE
     own = measured + WORKER_HEADROOM
@@ -193,11 +193,14 @@ def project_memory(
 
 
 def _resolve_budget(value: Any, total: int, default_fraction: float) -> int:
+    """The budget ``value`` gives of ``total`` bytes; a size as it is (a
+    :class:`~pipeline.config.models.Size` keeps the text the config wrote, which the lines
+    comparing it say)."""
     if value == "auto":
         return int(total * default_fraction)
     if isinstance(value, float):
         return int(total * value)
-    return int(value)
+    return value if isinstance(value, int) else int(value)
 
 
 def device_budget(config: Config, facts: Facts, per_gpu: int) -> int:
@@ -209,14 +212,16 @@ def device_budget(config: Config, facts: Facts, per_gpu: int) -> int:
     gpu = min(facts.gpus, key=lambda g: g.total_bytes)
     if isinstance(value, int) and value > gpu.total_bytes:
         raise PlanError(
-            f"cluster.device_memory_limit {bytes_text(value)} is more than GPU {gpu.index} "
-            f"({gpu.name}) has, {bytes_text(gpu.total_bytes)}: lower it, or give a fraction "
+            f"cluster.device_memory_limit {size_said(value, value)} is more than GPU "
+            f"{gpu.index} ({gpu.name}) has, {size_said(gpu.total_bytes, value)}: lower it, or "
+            "give a fraction "
             "of the GPU such as 0.8",
             key="cluster.device_memory_limit",
             budget=value,
             gpu_memory=gpu.total_bytes,
         )
-    return _resolve_budget(value, min(g.free_bytes for g in facts.gpus), 0.8) // per_gpu
+    budget = _resolve_budget(value, min(g.free_bytes for g in facts.gpus), 0.8)
+    return budget if per_gpu == 1 else budget // per_gpu  # a size the config wrote, as written
 
 
 def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
@@ -234,10 +239,10 @@ def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
     if not local and limit is not None:
         if explicit is not None and explicit > limit:
             raise PlanError(
-                f"cluster.host_memory_limit {bytes_text(explicit)} per worker is more than the "
-                f"{bytes_text(limit)} that the cluster's weakest worker may use (its memory "
-                f"limit): lower it, or start the workers with `--memory-limit "
-                f"{size_flag(explicit)}`",
+                f"cluster.host_memory_limit {size_said(explicit, value)} per worker is more "
+                f"than the {size_said(limit, value)} that the cluster's weakest worker may use "
+                f"(its memory limit): lower it, or start the workers with `--memory-limit "
+                f"{size_said(explicit, value).replace(' ', '')}`",
                 key="cluster.host_memory_limit",
                 budget=explicit,
                 worker_memory_limit=limit,
@@ -247,10 +252,10 @@ def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
     share = ram // max(workers, 1)
     if explicit is not None and explicit * workers > ram:
         raise PlanError(
-            f"cluster.host_memory_limit {bytes_text(explicit)} per worker x {workers} worker(s) "
-            f"= {bytes_text(explicit * workers)} is more than this host's {bytes_text(ram)} of "
-            f"RAM: lower it to at most {bytes_text(at_most(share))} (or auto), or run fewer "
-            "workers",
+            f"cluster.host_memory_limit {size_said(explicit, value)} per worker x {workers} "
+            f"worker(s) = {size_said(explicit * workers, value)} is more than this host's "
+            f"{size_said(ram, value)} of RAM: lower it to at most "
+            f"{size_said(at_most(share, decimal(value)), value)} (or auto), or run fewer workers",
             key="cluster.host_memory_limit",
             budget=explicit,
             workers=workers,
@@ -259,11 +264,33 @@ def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
     return _resolve_budget(value, share, 0.8)
 
 
-def at_least(n: int) -> int:
-    """``n`` rounded up to what :func:`bytes_text` shows (two decimals of the unit it
-    picks), so that a size written as it is shown (Dask's ``parse_bytes``,
-    through a float) is never less than ``n``."""
-    for unit in (1 << 50, 1 << 40, 1 << 30, 1 << 20, 1 << 10):
+#: The units a size is shown in, largest first: powers of 1024 as IEC 80000-13 writes them
+#: (``KiB``; Dask's ``format_bytes`` picks the unit so but writes ``kiB``, which the run's
+#: summary had shown), or those of powers of 1000 (``kB``, ``MB``, ``GB``), for a line whose
+#: budget the config wrote so (:func:`decimal`); Dask's ``parse_bytes`` reads both back.
+_UNITS = {
+    False: (
+        (1 << 50, "PiB"),
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ),
+    True: ((10**15, "PB"), (10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB")),
+}
+
+
+def decimal(value: Any) -> bool:
+    """Whether the config wrote the size ``value`` in units of powers of 1000 (``8GB``:
+    :class:`~pipeline.config.models.Size`): the lines that compare it say every size so."""
+    return bool(getattr(value, "decimal", False))
+
+
+def at_least(n: int, decimal: bool = False) -> int:
+    """``n`` rounded up to what :func:`bytes_text` shows (two decimals of the unit it picks),
+    so that a size written as it is shown (Dask's ``parse_bytes``, through a float) is never
+    less than ``n``."""
+    for unit, _ in _UNITS[decimal]:
         if n >= unit * 0.9:
             shown = math.ceil(n * 100 / unit)
             while int(float(f"{shown / 100:.2f}") * unit) < n:
@@ -272,10 +299,10 @@ def at_least(n: int) -> int:
     return n
 
 
-def at_most(n: int) -> int:
+def at_most(n: int, decimal: bool = False) -> int:
     """``n`` rounded down to what :func:`bytes_text` shows, so that a size written as it is
     shown is never more than ``n`` (a limit named as the most a setting may be)."""
-    for unit in (1 << 50, 1 << 40, 1 << 30, 1 << 20, 1 << 10):
+    for unit, _ in _UNITS[decimal]:
         if n >= unit * 0.9:
             shown = math.floor(n * 100 / unit)
             while shown > 0 and int(float(f"{shown / 100:.2f}") * unit) > n:
@@ -284,32 +311,31 @@ def at_most(n: int) -> int:
     return n
 
 
-def size_flag(n: int) -> str:
+def size_flag(n: int, decimal: bool = False) -> str:
     """At least ``n`` bytes as a command line's size takes it ('400.10MiB', one word)."""
-    return bytes_text(at_least(n)).replace(" ", "")
+    return bytes_text(at_least(n, decimal), decimal).replace(" ", "")
 
 
-#: The binary units a byte count is shown in, largest first, as IEC 80000-13 writes them
-#: (``KiB``; Dask's ``format_bytes`` writes ``kiB``, which the run's summary had shown).
-BINARY_UNITS = (
-    ("PiB", 1 << 50),
-    ("TiB", 1 << 40),
-    ("GiB", 1 << 30),
-    ("MiB", 1 << 20),
-    ("KiB", 1 << 10),
-)
-
-
-def bytes_text(n: int | None) -> str:
-    """A byte count as people read it ('1.24 GiB', '8.20 KiB', '100 B'): two decimals of the
-    largest unit of which it is at least 0.9, as Dask's ``format_bytes`` picks it (its
-    ``parse_bytes`` reads it back), in the IEC's units; 'unlimited' for no budget."""
+def bytes_text(n: int | None, decimal: bool = False) -> str:
+    """A byte count as people read it ('1.24 GiB', '8.20 KiB', '100 B'; '1.33 GB' where
+    ``decimal``): two decimals of the largest unit of which it is at least 0.9, as Dask's
+    ``format_bytes`` picks it; 'unlimited' for no budget."""
     if n is None:
         return "unlimited"
-    for unit, size in BINARY_UNITS:
-        if n >= size * 0.9:
-            return f"{n / size:.2f} {unit}"
+    for unit, prefix in _UNITS[decimal]:
+        if n >= unit * 0.9:
+            return f"{n / unit:.2f} {prefix}"
     return f"{n} B"
+
+
+def size_said(n: int | None, like: Any) -> str:
+    """``n`` bytes in a line that compares them with the config's size ``like``: as the
+    config wrote it where ``n`` is that size (``8GB``, not 7.45 GiB), else in its unit
+    family (:func:`decimal`)."""
+    written = getattr(like, "written", None)
+    if written is not None and n is not None and n == like:
+        return str(written)
+    return bytes_text(n, decimal(like))
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,6 +364,9 @@ class Room:
     """``cluster.host_memory_limit`` when it is a fraction (of a joined worker's memory limit,
     or of a local worker's share of RAM): a worker limit advised on a joined cluster must
     hold the budget after it"""
+    decimal: tuple[str, ...] = ()
+    """the kinds of memory ('host', 'device') whose budget the config wrote in units of
+    powers of 1000 (``8GB``: :func:`decimal`): a refusal of that kind says its sizes so"""
     measured: bool = False
     """the worker process's bytes were measured on the workers (:func:`worker_baseline`): a
     worker limit advised holds :data:`MEASURED_SLACK` more, as workers started anew measure
@@ -353,24 +382,25 @@ def _raise_budget(kind: str, need: int, per_gpu: int, room: Room) -> Fix:
     """How to give a worker ``need`` bytes of ``kind`` memory, as advice that works when it is
     followed ('' when no setting can: a block or fewer threads must do), with the key of the
     budget where raising that alone does it."""
+    dec = kind in room.decimal  # in the units the config wrote the budget in
     if kind == "device":
-        size = at_least(need * per_gpu)
+        size = at_least(need * per_gpu, dec)
         if room.gpu_memory is None or size <= room.gpu_memory:
             per = " per GPU" if per_gpu > 1 else ""
             return (
-                f"raise cluster.device_memory_limit to at least {bytes_text(size)}{per}",
+                f"raise cluster.device_memory_limit to at least {bytes_text(size, dec)}{per}",
                 "cluster.device_memory_limit",
             )
         return "", None
-    size = at_least(need)
+    size = at_least(need, dec)
     limit = room.worker_memory_limit
     if room.joined and limit is not None:
         if size > limit and room.measured:  # for workers started anew, measured anew
-            size = at_least(need + MEASURED_SLACK)
+            size = at_least(need + MEASURED_SLACK, dec)
         if size <= limit:
             return (
-                f"raise cluster.host_memory_limit to at least {bytes_text(size)} (auto: all of "
-                f"the workers' {bytes_text(limit)} memory limit)",
+                f"raise cluster.host_memory_limit to at least {bytes_text(size, dec)} (auto: "
+                f"all of the workers' {bytes_text(limit, dec)} memory limit)",
                 "cluster.host_memory_limit",
             )
         fraction = room.host_fraction
@@ -380,22 +410,22 @@ def _raise_budget(kind: str, need: int, per_gpu: int, room: Room) -> Fix:
             while int(whole * fraction) < size:
                 whole += 1
             return (
-                f"start the workers with `--memory-limit {size_flag(whole)}` or more "
+                f"start the workers with `--memory-limit {size_flag(whole, dec)}` or more "
                 f"(cluster.host_memory_limit: {fraction} of it is the budget), or with "
-                f"`--memory-limit {size_flag(size)}` and cluster.host_memory_limit: auto (the "
-                f"weakest worker's memory limit, {bytes_text(limit)}, is the most "
+                f"`--memory-limit {size_flag(size, dec)}` and cluster.host_memory_limit: auto (the "
+                f"weakest worker's memory limit, {bytes_text(limit, dec)}, is the most "
                 "cluster.host_memory_limit may be on a joined cluster)",
                 None,
             )
         return (
-            f"start the workers with `--memory-limit {size_flag(size)}` or more (the weakest "
-            f"worker's memory limit, {bytes_text(limit)}, is the most cluster.host_memory_limit "
-            "may be on a joined cluster)",
+            f"start the workers with `--memory-limit {size_flag(size, dec)}` or more (the "
+            f"weakest worker's memory limit, {bytes_text(limit, dec)}, is the most "
+            "cluster.host_memory_limit may be on a joined cluster)",
             None,
         )
     if size * room.workers <= room.host_memory or not room.host_memory:
         return (
-            f"raise cluster.host_memory_limit to at least {bytes_text(size)}",
+            f"raise cluster.host_memory_limit to at least {bytes_text(size, dec)}",
             "cluster.host_memory_limit",
         )
     fewer = room.host_memory // size
@@ -406,8 +436,8 @@ def _raise_budget(kind: str, need: int, per_gpu: int, room: Room) -> Fix:
     )
     return (
         f"run at most {fewer} worker(s) ({lever}) with cluster.host_memory_limit of at least "
-        f"{bytes_text(size)} (this host's {bytes_text(room.host_memory)} of RAM is shared by "
-        "its workers)",
+        f"{bytes_text(size, dec)} (this host's {bytes_text(room.host_memory, dec)} of RAM is "
+        "shared by its workers)",
         None,
     )
 
@@ -438,24 +468,30 @@ def does_not_fit(
             f"the {per_gpu} workers that share it" if room.joined else "its cluster.workers_per_gpu"
         )
         source = (
-            f" per worker (cluster.device_memory_limit, {bytes_text(budget * per_gpu)} per GPU, "
-            f"split between {whose}: {per_gpu} workers)"
+            f" per worker (cluster.device_memory_limit, "
+            f"{bytes_text(budget * per_gpu, 'device' in room.decimal)} per GPU, split between "
+            f"{whose}: {per_gpu} workers)"
             if per_gpu > 1
             else ""
         )
     else:
         kind, need, budget = "host", mem.host_per_worker, mem.host_budget or 0
         per_task, task, fixed, source = mem.host_per_task, mem.host_per_task, mem.baseline, ""
-    fixed_text = f"{bytes_text(fixed)} for the worker process + " if fixed else ""
+    dec = kind in room.decimal  # in the units the config wrote the budget in
+    # the budget the config wrote as it wrote it (100MB), one it made in its units
+    budget_said = (
+        size_said(budget, budget) if hasattr(budget, "written") else bytes_text(budget, dec)
+    )
+    fixed_text = f"{bytes_text(fixed, dec)} for the worker process + " if fixed else ""
     overhead = "(+10%) " if kind == "device" else ""
     sums = (
-        f"{fixed_text}{threads} task(s) in flight x {bytes_text(per_task)} per block of "
-        f"{list(block)} {overhead}= {bytes_text(need)} > {bytes_text(budget)}{source}"
+        f"{fixed_text}{threads} task(s) in flight x {bytes_text(per_task, dec)} per block of "
+        f"{list(block)} {overhead}= {bytes_text(need, dec)} > {budget_said}{source}"
     )
     budget_key = f"cluster.{kind}_memory_limit"
     if budget <= fixed:  # the budget is what is refused, whatever the fix
         fix = _raise_budget(kind, need, per_gpu, room)[0] or (
-            f"run on a host with more than {bytes_text(need)} of RAM per worker"
+            f"run on a host with more than {bytes_text(need, dec)} of RAM per worker"
         )
         return (
             f"the plan does not fit the {kind} memory budget: {sums}; the budget does not even "
@@ -508,9 +544,9 @@ def does_not_fit(
     if not levers:
         levers.append(
             (
-                f"run on a host with more than {bytes_text(need)} of RAM per worker"
+                f"run on a host with more than {bytes_text(need, dec)} of RAM per worker"
                 if kind == "host"
-                else f"run on a GPU with more than {bytes_text(need * per_gpu)} of memory",
+                else f"run on a GPU with more than {bytes_text(need * per_gpu, dec)} of memory",
                 None,
             )
         )

@@ -884,6 +884,11 @@ def make_plan(
                 else None
             ),
             measured=not own and facts.worker_process_bytes is not None,
+            decimal=tuple(
+                kind
+                for kind in ("host", "device")
+                if memory.decimal(getattr(config.cluster, f"{kind}_memory_limit"))
+            ),
         ),
         # a joined cluster's workers as they measure themselves, a local one's assumed
         baseline=memory.worker_baseline(backend, None if own else facts.worker_process_bytes),
@@ -1361,10 +1366,12 @@ def _refuse_chunks_past_the_array(ctx: _Context, chunk_out: Shape) -> None:
         return
     within = [min(c, max(n, 1)) for c, n in zip(chunk_out, shape, strict=True)]
     each = math.prod(chunk_out) * ctx.out_dtype.itemsize
+    kind = "device" if ctx.backend == "gpu" else "host"
+    dec = kind in ctx.room.decimal  # the budget's units, as the config wrote it (8GB)
     raise PlanError(
         f"output.chunks {list(chunk_out)} are longer than the array {list(shape)} on an axis, "
         f"and Zarr stores every chunk whole (its edge padded with the fill value), so each "
-        f"chunk is {memory.bytes_text(each)} to encode, which the memory budget does not "
+        f"chunk is {memory.bytes_text(each, dec)} to encode, which the memory budget does not "
         f"hold: give output.chunks of at most the array's shape, {within}",
         key="output.chunks",
         shape=chunk_out,

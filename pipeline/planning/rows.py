@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from pipeline.errors import names_shown
-from pipeline.planning.memory import bytes_text
+from pipeline.planning.memory import bytes_text, decimal, size_said
 from pipeline.planning.plan import Plan, gpu_wait
 
 
@@ -64,10 +64,21 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
         *_variable_rows(plan),
     ]
     threads = c.threads_per_worker
+    # each budget the config wrote in units of powers of 1000 (8GB): its row says its sizes so,
+    # and the budget as written
+    limits = plan.config.cluster
+    dev = decimal(limits.device_memory_limit)
+    host = decimal(limits.host_memory_limit)
     if plan.backend == "gpu":
         per = c.workers_per_gpu
+        given = limits.device_memory_limit  # the budget per GPU, as written where it is a size
+        per_gpu_said = (
+            size_said(given, given)
+            if isinstance(given, int)
+            else bytes_text((m.device_budget or 0) * per, dev)
+        )
         source = (
-            f"worker: cluster.device_memory_limit, {bytes_text((m.device_budget or 0) * per)} per "
+            f"worker: cluster.device_memory_limit, {per_gpu_said} per "
             f"GPU, split between the GPU's {per} workers "
             + ("(cluster.workers_per_gpu)" if c.own else "(as the cluster's workers report)")
             if per > 1
@@ -78,17 +89,19 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
         rows.append(
             (
                 "device memory",
-                f"{bytes_text(m.device_per_task)} per task; {threads} in flight (+10%) need "
-                f"{bytes_text(m.device_per_worker)} of the {bytes_text(m.device_budget)} "
+                f"{bytes_text(m.device_per_task, dev)} per task; {threads} in flight (+10%) need "
+                f"{bytes_text(m.device_per_worker, dev)} of the "
+                f"{size_said(m.device_budget, limits.device_memory_limit)} "
                 "budget per " + source + _fits(m.device_per_worker, m.device_budget),
             )
         )
     rows.append(
         (
             "host memory",
-            f"{bytes_text(m.host_per_task)} per task; {threads} in flight + "
-            f"{bytes_text(m.baseline)} for the worker need "
-            f"{bytes_text(m.host_per_worker)} of the {bytes_text(m.host_budget)} budget per "
+            f"{bytes_text(m.host_per_task, host)} per task; {threads} in flight + "
+            f"{bytes_text(m.baseline, host)} for the worker need "
+            f"{bytes_text(m.host_per_worker, host)} of the "
+            f"{size_said(m.host_budget, limits.host_memory_limit)} budget per "
             "worker" + _fits(m.host_per_worker, m.host_budget),
         )
     )

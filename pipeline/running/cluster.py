@@ -912,11 +912,12 @@ def memory_advice(cp: Any, memory_limit: int | None, own: bool) -> str:
     the run started it (``own``), ``cluster.threads_per_worker`` (fewer tasks at once on a
     worker) and ``cluster.host_memory_limit``; else (joined by address, a caller's client)
     its workers' own ``--nthreads`` and ``--memory-limit``, which the config does not set."""
-    from pipeline.planning.memory import bytes_text
+    from pipeline.planning.memory import size_said
 
     threads = cp.threads_per_worker
     limit = memory_limit or cp.host_budget
-    now = f" ({bytes_text(limit)} now)" if limit else ""
+    # the budget the config wrote (8GB) as written, where the limit is it
+    now = f" ({size_said(limit, cp.host_budget)} now)" if limit else ""
     fewer = f"{threads} now: the blocks in memory at once on a worker"
     if own:
         more = f"raise cluster.host_memory_limit where the machine has the RAM{now}"

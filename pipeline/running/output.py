@@ -1523,9 +1523,17 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
     _refuse_input_hard_links(plan, where, state)  # before the input's times, which it changed
     changed = stale_parts(manifest, plan, whole=False)
     if changed:
+        rewritten = {"input.data", "input.metadata"} & {part for part, _ in changed}
         raise OutputError(
-            f"cannot resume {name_shown(where)}: {said(changed)} since the interrupted run; resume "
-            "with the same config and input, or `run --overwrite` to start over",
+            f"cannot resume {name_shown(where)}: {said(changed)} since the interrupted run; "
+            # files rewritten are never the same input again, a chunk restored as a damaged
+            # chunk's line says included: "resume with the same input" had led nowhere
+            + (
+                "a resume reads the input as that run did, and a file restored or rewritten "
+                "since is another: `run --overwrite` starts over"
+                if rewritten
+                else "resume with the same config and input, or `run --overwrite` to start over"
+            ),
             output=where,
             status=state,
             changed=[part for part, _ in changed],

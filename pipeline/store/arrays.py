@@ -2533,8 +2533,11 @@ class Misfit:
     def within(self) -> str:
         """Where in the unit the chunk lies, as :attr:`damage` says it (" (in the shard's
         inner chunk [0, 1])"); '' for an unsharded chunk."""
-        base = f"it decodes to {self.got} bytes, not the chunk's {self.want}"
-        return self.damage[len(base) :] if self.damage.startswith(base) else ""
+        for raw in (False, True):  # a chunk stored uncompressed says it was cut short
+            base = codecs.size_damage(self.got, self.want, raw)
+            if self.damage.startswith(base):
+                return self.damage[len(base) :]
+        return ""
 
 
 def chunk_misfit(location: Location, path: str, arr: Any, key: str) -> Misfit | None:

@@ -130,6 +130,13 @@ class ChunkFormat:
         ids = [_codec_id(c) for c in self._without_trailing_checksums()]
         return ids in ([], ["zstd"], ["blosc"])
 
+    @property
+    def raw(self) -> bool:
+        """Whether a chunk is stored as its bytes (no filters, no compressor; a trailing
+        checksum at most), so that a stored chunk of another length was cut short or added
+        to: it is no decoding that gives another size."""
+        return not self.filters and not self._without_trailing_checksums()
+
     def _without_trailing_checksums(self) -> list[str]:
         """The codecs left once the checksums applied last (outermost) are taken off."""
         codecs = list(self.codecs)
@@ -167,14 +174,13 @@ class ChunkFormat:
         with np.errstate(all="ignore"):
             for config in reversed(self.filters):  # a v2 Blosc filter's frame checked too
                 data = _decode_bytes(config, data, filter=True)
+        if self.raw:  # stored as it is: its length is the chunk's, or it was cut or added to
+            from numcodecs.compat import ensure_ndarray_like
+
+            _check_size(ensure_ndarray_like(data).nbytes, self.nbytes, raw=True)
         arr = _as_array(data, np.dtype(self.stored), self.nbytes)
         if arr.size != math.prod(self.shape):
-            n = arr.size * arr.dtype.itemsize
-            raise Damaged(
-                f"it decodes to {n} bytes, not the chunk's {self.nbytes}",
-                "size",
-                sizes=(n, self.nbytes),
-            )
+            _check_size(arr.size * arr.dtype.itemsize, self.nbytes)
         if self.transpose is not None:
             stored_shape = tuple(self.shape[i] for i in self.transpose)
             arr = arr.reshape(stored_shape).transpose(np.argsort(self.transpose))
@@ -193,7 +199,7 @@ class ChunkFormat:
             data = strip_crc32c(data)
         out = dest.reshape(-1).view(np.uint8)
         if not codecs:
-            _check_size(len(memoryview(data).cast("B")), self.nbytes)
+            _check_size(len(memoryview(data).cast("B")), self.nbytes, raw=not self.filters)
             out[:] = np.frombuffer(data, np.uint8)
         else:
             codec_id = _codec_id(codecs[0])
@@ -227,11 +233,21 @@ def _single_axis(shape: Shape) -> bool:
     return sum(1 for s in shape if s != 1) <= 1
 
 
-def _check_size(got: int, want: int) -> None:
+def _check_size(got: int, want: int, raw: bool = False) -> None:
     if got != want:
-        raise Damaged(
-            f"it decodes to {got} bytes, not the chunk's {want}", "size", sizes=(got, want)
-        )
+        raise Damaged(size_damage(got, want, raw), "size", sizes=(got, want))
+
+
+def size_damage(got: int, want: int, raw: bool = False) -> str:
+    """The damage of a stored chunk that decodes to ``got`` bytes where it holds ``want``:
+    for a ``raw`` one (stored as its bytes, no compressor: :attr:`ChunkFormat.raw`), that it
+    was cut short (truncated) or added to, its length and a raw chunk's; a raw chunk cut short
+    had been said to "decode to 100 bytes", as if a codec had decoded it."""
+    if not raw:
+        return f"it decodes to {got} bytes, not the chunk's {want}"
+    if got < want:
+        return f"it is cut short: {got} bytes where an uncompressed chunk is {want}"
+    return f"it holds bytes past its end: {got} where an uncompressed chunk is {want}"
 
 
 def _as_array(data: Any, stored: np.dtype, want: int) -> np.ndarray:
@@ -1317,7 +1333,8 @@ def _check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int
         _first_bad(
             present,
             size != chunk_nbytes,
-            "it holds {} bytes, not the chunk's " + str(chunk_nbytes),
+            "it is cut short or added to: {} bytes where an uncompressed chunk is "
+            + str(chunk_nbytes),
             size,
             "size",
         )

@@ -100,6 +100,10 @@ def strip_crc32c(data: Any) -> memoryview:
     return body
 
 
+#: :func:`decode_index`'s damage where the index's checksum does not match.
+INDEX_CHECKSUM = "its shard index's crc32c checksum does not match"
+
+
 def index_nbytes(n_chunks: int, crc32c: bool = True) -> int:
     """Bytes of the index of a shard of ``n_chunks`` chunks."""
     return 16 * n_chunks + (4 if crc32c else 0)
@@ -153,7 +157,7 @@ def decode_index(
     try:
         body = strip_crc32c(view) if crc32c else view
     except Damaged:
-        raise Damaged("its shard index's crc32c checksum does not match", "index") from None
+        raise Damaged(INDEX_CHECKSUM, "index") from None
     table = np.frombuffer(body, ">u8" if big_endian else "<u8").reshape(n_chunks, 2)
     return table[:, 0].astype(np.uint64), table[:, 1].astype(np.uint64)
 
@@ -181,7 +185,18 @@ def shard_frames(
         raise Damaged(f"the shard holds {size} bytes, fewer than its {k}-byte index", "index")
     view = memoryview(raw).cast("B")
     index = view[size - k :] if shard.index_at_end else view[:k]
-    offsets, sizes = decode_index(index, n_chunks, shard.index_crc32c, shard.index_big_endian)
+    try:
+        offsets, sizes = decode_index(index, n_chunks, shard.index_crc32c, shard.index_big_endian)
+    except Damaged as e:
+        if not shard.index_at_end or str(e) != INDEX_CHECKSUM:
+            raise
+        # the index is its last bytes: a shard cut short is read as an index of other bytes,
+        # which had been said as a checksum that does not match, no more
+        raise Damaged(
+            f"{INDEX_CHECKSUM}: the shard ({size} bytes) was cut short, or its index (its last "
+            f"{k} bytes) altered",
+            "index",
+        ) from None
     check_frames(offsets, sizes, size, k, shard, grid, axes)
     return Frames(offsets, sizes)
 
