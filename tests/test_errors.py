@@ -3108,7 +3108,7 @@ PLAN_REFUSALS: dict[str, tuple[dict[str, Any], int, str, str]] = {
         # in the units the budget is written in (100MB), not MiB
         "the plan does not fit the host memory budget: 419.43 MB for the worker process",
     ),
-    "memory-block-too-large": (  # a task of [8, 6, 4] holds 66.67 kiB, one of [2, 6, 4] 64.96
+    "memory-block-too-large": (  # a task of [8, 6, 4] holds 66.67 KiB, one of [2, 6, 4] 64.96
         {"block": "[8, 6, 4]", "host": str((400 << 20) + 67000)},
         8,
         "chunking.block",

@@ -210,7 +210,7 @@ def test_the_blocks_per_worker_row_counts_a_killed_worker_s_blocks_naming_it_gon
 def test_a_joined_worker_s_own_memory_is_measured_not_assumed(tmp_path: Path) -> None:
     """A joined worker started with `--memory-limit 250MB` had been refused: the plan assumed
     400 MiB for any worker process, where this one holds about 80 MiB, and its blocks of 65
-    kiB fit it with room. The plan counts the bytes each worker's process holds, as it says
+    KiB fit it with room. The plan counts the bytes each worker's process holds, as it says
     them (its tasks' modules imported): the run completes. A worker whose limit truly cannot
     hold its process and a block is refused naming the `--memory-limit` that does, and a
     worker started with that limit runs."""
