@@ -45,6 +45,7 @@ from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
 from pipeline.store.location import (
+    Aside,
     Folder,
     Location,
     files_on_inodes,
@@ -2330,7 +2331,7 @@ def group_attributes(
     return every, carried, before
 
 
-def create(plan: Plan) -> None:
+def create(plan: Plan) -> Aside:
     """Create the output, replacing what was there except the run record (which holds the lock
     this run has taken). The record of what this run computes is written first (with what a
     rerun after a stop needs to do what this run does: the coordinates it replaces, the group
@@ -2348,13 +2349,16 @@ def create(plan: Plan) -> None:
     that lock once all is written (``Ledger.held_folder``), else the run stops there; what
     it writes and deletes, its own and zarr-python's and xarray's writes, goes through that
     store's folder held open (``Ledger.held_store``), never into another put at its path
-    meanwhile (h79c: the check after had found out a replacement whose chunks were deleted)."""
+    meanwhile (h79c: the check after had found out a replacement whose chunks were deleted).
+    The old chunks of a local output are moved into the run record, and deleted there while
+    the run computes (:func:`_set_aside`): what is returned, whose ``finish`` the run waits
+    for before it marks the output complete."""
     assert plan.sink.ledger is not None
     with (
-        plan.sink.ledger.held_store() as (_, store),
+        plan.sink.ledger.held_store() as (folder, store),
         group_lock(plan.output.location, output_group(plan)),
     ):
-        _create(plan, store)
+        return _create(plan, store, folder)
 
 
 def _hard_linked(folder: str) -> set[tuple[int, int]]:
@@ -2372,9 +2376,36 @@ def _hard_linked(folder: str) -> set[tuple[int, int]]:
     return found
 
 
-def _create(plan: Plan, store: Location) -> None:
+def _set_aside(plan: Plan, store: Location, folder: Folder | None, unlinked: set) -> Aside:
+    """The old output's entries (its metadata documents deleted already) moved into its run
+    record's folder and deleted there on a thread while the run computes
+    (:meth:`Folder.set_aside`), where that keeps all that deleting them here keeps: a local
+    output (``folder``, the array's, held open), none of whose files shares its inode with
+    another file (``unlinked`` empty: deleting those changes the input's status-change times,
+    which the record then says as they are now), on a disk with room for the new output
+    beside the old one (its elements' bytes, uncompressed: a replacement that fitted once
+    the old chunks were gone still does). Nothing moved otherwise: the caller deletes them.
+    Deleting them had been the whole of a replacing run's ``prepare`` phase: 0.15 s of
+    0.17 on the H200 host (a 7.27 GB output on tmpfs), against 0.02 s for a new one."""
+    if folder is None or unlinked:
+        return Aside()
+    names = [n for n in store.list(plan.output.path) if n != RECORD]
+    if not names:
+        return Aside()
+    need = int(np.prod(plan.output.shape, dtype=np.int64)) * plan.output.dtype.itemsize
+    try:
+        free = os.statvfs(folder.fd)
+    except OSError:
+        return Aside()
+    if free.f_bavail * free.f_frsize < need:
+        return Aside()
+    return folder.set_aside(names, Ledger.ASIDE, plan.output.location.url)
+
+
+def _create(plan: Plan, store: Location, folder: Folder | None = None) -> Aside:
     """:func:`create`'s steps, the output and its run record reached through ``store``
-    (``Ledger.held_store``'s; what is read of the input by its own)."""
+    (``Ledger.held_store``'s; what is read of the input by its own), its folder held open
+    (``folder``; None on an object store); what it set aside (:func:`_set_aside`)."""
     assert plan.sink.ledger is not None
     o = dataclasses.replace(plan.output, location=store)
     ledger = dataclasses.replace(plan.sink.ledger, location=store)
@@ -2401,6 +2432,7 @@ def _create(plan: Plan, store: Location) -> None:
     outside = _enclosing_consolidated(plan)
     outside_had = sorted({*outside, *_enclosing_before(ledger.read_manifest())})
     ledger.clear_done()
+    ledger.clear_aside()  # an earlier run's, stopped before it was deleted
     # one time for both records of the run (h60c: each had taken the clock, a second apart
     # where a second began between them)
     started = _now()
@@ -2448,7 +2480,9 @@ def _create(plan: Plan, store: Location) -> None:
             if refused is None:
                 raise
             raise refused from None
-    arrays.clear_array(o.location, o.path, keep=RECORD)
+    # the old chunks go from the array's keys now, and from the disk while the run computes
+    aside = _set_aside(plan, o.location, folder, unlinked)
+    arrays.clear_array(o.location, o.path, keep=RECORD)  # what was not set aside
     # an output that shared its files' inodes with the input (`cp -al in.zarr out.zarr`) was
     # deleted by unlinking them, which changed the input's status-change times, not its
     # bytes: the record says the input as it is now, else its end, or a resume, had found
@@ -2512,6 +2546,7 @@ def _create(plan: Plan, store: Location) -> None:
     # the group's metadata and coordinates go and come back in one step, which a Ctrl-C does
     # not cut (it takes effect once the step is done: a short one, coordinates are small)
     waiting.call(frame_and_array, "pipeline-create-output", to_the_end=True)
+    return aside
 
 
 def _consolidated_before(manifest: dict[str, Any] | None, parent: str) -> list[str]:

@@ -56,7 +56,7 @@ from pipeline.running.tasks import STATS, staging_per_thread
 from pipeline.running.workers import Workers, begun_early, local_workers
 from pipeline.store import arrays, grid
 from pipeline.store.ledger import remove_if_empty
-from pipeline.store.location import Location, local_within
+from pipeline.store.location import Aside, Location, local_within
 
 if TYPE_CHECKING:
     from pipeline.running.cluster import PipelineSetup
@@ -753,6 +753,7 @@ def _execute(
     creating = False  # making the output: resumable only once it is made
     replacing = False  # and deleting what was there first
     finished = False
+    aside = Aside()  # the old output's chunks, deleted while the run computes
     try:
         t0 = time.perf_counter()
         seconds = {"plan": t0 - t_start}  # its checks and the lock too
@@ -769,10 +770,10 @@ def _execute(
                 # Ctrl-C meanwhile says whether what was there is gone: helper-89)
                 replacing = bool(options.overwrite) and output.output_state(plan) != "absent"
                 creating = True
-                output.create(plan)
+                aside = output.create(plan)
                 creating, exists = False, True
             summary = _compute_and_finish(
-                workers, plan, start, options, (t_start, t1), seconds, dashboard
+                workers, plan, start, options, (t_start, t1), seconds, dashboard, aside
             )
             finished = True
         # leaving stops the workers this run started, the close phase (a local GPU cluster's
@@ -802,6 +803,9 @@ def _execute(
         raise Interrupted("run", plan.output.location.join(plan.output.path), state) from None
     finally:
         if not finished:
+            # the old chunks are gone before the lock is: a failure's own line stands
+            with contextlib.suppress(BaseException):
+                aside.finish()
             # the failure raised from here (sys.exc_info: the one replacing a handled one),
             # whose line says the lock stays where it cannot be given up
             ledger.give_up(sys.exc_info()[1])
@@ -841,10 +845,12 @@ def _compute_and_finish(
     clock: tuple[float, float],
     seconds: dict[str, float],
     dashboard: str | None,
+    aside: Aside,
 ) -> Summary:
     """Compute the blocks not yet written, check that every block is recorded, then mark the
     output complete; the run's summary. ``clock``: the run's start and the end of its last
-    phase (the output made ready since is the ``prepare`` phase)."""
+    phase (the output made ready since is the ``prepare`` phase). ``aside``: the replaced
+    output's chunks, deleted meanwhile: done before the output is called complete."""
     t_start, t_ready = clock
     all_blocks = list(grid.iter_indices(plan.block_grid))
     done = _already_written(plan, start, all_blocks, options.progress)
@@ -874,6 +880,7 @@ def _compute_and_finish(
     whole = _whole_counts(plan, totals, [b for b in all_blocks if b in done], len(pending))
     summary.nan, summary.posinf, summary.neginf = (whole[k] for k in NONFINITE)
     _check_input_unchanged(plan)
+    aside.finish()
     output.mark_complete(plan, whole, summary.seconds.get("compute", 0.0))
     summary.seconds["finish"] = time.perf_counter() - t_finish
     summary.seconds["total"] = time.perf_counter() - t_start

@@ -231,6 +231,17 @@ class Ledger:
         """Forget every finished block (a fresh start)."""
         self.location.delete(self._key("done"), recursive=True)
 
+    #: The record's folder of what a replacement moved aside, to be deleted while the run
+    #: computes (:meth:`pipeline.store.location.Folder.set_aside`), below the array's folder.
+    ASIDE: ClassVar[str] = f"{RECORD}/aside"
+
+    def clear_aside(self) -> None:
+        """Delete what an earlier run of this output moved aside and was stopped before it
+        was deleted (a run killed while it computed); a local store's alone, where nothing
+        is moved aside otherwise (no request to an object store)."""
+        if self.location.is_local:
+            self.location.delete(self._key("aside"), recursive=True)
+
     # -- the run's identity, for refusing a resume with another config or input ------------
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:

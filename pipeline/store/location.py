@@ -1687,6 +1687,59 @@ def said_by_path(e: BaseException, named: str, path: str) -> None:
         x = x.__cause__ or x.__context__
 
 
+class Aside:
+    """Files moved aside in a local folder (:meth:`Folder.set_aside`), deleted on a thread of
+    their own meanwhile: a replaced output's old chunks, whose deletion (the kernel freeing
+    their pages: 0.15 s of the H200 host's 7.27 GB output on tmpfs, on 8 threads) had been
+    the whole of a replacing run's ``prepare`` phase, overlap its compute phase instead.
+    :meth:`finish` waits for the deletion; one with nothing set aside has nothing to wait
+    for. The folder is deleted through a descriptor of the folder it is in, never by a path
+    that another store may be put at meanwhile."""
+
+    def __init__(self, parent: int | None = None, name: str = "", said: str = "", url: str = ""):
+        self._failure: BaseException | None = None
+        self._said, self._url = said, url
+        self._thread: threading.Thread | None = None
+        if parent is not None:
+            self._thread = threading.Thread(
+                target=self._delete, args=(parent, name), name="pipeline-aside", daemon=True
+            )
+            self._thread.start()
+
+    def _delete(self, parent: int, name: str) -> None:
+        try:
+            import shutil
+
+            shutil.rmtree(name, dir_fd=parent)  # links removed, never followed
+        except FileNotFoundError:  # gone meanwhile
+            pass
+        except BaseException as e:
+            self._failure = e
+        finally:
+            os.close(parent)
+
+    def finish(self) -> None:
+        """Wait until what was set aside is deleted; OutputError (``output``: the store,
+        ``path``: the folder set aside) where some of it could not be, as
+        :meth:`Location.delete` says it: an output called complete beside old chunks it
+        could not delete had been no cleaner than a replacement that kept them."""
+        if self._thread is None:
+            return
+        self._thread.join()
+        self._thread = None
+        failure, self._failure = self._failure, None
+        if failure is None:
+            return
+        e = failure if isinstance(failure, OSError) else OSError(str(failure))
+        raise OutputError(
+            f"cannot delete {name_shown(self._said)} ({type(e).__name__}: {e.strerror or e}): "
+            "make it deletable (write permission on its folder, no immutable attribute) or "
+            "delete it yourself",
+            output=self._url,
+            path=self._said,
+        ) from None
+
+
 @dataclass(frozen=True)
 class Folder:
     """A local folder held open (:meth:`Location.folder`): its files, read and written by
@@ -1744,6 +1797,31 @@ class Folder:
             return store
         depth = sum(1 for p in key.split("/") if p)
         return dataclasses.replace(store, reached=named + "/.." * depth)
+
+    def set_aside(self, names: Sequence[str], into: str, url: str = "") -> Aside:
+        """Move the entries ``names`` directly under this folder into a new folder of their
+        own under ``into`` (a folder under this one, made where missing), one rename each,
+        and delete them there on a thread (:class:`Aside`; ``url``: the store its line
+        names). An entry that cannot be moved (gone meanwhile, a mount point) stays where it
+        is, for the caller to delete; nothing moved where ``into`` cannot be made."""
+        try:
+            parent = _folder_made(self.fd, into)
+        except OSError:
+            return Aside()
+        name = uuid.uuid4().hex
+        try:
+            os.mkdir(name, dir_fd=parent)
+            at = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+        except OSError:
+            os.close(parent)
+            return Aside()
+        try:
+            for n in names:
+                with contextlib.suppress(OSError):
+                    os.rename(n, n, src_dir_fd=self.fd, dst_dir_fd=at)
+        finally:
+            os.close(at)
+        return Aside(parent, name, os.path.join(self.path, into, name), url)
 
     def write(self, name: str, parts: Sequence[Any], atomic: bool = False) -> int:
         """:meth:`Location.write` of the file ``name`` under this folder, the folders on its
