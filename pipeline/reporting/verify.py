@@ -157,6 +157,14 @@ class VerifyResult:
     fill value, or files of other sizes): judged from one listing of the output against what
     its complete record says the run wrote, so a damaged block fails however few blocks were
     compared; None where they are those, or the record says nothing of them"""
+    files_modified: str | None = None
+    """the output's unit files, of the sizes its run wrote, modified after it was marked
+    complete, in a few words (:func:`pipeline.store.arrays.units_modified`, from the same
+    listing's times: a file zeroed or a byte flipped at its size, which the sizes do not
+    show, h83a); a copy that did not keep the files' times (``cp -r``) reads so too. It fails
+    a sampled verify, whose blocks may miss the change; with every block compared (``--all``)
+    and each as computed, the output is what the run wrote all the same: it passes. None
+    where none was, or the store or the record cannot tell"""
     consolidated_stale: tuple[str, ...] = ()
     """each consolidated copy above the output (its store's groups', and those of groups
     enclosing the store) that disagrees with what its group holds now, in a few words
@@ -268,6 +276,7 @@ class VerifyResult:
             and not self.coordinates_differ
             and not self.metadata_differs
             and self.files_differ is None
+            and (self.files_modified is None or self.checked == self.total)
             and not self.consolidated_stale
             and not self.consolidated_missing
             and (self.input_unchecked is None or self.checked == self.total)
@@ -482,6 +491,8 @@ def verify(
     members = kept.variable.coords if kept.frame and kept.variable is not None else ()
     stale = datasets.copies_differ(loc_out, out_path.strip("/"), members)
     missing = tuple(datasets.consolidated_missing(store_out, group_out)) if kept.consolidate else ()
+    stored = record.get("stored") if isinstance(record, dict) else None
+    listed = arrays.unit_listing(loc_out, out_path)  # one listing for the files' sizes and times
     return VerifyResult(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
@@ -508,9 +519,8 @@ def verify(
             record,
             arrays.stored_fill_said(loc_out, out_path),
         ),
-        files_differ=arrays.units_differ(
-            loc_out, out_path, dst, record.get("stored") if isinstance(record, dict) else None
-        ),
+        files_differ=arrays.units_differ(loc_out, out_path, dst, stored, listed),
+        files_modified=arrays.units_modified(loc_out, out_path, dst, stored, listed),
         consolidated_stale=tuple(said for said, _ in stale),
         consolidate_calls=tuple(
             dict.fromkeys(
