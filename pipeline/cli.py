@@ -1259,6 +1259,11 @@ def _verdict(
                 args, config, ("--overwrite",), "`run --overwrite` computes it with this config"
             ),
         )
+    if res.input_changed and res.carried_since is not None:  # not the input (h83a)
+        return said(
+            f"the output {res.carried_since}; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
     if res.input_changed:
         what = (
             "; ".join(res.input_changes)

@@ -138,6 +138,12 @@ class VerifyResult:
     unopenable_arrays`: no dimension names, a dimension of another size); xarray then opens
     neither the group nor the output in it (brk59: an array zarr-python added was blamed on
     the coordinates, whose comparison needs xarray to open the group)"""
+    carried_since: str | None = None
+    """where ``input_changed`` is only that the output lacks coordinates its run did not write
+    and this release carries, the input array's identity unchanged: the words after "the
+    output" that say so and the cause, an earlier release of the pipeline that carried fewer
+    (h82d's renamed variable's own coordinate), or the input that gained them
+    (:func:`pipeline.store.datasets.carried_since`), not "the input changed" (h83a)"""
     coordinates_differ: tuple[str, ...] = ()
     """for a Dataset output: the coordinates it carries that xarray reads otherwise in the
     output than in the input (edited, or lost, since the run)"""
@@ -488,6 +494,7 @@ def verify(
     )
     edited, removed = _group_attributes_changed(loc_out, out_path.strip("/"), kept, record)
     changes = _input_changes(loc_in, kept, record, coordinates) if changed else ()
+    since = _carried_since(loc_in, kept, made, coordinates, now) if changed else None
     members = kept.variable.coords if kept.frame and kept.variable is not None else ()
     stale = datasets.copies_differ(loc_out, out_path.strip("/"), members)
     missing = tuple(datasets.consolidated_missing(store_out, group_out)) if kept.consolidate else ()
@@ -509,6 +516,7 @@ def verify(
         made_with=_made_with(made, chain, unpack),
         input_changed=changed,
         input_changes=changes,
+        carried_since=since,
         group_unopenable=unopenable,
         coordinates_differ=tuple(name for name, _ in coordinates),
         coordinate_differences=tuple(said for _, said in coordinates),
@@ -784,6 +792,32 @@ def _input_changes(
     carried_attrs = record.get("group_attributes") if isinstance(record, dict) else None
     store = loc_in.zarr_store(read_only=True)
     return tuple(datasets.frame_changes(store, var.group, carried_attrs, coordinates))
+
+
+def _carried_since(
+    loc_in: Location,
+    kept: Carried,
+    record: Any,
+    coordinates: tuple[tuple[str, str], ...],
+    now: StoreIdentity,
+) -> str | None:
+    """:attr:`VerifyResult.carried_since` of an output whose input's identity differs from its
+    record's in what it carries alone (``coordinates``: :func:`_coordinates_differ`'s; ``now``:
+    the input array's identity as it is, which must be the recorded one); None otherwise."""
+    var = kept.variable
+    if not kept.frame or var is None or not isinstance(record, dict):
+        return None
+    recorded = _identity(record).get("input")
+    stamps = recorded[1] if isinstance(recorded, list) and len(recorded) == 2 else None
+    if not (isinstance(stamps, list) and len(stamps) == 3 and now.identity == stamps):
+        return None  # the input array itself changed (or cannot be told): said as such
+    return datasets.carried_since(
+        loc_in.zarr_store(read_only=True),
+        var,
+        record.get("group_attributes"),
+        coordinates,
+        record.get("coordinates"),
+    )
 
 
 def _group_unopenable(

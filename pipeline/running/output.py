@@ -3009,9 +3009,13 @@ def stale_parts(recorded: dict[str, Any], plan: Plan, *, whole: bool) -> list[tu
     if isinstance(identity, dict):
         parts = _what_changed(identity, plan.identity, whole)
         if any(part == "input.coordinates" for part, _ in parts):
-            named = _frame_changes(recorded, plan)
-            if named:  # what of it, where words name it
+            since = _carried_since(recorded, plan, parts) if whole else None
+            named = [] if since is not None else _frame_changes(recorded, plan)
+            if since is not None:  # the release carries more, not the input changed (h83a)
+                words = f"it {since}"
+            elif named:  # what of it, where words name it
                 words = f"the input changed what the output carries ({'; '.join(named)})"
+            if since is not None or named:
                 parts = [(p, words if p == "input.coordinates" else w) for p, w in parts]
         return parts
     by = f"pipeline {recorded.get('version', '?')}"
@@ -3050,6 +3054,35 @@ def _frame_changes(recorded: dict[str, Any], plan: Plan) -> list[str]:
         )
     except Exception:  # words for a refusal already decided: never a failure of their own
         return []
+
+
+#: The parts of :func:`_what_changed` that say the input array itself changed or moved.
+_INPUT_ITSELF = ("input.location", "input.metadata", "input.data")
+
+
+def _carried_since(
+    recorded: dict[str, Any], plan: Plan, parts: list[tuple[str, str]]
+) -> str | None:
+    """:func:`pipeline.store.datasets.carried_since` of a complete Dataset output whose
+    recorded coordinates' identity differs from the plan's (``parts``, :func:`_what_changed`'s,
+    tell whether the input array itself is unchanged): the words of a release that carries
+    coordinates the output lacks, not of an input changed; None otherwise, and where the input
+    array itself changed too (its metadata or files: then the input changed, as said)."""
+    group, variable = output_group(plan), plan.carried.variable
+    if group is None or variable is None or any(part in _INPUT_ITSELF for part, _ in parts):
+        return None
+    src = plan.input.location.zarr_store(read_only=True)
+    dst = plan.output.location.zarr_store(read_only=True)
+    try:
+        return datasets.carried_since(
+            src,
+            variable,
+            recorded.get("group_attributes"),
+            datasets.coordinates_differ(src, variable, dst, group),
+            recorded.get("coordinates"),
+        )
+    except Exception:  # words for a refusal already decided: never a failure of their own
+        return None
 
 
 def said(changed: list[tuple[str, str]]) -> str:
