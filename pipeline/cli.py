@@ -1151,6 +1151,11 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
                 bool(config.output.overwrite),
             )
         )
+    if res.files_modified is not None and res.ok:  # every block compared, each as computed
+        _failed(
+            f"note: the output's {res.files_modified}, and every block was compared: it "
+            "holds what this config computes of the input all the same"
+        )
     if res.input_unchecked is not None:
         every = res.checked == res.total
         _failed(
@@ -1254,6 +1259,11 @@ def _verdict(
                 args, config, ("--overwrite",), "`run --overwrite` computes it with this config"
             ),
         )
+    if res.input_changed and res.carried_since is not None:  # not the input (h83a)
+        return said(
+            f"the output {res.carried_since}; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
     if res.input_changed:
         what = (
             "; ".join(res.input_changes)
@@ -1352,6 +1362,13 @@ def _verdict(
                 else ""
             )
             + "; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
+    if res.files_modified is not None and res.checked != res.total:  # --all passed it (h83a)
+        return said(
+            f"the output's {res.files_modified}, so it is no longer known to hold what the "
+            "run wrote, whether or not a compared block shows it (a copy that did not keep "
+            "the files' times, cp -r, reads so too): `verify --all` checks every block; ",
             _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
         )
     return None, None

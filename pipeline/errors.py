@@ -614,6 +614,7 @@ def make_words(line: str, config: str) -> str:
 #: verify` with the config that made it"). ``pipeline generate`` has no call: it stays.
 _CLI_CALLS = (
     ("`pipeline run CONFIG`", "`pipeline.run(config)`"),
+    ("`pipeline verify --all`", "`pipeline.verify(config, all=True)`"),
     ("`pipeline verify`", "`pipeline.verify(config)`"),
 )
 

@@ -406,6 +406,86 @@ def test_an_uncompressed_marked_block_with_a_value_changed_is_written_again(
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
+def _change_at_its_size(shard: Path, damage: str) -> None:
+    """Change the file ``shard`` keeping its size: ``zeroed``, ``a byte flipped`` in place, or
+    ``replaced`` by another file of that size (random bytes, put in its place by a rename)."""
+    data = bytearray(shard.read_bytes())
+    if damage == "zeroed":
+        data[:] = bytes(len(data))
+    elif damage == "a byte flipped":
+        data[len(data) // 2] ^= 0x01
+    else:
+        other = shard.with_name(shard.name + ".new")
+        other.write_bytes(np.random.default_rng(1).bytes(len(data)))
+        other.replace(shard)
+        return
+    shard.write_bytes(bytes(data))
+
+
+#: What a run or verify says of a complete output a unit file of which changed since.
+_MODIFIED = "of its 400 shard files modified after it was marked complete (first: c/{})"
+_MODIFIED_FIX = "`pipeline verify --all` checks every block; `run --overwrite` writes it again"
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "a byte flipped", "replaced"])
+def test_a_complete_output_changed_at_its_size_is_not_nothing_to_do(
+    work: Work, cli, damage: str
+) -> None:
+    """A complete output, one shard file of which was changed since at its size (zeroed, a
+    byte flipped in place, another file put in its place): `run --resume` and `run
+    --no-overwrite` had checked only the files' sizes against the record and said "already
+    complete; nothing to do", exit 0, and a sampled `verify` passed where its blocks missed
+    that one. The file is newer than the attributes that marked the output complete: each
+    refuses in one line, before anything is written, saying what changed, that the output
+    is no longer known to be right, and the fixes (`pipeline verify --all`, `run
+    --overwrite`); `plan` says the same; `verify --all` finds the block."""
+    copy_store(work.ref, work.output)  # complete, its times kept
+    _change_at_its_size(work.output / "c" / "399" / "0", damage)
+    before = file_states(work.output)
+    said = "1 " + _MODIFIED.format("399/0")
+    for flags in (["--resume"], ["--no-overwrite"]):
+        rc, _, err = cli("run", work.config, *flags)
+        line = one_line_error(err)
+        assert rc == 1 and "nothing to do" not in err, err
+        assert f"out.zarr is complete, but {said}, so it is no longer known to hold" in line
+        assert "cp -r, reads so too" in line and line.endswith(_MODIFIED_FIX), line
+    assert file_states(work.output) == before
+    rc, out, err = cli("plan", work.config)
+    assert rc == 0 and f"complete, but {said}" in out, out + err
+    rc, out, err = cli("verify", work.config, "--samples", "1")
+    line = one_line_error(err)
+    assert rc == 1 and f"the output's {said}, so it is no longer known" in line, err
+    assert line.endswith("`run --overwrite` writes it again"), line
+    rc, out, err = cli("verify", work.config, "--all")
+    assert rc == 1 and "modified after it was marked complete" not in err, err + out
+    assert file_states(work.output) == before
+
+
+def test_a_complete_output_copied_without_its_times_is_said_so_and_verify_all_passes(
+    work: Work, cli
+) -> None:
+    """A complete output copied without its files' times (``cp -r``, no ``-p``), its shard
+    files copied after its attributes: every shard reads as modified since the output was
+    marked complete, so `run --resume` refuses it, naming such a copy and `pipeline verify
+    --all`; `verify` with samples fails it, and `verify --all`, every block as computed,
+    passes it with a note (the times alone cannot tell the copy from damage)."""
+    copy_store(work.ref, work.output)
+    later = time.time() + 5
+    for path in (work.output / "c").rglob("*"):
+        if path.is_file():
+            os.utime(path, (later, later))
+    rc, _, err = cli("run", work.config, "--resume")
+    line = one_line_error(err)
+    assert rc == 1 and "400 " + _MODIFIED.format("0/0") in line, line
+    assert "(a copy that did not keep the files' times, cp -r, reads so too)" in line, line
+    rc, _, err = cli("verify", work.config)
+    assert rc == 1 and "400 " + _MODIFIED.format("0/0") in err, err
+    rc, out, err = cli("verify", work.config, "--all")
+    assert rc == 0, err + out
+    assert "note: the output's 400 " + _MODIFIED.format("0/0") in err, err
+    assert "every block was compared" in err, err
+
+
 def _fresh_input(source: Path, output: Path) -> Callable[[int], np.ndarray]:
     """:func:`killed_midway`'s ``prepare``: an input of that many one-row blocks at
     ``source`` (:func:`many_blocks_input`, its values returned), ``output`` removed."""

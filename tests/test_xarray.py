@@ -17,6 +17,7 @@ import base64
 import contextlib
 import datetime as dt
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -24,6 +25,8 @@ import re
 import shutil
 import signal
 import struct
+import subprocess
+import tarfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ from pipeline.ops.stages import Interval, apply_chain, plan_chain
 from pipeline.store.location import WRITE_PROBE
 from tests.conftest import STAGES, make_array, record_of, reference, write_config
 from tests.faultkit import (
+    ROOT,
     cli_process,
     copy_store,
     ctrl_c_script,
@@ -58,6 +62,7 @@ from tests.faultkit import (
     stored_files,
     wait_gone,
 )
+from tests.faultkit import env as child_env
 
 xr = pytest.importorskip("xarray")
 
@@ -784,6 +789,88 @@ def test_a_non_dimension_coordinate_under_another_name_keeps_the_inputs_beside_i
     pipeline.run(config(tmp_path, output=data, cluster={"dashboard": ""}))
     assert set(open_dataset(tmp_path / "t5.zarr").coords) == {"lat", "lon", "x"}
     assert list(open_dataset(tmp_path / "t5.zarr").data_vars) == ["t5"]
+
+
+#: The main branch just before h82d's merge (ff02ac0): a release whose run of a non-dimension
+#: coordinate under another output.array did not carry the input's coordinate beside it.
+BEFORE_H82D = "5aec8c2fc3d08b97d8727355bb3679ba96149961"
+
+
+def _earlier_release(at: Path, commit: str) -> Path:
+    """A folder holding the package as it was at ``commit`` of this checkout's history (``git
+    archive``), for a process of its own to import; the test is skipped where the history is
+    not there (a copy of the files alone)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", commit, "pipeline"],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip(f"no git history holding {commit} here")
+    at.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        tar.extractall(at, filter="data")
+    return at
+
+
+def test_an_output_of_an_earlier_release_is_not_said_changed_by_its_input(
+    tmp_path: Path, cli: Any
+) -> None:
+    """The output of ``input.array: lat`` (a 2-D coordinate of no dimension) run as
+    ``output.array: lat5`` by the release before h82d, which did not carry the input's ``lat``
+    beside it: `verify` said "the input changed since the output was made (its coordinate
+    lat, which the output does not hold)" and `run --resume` "the input changed what the
+    output carries", of an input nothing had changed (the release had). Both say that the
+    output lacks the input's own coordinate, which this release writes and the earlier one
+    did not, the input unchanged, and the fix; `run --overwrite` writes an output verify
+    passes. (The earlier release itself writes the output, in a process of its own.)"""
+    lat = np.add.outer(np.linspace(40.0, 50.0, 6), np.linspace(0.0, 0.5, 8))
+    lon = np.add.outer(np.linspace(0.0, 0.3, 6), np.linspace(5.0, 9.0, 8))
+    ds = xr.Dataset(
+        {"t": (("y", "x"), np.ones((6, 8)))},
+        coords={
+            "x": ("x", np.arange(8.0)),
+            "lat": (("y", "x"), lat, {"units": "degrees_north"}),
+            "lon": (("y", "x"), lon, {"units": "degrees_east"}),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w", consolidated=True)
+    cfg = config(
+        tmp_path, input={"array": "lat"}, output={"array": "lat5"}, cluster={"dashboard": ""}
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    earlier = _earlier_release(tmp_path / "earlier", BEFORE_H82D)
+    done = run_python(
+        ["-m", "pipeline", "-q", "run", path],
+        cwd=tmp_path,
+        environ={**child_env(), "PYTHONPATH": str(earlier)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "lat" not in open_dataset(tmp_path / "out.zarr").coords  # as that release wrote it
+    lacks = (
+        "lacks the input's own coordinate lat, which this release of the pipeline writes beside "
+        "the variable run under another name (output.array) and the earlier release that wrote "
+        "the output did not (the input is unchanged)"
+    )
+    rc, _, err = cli("verify", path)
+    assert rc == 1 and "the input changed" not in err, err
+    assert f"error: the output {lacks}; `run --overwrite` writes it again" in err, err
+    rc, _, err = cli("run", path, "--resume")
+    line = one_line_error(err)
+    assert rc == 1 and "the input changed" not in line, line
+    assert line.endswith(
+        f"out.zarr/lat5 is complete, but it {lacks}: `run --overwrite` recomputes it"
+    )
+    rc, _, err = cli("run", path, "--overwrite")
+    assert rc == 0, err
+    assert "lat" in open_dataset(tmp_path / "out.zarr").coords
+    rc, out, err = cli("verify", path)
+    assert rc == 0, out + err
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")

@@ -138,6 +138,12 @@ class VerifyResult:
     unopenable_arrays`: no dimension names, a dimension of another size); xarray then opens
     neither the group nor the output in it (brk59: an array zarr-python added was blamed on
     the coordinates, whose comparison needs xarray to open the group)"""
+    carried_since: str | None = None
+    """where ``input_changed`` is only that the output lacks coordinates its run did not write
+    and this release carries, the input array's identity unchanged: the words after "the
+    output" that say so and the cause, an earlier release of the pipeline that carried fewer
+    (h82d's renamed variable's own coordinate), or the input that gained them
+    (:func:`pipeline.store.datasets.carried_since`), not "the input changed" (h83a)"""
     coordinates_differ: tuple[str, ...] = ()
     """for a Dataset output: the coordinates it carries that xarray reads otherwise in the
     output than in the input (edited, or lost, since the run)"""
@@ -157,6 +163,14 @@ class VerifyResult:
     fill value, or files of other sizes): judged from one listing of the output against what
     its complete record says the run wrote, so a damaged block fails however few blocks were
     compared; None where they are those, or the record says nothing of them"""
+    files_modified: str | None = None
+    """the output's unit files, of the sizes its run wrote, modified after it was marked
+    complete, in a few words (:func:`pipeline.store.arrays.units_modified`, from the same
+    listing's times: a file zeroed or a byte flipped at its size, which the sizes do not
+    show, h83a); a copy that did not keep the files' times (``cp -r``) reads so too. It fails
+    a sampled verify, whose blocks may miss the change; with every block compared (``--all``)
+    and each as computed, the output is what the run wrote all the same: it passes. None
+    where none was, or the store or the record cannot tell"""
     consolidated_stale: tuple[str, ...] = ()
     """each consolidated copy above the output (its store's groups', and those of groups
     enclosing the store) that disagrees with what its group holds now, in a few words
@@ -268,6 +282,7 @@ class VerifyResult:
             and not self.coordinates_differ
             and not self.metadata_differs
             and self.files_differ is None
+            and (self.files_modified is None or self.checked == self.total)
             and not self.consolidated_stale
             and not self.consolidated_missing
             and (self.input_unchecked is None or self.checked == self.total)
@@ -479,9 +494,12 @@ def verify(
     )
     edited, removed = _group_attributes_changed(loc_out, out_path.strip("/"), kept, record)
     changes = _input_changes(loc_in, kept, record, coordinates) if changed else ()
+    since = _carried_since(loc_in, kept, made, coordinates, now) if changed else None
     members = kept.variable.coords if kept.frame and kept.variable is not None else ()
     stale = datasets.copies_differ(loc_out, out_path.strip("/"), members)
     missing = tuple(datasets.consolidated_missing(store_out, group_out)) if kept.consolidate else ()
+    stored = record.get("stored") if isinstance(record, dict) else None
+    listed = arrays.unit_listing(loc_out, out_path)  # one listing for the files' sizes and times
     return VerifyResult(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
@@ -498,6 +516,7 @@ def verify(
         made_with=_made_with(made, chain, unpack),
         input_changed=changed,
         input_changes=changes,
+        carried_since=since,
         group_unopenable=unopenable,
         coordinates_differ=tuple(name for name, _ in coordinates),
         coordinate_differences=tuple(said for _, said in coordinates),
@@ -508,9 +527,8 @@ def verify(
             record,
             arrays.stored_fill_said(loc_out, out_path),
         ),
-        files_differ=arrays.units_differ(
-            loc_out, out_path, dst, record.get("stored") if isinstance(record, dict) else None
-        ),
+        files_differ=arrays.units_differ(loc_out, out_path, dst, stored, listed),
+        files_modified=arrays.units_modified(loc_out, out_path, dst, stored, listed),
         consolidated_stale=tuple(said for said, _ in stale),
         consolidate_calls=tuple(
             dict.fromkeys(
@@ -774,6 +792,32 @@ def _input_changes(
     carried_attrs = record.get("group_attributes") if isinstance(record, dict) else None
     store = loc_in.zarr_store(read_only=True)
     return tuple(datasets.frame_changes(store, var.group, carried_attrs, coordinates))
+
+
+def _carried_since(
+    loc_in: Location,
+    kept: Carried,
+    record: Any,
+    coordinates: tuple[tuple[str, str], ...],
+    now: StoreIdentity,
+) -> str | None:
+    """:attr:`VerifyResult.carried_since` of an output whose input's identity differs from its
+    record's in what it carries alone (``coordinates``: :func:`_coordinates_differ`'s; ``now``:
+    the input array's identity as it is, which must be the recorded one); None otherwise."""
+    var = kept.variable
+    if not kept.frame or var is None or not isinstance(record, dict):
+        return None
+    recorded = _identity(record).get("input")
+    stamps = recorded[1] if isinstance(recorded, list) and len(recorded) == 2 else None
+    if not (isinstance(stamps, list) and len(stamps) == 3 and now.identity == stamps):
+        return None  # the input array itself changed (or cannot be told): said as such
+    return datasets.carried_since(
+        loc_in.zarr_store(read_only=True),
+        var,
+        record.get("group_attributes"),
+        coordinates,
+        record.get("coordinates"),
+    )
 
 
 def _group_unopenable(

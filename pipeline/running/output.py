@@ -1639,11 +1639,14 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
     attributes, or the coordinate gone). With ``whole`` (a complete output, which nothing
     rewrites), also 'layout', another shape, dtype, chunks or shards than the plan's, and in
     'chunks', its unit files gone or of other sizes than the run recorded of them
-    (:func:`pipeline.store.arrays.units_differ`: a file deleted reads as the fill value), and in
-    'metadata' its consolidated copies that disagree with what they list
-    (:func:`pipeline.store.datasets.copies_differ`), which a resume writes again, are part
-    'consolidated': not the output's fault; ``run --resume`` of a complete output writes them
-    again (:func:`copies_to_write`), a plain run's refusal names that. What ``verify`` fails of
+    (:func:`pipeline.store.arrays.units_differ`: a file deleted reads as the fill value), in
+    'modified', where their sizes are those, unit files modified after the run marked it
+    complete (:func:`pipeline.store.arrays.units_modified`, from the same listing's times: a
+    file zeroed or a byte flipped at its size, h83a), and in 'metadata' its consolidated
+    copies that disagree with what they list (:func:`pipeline.store.datasets.copies_differ`),
+    which a resume writes again, are part 'consolidated': not the output's fault; ``run
+    --resume`` of a complete output writes them again (:func:`copies_to_write`), a plain run's
+    refusal names that. What ``verify`` fails of
     a complete output; asked once the input's identity (its coordinates' bytes among it) and
     the config matched the run's record, so the input's coordinates are what the run wrote.
     Reads metadata and the coordinates (small), never the variable's data. [] where nothing
@@ -1684,9 +1687,14 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
     if own:
         found.append(("metadata", "; ".join(own)))
     if now is not None and not any(part == "layout" for part, _ in found):  # its grid's files
-        files = arrays.units_differ(o.location, o.path, arr, recorded_run(plan).get("stored"))
+        stored, listed = recorded_run(plan).get("stored"), arrays.unit_listing(o.location, o.path)
+        files = arrays.units_differ(o.location, o.path, arr, stored, listed)
         if files is not None:
             found.append(("chunks", files))
+        else:  # the same sizes: a file changed at its size since shows only by its time
+            modified = arrays.units_modified(o.location, o.path, arr, stored, listed)
+            if modified is not None:
+                found.append(("modified", modified))
     if now is not None:
         for said, _ in datasets.copies_differ(o.location, o.path.strip("/"), members):
             found.append(("consolidated", said))
@@ -1702,6 +1710,20 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
             else:
                 found.append(("coordinates", f"its coordinate {name_shown(name)}'s {said}"))
     return found
+
+
+def modified_said(edits: list[tuple[str, str]]) -> str:
+    """The words after "complete, but" of a complete output whose only edit found is unit files
+    modified after it was marked complete (:func:`output_edits`' 'modified'): what changed,
+    that the output is no longer known to be what the run wrote, and the two fixes. Refused,
+    never "nothing to do" (h83a: a file zeroed or a byte flipped at its size had been
+    "complete (nothing to do)", exit 0), and not written again: the times cannot tell damage
+    from a copy that did not keep them, which ``verify --all`` tells, reading every block."""
+    return (
+        f"{edits_said(edits)}, so it is no longer known to hold what the run wrote (a copy "
+        "that did not keep the files' times, cp -r, reads so too): `pipeline verify --all` "
+        "checks every block; `run --overwrite` writes it again"
+    )
 
 
 def edits_said(edits: list[tuple[str, str]]) -> str:
@@ -1854,7 +1876,9 @@ def check_metadata_kept(plan: Plan, state: str = "incomplete") -> None:
     if not found:  # a stale copy alone: a plain run writes it again (copies_to_write)
         return
     where = plan.output.location.join(plan.output.path)
-    if state == "complete":
+    if state == "complete" and all(part == "modified" for part, _ in found):
+        said = f"{name_shown(where)} is complete, but {modified_said(found)}"
+    elif state == "complete":
         said = (
             f"{name_shown(where)} is complete, but it is not what the run wrote "
             f"({edits_said(found)}: "
@@ -2161,6 +2185,8 @@ def _output_now(plan: Plan, state: str) -> str:
             return f"complete, but {said(changed)}: `run --overwrite` recomputes it"
         edits = output_edits(as_recorded(plan, recorded.get("identity")), whole=True)
         edits = [e for e in edits if e[0] != "consolidated"]  # `run --resume` writes those
+        if edits and all(part == "modified" for part, _ in edits):
+            return f"complete, but {modified_said(edits)}"
         if edits:  # as `run --resume` refuses it (verify fails it): not "replaces it"
             return (
                 f"complete, but not what the run wrote ({edits_said(edits)}: edited or "
@@ -3026,9 +3052,13 @@ def stale_parts(recorded: dict[str, Any], plan: Plan, *, whole: bool) -> list[tu
     if isinstance(identity, dict):
         parts = _what_changed(identity, plan.identity, whole)
         if any(part == "input.coordinates" for part, _ in parts):
-            named = _frame_changes(recorded, plan)
-            if named:  # what of it, where words name it
+            since = _carried_since(recorded, plan, parts) if whole else None
+            named = [] if since is not None else _frame_changes(recorded, plan)
+            if since is not None:  # the release carries more, not the input changed (h83a)
+                words = f"it {since}"
+            elif named:  # what of it, where words name it
                 words = f"the input changed what the output carries ({'; '.join(named)})"
+            if since is not None or named:
                 parts = [(p, words if p == "input.coordinates" else w) for p, w in parts]
         return parts
     by = f"pipeline {recorded.get('version', '?')}"
@@ -3067,6 +3097,35 @@ def _frame_changes(recorded: dict[str, Any], plan: Plan) -> list[str]:
         )
     except Exception:  # words for a refusal already decided: never a failure of their own
         return []
+
+
+#: The parts of :func:`_what_changed` that say the input array itself changed or moved.
+_INPUT_ITSELF = ("input.location", "input.metadata", "input.data")
+
+
+def _carried_since(
+    recorded: dict[str, Any], plan: Plan, parts: list[tuple[str, str]]
+) -> str | None:
+    """:func:`pipeline.store.datasets.carried_since` of a complete Dataset output whose
+    recorded coordinates' identity differs from the plan's (``parts``, :func:`_what_changed`'s,
+    tell whether the input array itself is unchanged): the words of a release that carries
+    coordinates the output lacks, not of an input changed; None otherwise, and where the input
+    array itself changed too (its metadata or files: then the input changed, as said)."""
+    group, variable = output_group(plan), plan.carried.variable
+    if group is None or variable is None or any(part in _INPUT_ITSELF for part, _ in parts):
+        return None
+    src = plan.input.location.zarr_store(read_only=True)
+    dst = plan.output.location.zarr_store(read_only=True)
+    try:
+        return datasets.carried_since(
+            src,
+            variable,
+            recorded.get("group_attributes"),
+            datasets.coordinates_differ(src, variable, dst, group),
+            recorded.get("coordinates"),
+        )
+    except Exception:  # words for a refusal already decided: never a failure of their own
+        return None
 
 
 def said(changed: list[tuple[str, str]]) -> str:

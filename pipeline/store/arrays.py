@@ -3892,15 +3892,34 @@ def _unit_keys(arr: Any) -> list[str]:
     ]
 
 
-def _unit_sizes(location: Location, path: str, arr: Any) -> list[tuple[str, int | None]]:
+def unit_listing(location: Location, path: str) -> dict[str, tuple[int, float | None]]:
+    """One listing of the array's folder at ``path``: every file under it by its store key,
+    with its size and modification time (:meth:`Location.file_sizes_and_times`), for
+    :func:`stored_units`, :func:`units_differ` and :func:`units_modified` to share."""
+    return location.file_sizes_and_times(path.strip("/"))
+
+
+def _unit_sizes(
+    location: Location,
+    path: str,
+    arr: Any,
+    listed: dict[str, tuple[int, float | None]] | None = None,
+) -> list[tuple[str, int | None]]:
     """Each unit key of ``arr`` (:func:`_unit_keys`) with its file's size, None where no file
-    is there: one listing of the array's folder."""
+    is there: from ``listed`` (:func:`unit_listing`), else one listing of the array's folder."""
     base = path.strip("/")
-    sizes = location.file_sizes(base)
-    return [(key, sizes.get(f"{base}/{key}" if base else key)) for key in _unit_keys(arr)]
+    if listed is None:
+        listed = unit_listing(location, path)
+    found = [(key, listed.get(f"{base}/{key}" if base else key)) for key in _unit_keys(arr)]
+    return [(key, None if f is None else f[0]) for key, f in found]
 
 
-def stored_units(location: Location, path: str, arr: Any) -> dict[str, Any]:
+def stored_units(
+    location: Location,
+    path: str,
+    arr: Any,
+    listed: dict[str, tuple[int, float | None]] | None = None,
+) -> dict[str, Any]:
     """What the Zarr v3 array ``arr`` at ``path`` stores now, by its units' files (its shard
     files, or chunk files where it is unsharded), from one listing of its folder (no reads):
     ``files`` (how many keys of its unit grid hold a file), ``bytes`` (their sizes' sum) and
@@ -3914,7 +3933,7 @@ def stored_units(location: Location, path: str, arr: Any) -> dict[str, Any]:
 
     h = hashlib.sha256()
     files = size = 0
-    for key, n in _unit_sizes(location, path, arr):
+    for key, n in _unit_sizes(location, path, arr, listed):
         h.update(f"{key}:{'-' if n is None else n}\n".encode())
         if n is not None:
             files, size = files + 1, size + n
@@ -3948,7 +3967,13 @@ def stored_edited(recorded: Any) -> bool:
     )
 
 
-def units_differ(location: Location, path: str, arr: Any, recorded: Any) -> str | None:
+def units_differ(
+    location: Location,
+    path: str,
+    arr: Any,
+    recorded: Any,
+    listed: dict[str, tuple[int, float | None]] | None = None,
+) -> str | None:
     """Whether the unit files of the array ``arr`` at ``path`` are not those its run wrote
     (``recorded``: :func:`stored_units` then, the ``stored`` of a complete output's record),
     in a few words: how many of them are gone and the first one's key, or that their sizes
@@ -3956,13 +3981,16 @@ def units_differ(location: Location, path: str, arr: Any, recorded: Any) -> str 
     the fill value and a damaged one fails, which a sampled ``verify`` and a resume that
     trusted the record had passed. A file rewritten to its own size is not seen (``verify
     --all`` compares every block). None where they are the same, or nothing is recorded (an
-    output written by a version that did not record its files)."""
+    output written by a version that did not record its files). ``listed``: the array
+    folder's listing (:func:`unit_listing`), else one is made."""
     if not isinstance(recorded, dict) or not isinstance(recorded.get("digest"), str):
         return None
-    if stored_units(location, path, arr)["digest"] == recorded["digest"]:
+    if listed is None:
+        listed = unit_listing(location, path)
+    if stored_units(location, path, arr, listed)["digest"] == recorded["digest"]:
         return None
     what = "shard files" if arr.shards else "chunk files"
-    found = _unit_sizes(location, path, arr)
+    found = _unit_sizes(location, path, arr, listed)
     gone = [key for key, n in found if n is None]
     if gone:  # its key in the store, as a listing shows it
         base = path.strip("/")
@@ -3983,4 +4011,49 @@ def units_differ(location: Location, path: str, arr: Any, recorded: Any) -> str 
         f"its {what}' sizes differ from those the run wrote ({now} bytes in all now, "
         f"{recorded.get('bytes', '?')} then: a file cut short or grown, or another unit's put "
         "in its place)"
+    )
+
+
+#: The metadata documents that :func:`units_modified` takes the time of: the one the run's
+#: completion writes last (the array's attributes: a v3 array's ``zarr.json``, a v2 array's
+#: ``.zattrs``).
+_MARKED_DOCUMENTS = ("zarr.json", ".zattrs")
+
+
+def units_modified(
+    location: Location,
+    path: str,
+    arr: Any,
+    recorded: Any,
+    listed: dict[str, tuple[int, float | None]] | None = None,
+) -> str | None:
+    """Whether unit files of the complete array ``arr`` at ``path`` were modified after the
+    run marked it complete, in a few words (how many, and the first one's key); None where
+    none was, where ``recorded`` (the ``stored`` of its complete record) says nothing (no
+    complete record, or an earlier version's) or where the store gives no times. The mark is
+    the array's attributes document (:data:`_MARKED_DOCUMENTS`), which the run writes after
+    every unit (:func:`update_attributes`), so a unit file later than it was written since: a
+    file zeroed, a byte flipped or another put in its place at the same size, which
+    :func:`units_differ`'s sizes do not see (h83a). From ``listed`` (:func:`unit_listing`),
+    else one listing: the times of one store, no read of a unit. They prove no more than
+    they say: a copy that did not keep them (``cp -r``) reads so where it copied the units
+    after the document, and hides a change made before it where it copied the document last;
+    S3's ``LastModified`` counts seconds."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("digest"), str):
+        return None
+    if listed is None:
+        listed = unit_listing(location, path)
+    base = path.strip("/")
+    docs = [listed.get(f"{base}/{d}" if base else d) for d in _MARKED_DOCUMENTS]
+    marked = next((d[1] for d in docs if d is not None), None)
+    if marked is None:
+        return None
+    keys = [f"{base}/{k}" if base else k for k in _unit_keys(arr)]
+    later = [k for k in keys if k in listed and (listed[k][1] or marked) > marked]
+    if not later:
+        return None
+    what = "shard files" if arr.shards else "chunk files"
+    return (
+        f"{len(later)} of its {len(keys)} {what} modified after it was marked complete "
+        f"(first: {later[0]})"
     )

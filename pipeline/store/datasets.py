@@ -1967,6 +1967,50 @@ def frame_changes(
     return found
 
 
+def carried_since(
+    src_store: Any,
+    var: Variable,
+    carried_attrs: Any,
+    coordinates: Sequence[tuple[str, str]],
+    written: Any,
+) -> str | None:
+    """Where the only difference of what a Dataset output carries (its group attributes as
+    its run carried them, ``carried_attrs``; the ``coordinates`` that differ,
+    :func:`coordinates_differ`'s pairs) is coordinates it does not hold and its run did not
+    write (``written``: its record's ``coordinates``), the words after "the output" that say
+    so, with the cause: an earlier release of the pipeline carried fewer than this one
+    (h82d: a variable run under another ``output.array`` now carries the input's own
+    coordinate of its name, ``lat`` beside ``lat5``, which outputs written before did not
+    hold), or the input gained them since. Asked only where the input array's own identity is
+    the record's (the callers' check): certain, and said so, where the only one lacking is
+    the input variable's own, which is that array; else both causes are said, since the
+    record's version cannot tell the release (h83a: `verify` and `run` had said "the input
+    changed" of an input that had not). None otherwise (the input changed:
+    :func:`frame_changes` names what)."""
+    if not isinstance(written, list) or not coordinates:
+        return None
+    if any(said != ABSENT for _, said in coordinates):
+        return None
+    names = [name for name, _ in coordinates]
+    if any(name in written for name in names):  # its run wrote it: gone since, not carried
+        return None
+    if frame_changes(src_store, var.group, carried_attrs, ()):  # its group's attributes too
+        return None
+    if names == [var.name]:
+        return (
+            f"lacks the input's own coordinate {name_shown(var.name)}, which this release of "
+            "the pipeline writes beside the variable run under another name (output.array) and "
+            "the earlier release that wrote the output did not (the input is unchanged)"
+        )
+    many = len(names) > 1
+    return (
+        f"lacks the input's coordinate{'s' if many else ''} {names_shown(names)}, which this "
+        f"release of the pipeline carries: the input gained {'them' if many else 'it'} since, "
+        "or an earlier release of the pipeline wrote the output without "
+        f"{'them' if many else 'it'}"
+    )
+
+
 def _values_said(difference: str | None) -> str | None:
     return None if difference is None else f"values: {difference}"
 
