@@ -4139,6 +4139,82 @@ def test_a_run_whose_s3_lock_is_taken_as_it_writes_a_block_names_that_block(
     assert record_of(y.attrs)["status"] == "complete"
 
 
+#: :data:`_HELD_AT_THIRD_BLOCK` held at the NTH marker's write instead: after the block's
+#: units and the check before its marker (``Ledger.mark``), where another run taking the
+#: lock meanwhile has its marker land in that run's record.
+_HELD_AT_MARK = (
+    _HELD_AT_THIRD_BLOCK.replace("len(calls) == 3", "len(calls) == NTH")
+    .replace("from pipeline.running import tasks", "from pipeline.store import ledger")
+    .replace(
+        "tasks.write_block = held(tasks.write_block)",
+        "plain_mark = ledger.Ledger.mark\n"
+        "ledger.Ledger.mark = lambda self, *a, **k: held(lambda: plain_mark(self, *a, **k))()",
+    )
+)
+
+
+def test_a_marker_written_after_another_run_took_the_s3_lock_counts_in_no_record_of_its(
+    tmp_path, bucket
+) -> None:
+    """h83f: a run (``a.yaml``, x2) held after its check of the lock before a block's marker,
+    its S3 lock object removed and taken by a run of another config with ``--overwrite``
+    (``b.yaml``, x3), which writes every block and is killed before its last marker (real
+    processes, held there, no timing): the first run's marker then lands in the other's
+    record, over the marker of a block that run wrote (S3 has no write conditional on
+    another object), and the first stops. The resume of the other run counts that marker as
+    no block of its record's: it writes that block again (10 of its own 11 markers skipped,
+    not 11, the first run's counts and its marker taken as its own) and ends complete,
+    NumPy's bit for bit. A marker carried no mark of its record: any marker in the record's
+    folder counted as written by it."""
+    url, options = bucket
+    rows, cols = 12, 256
+    x = np.random.default_rng(11).standard_normal((rows, cols)).astype(np.float32)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(1, cols)
+    )[...] = x
+
+    def config(name: str, factor: int) -> Path:
+        return write_config(
+            tmp_path, "", "", name,
+            input={"store": f"{url}/in.zarr", "storage_options": options},
+            output={
+                "store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols],
+                "codec": {"name": "none"},  # a block's bytes the same whichever run wrote it
+            },
+            stages=[{"op": "multiply", "factor": factor}],
+            chunking={"block": [1, cols]},
+            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+        )  # fmt: skip
+
+    first, second = config("a.yaml", 2), config("b.yaml", 3)
+    loc = Location.of(f"{url}/out.zarr", options)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a_script = _HELD_AT_MARK.replace("NTH", "3")
+    b_script = _HELD_AT_MARK.replace("NTH", str(rows))
+    with _held_at_third(tmp_path / "a", a_script, "run", str(first)) as (proc, gate):
+        loc.delete(".pipeline/lock")  # as a busy run's line says, if its run is gone
+        with _held_at_third(tmp_path / "b", b_script, "run", str(second), "--overwrite") as (
+            later,
+            _,
+        ):
+            assert len(loc.list(".pipeline/done")) == rows - 1  # the other's, all but one
+            Path(f"{gate}.release").touch()
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            assert "was removed, or taken by another run" in one_line_error(err), err
+            kill_group(later)  # the other run killed before its last marker
+            later.wait(30)
+    assert len(loc.list(".pipeline/done")) == rows - 1  # one of them the first run's
+    summary = tmp_path / "s.json"
+    assert error_of("run", second, "--resume", "--summary-json", str(summary)) is None
+    said = json.loads(summary.read_text())
+    assert (said["blocks_skipped"], said["blocks_done"]) == (rows - 2, 2), said
+    y = _zarr_s3(f"{url}/out.zarr", options)
+    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+    assert record_of(y.attrs)["status"] == "complete"
+
+
 def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_one_s(
     tmp_path, bucket
 ) -> None:
