@@ -4263,6 +4263,53 @@ def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_o
         assert values.shape == (12, 64) and np.isfinite(values).all()
 
 
+def test_a_generation_s_unit_written_after_another_took_its_s3_lock_is_not_in_that_one_s(
+    tmp_path, bucket
+) -> None:
+    """h83f: a generation of an S3 input (seed 1) held at its third unit's write, after its
+    check of the lock (which stands for a second: ``ledger.UNIT_CHECK_WITHIN``), its lock
+    object removed and taken by a generation of seed 2, which writes every unit and is held
+    before it marks the input generated (real processes, no timing): the first, let go,
+    is refused its write over that one's unit and stops in one line naming the lock; the
+    other ends with its own values alone, those of seed 2 as a generation of its own
+    elsewhere makes them. The unit had been written over the other's, which then marked
+    the input generated with one unit of seed 1, both unsaid."""
+    url, options = bucket
+
+    def config(name: str, seed: int, array: str = "x") -> Path:
+        return write_config(
+            tmp_path, "", "", name,
+            input={
+                "store": f"{url}/gen.zarr", "array": array, "storage_options": options,
+                "generate": {
+                    "shape": [12, 64], "chunks": [1, 64], "shards": [1, 64], "seed": seed,
+                },
+            },
+            output={"store": f"{url}/res.zarr", "storage_options": options},
+            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+        )  # fmt: skip
+
+    first, second = config("a.yaml", 1), config("b.yaml", 2)
+    loc = Location.of(f"{url}/gen.zarr", options)
+    key = "x/.pipeline/generate.lock"
+    with _held_at_third(tmp_path, _HELD_AT_THIRD_UNIT, "generate", str(first)) as (proc, gate):
+        loc.delete(key)  # as a user would (the busy line names it to remove)
+        at = "pipeline.running.generate:mark_generated"
+        with paused_at_lock("generate", second, cwd=tmp_path, at=at) as later:
+            Path(f"{gate}.release").touch()  # every unit of the other's written
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            line = one_line_error(err)
+            assert line.startswith(f"error: the lock {url}/gen.zarr/{key} of "), line
+            assert f"it is now another run's (pid {later.pid} on " in line, line
+            out, err = go_on(later)
+            assert later.returncode == 0, out + err
+    assert error_of("generate", config("c.yaml", 2, "y")) is None  # seed 2, elsewhere
+    got = _zarr_s3(f"{url}/gen.zarr/x", options)[...]
+    want = _zarr_s3(f"{url}/gen.zarr/y", options)[...]
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_an_s3_lock_removed_and_taken_in_the_same_process_is_left_to_its_new_holder(
     bucket,
 ) -> None:

@@ -1428,7 +1428,13 @@ GROUP_LOCK = "group.lock"
 #: Seconds between a holder's renewals of its group lock object (its ``beat``).
 GROUP_LOCK_BEAT = 10.0
 #: A group lock object not renewed for this long (seconds) is a stopped run's: taken over.
-#: Well above a renewal's period, and independent of how long the held step takes.
+#: Well above a renewal's period, and independent of how long the held step takes. Not
+#: lowered to a few renewals' periods (a killed holder on another host costs the next run
+#: this wait, h83f): a renewal is a GET and a conditional PUT, each of which may wait out
+#: aiobotocore's read timeout (60 s by default) and s3fs's retries (5, backing off), while
+#: the holder goes on writing the group's shared metadata, finding a take-over only at the
+#: end of its step (:func:`_group_taken`); 30 s would let one stalled renewal of a live
+#: holder put two writers in the group.
 GROUP_LOCK_STALE = 120.0
 #: The longest (seconds) a run waits for another run's hold of a group's lock on an object
 #: store before it gives up, naming the lock object.
