@@ -4215,6 +4215,39 @@ def test_a_marker_written_after_another_run_took_the_s3_lock_counts_in_no_record
     assert record_of(y.attrs)["status"] == "complete"
 
 
+def test_a_unit_written_after_another_run_took_the_s3_lock_is_not_in_that_run_s_output(
+    tmp_path, bucket
+) -> None:
+    """h83f: a run (``a.yaml``, x2) held at a unit's write after its check of the lock, its
+    S3 lock object removed and taken by a run of another config with ``--overwrite``
+    (``b.yaml``, x3), which writes every block and is held before it marks the output
+    complete (real processes, no timing): the first, let go, is refused its write over that
+    run's unit and stops in one line naming its block; the other ends complete, NumPy's x3
+    bit for bit. The unit had been written over the other's, in its output marked complete."""
+    url, options = bucket
+    x, first, second = _two_runs_of_one_s3_output(tmp_path, url, options)
+    lock = f"{url}/out.zarr/.pipeline/lock"
+    script = _HELD_AT_THIRD_BLOCK.replace("tasks.write_block =", "tasks.write_unit =").replace(
+        "held(tasks.write_block)", "held(tasks.write_unit)"
+    )
+    loc = Location.of(f"{url}/out.zarr", options)
+    with _held_at_third(tmp_path, script, "run", str(first)) as (proc, gate):
+        loc.delete(".pipeline/lock")  # as a busy run's line says, if its run is gone
+        at = "pipeline.running.output:mark_complete"
+        with paused_at_lock("run", second, "--overwrite", cwd=tmp_path, at=at) as later:
+            Path(f"{gate}.release").touch()  # every block of the other's written
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            line = one_line_error(err)
+            assert line.startswith(f"error: the lock {lock} of {url}/out.zarr was removed"), line
+            assert re.search(r"; its block \(\d+, 0\), and any other it was writing then", line)
+            out, err = go_on(later)
+            assert later.returncode == 0, out + err
+    y = _zarr_s3(f"{url}/out.zarr", options)
+    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+    assert record_of(y.attrs)["status"] == "complete"
+
+
 def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_one_s(
     tmp_path, bucket
 ) -> None:

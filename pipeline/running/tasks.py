@@ -794,6 +794,14 @@ def _write_block_into(
     if sink.ledger is not None:  # the run's lock still in the output's folder, which its
         # writes go into wherever it is now (an output moved away while it ran: h76d, h77e)
         sink.ledger.check_held(folder)
+    ledger = sink.ledger
+    # on an object store, each unit created only where none is: a run whose lock another run
+    # took after this check is refused its write over a unit that run wrote (h83f)
+    existing = (
+        None
+        if ledger is None
+        else (lambda: ledger.check_held(folder, strayed="" if folder else _strayed(block_index)))
+    )
     for u in grid.units_in(block_index, sink.block, info.unit, info.shape):
         us = grid.unit_slices(u, info.unit, info.shape)
         part = y[grid.within(us, slices)]
@@ -802,7 +810,7 @@ def _write_block_into(
         else:  # an edge unit: pad to the stored shape (the padding is never read)
             data = xp.zeros(info.unit, dtype=info.dtype)
             data[tuple(slice(0, e) for e in part.shape)] = part
-        written += write_unit(be, sink, u, data, folder)
+        written += write_unit(be, sink, u, data, folder, existing)
     be.release_host_buffers()  # every frame is written: the staging is free
     if sink.ledger is not None:
         counts = {"elements": int(y.size), "bytes_written": int(written)}
