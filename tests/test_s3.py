@@ -4139,6 +4139,115 @@ def test_a_run_whose_s3_lock_is_taken_as_it_writes_a_block_names_that_block(
     assert record_of(y.attrs)["status"] == "complete"
 
 
+#: :data:`_HELD_AT_THIRD_BLOCK` held at the NTH marker's write instead: after the block's
+#: units and the check before its marker (``Ledger.mark``), where another run taking the
+#: lock meanwhile has its marker land in that run's record.
+_HELD_AT_MARK = (
+    _HELD_AT_THIRD_BLOCK.replace("len(calls) == 3", "len(calls) == NTH")
+    .replace("from pipeline.running import tasks", "from pipeline.store import ledger")
+    .replace(
+        "tasks.write_block = held(tasks.write_block)",
+        "plain_mark = ledger.Ledger.mark\n"
+        "ledger.Ledger.mark = lambda self, *a, **k: held(lambda: plain_mark(self, *a, **k))()",
+    )
+)
+
+
+def test_a_marker_written_after_another_run_took_the_s3_lock_counts_in_no_record_of_its(
+    tmp_path, bucket
+) -> None:
+    """h83f: a run (``a.yaml``, x2) held after its check of the lock before a block's marker,
+    its S3 lock object removed and taken by a run of another config with ``--overwrite``
+    (``b.yaml``, x3), which writes every block and is killed before its last marker (real
+    processes, held there, no timing): the first run's marker then lands in the other's
+    record, over the marker of a block that run wrote (S3 has no write conditional on
+    another object), and the first stops. The resume of the other run counts that marker as
+    no block of its record's: it writes that block again (10 of its own 11 markers skipped,
+    not 11, the first run's counts and its marker taken as its own) and ends complete,
+    NumPy's bit for bit. A marker carried no mark of its record: any marker in the record's
+    folder counted as written by it."""
+    url, options = bucket
+    rows, cols = 12, 256
+    x = np.random.default_rng(11).standard_normal((rows, cols)).astype(np.float32)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(1, cols)
+    )[...] = x
+
+    def config(name: str, factor: int) -> Path:
+        return write_config(
+            tmp_path, "", "", name,
+            input={"store": f"{url}/in.zarr", "storage_options": options},
+            output={
+                "store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols],
+                "codec": {"name": "none"},  # a block's bytes the same whichever run wrote it
+            },
+            stages=[{"op": "multiply", "factor": factor}],
+            chunking={"block": [1, cols]},
+            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+        )  # fmt: skip
+
+    first, second = config("a.yaml", 2), config("b.yaml", 3)
+    loc = Location.of(f"{url}/out.zarr", options)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a_script = _HELD_AT_MARK.replace("NTH", "3")
+    b_script = _HELD_AT_MARK.replace("NTH", str(rows))
+    with _held_at_third(tmp_path / "a", a_script, "run", str(first)) as (proc, gate):
+        loc.delete(".pipeline/lock")  # as a busy run's line says, if its run is gone
+        with _held_at_third(tmp_path / "b", b_script, "run", str(second), "--overwrite") as (
+            later,
+            _,
+        ):
+            assert len(loc.list(".pipeline/done")) == rows - 1  # the other's, all but one
+            Path(f"{gate}.release").touch()
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            assert "was removed, or taken by another run" in one_line_error(err), err
+            kill_group(later)  # the other run killed before its last marker
+            later.wait(30)
+    assert len(loc.list(".pipeline/done")) == rows - 1  # one of them the first run's
+    summary = tmp_path / "s.json"
+    assert error_of("run", second, "--resume", "--summary-json", str(summary)) is None
+    said = json.loads(summary.read_text())
+    assert (said["blocks_skipped"], said["blocks_done"]) == (rows - 2, 2), said
+    y = _zarr_s3(f"{url}/out.zarr", options)
+    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+    assert record_of(y.attrs)["status"] == "complete"
+
+
+def test_a_unit_written_after_another_run_took_the_s3_lock_is_not_in_that_run_s_output(
+    tmp_path, bucket
+) -> None:
+    """h83f: a run (``a.yaml``, x2) held at a unit's write after its check of the lock, its
+    S3 lock object removed and taken by a run of another config with ``--overwrite``
+    (``b.yaml``, x3), which writes every block and is held before it marks the output
+    complete (real processes, no timing): the first, let go, is refused its write over that
+    run's unit and stops in one line naming its block; the other ends complete, NumPy's x3
+    bit for bit. The unit had been written over the other's, in its output marked complete."""
+    url, options = bucket
+    x, first, second = _two_runs_of_one_s3_output(tmp_path, url, options)
+    lock = f"{url}/out.zarr/.pipeline/lock"
+    script = _HELD_AT_THIRD_BLOCK.replace("tasks.write_block =", "tasks.write_unit =").replace(
+        "held(tasks.write_block)", "held(tasks.write_unit)"
+    )
+    loc = Location.of(f"{url}/out.zarr", options)
+    with _held_at_third(tmp_path, script, "run", str(first)) as (proc, gate):
+        loc.delete(".pipeline/lock")  # as a busy run's line says, if its run is gone
+        at = "pipeline.running.output:mark_complete"
+        with paused_at_lock("run", second, "--overwrite", cwd=tmp_path, at=at) as later:
+            Path(f"{gate}.release").touch()  # every block of the other's written
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            line = one_line_error(err)
+            assert line.startswith(f"error: the lock {lock} of {url}/out.zarr was removed"), line
+            assert re.search(r"; its block \(\d+, 0\), and any other it was writing then", line)
+            out, err = go_on(later)
+            assert later.returncode == 0, out + err
+    y = _zarr_s3(f"{url}/out.zarr", options)
+    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+    assert record_of(y.attrs)["status"] == "complete"
+
+
 def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_one_s(
     tmp_path, bucket
 ) -> None:
@@ -4185,6 +4294,53 @@ def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_o
         assert not loc.exists("x/.pipeline")
         values = _zarr_s3(f"{store}/x", options)[...]
         assert values.shape == (12, 64) and np.isfinite(values).all()
+
+
+def test_a_generation_s_unit_written_after_another_took_its_s3_lock_is_not_in_that_one_s(
+    tmp_path, bucket
+) -> None:
+    """h83f: a generation of an S3 input (seed 1) held at its third unit's write, after its
+    check of the lock (which stands for a second: ``ledger.UNIT_CHECK_WITHIN``), its lock
+    object removed and taken by a generation of seed 2, which writes every unit and is held
+    before it marks the input generated (real processes, no timing): the first, let go,
+    is refused its write over that one's unit and stops in one line naming the lock; the
+    other ends with its own values alone, those of seed 2 as a generation of its own
+    elsewhere makes them. The unit had been written over the other's, which then marked
+    the input generated with one unit of seed 1, both unsaid."""
+    url, options = bucket
+
+    def config(name: str, seed: int, array: str = "x") -> Path:
+        return write_config(
+            tmp_path, "", "", name,
+            input={
+                "store": f"{url}/gen.zarr", "array": array, "storage_options": options,
+                "generate": {
+                    "shape": [12, 64], "chunks": [1, 64], "shards": [1, 64], "seed": seed,
+                },
+            },
+            output={"store": f"{url}/res.zarr", "storage_options": options},
+            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+        )  # fmt: skip
+
+    first, second = config("a.yaml", 1), config("b.yaml", 2)
+    loc = Location.of(f"{url}/gen.zarr", options)
+    key = "x/.pipeline/generate.lock"
+    with _held_at_third(tmp_path, _HELD_AT_THIRD_UNIT, "generate", str(first)) as (proc, gate):
+        loc.delete(key)  # as a user would (the busy line names it to remove)
+        at = "pipeline.running.generate:mark_generated"
+        with paused_at_lock("generate", second, cwd=tmp_path, at=at) as later:
+            Path(f"{gate}.release").touch()  # every unit of the other's written
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            line = one_line_error(err)
+            assert line.startswith(f"error: the lock {url}/gen.zarr/{key} of "), line
+            assert f"it is now another run's (pid {later.pid} on " in line, line
+            out, err = go_on(later)
+            assert later.returncode == 0, out + err
+    assert error_of("generate", config("c.yaml", 2, "y")) is None  # seed 2, elsewhere
+    got = _zarr_s3(f"{url}/gen.zarr/x", options)[...]
+    want = _zarr_s3(f"{url}/gen.zarr/y", options)[...]
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 def test_an_s3_lock_removed_and_taken_in_the_same_process_is_left_to_its_new_holder(

@@ -588,6 +588,21 @@ def _generate_unit_into(spec: GenSpec, unit_index: Shape, folder: Folder | None)
         data = unit_values(spec, unit_index, be.xp)
         if spec.big_endian:  # the values' bytes as the store holds them
             data = data.byteswap()
-        written = write_unit(be, spec.sink, tuple(unit_index), data, folder)
+        # on an object store, created only where nothing is there: a generation whose lock
+        # another took in the second its check stands is refused its write over a unit that
+        # one wrote, rather than leaving it in that one's input, unsaid (h83f)
+        lock = spec.lock
+        check = None if lock is None else (lambda: lock.check_held(folder, strayed=_STRAYED))
+        written = write_unit(be, spec.sink, tuple(unit_index), data, folder, existing=check)
         be.synchronize()
     return written
+
+
+#: What a generation stopped at a unit's write says of the units it wrote in the second
+#: before (:data:`~pipeline.store.ledger.UNIT_CHECK_WITHIN`), by the input's keys: none
+#: over one the generation that took its lock wrote (each written only where nothing is),
+#: and those that one writes after them are its own.
+_STRAYED = (
+    "the units it wrote since its lock was last found its own are written over by the "
+    "generation that took it wherever that one writes them"
+)

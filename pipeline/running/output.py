@@ -2487,6 +2487,9 @@ def _create(plan: Plan, store: Location, folder: Folder | None = None) -> Aside:
     # while it went leaves the old chunks as this pipeline's 'remains', which --overwrite
     # clears (with no record left, the folder of chunks had become one it never deletes, and
     # only a person could clear it: helper-39)
+    # naming the record its markers carry: a marker of another run's record, written into
+    # this one after its lock was taken over, marks nothing of this run's (h83f)
+    manifest = ledger.new_record(manifest)
     ledger.write_manifest(with_check(manifest))
     # what of the output shares its inodes with other files, the input's among them (h72c)
     unlinked = _hard_linked(o.location.join(o.path)) if o.location.is_local else set()

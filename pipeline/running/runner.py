@@ -852,6 +852,8 @@ def _compute_and_finish(
     phase (the output made ready since is the ``prepare`` phase). ``aside``: the replaced
     output's chunks, deleted meanwhile: done before the output is called complete."""
     t_start, t_ready = clock
+    assert plan.sink.ledger is not None
+    plan.sink.ledger.adopt()  # the record its markers carry, made or found (h83f)
     all_blocks = list(grid.iter_indices(plan.block_grid))
     done = _already_written(plan, start, all_blocks, options.progress)
     pending = [b for b in all_blocks if b not in done]
@@ -897,7 +899,8 @@ def _already_written(plan: Plan, start: str, all_blocks: list, progress: str) ->
         log.warning(
             "resuming: %d block(s) marked written no longer hold what was written (a chunk "
             "gone, of another size or changed since (a copy that did not keep the files' "
-            "times, cp -r, reads so), or a marker unreadable; first: %s): written again",
+            "times, cp -r, reads so), or a marker unreadable or of another run's record; first: "
+            "%s): written again",
             len(gone),
             list(gone[0]),
         )
@@ -990,7 +993,8 @@ def _check_recorded(plan: Plan, all_blocks: list) -> None:
     (Zarr reads a missing chunk as the fill value, so the files prove nothing): OutputError
     with ``output``, ``status`` 'incomplete' and ``unrecorded``, the blocks without a mark."""
     assert plan.sink.ledger is not None
-    recorded = plan.sink.ledger.done()
+    # its markers, not their names alone: one of another run's record marks nothing (h83f)
+    recorded = plan.sink.ledger.recorded(all_blocks)
     missing = [b for b in all_blocks if b not in recorded]
     if missing:
         raise OutputError(

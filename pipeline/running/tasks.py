@@ -607,11 +607,22 @@ def to_pinned(x: np.ndarray) -> np.ndarray:
 
 
 def write_unit(
-    be: devices.Backend, sink: Sink, unit_index: Shape, data: Any, folder: Folder | None = None
+    be: devices.Backend,
+    sink: Sink,
+    unit_index: Shape,
+    data: Any,
+    folder: Folder | None = None,
+    existing: Callable[[], None] | None = None,
 ) -> int:
     """Encode and store one unit (``data`` at the unit's full shape); bytes written.
     ``folder``: the array's folder, held open by the task (:func:`array_folder`), which the
-    unit goes into wherever it is now (None: by the path)."""
+    unit goes into wherever it is now (None: by the path). ``existing``: where it is given
+    and the unit is written by the path (an object store's keys), the unit is written only
+    where no object is there yet (:meth:`Location.write_new
+    <pipeline.store.location.Location.write_new>`), and where one is, ``existing()`` is
+    asked first (it raises where the writer's lock is another's now: the unit is another
+    writer's, not to be written over), then the unit is written over it (a retried task's
+    own, or one a writer whose lock this one took over wrote after its take-over, h83f)."""
     info = sink.info
     flat = grid.unit_to_frames(data, info.chunk)
     n = math.prod(info.chunks_per_unit)
@@ -625,9 +636,15 @@ def write_unit(
             parts = [*parts, shards.encode_index(offsets, sizes)]
     key = info.key(unit_index)
     with _timed("write"), _storing(sink, key):
-        if folder is None:
+        if folder is not None:
+            return folder.write(key[len(info.path) + 1 :] if info.path else key, parts)
+        if existing is None:
             return info.location.write(key, parts)
-        return folder.write(key[len(info.path) + 1 :] if info.path else key, parts)
+        written = info.location.write_new(key, parts)
+        if written is None:  # there already: another writer's, or this one's own
+            existing()
+            written = info.location.write(key, parts)
+        return written
 
 
 def array_folder(sink: Sink) -> contextlib.AbstractContextManager[Folder | None]:
@@ -777,6 +794,14 @@ def _write_block_into(
     if sink.ledger is not None:  # the run's lock still in the output's folder, which its
         # writes go into wherever it is now (an output moved away while it ran: h76d, h77e)
         sink.ledger.check_held(folder)
+    ledger = sink.ledger
+    # on an object store, each unit created only where none is: a run whose lock another run
+    # took after this check is refused its write over a unit that run wrote (h83f)
+    existing = (
+        None
+        if ledger is None
+        else (lambda: ledger.check_held(folder, strayed="" if folder else _strayed(block_index)))
+    )
     for u in grid.units_in(block_index, sink.block, info.unit, info.shape):
         us = grid.unit_slices(u, info.unit, info.shape)
         part = y[grid.within(us, slices)]
@@ -785,7 +810,7 @@ def _write_block_into(
         else:  # an edge unit: pad to the stored shape (the padding is never read)
             data = xp.zeros(info.unit, dtype=info.dtype)
             data[tuple(slice(0, e) for e in part.shape)] = part
-        written += write_unit(be, sink, u, data, folder)
+        written += write_unit(be, sink, u, data, folder, existing)
     be.release_host_buffers()  # every frame is written: the staging is free
     if sink.ledger is not None:
         counts = {"elements": int(y.size), "bytes_written": int(written)}

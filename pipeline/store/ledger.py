@@ -55,6 +55,9 @@ from pipeline.store.grid import Shape
 from pipeline.store.location import Folder, Location, dangling_link_on, folders_made
 
 RECORD = ".pipeline"
+#: The field of the run record (``run.json``) and of each marker naming the record they are
+#: of (:meth:`Ledger.each_marker`).
+RECORD_ID = "record"
 
 #: A block's marker name, :meth:`Ledger._name`: its index along each axis, in ASCII digits,
 #: joined by dots.
@@ -82,6 +85,12 @@ class Ledger:
     #: in whichever process, finds by it whether the lock at the store's path is still its
     #: run's (:meth:`check_held`). No part of what the ledger is (equality, hash, repr).
     token: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)
+    #: The run record this holder writes into, ``{"id": ...}``: the ``record`` its run record
+    #: (``run.json``) names, the token of the run that began it (:meth:`new_record`), taken
+    #: once the lock is held (:meth:`adopt`), which every marker it writes carries and which
+    #: a marker must carry to count (:meth:`each_marker`). Empty: not taken yet (what
+    #: ``run.json`` says is read then). No part of what the ledger is.
+    held_record: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     #: The lock's name in the record folder: the output's (a run writing it).
     LOCK: ClassVar[str] = "lock"
@@ -119,7 +128,9 @@ class Ledger:
         output's counts without reading the blocks it skips. ``folder``: the array's folder,
         held open by the block's task (:meth:`Location.folder`), which the marker goes into
         wherever it is now (None: by the path)."""
-        body = json.dumps(counts or {}, separators=(",", ":")).encode()
+        record = self.held_record.get("id")
+        doc = {**(counts or {}), **({RECORD_ID: record} if record else {})}
+        body = json.dumps(doc, separators=(",", ":")).encode()
         if folder is None:
             self.location.write(self.marker_key(block), [body], atomic=True)
         else:
@@ -137,8 +148,18 @@ class Ledger:
         """What the marker of each of ``blocks`` holds, in order: its JSON object (``{}``
         where an earlier release recorded no counts), or None where the marker is gone or
         holds no JSON object (empty, cut short, overwritten: :meth:`mark` writes a whole one
-        atomically, so such a marker is damage, and proves nothing of its block)."""
+        atomically, so such a marker is damage, and proves nothing of its block), or is
+        another run record's: where the run record names its ``record`` (:meth:`record_id`),
+        a marker counts only where it carries that one. A run whose lock was removed and
+        taken by another run (``--overwrite``) between its check of the lock and its
+        marker's write (S3 has no write conditional on another object) had put its marker
+        into that run's record, which a resume of that run then took as its own block
+        (h83f)."""
         from concurrent.futures import ThreadPoolExecutor
+
+        if not blocks:
+            return []
+        record = self.record_id()
 
         def one(block: Shape) -> dict[str, Any] | None:
             raw = self.location.read(self._key("done", self._name(block)))
@@ -146,10 +167,10 @@ class Ledger:
                 doc = json.loads(raw) if raw else None
             except ValueError:  # UnicodeDecodeError too
                 return None
-            return doc if isinstance(doc, dict) else None
+            if not isinstance(doc, dict) or (record and doc.get(RECORD_ID) != record):
+                return None
+            return {k: v for k, v in doc.items() if k != RECORD_ID}
 
-        if not blocks:
-            return []
         with ThreadPoolExecutor(max(1, min(threads, len(blocks)))) as ex:
             return list(ex.map(one, blocks))
 
@@ -226,6 +247,37 @@ class Ledger:
             if there is not None:
                 return key[len(base) :], there, "a file"
         return None
+
+    def recorded(self, blocks: list[Shape]) -> set[Shape]:
+        """Of ``blocks``, those the run record marks written: a marker of this record's
+        (:meth:`each_marker`: one of another run's record, or damaged, marks nothing)."""
+        names = self.done()
+        present = [b for b in blocks if b in names]
+        return {
+            b for b, doc in zip(present, self.each_marker(present), strict=True) if doc is not None
+        }
+
+    def record_id(self) -> str | None:
+        """The run record's ``record`` (:meth:`held_record`'s where taken, else what
+        ``run.json`` says now); None where it names none (an earlier release's record, whose
+        markers carry none either: every marker of it counts)."""
+        if "id" in self.held_record:
+            return self.held_record["id"] or None
+        record = (self.read_manifest() or {}).get(RECORD_ID)
+        return record if isinstance(record, str) and record else None
+
+    def new_record(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """``manifest``, a fresh start's run record, naming its ``record``: this holder's
+        token, which its markers carry (:meth:`adopt` takes it)."""
+        return {**manifest, RECORD_ID: self.token}
+
+    def adopt(self) -> None:
+        """Take the run record's ``record`` (:meth:`record_id`, read now) as the one this
+        holder's markers carry: called once the lock is held and the record made (a fresh
+        start) or found (a resume), before any block is written. A run whose lock was taken
+        over before this read finds it out at its first block's check, before any marker."""
+        self.held_record.pop("id", None)
+        self.held_record["id"] = self.record_id() or ""
 
     def clear_done(self) -> None:
         """Forget every finished block (a fresh start)."""
@@ -1387,7 +1439,13 @@ GROUP_LOCK = "group.lock"
 #: Seconds between a holder's renewals of its group lock object (its ``beat``).
 GROUP_LOCK_BEAT = 10.0
 #: A group lock object not renewed for this long (seconds) is a stopped run's: taken over.
-#: Well above a renewal's period, and independent of how long the held step takes.
+#: Well above a renewal's period, and independent of how long the held step takes. Not
+#: lowered to a few renewals' periods (a killed holder on another host costs the next run
+#: this wait, h83f): a renewal is a GET and a conditional PUT, each of which may wait out
+#: aiobotocore's read timeout (60 s by default) and s3fs's retries (5, backing off), while
+#: the holder goes on writing the group's shared metadata, finding a take-over only at the
+#: end of its step (:func:`_group_taken`); 30 s would let one stalled renewal of a live
+#: holder put two writers in the group.
 GROUP_LOCK_STALE = 120.0
 #: The longest (seconds) a run waits for another run's hold of a group's lock on an object
 #: store before it gives up, naming the lock object.

@@ -591,6 +591,30 @@ class Location:
             raise
         return sum(memoryview(p).nbytes for p in parts)
 
+    @_asking("write")
+    def write_new(self, key: str, parts: Sequence[Any]) -> int | None:
+        """:meth:`write`, made only where no object is under ``key`` (S3: a conditional PUT,
+        If-None-Match: \\*, atomic in the store): bytes written, or None where one was there,
+        or another write of it was under way (nothing written then). A writer whose lock
+        another took meanwhile (S3 has no write conditional on another object) can so never
+        write over what that one wrote (h83f). On a store without that condition (no S3, or
+        an S3-compatible one answering 501) a plain :meth:`write`."""
+        if self._s3() is None or self.url in _UNCONDITIONAL:
+            return self.write(key, parts)
+        data = b"".join(bytes(memoryview(p)) for p in parts)
+        try:
+            self.fs().pipe_file(self._path(key), data, mode="create")
+        except FileExistsError:
+            return None
+        except OSError as e:
+            if _error_code(e) in ("ConditionalRequestConflict", "409"):
+                return None
+            if _error_code(e) not in _NO_CONDITIONS:
+                raise
+            _UNCONDITIONAL.add(self.url)
+            return self.write(key, parts)
+        return len(data)
+
     def _as_said(self, path: str) -> str:
         """The local ``path`` (:meth:`_path`'s) as lines say it: by :attr:`url`, never by
         the ``/proc/self/fd`` name it is :attr:`reached` by."""
@@ -2614,6 +2638,9 @@ def _condition_failed(error: OSError) -> bool:
 
 #: The error codes of an S3-compatible store that has no conditional requests on an ETag.
 _NO_CONDITIONS = ("NotImplemented", "501")
+#: The URLs of locations whose store answered a create-only write (:meth:`Location.write_new`)
+#: with :data:`_NO_CONDITIONS`, in this process: written plainly since.
+_UNCONDITIONAL: set[str] = set()
 
 
 def _error_code(error: OSError) -> str | None:
