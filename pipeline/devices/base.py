@@ -84,8 +84,9 @@ class Backend(Protocol):
     ) -> tuple[list[Any], np.ndarray]:
         """Encode a flat chunk-major array; (host byte parts of the frames in order, sizes)."""
 
-    def apply_chain(self, chain: Sequence[stages.BoundStage], x: Any) -> Any:
-        """Run the fused chain over one block."""
+    def apply_chain(self, chain: Sequence[stages.BoundStage], x: Any, owned: bool = False) -> Any:
+        """Run the fused chain over one block; ``owned``: ``x`` is the caller's alone, and
+        may be written over (the CPU's does, where the chain keeps the dtype)."""
 
     def unpack(self, unpacking: Unpacking, x: Any) -> Any:
         """The values of one block of stored elements, decoded as ``unpacking`` says (a new

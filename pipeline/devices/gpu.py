@@ -614,7 +614,7 @@ class GpuBackend:
         sizes_full[idx] = sizes
         return ([host.data] if total else []), sizes_full
 
-    def apply_chain(self, chain: Sequence[stages.BoundStage], x: Any) -> Any:
+    def apply_chain(self, chain: Sequence[stages.BoundStage], x: Any, owned: bool = False) -> Any:
         ctx = context()
         with ctx.stream:
             y = chain_kernel(chain)(x, chain[-1].out_dtype)

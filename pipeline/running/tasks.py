@@ -568,12 +568,15 @@ def _read_block_gpu(
 # The stages, and moving blocks between devices.
 
 
-def apply_stages(x: Any, chain: Sequence[stages.BoundStage], backend: str) -> Any:
-    """The fused chain over one block."""
+def apply_stages(
+    x: Any, chain: Sequence[stages.BoundStage], backend: str, owned: bool = False
+) -> Any:
+    """The fused chain over one block; ``owned``: ``x`` is this task's own, which the chain
+    may overwrite (:func:`run_block`'s block, read by its own thread)."""
     be = devices.get(backend)
     be.prepare()
     with be.on_stream(), _timed("stages"):
-        return be.apply_chain(chain, x)
+        return be.apply_chain(chain, x, owned=owned)
 
 
 def to_device(x: np.ndarray) -> Any:
@@ -941,7 +944,10 @@ def run_block(
     (:func:`writing_to`)."""
     with writing_to(target(sink.info)):
         x = _moved(read_block(source, index), source.backend, backend)
-        y = _moved(apply_stages(x, chain, backend), backend, sink.backend)
+        # the block read here is this task's alone (a new array on the CPU), so the CPU's
+        # chain writes over it; a GPU's read may hand back a buffer it reuses: not written over
+        owned = source.backend == backend == "cpu"
+        y = _moved(apply_stages(x, chain, backend, owned), backend, sink.backend)
         return write_block(y, sink, index)
 
 
