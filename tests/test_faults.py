@@ -3867,6 +3867,35 @@ def test_an_input_key_that_is_no_file_is_refused_before_anything_is_written(
         assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize(("zarr_format", "doc"), [(2, ".zarray"), (2, ".zattrs"), (3, "zarr.json")])
+def test_an_input_document_that_is_a_named_pipe_is_refused_in_one_line(
+    tmp_path: Path, zarr_format: int, doc: str
+) -> None:
+    """h83g: a local input's metadata document that is a named pipe: ``run`` waited without
+    end in zarr-python's opening of the input (the run's check of its documents comes later,
+    in the plan), ``plan`` took the read's error for an absent document and waited there too.
+    Now both refuse it in one line naming the document and the fix; no output is made."""
+    store = tmp_path / "in.zarr"
+    make_array(store, np.ones((8, 8), np.float32), (4, 4), zarr_format=zarr_format)
+    (store / doc).unlink(missing_ok=True)
+    os.mkfifo(store / doc)
+    cfg = write_config(tmp_path, store, tmp_path / "out.zarr")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for args in (("run", "--progress", "none"), ("plan",)):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "-q", *args[:1], str(cfg), *args[1:]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 1, (args, done.stdout + done.stderr)
+        line = one_line_error(done.stderr)
+        assert f"{doc!r} of {store} is a named pipe (FIFO), not a file" in line, line
+        assert "restore the document" in line and "fill value" not in line, line
+        assert not (tmp_path / "out.zarr").exists()
+
+
 def test_a_unit_that_became_a_named_pipe_is_refused_at_its_read(tmp_path: Path) -> None:
     """h83g: a stored unit that is a named pipe by the time a task reads it (after the plan
     walked the input): the pipeline's raw reader waited for a writer without end; now the

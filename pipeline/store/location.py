@@ -1570,6 +1570,11 @@ def open_local_file(path: str, buffering: int = -1) -> Any:
         raise
 
 
+def is_not_a_file_refusal(e: BaseException) -> bool:
+    """Whether ``e`` is :func:`not_a_file_refusal`'s: a key that is no file nor folder."""
+    return isinstance(e, StoreError) and getattr(e, "reason", None) == "not a file"
+
+
 def not_a_file_refusal(store: str, key: str, path: str, kind: str) -> StoreError:
     """The one line for the key ``key`` of the local store ``store``, at ``path``, that is
     ``kind`` (:func:`not_a_file`) rather than a file: no Zarr writer leaves one, and reading
