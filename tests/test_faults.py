@@ -3793,6 +3793,146 @@ def test_a_unit_that_became_a_link_to_nothing_is_refused_at_its_read(
     _said_dangling(line.replace(f" (through {link})", ""), store, key, link)
 
 
+def _unit_made_special(tmp_path: Path, layout: str, what: str) -> tuple[Path, str]:
+    """An input written by zarr-python (``layout``: 'v2', 'v3', 'v3-sharded'; 'v3-delta',
+    a codec chain only zarr-python decodes) whose one stored unit is replaced by ``what``:
+    'fifo', a named pipe; 'zero', a symbolic link to ``/dev/zero``: (the input, its key)."""
+    x = np.arange(1, 65, dtype=np.float32).reshape(8, 8)
+    store = tmp_path / "in.zarr"
+    key = "1.1" if layout == "v2" else "c/1/1"
+    if layout == "v2":
+        make_array(store, x, (4, 4), zarr_format=2)
+    elif layout == "v3-sharded":
+        make_array(store, x, (2, 2), shards=(4, 4))
+    elif layout == "v3-delta":
+        import numcodecs.zarr3
+
+        with warnings.catch_warnings():  # numcodecs.* codecs warn that they are not in the spec
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(
+                store=str(store),
+                shape=x.shape,
+                dtype=x.dtype,
+                chunks=(4, 4),
+                filters=[numcodecs.zarr3.Delta(dtype="<f4")],
+            )
+            a[...] = x
+    else:
+        make_array(store, x, (4, 4))
+    (store / key).unlink()
+    if what == "fifo":
+        os.mkfifo(store / key)
+    else:
+        (store / key).symlink_to("/dev/zero")
+    return store, key
+
+
+@pytest.mark.parametrize(
+    ("layout", "what"),
+    [
+        ("v2", "fifo"),
+        ("v3", "fifo"),
+        ("v3-sharded", "fifo"),
+        ("v3-delta", "fifo"),
+        ("v2", "zero"),
+        ("v3-sharded", "zero"),
+    ],
+)
+def test_an_input_key_that_is_no_file_is_refused_before_anything_is_written(
+    tmp_path: Path, layout: str, what: str
+) -> None:
+    """h83g: a local input's stored unit that is a named pipe (a FIFO left by a script that
+    meant to stream a chunk), or a symbolic link to a device (``/dev/zero``): the run's read
+    of it waited for a writer without end (the FIFO: no line, no exit, whichever reader read
+    it, the pipeline's own or zarr-python's), or took the device's bytes. Now the plan
+    refuses it in one line naming the key, what it is and the fix; no output is made. Each
+    command in a process of its own (a hang ends at the timeout, failing the test)."""
+    store, key = _unit_made_special(tmp_path, layout, what)
+    cfg = write_config(tmp_path, store, tmp_path / "out.zarr")
+    kind = "a named pipe (FIFO)" if what == "fifo" else "a character device"
+    for args in (("run", "--progress", "none"), ("plan",)):
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "-q", *args[:1], str(cfg), *args[1:]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 1, (args, done.stdout + done.stderr)
+        line = one_line_error(done.stderr)
+        assert f"{key!r} of {store} is {kind}" in line, line
+        assert ("symbolic link to /dev/zero" in line) is (what == "zero"), line
+        assert "remove it if the chunk is meant to be the fill value" in line, line
+        assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(("zarr_format", "doc"), [(2, ".zarray"), (2, ".zattrs"), (3, "zarr.json")])
+def test_an_input_document_that_is_a_named_pipe_is_refused_in_one_line(
+    tmp_path: Path, zarr_format: int, doc: str
+) -> None:
+    """h83g: a local input's metadata document that is a named pipe: ``run`` waited without
+    end in zarr-python's opening of the input (the run's check of its documents comes later,
+    in the plan), ``plan`` took the read's error for an absent document and waited there too.
+    Now both refuse it in one line naming the document and the fix; no output is made."""
+    store = tmp_path / "in.zarr"
+    make_array(store, np.ones((8, 8), np.float32), (4, 4), zarr_format=zarr_format)
+    (store / doc).unlink(missing_ok=True)
+    os.mkfifo(store / doc)
+    cfg = write_config(tmp_path, store, tmp_path / "out.zarr")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for args in (("run", "--progress", "none"), ("plan",)):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "-q", *args[:1], str(cfg), *args[1:]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 1, (args, done.stdout + done.stderr)
+        line = one_line_error(done.stderr)
+        assert f"{doc!r} of {store} is a named pipe (FIFO), not a file" in line, line
+        assert "restore the document" in line and "fill value" not in line, line
+        assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_unit_that_became_a_named_pipe_is_refused_at_its_read(tmp_path: Path) -> None:
+    """h83g: a stored unit that is a named pipe by the time a task reads it (after the plan
+    walked the input): the pipeline's raw reader waited for a writer without end; now the
+    task raises the one line naming the key. (zarr-python's own read still waits: the plan's
+    walk is what refuses a pipe before it, above.)"""
+    from pipeline.config import load_config
+    from pipeline.planning.plan import make_plan
+    from pipeline.running import tasks
+    from tests.test_plan import MACHINES
+
+    store, key = _unit_made_special(tmp_path, "v3", "fifo")
+    (store / key).unlink()  # the plan sees the unit absent
+    cfg = write_config(tmp_path, store, tmp_path / "out.zarr", chunking={"block": [4, 4]})
+    src = make_plan(load_config(cfg), MACHINES["cpu"]).source
+    assert src.direct
+    os.mkfifo(store / key)
+    done: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            tasks.read_block(src, (1, 1))
+        except BaseException as e:  # handed to the test's thread
+            done.append(e)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(30)
+    if t.is_alive():  # free the blocked reader, so that the test's process can end
+        fd = os.open(store / key, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        t.join(30)
+        pytest.fail("the read of a named pipe waited for a writer")
+    assert done and isinstance(done[0], StoreError), done
+    assert done[0].key == key and done[0].reason == "not a file", done[0]
+    assert f"{key!r} of {store} is a named pipe (FIFO), not a file" in str(done[0])
+
+
 def test_verify_refuses_an_input_whose_content_was_dropped_since(tmp_path: Path, cli) -> None:
     """h71v: ``verify --all`` of a complete output whose input chunk is a link to nothing now
     (``git annex drop`` since the run): the one line naming the key and the fix, not a

@@ -57,6 +57,8 @@ from pipeline.store.location import (
     is_os_file,
     link_refusal,
     links_above,
+    not_a_file,
+    not_a_file_refusal,
 )
 
 log = logging.getLogger(__name__)
@@ -701,10 +703,13 @@ def _local_files_identity(
     reads as a key of the array (a chunk's, or a metadata document's: :data:`_READ_NAME`) is
     a symbolic link whose target does not exist: a git-annex or DataLad dataset's content
     never fetched, which zarr-python reads as the fill value. So a run refuses it at its plan,
-    before anything is written; the walk saw it anyway. ``stats``, where given, gets each
-    file's (device, inode, size, modification and status-change time, link count) by its path
-    (:attr:`StoreIdentity.files`), and ``folders`` the folders' paths that Zarr may read as
-    keys (:attr:`StoreIdentity.folders`)."""
+    before anything is written; the walk saw it anyway. Likewise where such a name is no file
+    nor folder (a named pipe, a device, a socket, or a link to one:
+    :func:`~pipeline.store.location.not_a_file_refusal`), whose read would wait without end
+    or give no chunk's bytes (a FIFO at a chunk's key had hung the run, h83g). ``stats``,
+    where given, gets each file's (device, inode, size, modification and status-change time,
+    link count) by its path (:attr:`StoreIdentity.files`), and ``folders`` the folders' paths
+    that Zarr may read as keys (:attr:`StoreIdentity.folders`)."""
     import os
 
     root = location.join(path)
@@ -748,6 +753,10 @@ def _local_files_identity(
                     raise link_refusal(location.url, key, *link) from None
                 entries.append(f"{rel}\0missing\n")
                 continue
+            kind = not_a_file(st.st_mode)
+            if kind is not None and _READ_NAME.fullmatch(rel.replace(os.sep, "/")):
+                key = rel.replace(os.sep, "/")
+                raise not_a_file_refusal(location.url, f"{path}/{key}" if path else key, file, kind)
             total += st.st_size
             entries.append(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n")
             if stats is not None:

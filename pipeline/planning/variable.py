@@ -92,12 +92,16 @@ def with_output_array(config: Config, check: bool = True) -> Config:
     attributes that are a list had made the variable an array alone, written at the root),
     unless ``check`` is False: where the config goes to :func:`~pipeline.planning.plan.make_plan`
     next, whose ``input_info`` checks them (a run: one check per plan, each a request per
-    document on a remote store)."""
+    document on a remote store); a local store's documents that are no file (a named pipe,
+    on which zarr-python's opening below waits without end) are refused all the same, by a
+    look at each (:func:`~pipeline.store.arrays.refuse_documents_not_files`, h83g)."""
     if config.output.array is not None:
         return config
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     if check:
         arrays.check_documents(loc, config.input.array, around=True)  # read for the name
+    else:
+        arrays.refuse_documents_not_files(loc, config.input.array)
     try:
         store = loc.zarr_store(read_only=True)
     except Exception:  # an input that cannot be reached: the plan names that problem

@@ -45,9 +45,12 @@ from pipeline.store.location import (
     Folder,
     Location,
     is_link_refusal,
+    is_not_a_file_refusal,
     is_os_file,
     is_write_probe,
     key_under,
+    not_a_file,
+    not_a_file_refusal,
 )
 
 if TYPE_CHECKING:
@@ -838,6 +841,28 @@ _JSON_KINDS = {
 }
 
 
+def refuse_documents_not_files(location: Location, path: str) -> None:
+    """Refuse, in :func:`~pipeline.store.location.not_a_file_refusal`'s one line, a metadata
+    document of the local node at ``path``, or of a group above it, that is no file nor
+    folder (a named pipe: zarr-python's opening waits on it without end, h83g). A ``stat``
+    of each name, no read; nothing for a store that is not local. For the openings that come
+    before :func:`check_documents` (which refuses it too, as it reads the documents)."""
+    if not location.is_local:
+        return
+    parts = [p for p in path.strip("/").split("/") if p]
+    for depth in range(len(parts) + 1):
+        node = "/".join(parts[:depth])
+        for name in ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"):
+            key = _key_in(node, name)
+            where = location.join(key)
+            try:
+                kind = not_a_file(os.stat(where).st_mode)
+            except OSError:  # absent, or unreadable: the opening says so
+                continue
+            if kind is not None:
+                raise not_a_file_refusal(location.url, key, where, kind)
+
+
 def check_documents(location: Location, path: str, around: bool = False) -> None:
     """Refuse, in one line naming the file, a metadata document of the node at ``path`` that
     is JSON but no JSON object (``zarr.json``, ``.zarray``, ``.zgroup``, ``.zattrs``; JSON
@@ -926,6 +951,8 @@ def _read_documents(location: Location, keys: list[str]) -> dict[str, Any]:
             raw = location.read(key)
         except Exception as e:  # a folder, unreadable: the opening says so
             if is_link_refusal(e):  # a link to nothing, which Zarr would read as absent
+                raise
+            if is_not_a_file_refusal(e):  # a named pipe, which zarr-python's read waits on
                 raise
             return None
         if raw is None:
