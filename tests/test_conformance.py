@@ -2429,7 +2429,8 @@ LEVELS = [
         _NESTED_CRC,
         "c/0/1",
         lambda p: p.write_bytes(p.read_bytes()[:-10] + b"\xff" + p.read_bytes()[-9:]),
-        "its shard index's crc32c checksum does not match",
+        "its shard index's crc32c checksum does not match: the shard (572 bytes) was cut "
+        "short, or its index (its last 36 bytes) altered",
     ),
     (
         "blosc-header",
