@@ -3973,3 +3973,36 @@ def test_a_replaced_output_whose_old_chunk_cannot_be_deleted_is_not_marked_compl
     shards = z.shards or z.chunks
     grid = {f"c/{i}/{j}" for i in range(40 // shards[0]) for j in range(40 // shards[1])}
     assert left == grid | {"zarr.json"}, sorted(left)
+
+
+def test_a_replacement_that_fails_after_setting_chunks_aside_deletes_them_first(
+    tmp_path: Path, cli
+) -> None:
+    """A v2 output of many chunk files ('.' keys, all directly under the array), one of them
+    immutable: the replacing run moves the others into its record and deletes them on a
+    thread, then cannot delete that one, and fails in one line naming it. The deletion
+    ends before the run does (and gives up its lock): the thread had gone on deleting after
+    the run had ended, in a record another run may take by then (h83d). Once the file is
+    deletable, `run --overwrite` replaces the output, nothing old left."""
+    out = tmp_path / "out.zarr"
+    old = np.arange(1, 120 * 120 + 1, dtype=np.float32).reshape(120, 120)
+    make_array(out, old, (2, 2), zarr_format=2, compressor=None)
+    x = np.arange(40 * 40, dtype=np.float32).reshape(40, 40)
+    make_array(tmp_path / "in.zarr", x, (10, 10))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    with _undeletable_within(out, out / "0.0"):
+        if os.geteuid() != 0:
+            pytest.skip("a read-only folder keeps every chunk in place: no entry is set aside")
+        rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+        left = [p for p in (out / ".pipeline" / "aside").rglob("*") if p.is_file()]
+        assert rc != 0, err
+        assert not left, f"{len(left)} set-aside files still there as the run ended"
+        line = one_line_error(err)
+        assert f"cannot delete {out / '0.0'} (" in line and "immutable" in line, err
+        # no metadata: nothing reads it as an array, complete or not, until it is replaced
+        assert not any((out / n).exists() for n in (".zarray", ".zattrs", "zarr.json"))
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert status(out) == "complete" and not (out / ".pipeline").exists()
+    assert read_array(out).tobytes() == reference(x).tobytes()
+    assert not (out / "0.0").exists() and not (out / ".zarray").exists()
