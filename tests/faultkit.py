@@ -484,6 +484,35 @@ def undeletable(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def undeletable_within(store: Path, file: Path) -> Iterator[None]:
+    """Within this block the file ``file`` inside ``store`` cannot be deleted (root, whom
+    permissions do not stop: immutable, ``chattr +i``, the test skipped where that cannot be
+    done; anyone else: its folder read-only), wherever under ``store`` it is moved
+    meanwhile; every file and folder of ``store`` deletable again afterwards."""
+    import pytest
+
+    chattr = shutil.which("chattr")
+    if os.geteuid() == 0:
+        if (
+            chattr is None
+            or subprocess.run([chattr, "+i", str(file)], capture_output=True).returncode
+        ):
+            pytest.skip(f"cannot make {file} immutable here (chattr +i)")
+    else:
+        file.parent.chmod(0o555)
+    try:
+        yield
+    finally:
+        for p in [store, *store.rglob("*")]:
+            if p.is_symlink():
+                continue
+            if os.geteuid() == 0 and p.is_file():
+                subprocess.run([chattr, "-i", str(p)], capture_output=True)  # type: ignore[list-item]
+            elif p.is_dir():
+                p.chmod(0o755)
+
+
+@contextlib.contextmanager
 def read_only_folder(folder: Path) -> Iterator[None]:
     """Within this block nothing can be created in the folder ``folder`` (what a resume meets
     in an output another user's run began): for root, whom permissions do not stop, it is

@@ -68,6 +68,7 @@ from tests.faultkit import (
     set_aside,
     status,
     stored_files,
+    undeletable_within,
     wait_for_chunk_files,
     wait_for_markers,
 )
@@ -3908,33 +3909,6 @@ def test_a_replacement_leaves_no_old_chunk_and_no_aside_folder(tmp_path: Path, c
     assert rc == 0, out_text + err
 
 
-@contextlib.contextmanager
-def _undeletable_within(store: Path, file: Path) -> Iterator[None]:
-    """Within this block the file ``file`` inside ``store`` cannot be deleted (root, whom
-    permissions do not stop: immutable, ``chattr +i``, the test skipped where that cannot be
-    done; anyone else: its folder read-only), wherever under ``store`` it is moved
-    meanwhile; every file and folder of ``store`` deletable again afterwards."""
-    chattr = shutil.which("chattr")
-    if os.geteuid() == 0:
-        if (
-            chattr is None
-            or subprocess.run([chattr, "+i", str(file)], capture_output=True).returncode
-        ):
-            pytest.skip(f"cannot make {file} immutable here (chattr +i)")
-    else:
-        file.parent.chmod(0o555)
-    try:
-        yield
-    finally:
-        for p in [store, *store.rglob("*")]:
-            if p.is_symlink():
-                continue
-            if os.geteuid() == 0 and p.is_file():
-                subprocess.run([chattr, "-i", str(p)], capture_output=True)  # type: ignore[list-item]
-            elif p.is_dir():
-                p.chmod(0o755)
-
-
 def test_a_replaced_output_whose_old_chunk_cannot_be_deleted_is_not_marked_complete(
     tmp_path: Path, cli
 ) -> None:
@@ -3949,7 +3923,7 @@ def test_a_replaced_output_whose_old_chunk_cannot_be_deleted_is_not_marked_compl
     x = np.arange(40 * 40, dtype=np.float32).reshape(40, 40)
     make_array(tmp_path / "in.zarr", x, (10, 10))
     cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
-    with _undeletable_within(out, out / "c" / "5" / "5"):
+    with undeletable_within(out, out / "c" / "5" / "5"):
         rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
         assert rc != 0, err
         line = one_line_error(err)
@@ -3990,7 +3964,7 @@ def test_a_replacement_that_fails_after_setting_chunks_aside_deletes_them_first(
     x = np.arange(40 * 40, dtype=np.float32).reshape(40, 40)
     make_array(tmp_path / "in.zarr", x, (10, 10))
     cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
-    with _undeletable_within(out, out / "0.0"):
+    with undeletable_within(out, out / "0.0"):
         if os.geteuid() != 0:
             pytest.skip("a read-only folder keeps every chunk in place: no entry is set aside")
         rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
