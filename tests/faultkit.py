@@ -280,6 +280,7 @@ def killed_midway(
     cwd: Path,
     tries: int = 3,
     check: Callable[[Stopped, list[psutil.Process]], None] | None = None,
+    args: tuple[str, ...] = (),
 ) -> tuple[int, T]:
     """Run ``config`` in the CLI and kill it (SIGKILL) once some blocks are marked at
     ``marked`` (the output, or its array), over an input of ``rows`` one-row blocks that
@@ -288,13 +289,14 @@ def killed_midway(
     output has every block or none marked, again with an input four times larger, ``tries``
     times at most (a machine fast enough to finish first). The processes the killed run had
     started are waited for and killed where left; ``check`` is given the stopped run and
-    those that outlived it. Returns the rows of the input the run was killed over and what
-    ``prepare`` returned for it; the test fails where every run finished before the kill."""
+    those that outlived it; ``args``: the CLI's own (``--overwrite``). Returns the rows of
+    the input the run was killed over and what ``prepare`` returned for it; the test fails
+    where every run finished before the kill."""
     import pytest
 
     for _ in range(tries):
         made = prepare(rows)
-        stopped = run_and_signal(config, marked, signal.SIGKILL, cwd=cwd)
+        stopped = run_and_signal(config, marked, signal.SIGKILL, cwd=cwd, args=args)
         if stopped is not None:
             left = wait_gone(stopped.children, timeout=30)
             kill_procs(left)
@@ -479,6 +481,35 @@ def undeletable(path: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def undeletable_within(store: Path, file: Path) -> Iterator[None]:
+    """Within this block the file ``file`` inside ``store`` cannot be deleted (root, whom
+    permissions do not stop: immutable, ``chattr +i``, the test skipped where that cannot be
+    done; anyone else: its folder read-only), wherever under ``store`` it is moved
+    meanwhile; every file and folder of ``store`` deletable again afterwards."""
+    import pytest
+
+    chattr = shutil.which("chattr")
+    if os.geteuid() == 0:
+        if (
+            chattr is None
+            or subprocess.run([chattr, "+i", str(file)], capture_output=True).returncode
+        ):
+            pytest.skip(f"cannot make {file} immutable here (chattr +i)")
+    else:
+        file.parent.chmod(0o555)
+    try:
+        yield
+    finally:
+        for p in [store, *store.rglob("*")]:
+            if p.is_symlink():
+                continue
+            if os.geteuid() == 0 and p.is_file():
+                subprocess.run([chattr, "-i", str(p)], capture_output=True)  # type: ignore[list-item]
+            elif p.is_dir():
+                p.chmod(0o755)
 
 
 @contextlib.contextmanager

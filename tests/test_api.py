@@ -2291,11 +2291,14 @@ def test_a_resume_of_a_complete_output_reports_its_recorded_nonfinite_counts(
 
 
 def _replacement_stopped(
-    tmp_path: Path, rows: int, output: dict[str, Any]
+    tmp_path: Path, rows: int, output: dict[str, Any], linked: bool = True
 ) -> tuple[Path, np.ndarray, Any]:
     """A complete output (``out.zarr``, ``output``'s settings) of an input of ``rows`` rows,
     then an ``overwrite=True`` run of it stopped by a real Ctrl-C as it clears the old
-    chunks: (the config, the input's values, the stopped process)."""
+    chunks: (the config, the input's values, the stopped process). ``linked``: the output's
+    files hard-linked into a backup first (``cp -al``), so that the run deletes them where
+    they are, as it did all (h83d: others are moved into its record first, and deleted
+    there while it computes)."""
     from tests.faultkit import many_blocks_input
 
     path = tmp_path / "run.yaml"
@@ -2312,25 +2315,43 @@ def _replacement_stopped(
     }
     path.write_text(yaml.safe_dump(cfg))
     assert pipeline.run(path).status == "complete"
+    if linked:
+        shutil.copytree(tmp_path / "out.zarr", tmp_path / "backup.zarr", copy_function=os.link)
     proc = run_python([tmp_path / "script.py", path], tmp_path)
     assert proc.returncode == 0, proc.stderr
     return path, x, proc
 
 
-def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path: Path) -> None:
+@pytest.mark.parametrize("linked", [True, False], ids=["deleted-in-place", "set-aside"])
+def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(
+    tmp_path: Path, linked: bool
+) -> None:
     """A Ctrl-C while --overwrite deletes the old output's files (helper-39): the line said
     the output was resumable, and --resume then refused ("the remains of an output that a
     stopped run was replacing"), and where the run record had gone too, the folder of old
     chunks was one the pipeline never deletes. It says now that only --overwrite starts
-    over, and it does."""
+    over, and it does. Old chunks moved into the run record (not ``linked``, h83d) are
+    deleted there by the time the stopped run ends, which leaves only its record: a resume
+    then makes the output as where nothing was (this test had expected the old chunks in
+    place, and failed since that merge)."""
     out = tmp_path / "out.zarr"
-    path, x, proc = _replacement_stopped(tmp_path, 16, {"chunks": [1, 8]})
+    path, x, proc = _replacement_stopped(tmp_path, 16, {"chunks": [1, 8]}, linked)
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert not (out / "zarr.json").exists() and (out / "c").exists()  # the old chunks stay
+    assert not (out / "zarr.json").exists()
+    if linked:
+        assert (out / "c").exists()  # the old chunks stay
+    else:
+        assert not (out / "c").exists()
+        left = [p for p in (out / ".pipeline" / "aside").rglob("*") if p.is_file()]
+        assert not left, f"{len(left)} set-aside files left as the run ended"
     assert got["state"] == "creating", got
     assert "overwrite=True" in got["str"] and len(got["str"].splitlines()) == 1
-    with pytest.raises(pipeline.OutputError):
-        pipeline.run(path, resume=True)
+    if linked:
+        with pytest.raises(pipeline.OutputError):
+            pipeline.run(path, resume=True)
+    else:  # nothing old left, only the run record: made as where nothing was
+        assert pipeline.run(path, resume=True).status == "complete"
+        assert np.array_equal(read_array(out), x * 2, equal_nan=True)
     assert pipeline.run(path, overwrite=True).status == "complete"
     assert np.array_equal(read_array(out), x * 2, equal_nan=True)
 

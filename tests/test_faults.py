@@ -68,6 +68,7 @@ from tests.faultkit import (
     set_aside,
     status,
     stored_files,
+    undeletable_within,
     wait_for_chunk_files,
     wait_for_markers,
 )
@@ -3991,3 +3992,131 @@ def test_an_output_document_that_is_a_link_to_nothing_is_named_as_one(tmp_path: 
         _said_dangling(line, tmp_path / "out.zarr", "zarr.json", str(document))
         assert "fill value" not in line, line
     assert os.readlink(document) == _ANNEXED
+
+
+# --------------------------------------------------------------------------------------------
+# A replaced local output's old entries moved into its run record (`.pipeline/aside/<uuid>`)
+# and deleted on a thread while the run computes (h83d).
+
+
+def _aside(out: Path) -> Path:
+    return out / ".pipeline" / "aside"
+
+
+def _old_files(out: Path) -> set[str]:
+    """The files under the output ``out`` but those of its run record."""
+    return {
+        str(p.relative_to(out))
+        for p in out.rglob("*")
+        if p.is_file() and p.relative_to(out).parts[0] != ".pipeline"
+    }
+
+
+def test_a_replacement_leaves_no_old_chunk_and_no_aside_folder(tmp_path: Path, cli) -> None:
+    """The old output is larger (more chunk files, of the same chunk shape: an old one left
+    would read as valid), every chunk of it written; the new one's input is all zeros in its
+    first rows (chunks of the fill value, which this writer stores all the same: each key of
+    the new grid holds a file it wrote). Once the replacing run completes, no file of the old
+    output is left, nor the run record with what was set aside, and the output is NumPy's
+    bit for bit."""
+    old = np.arange(1, 60 * 60 + 1, dtype=np.float32).reshape(60, 60)
+    make_array(tmp_path / "out.zarr", old, (10, 10))
+    before = _old_files(tmp_path / "out.zarr")
+    x = np.arange(40 * 40, dtype=np.float32).reshape(40, 40) + 1
+    x[:20] = 0  # two rows of chunks of fill value
+    make_array(tmp_path / "in.zarr", x, (10, 10))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        output={"chunks": [10, 10], "shards": "none"},
+    )
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    out = tmp_path / "out.zarr"
+    assert not (out / ".pipeline").exists(), sorted(map(str, (out / ".pipeline").rglob("*")))
+    assert status(out) == "complete"
+    got = read_array(out)
+    assert got.shape == x.shape and got.tobytes() == reference(x).tobytes()
+    now = _old_files(out)
+    # the old grid's keys beyond the new one (c/5/5 ...) are all gone; each of the new one's
+    # holds this run's chunk (the fill value's too: read as NumPy's above)
+    z = zarr.open_array(str(out), mode="r")
+    new_keys = {f"c/{i}/{j}" for i in range(z.cdata_shape[0]) for j in range(z.cdata_shape[1])}
+    assert now == new_keys | {"zarr.json"}, sorted(now ^ (new_keys | {"zarr.json"}))
+    assert before - new_keys - {"zarr.json"}, "the old output should have had more chunks"
+    rc, out_text, err = cli("verify", cfg)
+    assert rc == 0, out_text + err
+
+
+def test_a_replaced_output_whose_old_chunk_cannot_be_deleted_is_not_marked_complete(
+    tmp_path: Path, cli
+) -> None:
+    """An old chunk of the output being replaced cannot be deleted (immutable, deep in its
+    chunk folders): the run ends non-zero in one line that names what stays and the fix
+    (make it deletable, or delete it yourself), the output is not marked complete (its old
+    chunk beside the new ones); once it is deletable, `run --overwrite` completes, with
+    nothing old left."""
+    out = tmp_path / "out.zarr"
+    old = np.arange(1, 60 * 60 + 1, dtype=np.float32).reshape(60, 60)
+    make_array(out, old, (10, 10))
+    x = np.arange(40 * 40, dtype=np.float32).reshape(40, 40)
+    make_array(tmp_path / "in.zarr", x, (10, 10))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    with undeletable_within(out, out / "c" / "5" / "5"):
+        rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+        assert rc != 0, err
+        line = one_line_error(err)
+        assert "cannot delete" in line and "immutable attribute" in line, err
+        assert "delete it yourself" in line, err
+        # the file that stays, wherever the run moved it (the folder it was moved into had
+        # been named, whose own attributes are not what keeps it)
+        named = re.search(r"cannot delete (\S+) \(", line)
+        assert named is not None, line
+        assert re.fullmatch(
+            re.escape(str(out)) + r"(/\.pipeline/aside/[0-9a-f]{32})?/c/5/5", named.group(1)
+        ), line
+        assert status(out) == "incomplete"
+    # deletable again: a resume finds every block written, and deletes what stayed
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert status(out) == "complete" and not (out / ".pipeline").exists()
+    assert read_array(out).tobytes() == reference(x).tobytes()
+    left = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    z = zarr.open_array(str(out), mode="r")
+    shards = z.shards or z.chunks
+    grid = {f"c/{i}/{j}" for i in range(40 // shards[0]) for j in range(40 // shards[1])}
+    assert left == grid | {"zarr.json"}, sorted(left)
+
+
+def test_a_replacement_that_fails_after_setting_chunks_aside_deletes_them_first(
+    tmp_path: Path, cli
+) -> None:
+    """A v2 output of many chunk files ('.' keys, all directly under the array), one of them
+    immutable: the replacing run moves the others into its record and deletes them on a
+    thread, then cannot delete that one, and fails in one line naming it. The deletion
+    ends before the run does (and gives up its lock): the thread had gone on deleting after
+    the run had ended, in a record another run may take by then (h83d). Once the file is
+    deletable, `run --overwrite` replaces the output, nothing old left."""
+    out = tmp_path / "out.zarr"
+    old = np.arange(1, 120 * 120 + 1, dtype=np.float32).reshape(120, 120)
+    make_array(out, old, (2, 2), zarr_format=2, compressor=None)
+    x = np.arange(40 * 40, dtype=np.float32).reshape(40, 40)
+    make_array(tmp_path / "in.zarr", x, (10, 10))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    with undeletable_within(out, out / "0.0"):
+        if os.geteuid() != 0:
+            pytest.skip("a read-only folder keeps every chunk in place: no entry is set aside")
+        rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+        left = [p for p in (out / ".pipeline" / "aside").rglob("*") if p.is_file()]
+        assert rc != 0, err
+        assert not left, f"{len(left)} set-aside files still there as the run ended"
+        line = one_line_error(err)
+        assert f"cannot delete {out / '0.0'} (" in line and "immutable" in line, err
+        # no metadata: nothing reads it as an array, complete or not, until it is replaced
+        assert not any((out / n).exists() for n in (".zarray", ".zattrs", "zarr.json"))
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert status(out) == "complete" and not (out / ".pipeline").exists()
+    assert read_array(out).tobytes() == reference(x).tobytes()
+    assert not (out / "0.0").exists() and not (out / ".zarray").exists()

@@ -29,7 +29,7 @@ import pipeline
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.errors import InputError, OutputError
-from tests.conftest import STAGES, read_array, record_of
+from tests.conftest import STAGES, make_array, read_array, record_of
 from tests.faultkit import (
     Stopped,
     assert_same_stores,
@@ -1105,3 +1105,73 @@ def test_a_removed_input_that_the_run_would_generate_again_is_said_removed(
     assert now.endswith("`run --overwrite` recomputes it"), now
     rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
     assert rc == 0 and (tmp_path / "in.zarr").exists(), err
+
+
+def _old_output(output: Path, rows: int) -> None:
+    """An output of another shape and chunk grid at ``output`` (many small chunk files, all
+    written), for a replacing run to set aside."""
+    old = np.arange(rows * 2 * 64, dtype=np.float32).reshape(rows * 2, 64) + 1
+    make_array(output, old, (1, 8))
+
+
+def _planted_aside(output: Path) -> Path:
+    """What a run killed while its set-aside chunks were being deleted leaves in its record
+    (``.pipeline/aside/<uuid>``), where the killed run's deletion had finished: names of the
+    output's own files (``zarr.json``, ``c/0/0``: chunk keys of the new grid), garbage in
+    them."""
+    aside = output / ".pipeline" / "aside"
+    if aside.is_dir() and any(p.is_file() for p in aside.rglob("*")):
+        return aside
+    left = aside / ("ab" * 16)
+    for key in ("zarr.json", "c/0/0", "c/0/1", "c/1/0", "c/3/3"):
+        p = left.joinpath(*key.split("/"))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"\x00stale" * 100)
+    return aside
+
+
+def test_a_replacement_killed_while_it_computes_resumes_past_what_it_set_aside(
+    cli, tmp_path: Path
+) -> None:
+    """A replacing run (``--overwrite`` over an output of another grid) killed while it
+    computes: what it set aside in its record, where the kill left some (planted where its
+    deletion had finished), is never taken for the output's files: `run --resume` completes
+    the output, NumPy's bit for bit, with no record (nor what was set aside) left, and
+    `verify` passes; `run --overwrite` of a copy of the killed output clears it too."""
+    cfg = _config(tmp_path, cols=1024)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["cluster"]["protocol"] = "inproc"  # threads: quicker to start, killed with the run
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    source, output = tmp_path / "in.zarr", tmp_path / "out.zarr"
+
+    def prepare(rows: int) -> np.ndarray:
+        shutil.rmtree(output, ignore_errors=True)
+        x = many_blocks_input(source, rows, cols=1024)
+        _old_output(output, rows)
+        return x
+
+    _, x = killed_midway(cfg, output, prepare, 100, cwd=tmp_path, args=("--overwrite",))
+    assert status(output) == "incomplete"
+    aside = _planted_aside(output)
+    copy = tmp_path / "copy.zarr"
+    copy_store(output, copy)
+    (copy / ".pipeline" / "lock").unlink(missing_ok=True)
+    rc, out, err = cli("verify", cfg)
+    assert "aside" not in out + err, out + err
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert "aside" not in err, err
+    assert status(output) == "complete"
+    assert not aside.exists() and not (output / ".pipeline").exists()
+    got = read_array(output)
+    assert got.shape == x.shape and got.tobytes() == expected(x).tobytes()
+    rc, out, err = cli("verify", cfg)
+    assert rc == 0, out + err
+    doc = yaml.safe_load(cfg.read_text())
+    doc["output"]["store"] = str(copy)
+    again = tmp_path / "copy.yaml"
+    again.write_text(yaml.safe_dump(doc, sort_keys=False))
+    rc, _, err = cli("run", again, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert not (copy / ".pipeline").exists()
+    assert read_array(copy).tobytes() == expected(x).tobytes()

@@ -4416,3 +4416,35 @@ def test_a_run_whose_s3_lock_object_is_removed_before_it_creates_the_output_leav
     assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
     assert record_of(y.attrs)["status"] == "complete"
     assert not loc.exists(".pipeline")
+
+
+def test_an_s3_output_replaced_keeps_no_old_object_and_no_record(tmp_path, cli, bucket) -> None:
+    """`run --overwrite` of an S3 output of another chunk grid (more objects than the new
+    one): nothing is set aside on an object store (no folder to move them in, h83d), the old
+    objects are deleted as before, so none is left, nor the run record, and the output is
+    NumPy's bit for bit."""
+    import s3fs
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    x = np.random.default_rng(5).standard_normal((16, 9)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 9))
+    out = f"{url}/replaced.zarr"
+
+    def cfg_of(chunks: list[int], name: str) -> Path:
+        output = {"store": out, "storage_options": options, "chunks": chunks, "shards": "none"}
+        return write_config(tmp_path, tmp_path / "in.zarr", "", name=name, output=output)
+
+    rc, _, err = cli("run", cfg_of([2, 3], "old.yaml"), "--progress", "none")
+    assert rc == 0, err
+    old = {k[len(out) - 5 + 1 :] for k in fs.find(out[5:])}
+    cfg = cfg_of([4, 9], "new.yaml")
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    fs.invalidate_cache()
+    now = {k[len(out) - 5 + 1 :] for k in fs.find(out[5:])}
+    assert now == {"zarr.json"} | {f"c/{i}/0" for i in range(4)}, sorted(now)
+    assert old - now and not any(k.startswith(".pipeline") for k in now)
+    assert _zarr_s3(out, options)[...].tobytes() == reference(x).tobytes()
+    rc, _, err = cli("verify", cfg)
+    assert rc == 0, err

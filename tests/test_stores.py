@@ -31,7 +31,7 @@ from pipeline.running.runner import plan_run
 from pipeline.store.arrays import ArrayInfo, check_reader_sees_chunks, describe_array
 from pipeline.store.location import Location, files_on_inodes
 from tests.conftest import make_array, read_array, record_of, reference, write_config
-from tests.faultkit import error_of, refused, undeletable
+from tests.faultkit import error_of, refused, status, undeletable, undeletable_within
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, tar_of_uncompressed
 
 # --------------------------------------------------------------------------------------------
@@ -1136,9 +1136,12 @@ def test_a_local_delete_that_cannot_remove_a_file_names_it(tmp_path: Path, stuck
 def test_overwrite_refuses_an_output_it_cannot_clear(tmp_path: Path) -> None:
     """``run --overwrite`` over an output one of whose chunk files cannot be deleted, with a
     config whose chunks leave that file outside the new chunk grid: refused with an
-    OutputError naming the file, before the new array is created (the replacement no longer
-    completes with the old file left in it); once the file can go, the same command replaces
-    the output with exactly the new one."""
+    OutputError naming the file (the replacement no longer completes with the old file left
+    in it); once the file can go, the same command replaces the output with exactly the new
+    one. The old chunks are moved into the run record and deleted while the run computes
+    (h83d): the file is named where it was moved, the new array is made and stays
+    incomplete (it was refused before the new array was made, the file named where it was,
+    and this test failed since that merge)."""
     x = np.random.default_rng(5).standard_normal((24, 30)).astype(np.float32)
     make_array(tmp_path / "in.zarr", x, (6, 30))
     out = tmp_path / "out.zarr"
@@ -1162,11 +1165,14 @@ def test_overwrite_refuses_an_output_it_cannot_clear(tmp_path: Path) -> None:
         cluster=cluster,
         output={"chunks": [12, 30], "shards": "none"},
     )
-    with undeletable(stale):
+    with undeletable_within(out, stale):
         e = refused("-q", "run", second, "--overwrite", "--progress", "none")
-    assert isinstance(e, OutputError)
-    assert e.output == str(out) and e.path == str(stale)
-    assert not (out / "zarr.json").exists()  # the new array was not created
+        assert isinstance(e, OutputError)
+        assert e.output == str(out), e
+        moved = Path(e.path)
+        assert moved.parts[-3:] == stale.parts[-3:] and moved.is_file(), e
+        assert moved.parent.parent.parent.parent == out / ".pipeline" / "aside", e
+        assert status(out) == "incomplete"
     assert error_of("-q", "run", second, "--overwrite", "--progress", "none") is None
     assert not (out / "c" / "3").exists()
     assert np.array_equal(read_array(out), reference(x))

@@ -8721,3 +8721,40 @@ def test_a_plain_file_at_a_coordinate_s_name_is_never_deleted_by_overwrite(tmp_p
     assert "its group holds something that is not Zarr named 'y'" in str(e.value), e.value
     assert len(str(e.value).splitlines()) == 1
     assert (out / "y").read_bytes() == b"mine"
+
+
+def test_a_variable_replaced_in_a_group_of_several_leaves_the_others_and_nothing_old(
+    tmp_path: Path,
+) -> None:
+    """A group output holding two variables (``t``, then ``u`` beside it) and the input's
+    coordinates: `--overwrite` of ``t``, over a ``t`` of another chunk grid, moves its old
+    chunks into its own run record and deletes them there (h83d): ``u``'s files stay as
+    they were, the coordinates (written again) as they were, no chunk of the old grid nor
+    the run record is left, and the Dataset reads ``t`` as NumPy's chain, ``verify``
+    passing."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    first = config(tmp_path, output={"chunks": [5, COLS // 2], "shards": "none"})
+    assert pipeline.run(first).status == "complete"
+    assert (
+        pipeline.run(config(tmp_path, output={"array": "u"}), overwrite=True).status == "complete"
+    )
+    old = {p.relative_to(out / "t").as_posix() for p in (out / "t").rglob("*") if p.is_file()}
+
+    def held() -> dict[str, Any]:  # u's files whole; the coordinates' bytes (written again)
+        coords = {n: {k: v[2] for k, v in file_states(out / n).items()} for n in ("x", "y", "lon")}
+        return {"u": file_states(out / "u"), **coords}
+
+    others = held()
+    again = config(tmp_path, output={"chunks": [10, COLS], "shards": "none"})
+    assert pipeline.run(again, overwrite=True).status == "complete"
+    assert not (out / "t" / ".pipeline").exists()
+    assert held() == others
+    now = {p.relative_to(out / "t").as_posix() for p in (out / "t").rglob("*") if p.is_file()}
+    z = zarr.open_array(str(out), path="t", mode="r")
+    grid = {f"c/{i}/{j}" for i in range(z.cdata_shape[0]) for j in range(z.cdata_shape[1])}
+    assert now == grid | {"zarr.json"}, sorted(now)
+    assert old - now, "the old variable should have had chunks of another grid"
+    ds = open_dataset(out)
+    assert same_bits(ds["t"].values, ds["u"].values)
+    assert pipeline.verify(again, all=True).ok

@@ -2378,13 +2378,23 @@ def create(plan: Plan) -> Aside:
     meanwhile (h79c: the check after had found out a replacement whose chunks were deleted).
     The old chunks of a local output are moved into the run record, and deleted there while
     the run computes (:func:`_set_aside`): what is returned, whose ``finish`` the run waits
-    for before it marks the output complete."""
+    for before it marks the output complete; a failure here once they are set aside waits
+    for their deletion before it is raised (and the run gives up its lock)."""
     assert plan.sink.ledger is not None
-    with (
-        plan.sink.ledger.held_store() as (folder, store),
-        group_lock(plan.output.location, output_group(plan)),
-    ):
-        return _create(plan, store, folder)
+    aside = Aside()
+    try:
+        with (
+            plan.sink.ledger.held_store() as (folder, store),
+            group_lock(plan.output.location, output_group(plan)),
+        ):
+            aside = _create(plan, store, folder)
+    except BaseException:
+        # refused as the held folder's second check refuses (the output moved meanwhile):
+        # the deletion ends before the run gives up its lock, as in :func:`_create`
+        with contextlib.suppress(BaseException):
+            aside.finish()
+        raise
+    return aside
 
 
 def _hard_linked(folder: str) -> set[tuple[int, int]]:
@@ -2511,70 +2521,79 @@ def _create(plan: Plan, store: Location, folder: Folder | None = None) -> Aside:
             raise refused from None
     # the old chunks go from the array's keys now, and from the disk while the run computes
     aside = _set_aside(plan, o.location, folder, unlinked)
-    arrays.clear_array(o.location, o.path, keep=RECORD)  # what was not set aside
-    # an output that shared its files' inodes with the input (`cp -al in.zarr out.zarr`) was
-    # deleted by unlinking them, which changed the input's status-change times, not its
-    # bytes: the record says the input as it is now, else its end, or a resume, had found
-    # "the input changed" (h72c)
-    if plan.input_relinked(unlinked):
-        manifest.update(fingerprint=plan.fingerprint(), identity=plan.identity)
-        ledger.write_manifest(with_check(manifest))
+    try:
+        arrays.clear_array(o.location, o.path, keep=RECORD)  # what was not set aside
+        # an output that shared its files' inodes with the input (`cp -al in.zarr out.zarr`) was
+        # deleted by unlinking them, which changed the input's status-change times, not its
+        # bytes: the record says the input as it is now, else its end, or a resume, had found
+        # "the input changed" (h72c)
+        if plan.input_relinked(unlinked):
+            manifest.update(fingerprint=plan.fingerprint(), identity=plan.identity)
+            ledger.write_manifest(with_check(manifest))
 
-    extra: dict[str, Any] = {"group_attributes": carried_attrs} if group is not None else {}
-    fill = output_fill(plan)
-    # what the output's fill value is: its record says so, as an earlier version's wrote 0
-    extra["fill_value"] = arrays.fill_said(fill)
-    # and its _FillValue attribute, xarray's (NaN on floats): an earlier version wrote none
-    fill_attr = fill_attribute(plan)
-    extra["fill_attribute"] = fill_attr.get("_FillValue")
-    if group is not None and plan.carried.variable is not None:
-        # the coordinates this output owns: those it creates, never one it found there (F:
-        # claimed, a later --overwrite from an input without it deleted the user's array)
-        extra["coordinates"] = [n for n in plan.carried.variable.coords if n not in found]
+        extra: dict[str, Any] = {"group_attributes": carried_attrs} if group is not None else {}
+        fill = output_fill(plan)
+        # what the output's fill value is: its record says so, as an earlier version's wrote 0
+        extra["fill_value"] = arrays.fill_said(fill)
+        # and its _FillValue attribute, xarray's (NaN on floats): an earlier version wrote none
+        fill_attr = fill_attribute(plan)
+        extra["fill_attribute"] = fill_attr.get("_FillValue")
+        if group is not None and plan.carried.variable is not None:
+            # the coordinates this output owns: those it creates, never one it found there (F:
+            # claimed, a later --overwrite from an input without it deleted the user's array)
+            extra["coordinates"] = [n for n in plan.carried.variable.coords if n not in found]
 
-    def frame_and_array() -> None:
-        # the group's zarr.json stays: xarray rewrites its attributes in place, in one atomic
-        # write, so a stop or a failure (a full disk) before that leaves the group as it was,
-        # never without its attributes (F2: deleted first, a stop there lost the user's and
-        # other outputs' attributes for good, and a rerun wrote the input's alone); v2
-        # documents beside it are the user's and stay: a group holding them was refused
-        # (check_formats_agree; they had been deleted here, even without --overwrite)
-        for name in replaced:  # arrays, or a stopped write's remains (check_frame_fits)
-            if name in kept:  # the user's, equal to the input's: never deleted
-                continue
-            key = _key(group or "", name)
-            node = arrays.node_type(o.location, key)
-            if node == "array" or (node == "none" and arrays.only_remains(o.location, key)):
-                o.location.delete(key, recursive=True)
-        if group is not None:
-            assert plan.carried.variable is not None
-            datasets.write_frame(
-                plan.input.location.zarr_store(read_only=True),
-                plan.carried.variable,
-                o.location.zarr_store(read_only=False),
-                group,
-                group_attrs,
-                listed,
-                kept=tuple(kept),
+        def frame_and_array() -> None:
+            # the group's zarr.json stays: xarray rewrites its attributes in place, in one atomic
+            # write, so a stop or a failure (a full disk) before that leaves the group as it was,
+            # never without its attributes (F2: deleted first, a stop there lost the user's and
+            # other outputs' attributes for good, and a rerun wrote the input's alone); v2
+            # documents beside it are the user's and stay: a group holding them was refused
+            # (check_formats_agree; they had been deleted here, even without --overwrite)
+            for name in replaced:  # arrays, or a stopped write's remains (check_frame_fits)
+                if name in kept:  # the user's, equal to the input's: never deleted
+                    continue
+                key = _key(group or "", name)
+                node = arrays.node_type(o.location, key)
+                if node == "array" or (node == "none" and arrays.only_remains(o.location, key)):
+                    o.location.delete(key, recursive=True)
+            if group is not None:
+                assert plan.carried.variable is not None
+                datasets.write_frame(
+                    plan.input.location.zarr_store(read_only=True),
+                    plan.carried.variable,
+                    o.location.zarr_store(read_only=False),
+                    group,
+                    group_attrs,
+                    listed,
+                    kept=tuple(kept),
+                )
+            arrays.create_output(
+                o.location,
+                o.path,
+                output_layout(plan),
+                {
+                    **plan.carried.attrs,
+                    **fill_attr,
+                    **attributes(plan, "incomplete", {"started": started, **extra}),
+                },
+                overwrite=False,
+                dimension_names=plan.carried.dimension_names,
+                fill=fill,
             )
-        arrays.create_output(
-            o.location,
-            o.path,
-            output_layout(plan),
-            {
-                **plan.carried.attrs,
-                **fill_attr,
-                **attributes(plan, "incomplete", {"started": started, **extra}),
-            },
-            overwrite=False,
-            dimension_names=plan.carried.dimension_names,
-            fill=fill,
-        )
-        _consolidate(plan, consolidated, had, outside_had, store)
+            _consolidate(plan, consolidated, had, outside_had, store)
 
-    # the group's metadata and coordinates go and come back in one step, which a Ctrl-C does
-    # not cut (it takes effect once the step is done: a short one, coordinates are small)
-    waiting.call(frame_and_array, "pipeline-create-output", to_the_end=True)
+        # the group's metadata and coordinates go and come back in one step, which a Ctrl-C does
+        # not cut (it takes effect once the step is done: a short one, coordinates are small)
+        waiting.call(frame_and_array, "pipeline-create-output", to_the_end=True)
+    except BaseException:
+        # a failure (or a Ctrl-C) once the old chunks were set aside: their deletion ends
+        # before the run gives up its lock, as after a failure while it computes (the runner
+        # gets this Aside only once create returns: the thread had gone on deleting in the
+        # record of a lock given up, which another run may take meanwhile)
+        with contextlib.suppress(BaseException):
+            aside.finish()
+        raise
     return aside
 
 

@@ -1808,6 +1808,7 @@ class Aside:
 
     def __init__(self, parent: int | None = None, name: str = "", said: str = "", url: str = ""):
         self._failure: BaseException | None = None
+        self._stays = ""  # the first file or folder that could not be deleted, as said
         self._said, self._url = said, url
         self._thread: threading.Thread | None = None
         if parent is not None:
@@ -1817,12 +1818,26 @@ class Aside:
             self._thread.start()
 
     def _delete(self, parent: int, name: str) -> None:
-        try:
-            import shutil
+        """Delete the folder ``name`` under the folder ``parent`` (a descriptor, closed
+        here): everything in it that can be, the first entry that cannot recorded (its path
+        below ``parent``, as :meth:`finish` names it: the file that stays, where naming the
+        folder it was moved into had sent the user to that folder's attributes)."""
+        import shutil
 
-            shutil.rmtree(name, dir_fd=parent)  # links removed, never followed
-        except FileNotFoundError:  # gone meanwhile
-            pass
+        failed: list[tuple[str, BaseException]] = []
+
+        def stays(_: Any, path: str, exc: Any) -> None:
+            e = exc if isinstance(exc, BaseException) else exc[1]  # onerror's exc_info
+            if not isinstance(e, FileNotFoundError):  # gone meanwhile
+                failed.append((path, e))
+
+        try:
+            if sys.version_info >= (3, 12):
+                shutil.rmtree(name, dir_fd=parent, onexc=stays)  # links removed, not followed
+            else:
+                shutil.rmtree(name, dir_fd=parent, onerror=stays)
+            if failed:
+                self._stays, self._failure = failed[0]
         except BaseException as e:
             self._failure = e
         finally:
@@ -1830,7 +1845,7 @@ class Aside:
 
     def finish(self) -> None:
         """Wait until what was set aside is deleted; OutputError (``output``: the store,
-        ``path``: the folder set aside) where some of it could not be, as
+        ``path``: the first file or folder in it that stays) where some of it could not be, as
         :meth:`Location.delete` says it: an output called complete beside old chunks it
         could not delete had been no cleaner than a replacement that kept them."""
         if self._thread is None:
@@ -1841,12 +1856,15 @@ class Aside:
         if failure is None:
             return
         e = failure if isinstance(failure, OSError) else OSError(str(failure))
+        where = (
+            os.path.join(os.path.dirname(self._said), self._stays) if self._stays else self._said
+        )
         raise OutputError(
-            f"cannot delete {name_shown(self._said)} ({type(e).__name__}: {e.strerror or e}): "
+            f"cannot delete {name_shown(where)} ({type(e).__name__}: {e.strerror or e}): "
             "make it deletable (write permission on its folder, no immutable attribute) or "
             "delete it yourself",
             output=self._url,
-            path=self._said,
+            path=where,
         ) from None
 
 
