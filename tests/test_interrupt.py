@@ -114,6 +114,98 @@ def test_ctrl_c_stops_the_run_at_any_moment(work, moment: str, presses: int) -> 
         assert 0 < markers(out) < ROWS
 
 
+#: ``python SCRIPT DIR ARGS...``: the command line ``pipeline ARGS...`` whose scheduler holds
+#: each worker's first heartbeat unanswered until the worker is closing, and 3 s after (a busy
+#: machine's slow scheduler, made sure), and whose cluster's start waits, after its workers have
+#: registered, until both workers' heartbeats are held (``DIR/held-N``): a Ctrl-C then comes
+#: while the cluster starts, every worker's heartbeat in flight as the run closes it.
+_HOLDS_HEARTBEATS = """
+import asyncio, sys, time
+from pathlib import Path
+
+def main():
+    here = Path(sys.argv[1])
+    from distributed import Client
+    from distributed.core import Status
+    from distributed.scheduler import Scheduler
+
+    made, seen = Scheduler.__init__, set()
+
+    def init(self, *args, **kwargs):  # the handler of the workers' heartbeats
+        made(self, *args, **kwargs)
+        answer = self.handlers["heartbeat_worker"]
+
+        async def held(*args, address, **kwargs):
+            ws = self.workers.get(address)
+            if ws is not None and address not in seen:
+                seen.add(address)
+                (here / f"held-{len(seen)}").touch()
+                deadline = time.monotonic() + 120
+                while ws.status == Status.running and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(3)
+            return answer(*args, address=address, **kwargs)
+
+        self.handlers["heartbeat_worker"] = held
+
+    waits = Client.wait_for_workers
+
+    def wait_for_workers(self, *args, **kwargs):
+        waits(self, *args, **kwargs)
+        while len(list(here.glob("held-*"))) < 2:
+            time.sleep(0.01)
+
+    Scheduler.__init__ = init
+    Client.wait_for_workers = wait_for_workers
+    sys.argv[1:] = sys.argv[2:]
+    from pipeline.cli import main
+
+    main()
+
+if __name__ == "__main__":  # not in the worker processes, which import this module again
+    main()
+"""
+
+
+@pytest.mark.timeout(600)  # two real runs, each a minute at worst on a loaded 2-core machine
+def test_workers_closed_with_a_heartbeat_in_flight_print_nothing(work) -> None:
+    """Ctrl-C while the cluster starts, each worker's heartbeat waiting on the scheduler as
+    the run closes it: the run's one line, nothing of Dask's. The workers' set-up
+    (``PipelineSetup``, which lets a heartbeat in flight end) is never registered on a start
+    that a Ctrl-C stopped, so a worker closed its connections under its heartbeat, and its
+    ``Failed to communicate with scheduler during heartbeat`` and a 28-line traceback
+    (``CommClosedError ... ConnectionPool.heartbeat_worker ... Stream is closed``) came before
+    the line (a busy 2-core machine, where the scheduler answers late). With ``-vv`` Dask's
+    own lines are still there, the workers' among them."""
+    d, cfg = work
+    out = d / "out.zarr"
+    (d / "holds.py").write_text(_HOLDS_HEARTBEATS)
+    for verbose in ((), ("-vv",)):
+        shutil.rmtree(out, ignore_errors=True)
+        for held in d.glob("held-*"):
+            held.unlink()
+        w = spawn(
+            [sys.executable, str(d / "holds.py"), str(d), "run", str(cfg), "--progress", "none"]
+            + list(verbose),
+            cwd=d,
+        )
+        try:
+            wait_until(lambda: len(list(d.glob("held-*"))) == 2, timeout=180)
+            w.interrupt()
+            rc, err = w.finish()
+        finally:
+            w.close()
+        assert rc == 130, err
+        assert not w.left_running(), "left running after the interrupt"
+        assert not out.exists(), "stopped before any block: nothing may be left"
+        if not verbose:
+            assert _lines(err) == [NOTHING_WRITTEN], err
+        else:
+            assert _lines(err)[-1] == NOTHING_WRITTEN, err
+            assert "distributed.worker - INFO - Stopping worker" in err, err
+            assert "Failed to communicate" not in err, err  # the heartbeat ended first
+
+
 #: ``python SCRIPT DIR ARGS...``: the command line ``pipeline ARGS...`` as its program, with a
 #: garbage collector callback (a place where Python drops every exception, as it dropped the
 #: ``KeyboardInterrupt`` of a Ctrl-C inside distributed's ``GCDiagnosis._gc_callback``). On

@@ -803,3 +803,36 @@ print(json.dumps(seen))
     assert seen[1:5] == [quiet, quiet, before, before], seen
     assert seen[5:] == [quiet, quiet, quiet, before], seen
     assert " - INFO - " not in stderr, stderr  # no close said Dask's INFO lines
+
+
+def test_an_api_runs_cluster_says_nothing_of_dasks_while_it_stops(tmp_path: Path) -> None:
+    """A caller's process (the API's run, Dask's handlers at errors while its cluster is up):
+    what the scheduler logs as the run closes its cluster (here an error for each worker it
+    removes) stays off stderr, as the worker processes' do; the handlers are back at their own
+    level after. The scheduler's errors at a run's close had reached the caller's stderr."""
+    code = f"""
+import json, logging
+import distributed
+from distributed.scheduler import Scheduler
+from pipeline.planning import ClusterPlan
+from pipeline.running import cluster
+
+removes = Scheduler.remove_worker
+
+def remove_worker(self, *args, **kwargs):
+    logging.getLogger("distributed.scheduler").error("REMOVED-AS-THE-RUN-STOPS")
+    return removes(self, *args, **kwargs)
+
+Scheduler.remove_worker = remove_worker
+handlers = logging.getLogger("distributed").handlers
+handlers = [h for h in handlers if isinstance(h, logging.StreamHandler)]
+before = [h.level for h in handlers]
+p = ClusterPlan(**{_plan("", protocol="tcp").__dict__!r})
+with cluster.connect(p, quiet=True):
+    up = [h.level for h in handlers]
+print(json.dumps([before, up, [h.level for h in handlers]]))
+"""
+    (before, up, after), stderr = _printed_json(code, cwd=tmp_path)
+    assert before and up == [40] * len(before) and after == before, (before, up, after)
+    assert "REMOVED-AS-THE-RUN-STOPS" not in stderr, stderr
+    assert "Traceback" not in stderr, stderr

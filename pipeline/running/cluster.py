@@ -80,7 +80,8 @@ class PipelineSetup(WorkerPlugin):
     """Per-worker set-up: GPU pool limit, nvCOMP allocator, how the worker's threads wait for
     the GPU (``gpu_wait``, in worker processes of their own), glibc's thresholds (in the
     worker processes of a cluster this process started: :mod:`pipeline.running.allocator`),
-    the memory sampler, and the guard of the worker's heartbeat (:class:`HeartbeatGuard`)."""
+    the memory sampler, and the guard of the worker's heartbeat (:class:`HeartbeatGuard`), where
+    the worker's start gave it none (:func:`dask_setup`: a caller's or a joined cluster's)."""
 
     name = "pipeline-setup"
     idempotent = False
@@ -137,14 +138,18 @@ class PipelineSetup(WorkerPlugin):
         sampler = MemorySampler(self.backend, self.interval)
         sampler.start()
         worker._pipeline_sampler = sampler
-        worker._pipeline_heartbeat = HeartbeatGuard(worker)
+        # a worker of a cluster this process started has its guard from its start (dask_setup)
+        if not hasattr(worker, "_pipeline_heartbeat"):
+            worker._pipeline_heartbeat = HeartbeatGuard(worker)
+            worker._pipeline_plugin_guard = True
 
     async def teardown(self, worker: Any) -> None:
         sampler = getattr(worker, "_pipeline_sampler", None)
         if sampler is not None:
             sampler.stop()
         guard = getattr(worker, "_pipeline_heartbeat", None)
-        if guard is not None:
+        if guard is not None and getattr(worker, "_pipeline_plugin_guard", False):
+            del worker._pipeline_heartbeat, worker._pipeline_plugin_guard
             from distributed.core import Status
 
             await guard.release(
@@ -160,7 +165,8 @@ class HeartbeatGuard:
     waiting on the scheduler's reply: that heartbeat then fails with ``CommClosedError ...
     Stream is closed`` and the worker logs it, traceback and all, on the run's stderr (5 of 32
     successful runs on a busy 2-core machine). The guard tracks the heartbeat in flight; the
-    plugin's teardown (before the connections close) stops new ones and waits for it.
+    teardown of the worker's preload (:func:`dask_teardown`) or of the plugin that made it
+    (before the connections close) stops new ones and waits for it.
     """
 
     def __init__(self, worker: Any, wait: float = 10.0) -> None:
@@ -183,6 +189,73 @@ class HeartbeatGuard:
         self.callback.stop()
         if self.in_flight is not None and not self.in_flight.done():
             await asyncio.wait([self.in_flight], timeout=self.wait)
+
+
+#: A worker's states once its close has begun (``distributed.core.Status`` names).
+_STOPPING = ("closing", "closing_gracefully", "closed")
+
+
+class _WhileRunning(logging.Filter):
+    """Lets a worker process's records through to stderr only while its worker is not
+    stopping (:data:`_STOPPING`): what a worker logs as the run closes it (a heartbeat whose
+    connection closed, a lost scheduler, its nanny's queue) is no failure of the run, which
+    says in its own line why it stops."""
+
+    def __init__(self, worker: Any) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(self.worker.status, "name", None) not in _STOPPING
+
+
+def dask_setup(worker: Any) -> None:
+    """The start of each worker of a local cluster of worker processes that this process
+    starts (its preload, :func:`_worker_preloads`), before the worker registers with the
+    scheduler, whatever becomes of the cluster's start (a Ctrl-C while it starts stops it
+    before :class:`PipelineSetup` is registered): the worker's heartbeat guarded
+    (:class:`HeartbeatGuard`) from its first beat, and Dask's stderr handlers in its process
+    quiet once it is stopping (:class:`_WhileRunning`), unless they show Dask's info lines
+    (``-vv``: the cluster's ``silence_logs``, which the worker set on them as it was made).
+    A worker's heartbeat in flight as it closed, never guarded where the plugin was not
+    registered (or was registered after that heartbeat began), had put distributed's "Failed
+    to communicate with scheduler during heartbeat" and its 28-line traceback before the
+    run's one line."""
+    worker._pipeline_heartbeat = HeartbeatGuard(worker)
+    handlers = {
+        h
+        for root in (*_SILENCED_ROOTS, "tornado")
+        for h in logging.getLogger(root).handlers
+        if isinstance(h, logging.StreamHandler) and h.level > logging.INFO
+    }
+    for h in handlers:
+        h.addFilter(_WhileRunning(worker))
+
+
+async def dask_teardown(worker: Any) -> None:
+    """The close of a worker :func:`dask_setup` set up: its heartbeat in flight ends first."""
+    guard = getattr(worker, "_pipeline_heartbeat", None)
+    if guard is not None:
+        from distributed.core import Status
+
+        await guard.release(closing=worker.status in (Status.closing, Status.closing_gracefully))
+
+
+def _worker_preloads() -> dict[str, Any]:
+    """The options that make this module the preload of a local cluster's worker processes
+    (:func:`dask_setup`), after those Dask's config names (``distributed.worker.preload``),
+    which an explicit ``preload`` would otherwise replace. Arguments given to every preload
+    at once (a list of strings; dask-cuda's ``--create-cuda-context`` is added so) are left
+    so: this module's setup takes none."""
+    import dask.config
+
+    preload = dask.config.get("distributed.worker.preload", None) or []
+    argv = dask.config.get("distributed.worker.preload-argv", None) or []
+    if isinstance(preload, str):
+        preload = [preload]
+    if argv and not isinstance(argv[0], str):  # one list per preload
+        argv = [*argv, []]
+    return {"preload": [*preload, __name__], "preload_argv": list(argv)}
 
 
 def _reset_peaks(dask_worker: Any) -> None:
@@ -1040,14 +1113,18 @@ def begin(plan_cluster: Any, quiet: bool | None = None) -> LocalStart:
 #: ``silence_logs`` does the same two).
 _SILENCED_ROOTS = ("distributed", "bokeh")
 _silence_lock = threading.Lock()
-#: The level each run whose local cluster is up asked for (:func:`silenced_logs`).
-_silence_levels: list[int] = []
+#: The level each run whose local cluster is up asked for (:func:`silenced_logs`), one list
+#: of one level each, told apart by identity.
+_silence_levels: list[list[int]] = []
+#: The level of Dask's stderr handlers in this process while a run's local cluster stops,
+#: where the run's level shows no info lines (``-vv``): none of distributed's records.
+STOPPING_LEVEL = logging.CRITICAL + 1
 #: Each quieted handler's level before the first of them, put back after the last.
 _silence_saved: dict[logging.Handler, int] = {}
 
 
 @contextlib.contextmanager
-def silenced_logs(level: int) -> Iterator[None]:
+def silenced_logs(level: int) -> Iterator[Callable[[], None]]:
     """Dask's (and bokeh's) stderr handlers at ``level`` while a run's local cluster is up,
     counted across runs: the first to enter saves their levels, the last to leave puts them
     back, and while several are up the handlers take the most verbose level asked for. Two
@@ -1056,7 +1133,20 @@ def silenced_logs(level: int) -> Iterator[None]:
     saved the first's lowered level, and the first's close brought Dask's INFO lines back
     while the second ran. Entered before the cluster is made, so that distributed's own
     ``silence_logs`` (still given: it quiets the worker processes too) finds the handlers at
-    its level already, and saves and restores nothing in this process."""
+    its level already, and saves and restores nothing in this process. Yields the call that
+    says the run's cluster is stopping: from then its handlers let nothing of Dask's through
+    (:data:`STOPPING_LEVEL`, unless ``level`` shows info lines), as its worker processes do
+    (:func:`dask_setup`): the scheduler's and nannies' errors as the run closes them are no
+    failure of the run, which says its own line (an API caller's process: the command line's
+    has distributed's loggers at CRITICAL, ``cli._driver_level``)."""
+    entry = [level]
+
+    def stopping() -> None:
+        if level > logging.INFO:
+            with _silence_lock:
+                entry[0] = STOPPING_LEVEL
+                _set_silence()
+
     with _silence_lock:
         if not _silence_levels:
             _silence_saved.clear()
@@ -1064,13 +1154,13 @@ def silenced_logs(level: int) -> Iterator[None]:
                 for h in logging.getLogger(root).handlers:
                     if isinstance(h, logging.StreamHandler):
                         _silence_saved[h] = h.level
-        _silence_levels.append(level)
+        _silence_levels.append(entry)
         _set_silence()
     try:
-        yield
+        yield stopping
     finally:
         with _silence_lock:
-            _silence_levels.remove(level)
+            _silence_levels[:] = [e for e in _silence_levels if e is not entry]
             _set_silence()
 
 
@@ -1121,7 +1211,7 @@ def _set_silence() -> None:
     """The quieted handlers at the most verbose level the runs up now asked for; at their own
     again when none is (call with ``_silence_lock`` held)."""
     for h, saved in _silence_saved.items():
-        h.setLevel(min(_silence_levels) if _silence_levels else saved)
+        h.setLevel(min(e[0] for e in _silence_levels) if _silence_levels else saved)
     if not _silence_levels:
         _silence_saved.clear()
 
@@ -1195,6 +1285,7 @@ class LocalStart:
         self._registered = False  # the plugin, by the start (under _lock)
         self._level = level
         self._quiet = contextlib.ExitStack()
+        self._stopping: Callable[[], None] = lambda: None  # silenced_logs' (begin)
         self.processes = p.backend == "gpu" or p.protocol != "inproc"
         self.mps: mps.Daemon | None = None
         self._thread = threading.Thread(
@@ -1237,7 +1328,7 @@ class LocalStart:
         """Begin the start on its thread (once; later calls do nothing) and return."""
         if self._thread.is_alive() or self.done.is_set() or self._stopped:
             return
-        self._quiet.enter_context(silenced_logs(self._level))
+        self._stopping = self._quiet.enter_context(silenced_logs(self._level))
         if self.processes:
             self._quiet.enter_context(nanny_environment())
             from multiprocessing import resource_tracker
@@ -1300,6 +1391,7 @@ class LocalStart:
             if self._stopped:
                 return False
             self._stopped = True
+        self._stopping()
         try:
             interrupted = begun and _to_the_end(lambda: waiting.wait(self.done, self.START_WAIT))
             if not self.done.is_set():
@@ -1775,7 +1867,7 @@ def _stop_local(client: Client | None, cluster: Any, process_ends: bool = False)
     1. The client, with nothing of its own left running: it never sees a worker or the
        scheduler go (distributed would log the lost connections).
     2. The workers, while the scheduler is up: each nanny has its worker finish its tasks,
-       unregister and exit (the plugin lets a heartbeat in flight end first, see
+       unregister and exit (its preload lets a heartbeat in flight end first, see
        :class:`HeartbeatGuard`), and waits for the process, up to ``WORKER_STOP_TIMEOUT``.
        Closing the cluster alone would also do this, but with Dask's 5 s per worker, which a
        busy machine exceeds.
@@ -2573,6 +2665,7 @@ def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> A
             protocol=None if p.protocol == "tcp" else p.protocol,
             silence_logs=level,  # its workers' own; here connect's silenced_logs set it first
             local_directory=local_dir,
+            **_worker_preloads(),
             **web,
         )
     from distributed import LocalCluster
@@ -2585,6 +2678,7 @@ def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> A
         memory_limit=_memory_limit(p, threads),
         silence_logs=level,  # its workers' own; here connect's silenced_logs set it first
         local_directory=local_dir,
+        **({} if threads else _worker_preloads()),  # threads: this process's logs are its own
         **web,
     )
 
