@@ -3828,6 +3828,23 @@ def _unit_made_special(tmp_path: Path, layout: str, what: str) -> tuple[Path, st
     return store, key
 
 
+def _run_and_plan_refused(cfg: Path) -> Iterator[str]:
+    """``run`` and then ``plan`` of ``cfg``, each a ``python -m pipeline -q`` process of its
+    own (a hang ends at the 60 s timeout, failing the test), each asserted to exit 1: the
+    one error line of each."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for args in (("run", "--progress", "none"), ("plan",)):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "-q", *args[:1], str(cfg), *args[1:]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 1, (args, done.stdout + done.stderr)
+        yield one_line_error(done.stderr)
+
+
 @pytest.mark.parametrize(
     ("layout", "what"),
     [
@@ -3851,17 +3868,7 @@ def test_an_input_key_that_is_no_file_is_refused_before_anything_is_written(
     store, key = _unit_made_special(tmp_path, layout, what)
     cfg = write_config(tmp_path, store, tmp_path / "out.zarr")
     kind = "a named pipe (FIFO)" if what == "fifo" else "a character device"
-    for args in (("run", "--progress", "none"), ("plan",)):
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        done = subprocess.run(
-            [sys.executable, "-m", "pipeline", "-q", *args[:1], str(cfg), *args[1:]],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
-        assert done.returncode == 1, (args, done.stdout + done.stderr)
-        line = one_line_error(done.stderr)
+    for line in _run_and_plan_refused(cfg):
         assert f"{key!r} of {store} is {kind}" in line, line
         assert ("symbolic link to /dev/zero" in line) is (what == "zero"), line
         assert "remove it if the chunk is meant to be the fill value" in line, line
@@ -3881,17 +3888,7 @@ def test_an_input_document_that_is_a_named_pipe_is_refused_in_one_line(
     (store / doc).unlink(missing_ok=True)
     os.mkfifo(store / doc)
     cfg = write_config(tmp_path, store, tmp_path / "out.zarr")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    for args in (("run", "--progress", "none"), ("plan",)):
-        done = subprocess.run(
-            [sys.executable, "-m", "pipeline", "-q", *args[:1], str(cfg), *args[1:]],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
-        assert done.returncode == 1, (args, done.stdout + done.stderr)
-        line = one_line_error(done.stderr)
+    for line in _run_and_plan_refused(cfg):
         assert f"{doc!r} of {store} is a named pipe (FIFO), not a file" in line, line
         assert "restore the document" in line and "fill value" not in line, line
         assert not (tmp_path / "out.zarr").exists()

@@ -4016,13 +4016,14 @@ def _held_at_third(
 
 
 def _two_runs_of_one_s3_output(
-    tmp_path: Path, url: str, options: dict
+    tmp_path: Path, url: str, options: dict, seed: int = 7, output: dict | None = None
 ) -> tuple[np.ndarray, Path, Path]:
-    """An S3 input of 12 rows of one block each (float32 [12, 256], written by zarr-python),
-    and two configs that write ``{url}/out.zarr`` from it, multiplying by 2 (``a.yaml``) and
-    by 3 (``b.yaml``), on one inproc worker of one thread: the input and the two configs."""
+    """An S3 input of 12 rows of one block each (float32 [12, 256], written by zarr-python,
+    from ``seed``), and two configs that write ``{url}/out.zarr`` from it, multiplying by 2
+    (``a.yaml``) and by 3 (``b.yaml``), on one inproc worker of one thread, ``output``'s
+    settings added to the output's: the input and the two configs."""
     rows, cols = 12, 256
-    x = np.random.default_rng(7).standard_normal((rows, cols)).astype(np.float32)
+    x = np.random.default_rng(seed).standard_normal((rows, cols)).astype(np.float32)
     zarr.create_array(
         store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(1, cols)
     )[...] = x
@@ -4031,7 +4032,10 @@ def _two_runs_of_one_s3_output(
         return write_config(
             tmp_path, "", "", name,
             input={"store": f"{url}/in.zarr", "storage_options": options},
-            output={"store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols]},
+            output={
+                "store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols],
+                **(output or {}),
+            },
             stages=[{"op": "multiply", "factor": factor}],
             chunking={"block": [1, cols]},
             cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
@@ -4167,26 +4171,11 @@ def test_a_marker_written_after_another_run_took_the_s3_lock_counts_in_no_record
     NumPy's bit for bit. A marker carried no mark of its record: any marker in the record's
     folder counted as written by it."""
     url, options = bucket
-    rows, cols = 12, 256
-    x = np.random.default_rng(11).standard_normal((rows, cols)).astype(np.float32)
-    zarr.create_array(
-        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(1, cols)
-    )[...] = x
-
-    def config(name: str, factor: int) -> Path:
-        return write_config(
-            tmp_path, "", "", name,
-            input={"store": f"{url}/in.zarr", "storage_options": options},
-            output={
-                "store": f"{url}/out.zarr", "storage_options": options, "chunks": [1, cols],
-                "codec": {"name": "none"},  # a block's bytes the same whichever run wrote it
-            },
-            stages=[{"op": "multiply", "factor": factor}],
-            chunking={"block": [1, cols]},
-            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
-        )  # fmt: skip
-
-    first, second = config("a.yaml", 2), config("b.yaml", 3)
+    rows = 12
+    # a block's bytes the same whichever run wrote it
+    x, first, second = _two_runs_of_one_s3_output(
+        tmp_path, url, options, seed=11, output={"codec": {"name": "none"}}
+    )
     loc = Location.of(f"{url}/out.zarr", options)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
