@@ -287,26 +287,31 @@ def test_a_performance_report_still_runs_on_distributed(tmp_path: Path) -> None:
     assert os.path.exists(tmp_path / "out.zarr" / "zarr.json")
 
 
-#: ``python -c`` of :func:`test_ctrl_c_while_a_block_is_stuck_on_its_read_says_what_it_waits_for`:
-#: ``pipeline`` whose read of the blocks of row 5 does not return (storage that does not
-#: answer) until the file ``argv[1]`` exists, ``argv[1] + ".started"`` made as it begins; the
-#: rest is the command line. (A FIFO at the chunk's key had held the read; the plan refuses
-#: such a key now, h83g.)
-HELD_READ = """
+def _held(module: str, function: str, when: str) -> str:
+    """``python -c`` of a ``pipeline`` command whose ``pipeline.running.<module>.<function>``
+    (called with two arguments, ``a`` and ``b``) does not return where ``when`` (an expression
+    of them) holds (storage that does not answer), until the file ``argv[1]`` exists,
+    ``argv[1] + ".started"`` made as it begins; the rest is the command line."""
+    return f"""
 import os, sys, time
-from pipeline.running import tasks
-plain, release = tasks.read_block, sys.argv[1]
-def held(src, index):
-    if index[0] == 5:
+from pipeline.running import {module}
+plain, release = {module}.{function}, sys.argv[1]
+def held(a, b):
+    if {when}:
         open(release + ".started", "w").close()
         deadline = time.monotonic() + 120
         while not os.path.exists(release) and time.monotonic() < deadline:
             time.sleep(0.05)
-    return plain(src, index)
-tasks.read_block = held
+    return plain(a, b)
+{module}.{function} = held
 from pipeline.cli import main
 sys.exit(main(sys.argv[2:]))
 """
+
+
+#: The run whose read of the blocks of row 5 is held (a FIFO at the chunk's key had held it;
+#: the plan refuses such a key now, h83g).
+HELD_READ = _held("tasks", "read_block", "b[0] == 5")
 
 
 def test_ctrl_c_while_a_block_is_stuck_on_its_read_says_what_it_waits_for(
@@ -348,24 +353,8 @@ def test_ctrl_c_while_a_block_is_stuck_on_its_read_says_what_it_waits_for(
     assert lines[-1] == INTERRUPTED, lines[-1]
 
 
-#: ``python -c`` of :func:`test_ctrl_c_while_generate_waits_for_a_unit_says_units_not_blocks`:
-#: ``pipeline generate`` whose first unit's write is held (slow storage) until the file
-#: ``argv[1]`` exists, ``argv[1] + ".started"`` made as it starts; the rest is the command line.
-HELD_UNIT = """
-import os, sys, time
-from pipeline.running import generate
-plain, release = generate.generate_unit, sys.argv[1]
-def held(spec, unit):
-    if not any(unit):
-        open(release + ".started", "w").close()
-        deadline = time.monotonic() + 120
-        while not os.path.exists(release) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    return plain(spec, unit)
-generate.generate_unit = held
-from pipeline.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
+#: ``pipeline generate`` whose first unit's write is held (slow storage).
+HELD_UNIT = _held("generate", "generate_unit", "not any(b)")
 
 
 def test_ctrl_c_while_generate_waits_for_a_unit_says_units_not_blocks(tmp_path: Path) -> None:
