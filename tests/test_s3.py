@@ -4237,6 +4237,82 @@ def test_a_unit_written_after_another_run_took_the_s3_lock_is_not_in_that_run_s_
     assert record_of(y.attrs)["status"] == "complete"
 
 
+#: ``python -m pipeline`` (argv[2:]) whose output's "complete" mark is held just before
+#: its write (the PUT of ``out.zarr/zarr.json`` inside ``output.mark_complete``: after every
+#: read and check that the mark makes) until the file ``argv[1].release`` exists, writing
+#: ``argv[1].held`` as it begins to wait: a run paused at its end, past its lock's lease.
+_HELD_AT_COMPLETE_MARK = """
+import asyncio, os, sys
+import s3fs
+from fsspec.asyn import sync_wrapper
+from pipeline.running import output
+
+gate = sys.argv.pop(1)
+marking, held = [], []
+plain_mark, plain_call = output.mark_complete, s3fs.S3FileSystem._call_s3
+
+
+def mark_complete(*args, **kwargs):
+    marking.append(1)
+    return plain_mark(*args, **kwargs)
+
+
+async def call(self, method, *args, **kwargs):
+    key = str(kwargs.get("Key", ""))
+    if marking and not held and method == "put_object" and key.endswith("out.zarr/zarr.json"):
+        held.append(1)
+        open(gate + ".held", "w").close()
+        while not os.path.exists(gate + ".release"):
+            await asyncio.sleep(0.02)
+    return await plain_call(self, method, *args, **kwargs)
+
+
+output.mark_complete = mark_complete
+s3fs.S3FileSystem._call_s3 = call
+s3fs.S3FileSystem.call_s3 = sync_wrapper(call)  # (bound to the plain one when it was made)
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_displaced_run_s_complete_mark_never_lands_in_the_new_holder_s_s3_output(
+    tmp_path, bucket
+) -> None:
+    """h84c: a run (``a.yaml``, x2) held at its end just before it writes its "complete"
+    mark, after its last check of the lock (a run paused past its lease), its S3 lock object
+    removed and taken by a run of another config with ``--overwrite`` (``b.yaml``, x3), which
+    writes every block and is held before its own mark (real processes, no timing): the
+    first, let go, stops in one line saying its lock was taken, and the other's output still
+    says "incomplete" with its own record (its attributes, the mark's document, were
+    rewritten since the first read them: the mark is written only while they are the version
+    read, S3's If-Match); the other then ends complete, NumPy's x3 bit for bit. The first
+    run's whole document, marked complete, had been written over the other's output, which
+    then read as complete with the first run's record while that run still wrote it."""
+    url, options = bucket
+    x, first, second = _two_runs_of_one_s3_output(tmp_path, url, options)
+    lock = f"{url}/out.zarr/.pipeline/lock"
+    loc = Location.of(f"{url}/out.zarr", options)
+    with _held_at_third(tmp_path, _HELD_AT_COMPLETE_MARK, "run", str(first)) as (proc, gate):
+        loc.delete(".pipeline/lock")  # as a busy run's line says, if its run is gone
+        at = "pipeline.running.output:mark_complete"
+        with paused_at_lock("run", second, "--overwrite", cwd=tmp_path, at=at) as later:
+            Path(f"{gate}.release").touch()  # every block of the other's written
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            line = one_line_error(err)
+            assert line.startswith(f"error: the lock {lock} of {url}/out.zarr was removed"), line
+            assert f"(it is now another run's (pid {later.pid} on " in line, line
+            record = record_of(json.loads(loc.read("zarr.json") or b"{}")["attributes"])
+            assert record["status"] == "incomplete", record  # the first run's mark: not there
+            assert [s.split(" ")[0] for s in record["stages"]] == ["multiply(factor=3)"], record
+            out, err = go_on(later)
+            assert later.returncode == 0, out + err
+    y = _zarr_s3(f"{url}/out.zarr", options)
+    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+    assert record_of(y.attrs)["status"] == "complete"
+    assert not loc.exists(".pipeline")
+
+
 def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_one_s(
     tmp_path, bucket
 ) -> None:

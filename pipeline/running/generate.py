@@ -527,7 +527,9 @@ def mark_generated(
     doc["status"] = "complete"
     if folder is not None and lock is not None:
         lock.check_at_path(folder)
-    arrays.update_attributes(loc, path, {GENERATED: doc}, folder)
+    # the lock checked again as one step with the mark's write (h84c)
+    check = None if lock is None else (lambda: lock.check_writing(folder))
+    arrays.update_attributes(loc, path, {GENERATED: doc}, folder, check)
 
 
 def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:

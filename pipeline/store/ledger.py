@@ -550,7 +550,11 @@ class Ledger:
                 # (again each try: a run finishing removes its record, this folder, as it ends:
                 # the open had raised a bare FileNotFoundError, h76d)
                 folders_made(os.path.dirname(path))  # a file there is said as it was
-                with _record_guard(os.path.dirname(path)) as folder:
+                # the array's folder first: a displaced run's "complete" mark, written under
+                # its OS lock after that run's check of its lock (``Folder.locked``), comes
+                # wholly before this take or finds it (h84c)
+                array = os.path.dirname(os.path.dirname(path))
+                with _record_guard(array), _record_guard(os.path.dirname(path)) as folder:
                     taken = self._take_local(path, folder)
                 if taken:
                     return
@@ -754,6 +758,19 @@ class Ledger:
         holder = _holder_of(raw)
         if holder.get("token") != self.token:
             raise self._displaced(holder, strayed)
+
+    def check_writing(self, folder: Folder | None) -> None:
+        """The check asked right before a write made after the blocks (the output's
+        "complete" mark, its record written again, a generation's "generated" mark:
+        ``arrays.update_attributes``' ``check``), inside :meth:`held_folder`: on a local
+        store :meth:`check_at_path` of its ``folder``, on an object store :meth:`check_held`
+        (the lock object read now, after the document that write rewrites was read with its
+        version, which it is written only while still: a run that took the lock after this
+        check had rewritten that document first, h84c)."""
+        if not self.location.is_local:
+            self.check_held()
+            return
+        self.check_at_path(folder)
 
     @contextlib.contextmanager
     def held_folder(self) -> Iterator[Folder | None]:

@@ -1906,6 +1906,27 @@ class Folder:
             return False
         return (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino)
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """This folder's exclusive OS lock (``flock`` on its descriptor) held while inside,
+        waited for where another holds it: a run taking the lock of the array in it takes
+        this one first (``Ledger._acquire_local``), so that a write made inside after a check
+        of that lock (an output's "complete" mark, ``arrays.update_attributes``) is one step
+        with it. Nothing held where the file system locks no folders."""
+        import fcntl
+
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EBADF):
+                raise
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
     def location(self, store: Location, key: str) -> Location:
         """``store`` (a local one, whose folder at ``key`` this is: '' its root) reached
         through this folder (:attr:`Location.reached`): its files, and zarr-python's and
