@@ -438,7 +438,7 @@ def _generate_units(workers: Workers, spec: GenSpec, progress: str, interval: fl
     unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
     with Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar:
         workers.work = "generate"  # a stop's words are of units of the input, not blocks
-        workers.compute(dsk, list(dsk), lambda _: bar.advance())
+        workers.compute(dsk, list(dsk), lambda _key, _result: bar.advance())
 
 
 def _workers(cp: ClusterPlan, store: Location) -> contextlib.AbstractContextManager[Workers]:
