@@ -903,17 +903,7 @@ def paused_at_lock(
     at its calls of that function, whatever it wrote before), while the block
     runs: no timing, the process says when it is there. Write a line to its stdin to let it
     go on (:func:`go_on`); it is ended (its pipes closed) after the block."""
-    where = at or ("before" if before else "after")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _PAUSED, where, command, str(config), *args],
-        env=env(),
-        cwd=str(cwd),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = paused_process(command, config, *args, cwd=cwd, before=before, at=at)
     try:
         assert proc.stdout is not None
         said = proc.stdout.readline()
@@ -923,6 +913,25 @@ def paused_at_lock(
         yield proc
     finally:
         end_process(proc)
+
+
+def paused_process(
+    command: str, config: Path, *args: str, cwd: Path, before: bool = False, at: str = ""
+) -> subprocess.Popen:
+    """The process :func:`paused_at_lock` starts, started, not waited for: it writes the line
+    'locked' to its stdout once it is held there (a test waiting on something else first
+    reads it itself); the caller ends it (:func:`end_process`)."""
+    where = at or ("before" if before else "after")
+    return subprocess.Popen(
+        [sys.executable, "-c", _PAUSED, where, command, str(config), *args],
+        env=env(),
+        cwd=str(cwd),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def go_on(held: subprocess.Popen) -> tuple[str, str]:

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ from tests.faultkit import (
     many_blocks_config,
     many_blocks_input,
     paused_at_lock,
+    paused_process,
     run_python,
     status,
     undeletable,
@@ -499,6 +501,124 @@ def test_a_run_whose_output_is_moved_away_stops_writing_there(tmp_path: Path) ->
         assert {p: p.read_bytes() for p in inp.rglob("*") if p.is_file()} == files
     finally:
         end_process(proc)
+
+
+#: ``python -m pipeline`` (argv[2:]) whose output's "complete" mark is held just before its
+#: write (``zarr.json`` written through the output's folder inside
+#: ``output.mark_complete``: after every check the mark makes) until the file
+#: ``argv[1].release`` exists, writing ``argv[1].held`` as it begins to wait.
+_HELD_AT_COMPLETE_MARK = """
+import os, sys, time
+from pipeline.running import output
+from pipeline.store import location
+
+gate = sys.argv.pop(1)
+marking, held = [], []
+plain_mark, plain_write = output.mark_complete, location.Folder.write
+
+
+def mark_complete(*args, **kwargs):
+    marking.append(1)
+    return plain_mark(*args, **kwargs)
+
+
+def write(self, name, *args, **kwargs):
+    if marking and not held and name == "zarr.json":
+        held.append(1)
+        open(gate + ".held", "w").close()
+        while not os.path.exists(gate + ".release"):
+            time.sleep(0.02)
+    return plain_write(self, name, *args, **kwargs)
+
+
+output.mark_complete = mark_complete
+location.Folder.write = write
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _waits_on_folder_lock(pid: int, folder: Path) -> bool:
+    """Whether the process ``pid`` waits for an OS lock (``flock``) on ``folder``
+    (``/proc/locks`` lists each waiter with ``->``)."""
+    ino = folder.stat().st_ino
+    with open("/proc/locks") as f:
+        return any(
+            "->" in line and f" {pid} " in line and line.split()[-3].endswith(f":{ino}")
+            for line in f
+        )
+
+
+def test_a_displaced_run_s_complete_mark_never_lands_in_the_new_holder_s_output(
+    tmp_path: Path,
+) -> None:
+    """h84c: a run (``a.yaml``, x2) held at its end just before it writes its "complete"
+    mark through its output's folder, after its checks of its lock; its record removed
+    (``rm -rf out.zarr/.pipeline``) and a run of another config begun there with
+    ``--overwrite`` (``b.yaml``, x3), to be held before its own mark (real processes, no
+    timing). The second's take of the lock waits for the first's mark, which is written
+    under an OS lock on the output's folder with its check, so it lands, if at all, before
+    the second run takes the lock, never in that run's output: once the second is held
+    before its mark, the output says "incomplete" with its record; the first stops in one
+    line saying its record was removed; the second ends complete, NumPy's x3 bit for bit.
+    The first run's whole document, marked complete, had been written over the second's
+    output while that run wrote it."""
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    x = many_blocks_input(inp, 6)
+    first = _factor_config(tmp_path, inp, "a.yaml", out, 2)
+    second = _factor_config(tmp_path, inp, "b.yaml", out, 3)
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HELD_AT_COMPLETE_MARK, str(gate), "run", str(first)]
+        + ["--progress", "none"],
+        env=env(),
+        cwd=str(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    later = None
+    try:
+        deadline = time.monotonic() + 300
+        while not Path(f"{gate}.held").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never reached its mark"
+            time.sleep(0.05)
+        shutil.rmtree(out / ".pipeline")  # its record removed while it runs
+        later = paused_process("run", second, "--overwrite", cwd=tmp_path, at=_AT_MARK)
+        said: list[str] = []
+        reader = threading.Thread(target=lambda: said.append(later.stdout.readline()))
+        reader.start()
+        # held before its mark (it took the lock and wrote its blocks), or waiting for the
+        # first run's mark to be written (the take waits for it)
+        while not said and not _waits_on_folder_lock(later.pid, out):
+            assert later.poll() is None, later.communicate()
+            assert time.monotonic() < deadline, "the second run neither waits nor is held"
+            time.sleep(0.05)
+        Path(f"{gate}.release").touch()
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "was moved, or its record removed or replaced" in lines[0]
+        reader.join(300)
+        assert said == ["locked\n"], said  # the second, held before its mark
+        doc = json.loads((out / "zarr.json").read_text())
+        record = json.loads(doc["attributes"]["pipeline"])
+        assert record["status"] == "incomplete", record  # the first run's mark: not there
+        assert [s.split(" ")[0] for s in record["stages"]] == ["multiply(factor=3)"], record
+        out_b, err_b = go_on(later)
+        assert later.returncode == 0, out_b + err_b
+        y = zarr.open_array(str(out), mode="r")
+        assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+        assert json.loads(y.attrs["pipeline"])["status"] == "complete"
+    finally:
+        end_process(proc)
+        if later is not None:
+            end_process(later)
+
+
+#: Where :func:`paused_process` holds a run: at its "complete" mark.
+_AT_MARK = "pipeline.running.output:mark_complete"
 
 
 def _the_input_times(tmp_path: Path, inp: Path, *outputs: tuple[Path, Path, int]) -> None:

@@ -57,14 +57,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _moto_server(environ: dict[str, str] | None = None) -> Iterator[str]:
+def _moto_server(environ: dict[str, str] | None = None, log: Path | None = None) -> Iterator[str]:
     """A moto S3 server in a process of its own, with ``environ`` (or this process's): its
-    address, once it answers."""
+    address, once it answers. ``log``: the file its request log goes to (one line a request,
+    as werkzeug writes it: '"GET /bucket/key HTTP/1.1" 200'), whole once the block is left."""
     port = _free_port()
+    logged = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=logged,
         env=environ,
     )
     url = f"http://127.0.0.1:{port}"
@@ -82,6 +84,8 @@ def _moto_server(environ: dict[str, str] | None = None) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+        if log is not None:
+            logged.close()  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
@@ -4204,6 +4208,51 @@ def test_a_marker_written_after_another_run_took_the_s3_lock_counts_in_no_record
     assert record_of(y.attrs)["status"] == "complete"
 
 
+def test_a_run_s_end_on_s3_lists_its_markers_and_a_resume_skips_exactly_the_written_ones(
+    tmp_path,
+) -> None:
+    """h84c: a run killed at its third block (two blocks written, real processes), then
+    resumed: the resume skips exactly the two blocks written (its summary: 2 skipped, 10
+    done), ends complete, NumPy's bit for bit, and reads no marker at its end (the server's
+    request log: each of the two markers read once, with a GET, as the resume checks the
+    blocks it skips; none of the 10 it wrote itself, none again at the end, which lists
+    them): every marker had been read with a GET of its own at a run's end, the skipped
+    ones again for their counts. (h83f's rule, that a marker counts only in its own record,
+    holds still: the test of a marker written after another run took the lock.)"""
+    import s3fs
+
+    log = tmp_path / "requests.log"
+    with _moto_server(log=log) as endpoint:
+        options = {"endpoint_url": endpoint, "key": "testing", "secret": "testing", "anon": False}
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        s3fs.S3FileSystem(skip_instance_cache=True, **options).mkdir(name)
+        url = f"s3://{name}"
+        x, first, _ = _two_runs_of_one_s3_output(tmp_path, url, options)
+        loc = Location.of(f"{url}/out.zarr", options)
+        with _held_at_third(tmp_path, _HELD_AT_THIRD_BLOCK, "run", str(first)) as (proc, _):
+            kill_group(proc)  # two blocks written, its third held
+            proc.wait(30)
+        written = loc.list(".pipeline/done")
+        assert len(written) == 2, written
+        summary = tmp_path / "s.json"
+        assert error_of("run", first, "--resume", "--summary-json", str(summary)) is None
+        said = json.loads(summary.read_text())
+        assert (said["blocks_skipped"], said["blocks_done"]) == (2, 10), said
+        y = _zarr_s3(f"{url}/out.zarr", options)
+        assert np.array_equal(y[...].view(np.uint32), (x * np.float32(2)).view(np.uint32))
+        assert record_of(y.attrs)["status"] == "complete"
+    requests = log.read_text().splitlines()
+    done = f"/{name}/out.zarr/.pipeline/done/"
+    read = sorted(
+        line.split('"')[1].split()[1].rsplit("/", 1)[-1]
+        for line in requests
+        if re.search(rf'"(GET|HEAD) {re.escape(done)}', line)
+    )
+    assert read == sorted(written), read  # once each, as the resume began
+    listed = [line for line in requests if "prefix=out.zarr/.pipeline/done/" in line]
+    assert listed, "the markers were never listed"
+
+
 def test_a_unit_written_after_another_run_took_the_s3_lock_is_not_in_that_run_s_output(
     tmp_path, bucket
 ) -> None:
@@ -4235,6 +4284,82 @@ def test_a_unit_written_after_another_run_took_the_s3_lock_is_not_in_that_run_s_
     y = _zarr_s3(f"{url}/out.zarr", options)
     assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
     assert record_of(y.attrs)["status"] == "complete"
+
+
+#: ``python -m pipeline`` (argv[2:]) whose output's "complete" mark is held just before
+#: its write (the PUT of ``out.zarr/zarr.json`` inside ``output.mark_complete``: after every
+#: read and check that the mark makes) until the file ``argv[1].release`` exists, writing
+#: ``argv[1].held`` as it begins to wait: a run paused at its end, past its lock's lease.
+_HELD_AT_COMPLETE_MARK = """
+import asyncio, os, sys
+import s3fs
+from fsspec.asyn import sync_wrapper
+from pipeline.running import output
+
+gate = sys.argv.pop(1)
+marking, held = [], []
+plain_mark, plain_call = output.mark_complete, s3fs.S3FileSystem._call_s3
+
+
+def mark_complete(*args, **kwargs):
+    marking.append(1)
+    return plain_mark(*args, **kwargs)
+
+
+async def call(self, method, *args, **kwargs):
+    key = str(kwargs.get("Key", ""))
+    if marking and not held and method == "put_object" and key.endswith("out.zarr/zarr.json"):
+        held.append(1)
+        open(gate + ".held", "w").close()
+        while not os.path.exists(gate + ".release"):
+            await asyncio.sleep(0.02)
+    return await plain_call(self, method, *args, **kwargs)
+
+
+output.mark_complete = mark_complete
+s3fs.S3FileSystem._call_s3 = call
+s3fs.S3FileSystem.call_s3 = sync_wrapper(call)  # (bound to the plain one when it was made)
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_displaced_run_s_complete_mark_never_lands_in_the_new_holder_s_s3_output(
+    tmp_path, bucket
+) -> None:
+    """h84c: a run (``a.yaml``, x2) held at its end just before it writes its "complete"
+    mark, after its last check of the lock (a run paused past its lease), its S3 lock object
+    removed and taken by a run of another config with ``--overwrite`` (``b.yaml``, x3), which
+    writes every block and is held before its own mark (real processes, no timing): the
+    first, let go, stops in one line saying its lock was taken, and the other's output still
+    says "incomplete" with its own record (its attributes, the mark's document, were
+    rewritten since the first read them: the mark is written only while they are the version
+    read, S3's If-Match); the other then ends complete, NumPy's x3 bit for bit. The first
+    run's whole document, marked complete, had been written over the other's output, which
+    then read as complete with the first run's record while that run still wrote it."""
+    url, options = bucket
+    x, first, second = _two_runs_of_one_s3_output(tmp_path, url, options)
+    lock = f"{url}/out.zarr/.pipeline/lock"
+    loc = Location.of(f"{url}/out.zarr", options)
+    with _held_at_third(tmp_path, _HELD_AT_COMPLETE_MARK, "run", str(first)) as (proc, gate):
+        loc.delete(".pipeline/lock")  # as a busy run's line says, if its run is gone
+        at = "pipeline.running.output:mark_complete"
+        with paused_at_lock("run", second, "--overwrite", cwd=tmp_path, at=at) as later:
+            Path(f"{gate}.release").touch()  # every block of the other's written
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1, err
+            line = one_line_error(err)
+            assert line.startswith(f"error: the lock {lock} of {url}/out.zarr was removed"), line
+            assert f"(it is now another run's (pid {later.pid} on " in line, line
+            record = record_of(json.loads(loc.read("zarr.json") or b"{}")["attributes"])
+            assert record["status"] == "incomplete", record  # the first run's mark: not there
+            assert [s.split(" ")[0] for s in record["stages"]] == ["multiply(factor=3)"], record
+            out, err = go_on(later)
+            assert later.returncode == 0, out + err
+    y = _zarr_s3(f"{url}/out.zarr", options)
+    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+    assert record_of(y.attrs)["status"] == "complete"
+    assert not loc.exists(".pipeline")
 
 
 def test_a_generation_whose_s3_lock_object_is_removed_stops_and_leaves_the_new_one_s(

@@ -751,8 +751,9 @@ class DaskWorkers:
                 waiting.wait(done)  # said once: the work waits for workers that join
                 return
 
-    def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
-        """Submit the graph ``dsk`` for its ``keys``, call ``each(result)`` as each task ends;
+    def compute(self, dsk: dict, keys: list, each: Callable[[Any, Any], None]) -> dict[str, int]:
+        """Submit the graph ``dsk`` for its ``keys``, call ``each(key, result)`` as each task
+        ends;
         ``{worker address: tasks it ran}``, each task counted where it ran, as its result says
         (:func:`_ran_on`), the workers gone by the end among them (:attr:`gone`). They had
         been counted where their results were held at the end (``Client.who_has``): a killed
@@ -780,7 +781,7 @@ class DaskWorkers:
                             return
                         worker, result = _result(fut)
                         ran[worker] = ran.get(worker, 0) + 1
-                        each(result)
+                        each(fut.key, result)
                 except BaseException as e:
                     outcome.append(e)
 

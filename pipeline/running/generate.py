@@ -438,7 +438,7 @@ def _generate_units(workers: Workers, spec: GenSpec, progress: str, interval: fl
     unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
     with Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar:
         workers.work = "generate"  # a stop's words are of units of the input, not blocks
-        workers.compute(dsk, list(dsk), lambda _: bar.advance())
+        workers.compute(dsk, list(dsk), lambda _key, _result: bar.advance())
 
 
 def _workers(cp: ClusterPlan, store: Location) -> contextlib.AbstractContextManager[Workers]:
@@ -527,7 +527,9 @@ def mark_generated(
     doc["status"] = "complete"
     if folder is not None and lock is not None:
         lock.check_at_path(folder)
-    arrays.update_attributes(loc, path, {GENERATED: doc}, folder)
+    # the lock checked again as one step with the mark's write (h84c)
+    check = None if lock is None else (lambda: lock.check_writing(folder))
+    arrays.update_attributes(loc, path, {GENERATED: doc}, folder, check)
 
 
 def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:

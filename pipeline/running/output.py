@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -1851,7 +1852,8 @@ def write_again(plan: Plan) -> None:
             if arrays.record_in_earlier_form(attrs):
                 record = attrs[arrays.RUN_RECORD]
                 new = arrays.record_attribute(record)
-                arrays.update_attributes(o.location, o.path, new, folder)
+                check = functools.partial(ledger.check_writing, folder)  # one step (h84c)
+                arrays.update_attributes(o.location, o.path, new, folder, check)
             _consolidate(plan, store=store)
     except BaseException as e:
         ledger.give_up(e)  # a lock that stays is said in e's line, never in its place
@@ -2819,7 +2821,14 @@ def _mark_complete(
     # under the group's lock: another run's consolidation, begun before this update and
     # written after it, had put this output's "incomplete" back into the consolidated copy
     with group_lock(o.location, output_group(plan)):
-        arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done), folder)
+        # the lock checked again as one step with the write: through the folder under its OS
+        # lock, or on S3 written only while the document is the version read before that
+        # check; a run taken over there (paused past the lease) had marked the new holder's
+        # output complete, with its own metadata (h84c)
+        check = functools.partial(ledger.check_writing, folder)
+        arrays.update_attributes(
+            o.location, o.path, attributes(plan, "complete", done), folder, check
+        )
         _consolidate(plan, store=store)
 
 

@@ -52,10 +52,10 @@ from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
 from pipeline.running import graph, output, waiting
 from pipeline.running.output import NONFINITE
-from pipeline.running.tasks import STATS, staging_per_thread
+from pipeline.running.tasks import STATS, marked_counts, staging_per_thread
 from pipeline.running.workers import Workers, begun_early, local_workers
 from pipeline.store import arrays, grid
-from pipeline.store.ledger import remove_if_empty
+from pipeline.store.ledger import remove_if_empty, summed_counts
 from pipeline.store.location import Aside, Location, local_within
 
 if TYPE_CHECKING:
@@ -865,7 +865,7 @@ def _compute_and_finish(
     # which worker held what) is the finish phase's, not the throughput's
     t_finish = t_last if t_last is not None else time.perf_counter()
     seconds = {**seconds, "prepare": t_compute - t_ready, "compute": t_finish - t_compute}
-    _check_recorded(plan, all_blocks)
+    markers = _check_recorded(plan, all_blocks)
     summary = summarise(
         plan,
         totals,
@@ -879,7 +879,8 @@ def _compute_and_finish(
     )
     summary.blocks_per_worker = per_worker
     summary.workers_gone = [w for w in workers.gone if w in per_worker]
-    whole = _whole_counts(plan, totals, [b for b in all_blocks if b in done], len(pending))
+    skipped = [markers[b] for b in all_blocks if b in done]
+    whole = _whole_counts(totals, skipped, len(pending))
     summary.nan, summary.posinf, summary.neginf = (whole[k] for k in NONFINITE)
     _check_input_unchanged(plan)
     aside.finish()
@@ -988,13 +989,15 @@ def _check_input_unchanged(plan: Plan) -> None:
     )
 
 
-def _check_recorded(plan: Plan, all_blocks: list) -> None:
+def _check_recorded(plan: Plan, all_blocks: list) -> dict[Any, dict[str, Any]]:
     """Refuse to call the output complete unless the run record marks every block written
     (Zarr reads a missing chunk as the fill value, so the files prove nothing): OutputError
-    with ``output``, ``status`` 'incomplete' and ``unrecorded``, the blocks without a mark."""
+    with ``output``, ``status`` 'incomplete' and ``unrecorded``, the blocks without a mark.
+    What each block's marker holds (``Ledger.recorded_markers``: one listing, and a read
+    only of the markers this run neither wrote nor read in the version listed)."""
     assert plan.sink.ledger is not None
     # its markers, not their names alone: one of another run's record marks nothing (h83f)
-    recorded = plan.sink.ledger.recorded(all_blocks)
+    recorded = plan.sink.ledger.recorded_markers(all_blocks)
     missing = [b for b in all_blocks if b not in recorded]
     if missing:
         raise OutputError(
@@ -1004,18 +1007,18 @@ def _check_recorded(plan: Plan, all_blocks: list) -> None:
             status="incomplete",
             unrecorded=missing,
         )
+    return recorded
 
 
 def _whole_counts(
-    plan: Plan, totals: dict[str, int], skipped: list, written: int
+    totals: dict[str, int], skipped: list[dict[str, Any]], written: int
 ) -> dict[str, int]:
-    """The whole output's counts: this run's blocks, and those an interrupted run wrote (from
-    their markers)."""
+    """The whole output's counts: this run's blocks, and those an interrupted run wrote (what
+    their markers hold, ``skipped``)."""
     whole = {k: totals.get(k, 0) for k in ("elements", "bytes_written", *NONFINITE)}
     if not skipped:
         return whole
-    assert plan.sink.ledger is not None
-    before = plan.sink.ledger.counts(skipped)
+    before = summed_counts(skipped)
     if before is None:
         log.warning(
             "the run record of the skipped blocks has no counts: the NaN/inf counts "
@@ -1052,13 +1055,16 @@ def _compute(
     if not pending:
         return totals, {}, None
     dsk, keys = graph.block_tasks(plan.source, plan.sink, plan.chain, plan.backend, pending)
+    ledger = plan.sink.ledger
     block_bytes = float(np.prod(plan.block) * plan.input.dtype.itemsize)
     try:
         with Progress(len(keys), block_bytes, options.progress, options.interval) as bar:
 
-            def add(values: np.ndarray) -> None:
+            def add(key: Any, values: np.ndarray) -> None:
                 for k, v in zip(STATS, values.reshape(-1, len(STATS)).sum(axis=0), strict=True):
                     totals[k] += int(v)
+                if ledger is not None:  # its marker's bytes, known: not read at the end (h84c)
+                    ledger.wrote(tuple(key[1:]), marked_counts(values))
                 bar.advance()
                 last[:] = [time.perf_counter()]
 

@@ -816,8 +816,7 @@ def _write_block_into(
         written += write_unit(be, sink, u, data, folder, existing)
     be.release_host_buffers()  # every frame is written: the staging is free
     if sink.ledger is not None:
-        counts = {"elements": int(y.size), "bytes_written": int(written)}
-        counts.update(nan=int(nan), posinf=int(pos), neginf=int(neg))
+        counts = block_counts(y.size, written, nan, pos, neg)
         marker = sink.ledger.marker_key(block_index)
         # and again: its marker marks this run's block alone; its units, written by the path
         # (an object store's keys), may have gone after a lock taken meanwhile: said so
@@ -830,6 +829,29 @@ def _write_block_into(
         [y.size, int(t.get("bytes_read", 0)), written, nan, pos, neg, *micros], dtype=np.int64
     )
     return stats.reshape((1,) * len(block_index) + (len(STATS),))
+
+
+def block_counts(
+    elements: int, bytes_written: int, nan: int, posinf: int, neginf: int
+) -> dict[str, int]:
+    """What a block's marker records of it (``Ledger.mark``), in the order its bytes hold
+    them: its elements, the bytes its units took, and its NaN, +inf and -inf values."""
+    return {
+        "elements": int(elements),
+        "bytes_written": int(bytes_written),
+        "nan": int(nan),
+        "posinf": int(posinf),
+        "neginf": int(neginf),
+    }
+
+
+def marked_counts(stats: np.ndarray) -> dict[str, int]:
+    """:func:`block_counts` of the block whose task returned ``stats`` (:func:`write_block`'s
+    statistics, :data:`STATS`): what its marker holds, known to the run without reading it
+    (``Ledger.wrote``)."""
+    row = np.asarray(stats).reshape(-1, len(STATS))[0]
+    at = {k: int(v) for k, v in zip(STATS, row, strict=True)}
+    return block_counts(at["elements"], at["bytes_written"], at["nan"], at["posinf"], at["neginf"])
 
 
 # --------------------------------------------------------------------------------------------

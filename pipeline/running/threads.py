@@ -76,8 +76,8 @@ class Threads:
         self.sampler = MemorySampler(backend, interval)
         self.sampler.start()
 
-    def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
-        """Run the graph ``dsk`` up to its ``keys`` on the threads, calling ``each(result)``
+    def compute(self, dsk: dict, keys: list, each: Callable[[Any, Any], None]) -> dict[str, int]:
+        """Run the graph ``dsk`` up to its ``keys`` on the threads, calling ``each(key, result)``
         as each task ends (on the graph's own thread, one call at a time); ``{WORKER: tasks
         done}``. Raises the first task's error as the task raised it, or ``each``'s, or the
         ``KeyboardInterrupt`` of a Ctrl-C while waiting: no task starts after it, and those
@@ -98,7 +98,7 @@ class Threads:
 
         def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
             nonlocal done
-            each(result)
+            each(key, result)
             done += 1
 
         def run() -> None:

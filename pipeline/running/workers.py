@@ -70,11 +70,11 @@ class Workers(Protocol):
     def dashboard(self) -> str | None:
         """The link to Dask's dashboard; None where there is none."""
 
-    def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
-        """Run the graph ``dsk`` up to its ``keys``, calling ``each(result)`` as each task
-        ends (one call at a time); ``{worker: tasks it ran}``. A task's error is raised as the task
-        raised it (or as the :class:`~pipeline.errors.ClusterError` that says what the
-        cluster did to it); Ctrl-C as ``KeyboardInterrupt``."""
+    def compute(self, dsk: dict, keys: list, each: Callable[[Any, Any], None]) -> dict[str, int]:
+        """Run the graph ``dsk`` up to its ``keys``, calling ``each(key, result)`` as each
+        task ends (one call at a time); ``{worker: tasks it ran}``. A task's error is raised
+        as the task raised it (or as the :class:`~pipeline.errors.ClusterError` that says
+        what the cluster did to it); Ctrl-C as ``KeyboardInterrupt``."""
         ...
 
     def wait_for_writers(self, location: Location, path: str) -> None:

@@ -17,7 +17,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +28,7 @@ from pipeline.errors import (
     CREDENTIALS_FIX,
     ChunkError,
     InputError,
+    StoreError,
     cause,
     missing_credentials,
     name_shown,
@@ -3499,24 +3500,98 @@ def clear_array(location: Location, path: str, keep: str) -> None:
 
 
 def update_attributes(
-    location: Location, path: str, attrs: dict[str, Any], folder: Folder | None = None
+    location: Location,
+    path: str,
+    attrs: dict[str, Any],
+    folder: Folder | None = None,
+    check: Callable[[], None] | None = None,
 ) -> None:
     """Merge ``attrs`` into the array's attributes (Zarr rewrites its metadata document), its
     v3 fill value kept as the document said it (:func:`keep_fill_said`: zarr-python rewrites
     a NaN's bits as "NaN"). ``folder``: the array's local folder, held open
     (``Ledger.held_folder``), whose document is rewritten wherever that folder is now, never
-    the one of an array put at ``path`` since (:func:`_attributes_in_folder`)."""
+    the one of an array put at ``path`` since (:func:`_attributes_in_folder`).
+
+    ``check``: asked right before the write, raising where the writer may no longer write
+    there (its lock's ``Ledger.check_writing``), and made one step with the write where the
+    store allows it: through a local ``folder``, under an OS lock on that folder
+    (:meth:`Folder.locked`), which a run taking the array's lock waits for
+    (``Ledger._acquire_local``); on S3 the document is read with its ETag before ``check``
+    and written back only while it is still that version (If-Match:
+    :func:`_attributes_if_unchanged`), so a document rewritten meanwhile (by a run that took
+    the lock after the check: its create) is read and checked again, which refuses. A run
+    whose lock was taken over (paused past the lease) had written its "complete" into the
+    new holder's output, its own metadata with it (h84c). On a store without such
+    conditions (a local file system without folder locks, an S3-compatible store answering
+    501, another fsspec store) the check comes just before the write, a window between."""
     import zarr
 
     if folder is not None:
-        _attributes_in_folder(folder, attrs)
+        with folder.locked():
+            if check is not None:
+                check()
+            _attributes_in_folder(folder, attrs)
         return
+    if _attributes_if_unchanged(location, path, attrs, check):
+        return
+    if check is not None:
+        check()
     raw = location.read(_key_in(path.strip("/"), "zarr.json"))
     doc = json.loads(raw) if raw else None
     arr = zarr.open_array(store=location.zarr_store(read_only=False), path=path, mode="r+")
     arr.update_attributes(attrs)
     if isinstance(doc, dict) and "fill_value" in doc:
         keep_fill_said(location, path, doc["fill_value"])
+
+
+#: How many times :func:`_attributes_if_unchanged` reads the document again where it was
+#: rewritten between its read and its write (by a writer whose lock check still passes).
+_REWRITE_TRIES = 8
+
+
+def _attributes_if_unchanged(
+    location: Location, path: str, attrs: dict[str, Any], check: Callable[[], None] | None
+) -> bool:
+    """:func:`update_attributes` on a store with conditional writes (S3): the array's
+    metadata document (a v3 ``zarr.json``, a v2 ``.zattrs``) read with its version's tag
+    (:meth:`Location.read_tagged`, one GET), ``check`` asked, then the document with
+    ``attrs`` merged in written only if it is still that version (:meth:`Location.replace_if`,
+    If-Match; an absent ``.zattrs`` only if still absent, :meth:`Location.write_new`), the
+    rest of it as it was; read, checked and written again where another version came
+    meanwhile. True once written; False where the store has no such condition (nothing
+    written: the caller writes as before), or no array is there (the caller's write says
+    so). StoreError where it keeps being rewritten."""
+    base = path.strip("/")
+    for _ in range(_REWRITE_TRIES):
+        key = _key_in(base, "zarr.json")
+        read = location.read_tagged(key)
+        doc = _json_or_none(read[0]) if read is not None else None
+        if isinstance(doc, dict) and doc.get("node_type") == "array":
+            doc["attributes"] = {**(doc.get("attributes") or {}), **attrs}
+        elif isinstance(_json_or_none(location.read(_key_in(base, ".zarray")) or b""), dict):
+            key = _key_in(base, ".zattrs")
+            read = location.read_tagged(key)
+            doc = {**((_json_or_none(read[0]) if read is not None else None) or {}), **attrs}
+        else:
+            return False
+        if read is not None and read[1] is None:  # a store without versions' tags
+            return False
+        if check is not None:  # after the read: a version written since is not the one read
+            check()
+        body = json.dumps(doc, indent=2, allow_nan=True).encode()
+        try:
+            if read is None:
+                if location.write_new(key, [body]) is not None:
+                    return True
+            elif read[1] is not None and location.replace_if(key, body, read[1]) is not None:
+                return True
+        except NotImplementedError:  # an S3-compatible store that refuses If-Match
+            return False
+    raise StoreError(
+        f"{location.shown(_key_in(base, 'zarr.json'))} kept being rewritten while this run "
+        "wrote its attributes: stop whatever else writes that array, then run again",
+        where=location.join(base),
+    )
 
 
 def _attributes_in_folder(folder: Folder, attrs: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -70,6 +71,13 @@ _HELD_LOCK = threading.Lock()
 #: the next units it writes (:meth:`Ledger.check_held`'s ``within``): one small GET a second
 #: at most, not one per object written.
 UNIT_CHECK_WITHIN = 1.0
+#: The markers this process knows the bytes of, by the URL of their record's ``done``
+#: folder: {marker name: (its version's tag, what it holds)}: those its run wrote (the
+#: blocks whose results came back, :meth:`Ledger.wrote`: the tag S3 gives a body, its MD5)
+#: or read (:meth:`Ledger.each_marker`, with the tag the read gave). A marker that a listing
+#: gives with that tag still holds those bytes, and is not read again (h84c).
+_KNOWN: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
+_KNOWN_LOCK = threading.Lock()
 #: When (``time.monotonic``) this process last found an object store's lock object its
 #: holder's, by (the lock's URL, the holder's token): :meth:`Ledger.check_held`'s ``within``.
 _CHECKED: dict[tuple[str, str], float] = {}
@@ -128,13 +136,48 @@ class Ledger:
         output's counts without reading the blocks it skips. ``folder``: the array's folder,
         held open by the block's task (:meth:`Location.folder`), which the marker goes into
         wherever it is now (None: by the path)."""
-        record = self.held_record.get("id")
-        doc = {**(counts or {}), **({RECORD_ID: record} if record else {})}
-        body = json.dumps(doc, separators=(",", ":")).encode()
+        body = self.marker_body(counts)
         if folder is None:
             self.location.write(self.marker_key(block), [body], atomic=True)
         else:
             folder.write(f"{RECORD}/done/{self._name(block)}", [body], atomic=True)
+
+    def marker_body(self, counts: dict[str, int] | None) -> bytes:
+        """The bytes of a marker holding ``counts`` (:meth:`mark`'s): JSON, the counts in
+        their order, then this holder's ``record`` (:attr:`held_record`) where it has one."""
+        record = self.held_record.get("id")
+        doc = {**(counts or {}), **({RECORD_ID: record} if record else {})}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def wrote(self, block: Shape, counts: dict[str, int]) -> None:
+        """Note that ``block``'s task wrote its marker holding ``counts`` (its result came
+        back: :meth:`mark` was done), so that the run's end takes it from a listing that
+        gives it with the tag of those bytes (:meth:`recorded_markers`), not reading it
+        again: on S3 that tag, an object's ETag, is the MD5 of its bytes where it was written
+        whole and unencrypted (a store whose tags are otherwise reads it, as before). None
+        noted on a store whose listing gives no tags (a local folder)."""
+        if not self.location.versions_tagged:
+            return
+        body = self.marker_body(counts)
+        self._know(self._name(block), hashlib.md5(body).hexdigest(), json.loads(body))
+
+    def _known(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """This record's markers this process knows the bytes of (:data:`_KNOWN`)."""
+        with _KNOWN_LOCK:
+            return _KNOWN.setdefault(self.location.join(self._key("done")), {})
+
+    def _know(self, name: str, tag: str | None, doc: dict[str, Any]) -> None:
+        """Note that the marker ``name`` holds ``doc`` in its version ``tag`` (nothing where
+        the store gave no tag)."""
+        if tag:
+            known = self._known()
+            with _KNOWN_LOCK:
+                known[name] = (tag.strip('"'), doc)
+
+    def _forget(self) -> None:
+        """Forget what this process knows of this record's markers (a new record, its end)."""
+        with _KNOWN_LOCK:
+            _KNOWN.pop(self.location.join(self._key("done")), None)
 
     def done(self) -> set[Shape]:
         """Blocks recorded as finished: the names in the record's ``done`` folder that are a
@@ -144,7 +187,12 @@ class Ledger:
         names = self.location.list(self._key("done"))
         return {tuple(int(i) for i in n.split(".")) for n in names if _BLOCK_NAME.fullmatch(n)}
 
-    def each_marker(self, blocks: list[Shape], threads: int = 16) -> list[dict[str, Any] | None]:
+    def each_marker(
+        self,
+        blocks: list[Shape],
+        threads: int = 16,
+        listed: dict[str, str | None] | None = None,
+    ) -> list[dict[str, Any] | None]:
         """What the marker of each of ``blocks`` holds, in order: its JSON object (``{}``
         where an earlier release recorded no counts), or None where the marker is gone or
         holds no JSON object (empty, cut short, overwritten: :meth:`mark` writes a whole one
@@ -154,22 +202,42 @@ class Ledger:
         taken by another run (``--overwrite``) between its check of the lock and its
         marker's write (S3 has no write conditional on another object) had put its marker
         into that run's record, which a resume of that run then took as its own block
-        (h83f)."""
+        (h83f).
+
+        ``listed``: the markers' names with their versions' tags, from a listing made just
+        before (:meth:`Location.tagged_list`): a marker whose tag there is that of bytes
+        this process wrote or read (:meth:`wrote`, :data:`_KNOWN`) holds those bytes, and is
+        not read again (one GET per block at a run's end, h84c). Every other is read (on S3
+        with its tag, one GET, noted for the next time)."""
         from concurrent.futures import ThreadPoolExecutor
 
         if not blocks:
             return []
         record = self.record_id()
+        known = self._known() if listed is not None else {}
+        tagged = self.location.versions_tagged
+
+        def judged(doc: Any) -> dict[str, Any] | None:
+            if not isinstance(doc, dict) or (record and doc.get(RECORD_ID) != record):
+                return None
+            return {k: v for k, v in doc.items() if k != RECORD_ID}
 
         def one(block: Shape) -> dict[str, Any] | None:
-            raw = self.location.read(self._key("done", self._name(block)))
+            name = self._name(block)
+            tag = (listed or {}).get(name)
+            seen = known.get(name)
+            if tag and seen is not None and seen[0] == tag.strip('"'):
+                return judged(seen[1])
+            key = self._key("done", name)
+            read = self.location.read_tagged(key) if tagged else None
+            raw = read[0] if read is not None else (None if tagged else self.location.read(key))
             try:
                 doc = json.loads(raw) if raw else None
             except ValueError:  # UnicodeDecodeError too
                 return None
-            if not isinstance(doc, dict) or (record and doc.get(RECORD_ID) != record):
-                return None
-            return {k: v for k, v in doc.items() if k != RECORD_ID}
+            if read is not None and isinstance(doc, dict):
+                self._know(name, read[1], doc)
+            return judged(doc)
 
         with ThreadPoolExecutor(max(1, min(threads, len(blocks)))) as ex:
             return list(ex.map(one, blocks))
@@ -181,13 +249,7 @@ class Ledger:
 
     def counts(self, blocks: list[Shape], threads: int = 16) -> dict[str, int] | None:
         """The summed counts recorded with ``blocks``; None when one has none (unknown)."""
-        total: dict[str, int] = {}
-        for doc in self.each_counts(blocks, threads):
-            if doc is None:
-                return None
-            for k, v in doc.items():
-                total[k] = total.get(k, 0) + int(v)
-        return total
+        return summed_counts(self.each_counts(blocks, threads))
 
     def misshapen(self) -> tuple[str, str, str] | None:
         """The first part of the record that is not of the kind the run keeps there: the
@@ -251,11 +313,24 @@ class Ledger:
     def recorded(self, blocks: list[Shape]) -> set[Shape]:
         """Of ``blocks``, those the run record marks written: a marker of this record's
         (:meth:`each_marker`: one of another run's record, or damaged, marks nothing)."""
-        names = self.done()
-        present = [b for b in blocks if b in names]
-        return {
-            b for b, doc in zip(present, self.each_marker(present), strict=True) if doc is not None
+        return set(self.recorded_markers(blocks))
+
+    def recorded_markers(self, blocks: list[Shape]) -> dict[Shape, dict[str, Any]]:
+        """Of ``blocks``, those the run record marks written, each with what its marker
+        holds (:meth:`each_marker`'s): from one listing of the record's ``done`` folder (one
+        LIST per 1000 markers on S3), with its versions' tags, reading only the markers
+        whose bytes this process does not know in the version listed (:meth:`wrote`, what a
+        resume read of the blocks it skips); every marker had been read with a GET of its
+        own at a run's end (h84c). Each still counts only where it carries this record's
+        ``record`` (h83f)."""
+        listed = {
+            n: tag
+            for n, tag in self.location.tagged_list(self._key("done")).items()
+            if _BLOCK_NAME.fullmatch(n)
         }
+        present = [b for b in blocks if self._name(b) in listed]
+        docs = self.each_marker(present, listed=listed)
+        return {b: doc for b, doc in zip(present, docs, strict=True) if doc is not None}
 
     def record_id(self) -> str | None:
         """The run record's ``record`` (:meth:`held_record`'s where taken, else what
@@ -278,6 +353,7 @@ class Ledger:
         over before this read finds it out at its first block's check, before any marker."""
         self.held_record.pop("id", None)
         self.held_record["id"] = self.record_id() or ""
+        self._forget()  # what an earlier run in this process knew of its markers
 
     def clear_done(self) -> None:
         """Forget every finished block (a fresh start)."""
@@ -341,6 +417,7 @@ class Ledger:
         :meth:`stays`). A refused delete of a marker or of ``run.json`` (credentials that
         may write the output but not delete there) had left the lock object held on S3,
         and the next run found it."""
+        self._forget()
         try:
             self._remove_record()
         except BaseException as e:
@@ -550,7 +627,11 @@ class Ledger:
                 # (again each try: a run finishing removes its record, this folder, as it ends:
                 # the open had raised a bare FileNotFoundError, h76d)
                 folders_made(os.path.dirname(path))  # a file there is said as it was
-                with _record_guard(os.path.dirname(path)) as folder:
+                # the array's folder first: a displaced run's "complete" mark, written under
+                # its OS lock after that run's check of its lock (``Folder.locked``), comes
+                # wholly before this take or finds it (h84c)
+                array = os.path.dirname(os.path.dirname(path))
+                with _record_guard(array), _record_guard(os.path.dirname(path)) as folder:
                     taken = self._take_local(path, folder)
                 if taken:
                     return
@@ -755,6 +836,19 @@ class Ledger:
         if holder.get("token") != self.token:
             raise self._displaced(holder, strayed)
 
+    def check_writing(self, folder: Folder | None) -> None:
+        """The check asked right before a write made after the blocks (the output's
+        "complete" mark, its record written again, a generation's "generated" mark:
+        ``arrays.update_attributes``' ``check``), inside :meth:`held_folder`: on a local
+        store :meth:`check_at_path` of its ``folder``, on an object store :meth:`check_held`
+        (the lock object read now, after the document that write rewrites was read with its
+        version, which it is written only while still: a run that took the lock after this
+        check had rewritten that document first, h84c)."""
+        if not self.location.is_local:
+            self.check_held()
+            return
+        self.check_at_path(folder)
+
     @contextlib.contextmanager
     def held_folder(self) -> Iterator[Folder | None]:
         """The array's folder held open while inside (:meth:`Location.folder`), for writes
@@ -945,6 +1039,18 @@ class InputLock(Ledger):
             f"another process is generating the input {name_shown(where)} ({who}): wait for it "
             f"to end{gone}"
         )
+
+
+def summed_counts(docs: Sequence[Mapping[str, Any] | None]) -> dict[str, int] | None:
+    """The counts of markers (``docs``: what each holds, :meth:`Ledger.each_counts`),
+    summed; None where one has none (unknown)."""
+    total: dict[str, int] = {}
+    for doc in docs:
+        if not doc:
+            return None
+        for k, v in doc.items():
+            total[k] = total.get(k, 0) + int(v)
+    return total
 
 
 def removal_command(location: Location, key: str) -> str | None:

@@ -874,6 +874,27 @@ class Location:
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listed)
 
+    @_asking("list")
+    def tagged_list(self, key: str) -> dict[str, str | None]:
+        """The names directly under ``key`` (:meth:`list`'s), each with the tag of its
+        version as the listing gives it (S3's ETag, unquoted: one LIST request per 1000
+        names), None where the store gives none (a local folder, another fsspec store).
+        Raises ListingError as :meth:`list` does."""
+        if not self.versions_tagged:
+            return dict.fromkeys(self.list(key))
+        path = self._path(key)
+        try:
+            with self._listing_of(path):
+                listed = self.fs().ls(path, detail=True)
+        except FileNotFoundError:
+            return {}
+        tags: dict[str, str | None] = {}
+        for d in listed:
+            tag = d.get("ETag") if d.get("type") != "directory" else None
+            name = str(d["name"]).rstrip("/").rsplit("/", 1)[-1]
+            tags[name] = str(tag).strip('"') if tag else None
+        return tags
+
     def entries(self, key: str) -> builtins.list[str]:
         """The names directly under ``key`` that are no files an operating system wrote there
         (:func:`is_os_file`: ``.DS_Store``, ``Thumbs.db``, an AppleDouble ``._NAME``) nor a
@@ -929,6 +950,13 @@ class Location:
             return None
         fs = self.fs()
         return fs if callable(getattr(fs, "_call_s3", None)) else None
+
+    @property
+    def versions_tagged(self) -> bool:
+        """Whether this store tags each version of an object (S3's ETag), as
+        :meth:`read_tagged`, :meth:`tagged_list` and the conditional writes on a version
+        (:meth:`replace_if`) use it."""
+        return self._s3() is not None
 
     @_asking("read")
     def read_tagged(self, key: str) -> tuple[bytes, str | None] | None:
@@ -1905,6 +1933,27 @@ class Folder:
         except OSError:
             return False
         return (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """This folder's exclusive OS lock (``flock`` on its descriptor) held while inside,
+        waited for where another holds it: a run taking the lock of the array in it takes
+        this one first (``Ledger._acquire_local``), so that a write made inside after a check
+        of that lock (an output's "complete" mark, ``arrays.update_attributes``) is one step
+        with it. Nothing held where the file system locks no folders."""
+        import fcntl
+
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EBADF):
+                raise
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def location(self, store: Location, key: str) -> Location:
         """``store`` (a local one, whose folder at ``key`` this is: '' its root) reached
