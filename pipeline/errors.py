@@ -142,6 +142,15 @@ def names_shown(names: Iterable[Any]) -> str:
     return ", ".join(name_shown(n) for n in names)
 
 
+def some_shown(names: Sequence[Any], most: int = 3) -> str:
+    """The first ``most`` of ``names`` as :func:`names_shown` lists them, then how many more
+    there are (``'a, b, c and 4 more'``): a line naming several offending files had named
+    the first alone, or three and '...' with no count (h84b)."""
+    shown = names_shown(names[:most])
+    more = len(names) - most
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
 def shell_word(text: object) -> str:
     """``text`` as a command that a line gives to run says it, one word of a POSIX shell
     (``shlex.quote``), and on one line: where a character does not print (a config's path

@@ -2508,6 +2508,8 @@ def test_of_several_links_into_the_input_the_first_by_name_is_named(tmp_path: Pa
     e = info.value
     assert (e.relation, e.link) == ("linked", str(out / "a")), e
     assert f"{out / 'a'} is a symbolic link to {inp / 'xa'}" in str(e), e
+    # and the others too, two by name and how many more (h84b: the first alone had been)
+    assert f"(and so are {out / 'b'}, {out / 'd'} and 4 more)" in str(e), e
 
 
 @pytest.mark.parametrize("linked", ["output", "input"])
@@ -4117,3 +4119,300 @@ def test_a_replacement_that_fails_after_setting_chunks_aside_deletes_them_first(
     assert status(out) == "complete" and not (out / ".pipeline").exists()
     assert read_array(out).tobytes() == reference(x).tobytes()
     assert not (out / "0.0").exists() and not (out / ".zarray").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# What `run --overwrite` (and `generate` again) deletes: a symbolic link in the output is a
+# link alone, never what it leads to; the run record's folder is the pipeline's (h84b).
+
+
+def _tree(root: Path) -> dict[str, Any]:
+    """Every entry under ``root``, no link followed: a link by where it points, a file by
+    its bytes, a folder as such."""
+    found: dict[str, Any] = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                found[rel] = ("link", os.readlink(p))
+            elif p.is_dir():
+                found[rel] = ("folder",)
+            else:
+                found[rel] = ("file", p.read_bytes())
+    return found
+
+
+_LINKED = ["c", "v2 coordinate folder", "chunk file", "input chunk file", "nothing", "outside"]
+
+
+@pytest.mark.parametrize("linked", _LINKED)
+def test_overwrite_refuses_an_output_holding_a_symbolic_link(
+    tmp_path: Path, cli, linked: str
+) -> None:
+    """An output (zarr-python's) holding a symbolic link: its chunk folder ``c`` moved to
+    another place, a Zarr v2 coordinate folder ``0`` (``/`` keys), one chunk file, a chunk
+    file that is the input's, a link to nothing, a link to a folder of the user's outside
+    both stores. `run --overwrite` had deleted the link alone and left what it led to (the
+    old chunks, the user's files), exit 0, no word. `plan --dry-run` and the run are refused
+    in one line naming the link, where it leads and the fix, before anything is written or
+    moved (the output, what the link leads to and the input as they were); once the link
+    is removed, `run --overwrite` completes and `verify` passes."""
+    inp, out, there = tmp_path / "in.zarr", tmp_path / "out.zarr", tmp_path / "there"
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(inp, x, (10, 10))
+    old = np.ones((40, 40), dtype=np.float32)
+    if linked == "v2 coordinate folder":
+        made = zarr.create_array(
+            str(out),
+            shape=old.shape,
+            chunks=(10, 10),
+            dtype="f4",
+            zarr_format=2,
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+        )
+        made[:] = old
+    else:
+        make_array(out, old, (10, 10))
+    link = {
+        "c": out / "c",
+        "v2 coordinate folder": out / "0",
+        "chunk file": out / "c" / "0" / "0",
+        "input chunk file": out / "c" / "1" / "1",
+        "nothing": out / "c" / "3" / "3",
+        "outside": out / "c" / "9",
+    }[linked]
+    if linked in ("c", "v2 coordinate folder", "chunk file"):
+        link.rename(there)  # moved, a link left in its place
+        target = there
+    elif linked == "input chunk file":
+        link.unlink()
+        target = inp / "c" / "1" / "1"
+    elif linked == "nothing":
+        link.unlink()
+        target = tmp_path / "gone"
+    else:
+        there.mkdir()
+        (there / "mine.txt").write_text("the user's")
+        target = there
+    link.symlink_to(target)
+    output, input_files = _tree(out), stored_files(inp)
+    theirs = (
+        stored_files(there)
+        if there.is_dir()
+        else {"": there.read_bytes()}
+        if there.exists()
+        else {}
+    )
+    cfg = write_config(tmp_path, inp, out)
+    for args in (("--dry-run",), ("--progress", "none")):
+        rc, _, err = cli("run", cfg, "--overwrite", *args)
+        assert rc == 1, err
+        line = one_line_error(err)
+        assert (
+            f"cannot replace {out}: {link} is a symbolic link to {os.path.realpath(target)}" in line
+        )
+        assert "remove that link from the output yourself" in line, line
+        assert _tree(out) == output and stored_files(inp) == input_files
+        now = (
+            stored_files(there)
+            if there.is_dir()
+            else {"": there.read_bytes()}
+            if there.exists()
+            else {}
+        )
+        assert now == theirs
+    e = refused("run", cfg, "--overwrite")
+    assert isinstance(e, OutputError), e
+    assert (e.link, e.target, e.links) == (str(link), os.path.realpath(target), [str(link)])
+    link.unlink()
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert read_array(out).tobytes() == reference(x).tobytes()
+    rc, text, err = cli("verify", cfg)
+    assert rc == 0, text + err
+    assert stored_files(inp) == input_files
+
+
+def test_overwrite_names_every_link_of_the_output(tmp_path: Path, cli) -> None:
+    """Several links in the output: the line names the first (by path) with where it leads,
+    two more by their keys, and how many more there are; the error carries them all."""
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    make_array(inp, np.arange(16, dtype=np.float32).reshape(4, 4), (2, 2))
+    make_array(out, np.ones((8, 8), dtype=np.float32), (2, 2))
+    names = ["c/0/0", "c/0/1", "c/1/0", "c/1/1", "c/2/2"]
+    for name in names:
+        (out / name).unlink()
+        (out / name).symlink_to(tmp_path / "nowhere")
+    cfg = write_config(tmp_path, inp, out)
+    e = refused("run", cfg, "--overwrite")
+    assert isinstance(e, OutputError), e
+    assert e.links == [str(out / n) for n in names], e
+    assert (
+        f"{out / 'c/0/0'} is a symbolic link to {tmp_path / 'nowhere'}, which is not there "
+        "(and so are c/0/1, c/1/0 and 2 more)"
+    ) in str(e), e
+
+
+def test_overwrite_of_an_output_that_is_a_link_to_a_folder_replaces_it_there(
+    tmp_path: Path, cli
+) -> None:
+    """The output's own path a symbolic link to a folder (the store on another disk): the
+    link is no link inside the output, and `run --overwrite` replaces the array where it
+    leads, the link kept, none of the old chunks left there; `verify` passes."""
+    inp, real, out = tmp_path / "in.zarr", tmp_path / "disk" / "out.zarr", tmp_path / "out.zarr"
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(inp, x, (10, 10))
+    real.parent.mkdir()
+    make_array(real, np.ones((40, 40), dtype=np.float32), (10, 10))
+    out.symlink_to(real, target_is_directory=True)
+    cfg = write_config(tmp_path, inp, out, output={"chunks": [10, 10], "shards": "none"})
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert out.is_symlink() and os.readlink(out) == str(real)
+    left = {str(p.relative_to(real)) for p in real.rglob("*") if p.is_file()}
+    assert left == {"zarr.json"} | {f"c/{i}/{j}" for i in range(2) for j in range(2)}, left
+    assert read_array(out).tobytes() == reference(x).tobytes()
+    rc, text, err = cli("verify", cfg)
+    assert rc == 0, text + err
+
+
+def test_generate_again_refuses_an_input_holding_a_symbolic_link(tmp_path: Path, cli) -> None:
+    """`generate` over the input it made, whose ``c`` was moved to another place behind a
+    link: it had deleted the link alone, the old chunks left there with no word. Refused in
+    one line naming the link, nothing changed; once the link is removed, it generates."""
+    cfg = generated_config(tmp_path, {"shape": [40, 40], "chunks": [10, 10]})
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+    inp, there = tmp_path / "in.zarr", tmp_path / "there"
+    (inp / "c").rename(there)
+    (inp / "c").symlink_to(there, target_is_directory=True)
+    before, behind = _tree(inp), stored_files(there)
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 1, err
+    line = one_line_error(err)
+    assert f"cannot generate {inp} again: {inp / 'c'} is a symbolic link to {there}" in line
+    assert "remove that link yourself" in line, line
+    assert _tree(inp) == before and stored_files(there) == behind
+    e = refused("generate", cfg, "--progress", "none")
+    assert isinstance(e, InputError) and e.status == "linked", e
+    (inp / "c").unlink()
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("flag", ["--overwrite", "--resume", ""])
+def test_a_users_file_in_the_run_record_folder_is_refused_never_deleted(
+    killed: Killed, cli, flag: str
+) -> None:
+    """A file of the user's put into the interrupted output's ``.pipeline`` folder (the run
+    record): `run --overwrite` had deleted it with the record, no word. Every start, and
+    `run --dry-run`, refuses in one line naming it (and how many more), the fix (move them
+    elsewhere) and what `run` does then, before anything is written; moved out, the resume
+    completes the output."""
+    killed.restore()
+    record = killed.out / ".pipeline"
+    (record / "my-notes.txt").write_text("mine")
+    for name in ("a", "b", "c"):
+        (record / f"more-{name}").mkdir()
+    before = _tree(killed.out)
+    args = [a for a in (flag,) if a]
+    for extra in (("--dry-run",), ("--progress", "none")):
+        rc, _, err = cli("run", killed.cfg, *args, *extra)
+        assert rc == 1, err
+        line = one_line_error(err)
+        assert (
+            f"the run record folder {record} holds more-a, more-b, more-c and 1 more, which the "
+            "pipeline did not write"
+        ) in line, line
+        assert "move them elsewhere yourself, then `run --resume` finishes it" in line, line
+        assert _tree(killed.out) == before
+    e = refused("run", killed.cfg, *args)
+    assert isinstance(e, OutputError), e
+    assert e.strangers == ["more-a", "more-b", "more-c", "my-notes.txt"], e
+    for name in ("my-notes.txt", "more-a", "more-b", "more-c"):
+        (record / name).rename(killed.d / name)
+    rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert status(killed.out) == "complete" and not record.exists()
+    assert (killed.d / "my-notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("to", ["input chunk", "nothing"])
+def test_a_resume_over_an_output_holding_a_link_to_a_file_is_refused(
+    killed: Killed, cli, to: str
+) -> None:
+    """An interrupted output one of whose chunk files is a symbolic link to the input's
+    chunk, or to nothing: the resume had read a block already written through the link (a
+    file the pipeline did not write), or replaced the link with no word. Refused before
+    anything is written, naming the link and where it leads; the input and output as they
+    were."""
+    killed.restore()
+    inp = killed.d / "in.zarr"
+    chunk = sorted(p for p in (killed.out / "c").rglob("*") if p.is_file())[0]
+    first = sorted(p for p in (inp / "c").rglob("*") if p.is_file())[0]
+    target = {"input chunk": first, "nothing": killed.d / "gone"}[to]
+    chunk.unlink()
+    chunk.symlink_to(target)
+    before, output = stored_files(inp), _tree(killed.out)
+    rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
+    assert rc == 1, err
+    line = one_line_error(err)
+    assert f"cannot resume {killed.out}: {chunk} is a symbolic link to {target}" in line, line
+    assert "remove that link from the output yourself" in line, line
+    assert stored_files(inp) == before and _tree(killed.out) == output
+
+
+def test_files_beside_several_coordinates_are_all_named(tmp_path: Path, cli) -> None:
+    """An output Dataset whose coordinate arrays ``t``, ``x`` and ``y`` (each replaced by
+    `run --overwrite`) hold files of the user's, ``x`` six: the line had named ``t``'s alone,
+    so each fix met the next refusal. It names every such coordinate with its files (three,
+    then how many more); nothing deleted."""
+    xr = pytest.importorskip("xarray")
+    ds = xr.Dataset(
+        {"v": (("t", "y", "x"), np.arange(24, dtype=np.float32).reshape(2, 3, 4))},
+        coords={"t": np.arange(2), "y": np.arange(3.0), "x": np.arange(4.0)},
+    )
+    _, out, cfg = _dataset_run(tmp_path, cli, ds)
+    for name in ("t", "y"):
+        (out / name / "notes.txt").write_text("mine")
+    for i in range(6):
+        (out / "x" / f"n{i}.txt").write_text("mine")
+    before = _tree(out)
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 1, err
+    line = one_line_error(err)
+    assert (
+        f"the coordinate arrays it replaces hold files beside their metadata and chunks "
+        f"({out / 't'} holds notes.txt; {out / 'x'} holds n0.txt, n1.txt, n2.txt and 3 more; "
+        f"{out / 'y'} holds notes.txt)"
+    ) in line, line
+    assert _tree(out) == before
+    e = refused("run", cfg, "--overwrite")
+    assert isinstance(e, OutputError) and e.arrays == ["t", "x", "y"], e
+
+
+def test_a_coordinate_holding_a_link_elsewhere_is_not_replaced(tmp_path: Path, cli) -> None:
+    """An output Dataset whose coordinate ``t``'s chunk folder was moved elsewhere behind a
+    link, the input nowhere near: `run --overwrite`, which replaces the coordinate, had
+    deleted the link alone. Refused in one line naming the link and where it leads, before
+    anything is written; once the link is removed, it completes."""
+    xr = pytest.importorskip("xarray")
+    ds = xr.Dataset(
+        {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3))},
+        coords={"t": np.arange(4)},
+    )
+    _, out, cfg = _dataset_run(tmp_path, cli, ds)
+    there = tmp_path / "there"
+    (out / "t" / "c").rename(there)
+    (out / "t" / "c").symlink_to(there, target_is_directory=True)
+    before, behind = _tree(out), stored_files(there)
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 1, err
+    line = one_line_error(err)
+    assert f"{out / 't' / 'c'} is a symbolic link to {there}, in a coordinate array" in line
+    assert _tree(out) == before and stored_files(there) == behind
+    (out / "t" / "c").unlink()
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert xr.open_zarr(out)["t"].values.tolist() == [0, 1, 2, 3]

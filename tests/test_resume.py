@@ -568,7 +568,8 @@ def test_chunks_moved_behind_a_link_are_the_outputs_own(work: Work, cli) -> None
     block's chunk gone and written them all again, and the complete output recorded no chunk
     file at all, so one deleted behind the link since read as the fill value with `verify`
     passing and `run --resume` saying nothing to do (h65d). The files behind the link are
-    the output's: the resume skips the marked blocks, and a deletion is named."""
+    the output's: the resume skips the marked blocks, and a deletion is named; `--overwrite`,
+    which would delete the link alone, is refused until they are back in the output (h84b)."""
     work.restore_killed()
     skipped = markers(work.output)
     elsewhere = work.dir / "elsewhere"
@@ -587,8 +588,15 @@ def test_chunks_moved_behind_a_link_are_the_outputs_own(work: Work, cli) -> None
         (elsewhere / "c" / "1" / "0").unlink()  # behind the link: reads as the fill value
         rc, out, err = cli("verify", work.config)
         assert rc == 1 and "1 of its 400 shard files gone (first: c/1/0)" in err, err + out
+        # the resume's fix, --overwrite, deletes a link alone, never what it leads to: refused
+        # (h84b), so the resume says that refusal, naming the link, as --overwrite does, until
+        # the chunks are back in the output's own folder (verify named c/1/0 above)
         e = refused("run", work.config, "--resume")
-        assert isinstance(e, OutputError) and "c/1/0" in str(e), e
+        assert isinstance(e, OutputError) and e.link == str(work.output / "c"), e
+        e = refused("run", work.config, "--overwrite")
+        assert isinstance(e, OutputError) and e.link == str(work.output / "c"), e
+        (work.output / "c").unlink()
+        (elsewhere / "c").rename(work.output / "c")
         rc, _, err = cli("run", work.config, "--overwrite", "--progress", "none")
         assert rc == 0, err
         rc, out, err = cli("verify", work.config, "--all")

@@ -34,9 +34,9 @@ from pipeline.errors import (
     StoreError,
     disk_full,
     name_shown,
-    names_shown,
     refused_access,
     said_then,
+    some_shown,
 )
 from pipeline.planning.blocks import generated_layout
 from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
@@ -49,7 +49,7 @@ from pipeline.store import arrays, datasets, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import RECORD, UNIT_CHECK_WITHIN, InputLock, remove_if_empty
-from pipeline.store.location import Folder, Location
+from pipeline.store.location import Folder, Location, links_said, symbolic_links
 
 RAMP_PERIOD = 1024
 
@@ -257,6 +257,7 @@ def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> No
         # what a generation stopped (killed) before it finished left, in any state (its
         # folder half cleared, metadata without attributes, some chunks): taken over, as its
         # lock is; it had been refused as data generate did not create
+        _refuse_links(loc, path, where)
         _check_enclosing_groups(loc, path, zarr_format)
         return
     for meta in ("zarr.json", ".zarray", ".zgroup"):
@@ -266,6 +267,7 @@ def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> No
             except Exception:
                 attrs = {}
             if GENERATED in attrs:  # ours: generating again replaces what is under it
+                _refuse_links(loc, path, where)
                 _refuse_stray(loc, path, where)
                 _check_enclosing_groups(loc, path, zarr_format)
                 return
@@ -405,6 +407,34 @@ def _outermost_group(loc: Location, path: str) -> tuple[Location, str]:
         loc, path = holder, f"{name}/{path}" if path else name
 
 
+def _refuse_links(loc: Location, path: str, where: str) -> None:
+    """Refuse to generate again over a local input whose folder holds a symbolic link below
+    it (:func:`~pipeline.store.location.symbolic_links`, the generation's lock's folder
+    aside: a ``c`` moved to another disk, a chunk file), as ``run --overwrite`` refuses an
+    output's (``check_no_links``): clearing the array deletes the link alone, and the old
+    chunks it leads to had stayed there with no word (h84b). InputError: ``input``,
+    ``status`` 'linked', ``link``, ``target``, ``links``."""
+    if not loc.is_local:
+        return
+    links = symbolic_links(loc.join(path), skip=(RECORD,))
+    if not links:
+        return
+    one = len(links) == 1
+    raise InputError(
+        f"cannot generate {name_shown(where)} again: {links_said(links, loc.join(path))}; "
+        "generating it again would delete the link alone and leave what it leads to (the old "
+        "chunks, or files generate never wrote) with no word: remove "
+        f"{'that link' if one else 'those links'} yourself (what "
+        f"{'it leads' if one else 'they lead'} to is kept: delete it too where it is the old "
+        "input's), or point input.store (or input.array) elsewhere",
+        input=where,
+        status="linked",
+        link=links[0][0],
+        target=links[0][1],
+        links=[p for p, _, _ in links],
+    )
+
+
 def _refuse_stray(loc: Location, path: str, where: str) -> None:
     """Refuse to generate again over an input ``generate`` made whose folder holds, beside the
     array's metadata and chunks, files or folders put there since
@@ -415,7 +445,7 @@ def _refuse_stray(loc: Location, path: str, where: str) -> None:
     stray = arrays.stray_entries(loc, path, keep=(RECORD,))  # the generation's lock's folder
     if not stray:
         return
-    some = names_shown(stray[:3]) + (", ..." if len(stray) > 3 else "")
+    some = some_shown(stray)
     raise InputError(
         f"{name_shown(where)} holds, beside the generated array's metadata and chunks, {some}: "
         "generate "

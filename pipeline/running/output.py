@@ -36,7 +36,7 @@ from pipeline.errors import (
     OutputError,
     PipelineError,
     name_shown,
-    names_shown,
+    some_shown,
     storage_failure,
 )
 from pipeline.ops import cf
@@ -51,8 +51,10 @@ from pipeline.store.location import (
     Location,
     files_on_inodes,
     folder_links,
+    links_said,
     local_same,
     local_within,
+    symbolic_links,
 )
 
 log = logging.getLogger("pipeline")
@@ -151,10 +153,12 @@ def _refuse_linked(
     def meets(x: str, y: str) -> bool:
         return local_within(x, y) or local_within(y, x)
 
-    def refuse(link: str, target: str, what: str, fix: str) -> OutputError:
+    def refuse(link: str, target: str, what: str, fix: str, others: list[str]) -> OutputError:
+        # every such link named (h84b: the first alone had been, each fix met the next)
+        more = f" (and so are {some_shown(others, 2)})" if others else ""
         return OutputError(
-            f"{name_shown(link)} is a symbolic link to {name_shown(target)}, {what}: a run would "
-            "write the output's "
+            f"{name_shown(link)} is a symbolic link to {name_shown(target)}, {what}{more}: a run "
+            "would write the output's "
             f"files into the input's, which is never modified; {fix}",
             output=node,
             input=store,
@@ -174,22 +178,24 @@ def _refuse_linked(
     def into_output(target: str) -> bool:  # where the run writes, or a folder holding it
         return local_within(node, target) or any(meets(target, w) for w in written)
 
-    for link, target in outs:
-        if meets(target, store):
-            where = (
-                "the input store"
-                if local_same(target, store)
-                else "inside the input store"
-                if local_within(target, store)
-                else "a folder holding the input store"
-            )
-            raise refuse(
-                link,
-                target,
-                f"{where} {name_shown(store)}",
-                "remove that link from the output (its files stay where it points), "
-                "or give another output.store",
-            )
+    into_input = [(k, t) for k, t in outs if meets(t, store)]
+    if into_input:
+        link, target = into_input[0]
+        where = (
+            "the input store"
+            if local_same(target, store)
+            else "inside the input store"
+            if local_within(target, store)
+            else "a folder holding the input store"
+        )
+        raise refuse(
+            link,
+            target,
+            f"{where} {name_shown(store)}",
+            "remove that link from the output (its files stay where it points), "
+            "or give another output.store",
+            [k for k, _ in into_input[1:]],
+        )
     # the input array's folders, and its group's entries (a Dataset's coordinates, which an
     # output Dataset writes again): one listing there, not a walk of every other variable;
     # but the entries the output holds too (its coordinates) in full, whose folders a run
@@ -202,15 +208,18 @@ def _refuse_linked(
             entry = os.path.join(group, name)
             if entry != array and os.path.isdir(entry) and not os.path.islink(entry):
                 ins += folder_links(entry)
+    back = [(k, t) for k, t in ins if into_output(t)]
+    if back:
+        link, target = back[0]
+        raise refuse(
+            link,
+            target,
+            f"a folder of the input linked into the output {name_shown(node)}",
+            "put the input's files in place of that link (or give another "
+            "output.store), then run again",
+            [k for k, _ in back[1:]],
+        )
     for link, target in ins:
-        if into_output(target):
-            raise refuse(
-                link,
-                target,
-                f"a folder of the input linked into the output {name_shown(node)}",
-                "put the input's files in place of that link (or give another "
-                "output.store), then run again",
-            )
         for olink, otarget in outs:
             if meets(target, otarget):
                 raise refuse(
@@ -218,6 +227,7 @@ def _refuse_linked(
                     otarget,
                     f"where the input's folder {name_shown(link)} leads too ({name_shown(target)})",
                     "remove that link from the output, or give another output.store",
+                    [],
                 )
 
 
@@ -454,7 +464,7 @@ def check_only_array_files(plan: Plan, state: str) -> None:
     stray = arrays.stray_entries(loc, plan.output.path, keep=(RECORD,), written=written)
     if stray:
         where = loc.shown(plan.output.path)
-        some = names_shown(stray[:3]) + (", ..." if len(stray) > 3 else "")
+        some = some_shown(stray)
         raise OutputError(
             f"{name_shown(where)} holds, beside the array's metadata and chunks, {some}: "
             "--overwrite "
@@ -464,6 +474,70 @@ def check_only_array_files(plan: Plan, state: str) -> None:
             status=state,
             stray=stray,
         )
+
+
+def check_no_links(plan: Plan, state: str) -> None:
+    """Refuse to replace a local output whose folder holds a symbolic link anywhere below it
+    (:func:`~pipeline.store.location.symbolic_links`, the run record's folder aside: a
+    chunk folder ``c``, a v2 coordinate folder ``0``, a chunk file, a link to nothing):
+    replacing the output deletes the link alone, never what it leads to, so the old chunks
+    behind a ``c`` moved to another disk had stayed there, and files the pipeline never
+    wrote (another store's chunks a link shares) had been dropped from the output without
+    a line (h84b). Following it instead would delete what the link leads to, which may be
+    another store's. OutputError before anything is written or moved: ``output``,
+    ``status``, ``link`` and ``target`` (the first, by path), ``links`` (every one). The
+    output's own folder reached through a link (``out.zarr -> /disk2/out.zarr``) is no such
+    link: the run replaces what is there, the link kept."""
+    loc = plan.output.location
+    if not loc.is_local:
+        return
+    where = loc.join(plan.output.path)
+    links = symbolic_links(where, skip=(RECORD,))
+    if not links:
+        return
+    one = len(links) == 1
+    raise OutputError(
+        f"cannot replace {name_shown(where)}: {links_said(links, where)}; replacing the output "
+        "would delete the link alone and leave what it leads to (the old output's chunks, or "
+        "files the pipeline never wrote) with no word: remove "
+        f"{'that link' if one else 'those links'} from the output yourself (what "
+        f"{'it leads' if one else 'they lead'} to is kept: delete it too where it is the old "
+        "output's), or choose another output.store",
+        output=where,
+        status=state,
+        link=links[0][0],
+        target=links[0][1],
+        links=[p for p, _, _ in links],
+    )
+
+
+def _refuse_links_to_files(plan: Plan, where: str, state: str) -> None:
+    """Refuse to resume a local output that holds a symbolic link, below its folder (the run
+    record's aside), to a file or to nothing (a link to a folder elsewhere, chunks moved to
+    another disk, is the output's, written through): a resume writes a chunk as a file of
+    its own, replacing the link there, and reads a block already written through it, from
+    a file the pipeline did not write (h84b). OutputError before anything is written:
+    ``output``, ``status``, ``changed`` [], ``link``, ``target``, ``links``."""
+    loc = plan.output.location
+    if not loc.is_local:
+        return
+    links = [x for x in symbolic_links(where, skip=(RECORD,)) if x[2] != "a folder"]
+    if not links:
+        return
+    one = len(links) == 1
+    raise OutputError(
+        f"cannot resume {name_shown(where)}: {links_said(links, where)}; a resume writes a "
+        "chunk as a file of its own, replacing a link there, and takes a block already written "
+        "from whatever the link leads to, which the pipeline did not write: remove "
+        f"{'that link' if one else 'those links'} from the output yourself (what "
+        f"{'it leads' if one else 'they lead'} to is kept), then `run --resume` again",
+        output=where,
+        status=state,
+        changed=[],
+        link=links[0][0],
+        target=links[0][1],
+        links=[p for p, _, _ in links],
+    )
 
 
 def check_formats_agree(plan: Plan) -> None:
@@ -600,7 +674,7 @@ def _strays_in_group(plan: Plan, group: str, group_path: str, listed: list[str])
         and not _empty_folder(loc, _key(group_path, n))
     ] or listed
     said = ", ".join(f"{n!r} ({_stray_words(loc, _key(group_path, n))})" for n in strays[:3])
-    said += ", ..." if len(strays) > 3 else ""
+    said += f" and {len(strays) - 3} more" if len(strays) > 3 else ""
     them = "it" if len(strays) == 1 else "them"
     return OutputError(
         f"{name_shown(group)} is a Zarr group that holds {said}, no Zarr array or group, which "
@@ -648,7 +722,7 @@ def _occupants(plan: Plan) -> str:
 def members_words(loc: Location, group: str, names: list[str]) -> str:
     """The members ``names`` of the group at ``group``, in words, each named with what it is
     (:func:`_member_words`; an empty folder of a local store as such, which had been called
-    "a group this pipeline did not write"; three at most, then '...')."""
+    "a group this pipeline did not write"; three at most, then how many more)."""
     store = loc.zarr_store(read_only=True)
     here = datasets.group_arrays(store, group, listed=True)  # one a stale copy lacks too
     said = [
@@ -657,7 +731,7 @@ def members_words(loc: Location, group: str, names: list[str]) -> str:
         else f"{n!r} ({_member_words(store, group, n, here)})"
         for n in names[:3]
     ]
-    return ", ".join(said) + (", ..." if len(names) > 3 else "")
+    return ", ".join(said) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _member_words(store: Any, group: str, name: str, here: dict[str, Any]) -> str:
@@ -677,7 +751,7 @@ def _member_words(store: Any, group: str, name: str, here: dict[str, Any]) -> st
         if array is not None and arrays.run_record(dict(array.attrs)) is not None:
             return "an output of this pipeline"
         return f"{'a group' if array is None else 'an array'} this pipeline did not write"
-    some = names_shown(outputs[:3]) + (", ..." if len(outputs) > 3 else "")
+    some = some_shown(outputs)
     what = "outputs" if len(outputs) > 1 else "an output"
     return f"a group that holds {what} of this pipeline, {some}"
 
@@ -811,6 +885,8 @@ def check_frame_fits(plan: Plan) -> None:
     # so nothing of the user's in their folders goes, and nothing there is refused
     kept = set(_kept_coordinates(plan, found_coordinates(plan)))
     loc = plan.output.location
+    strays: dict[str, list[str]] = {}  # by coordinate: every one is named (h84b)
+    links: list[tuple[str, str, str]] = []
     for name in sorted(replaced - kept):
         node = arrays.node_type(loc, _key(group, name))
         remains = node == "none" and arrays.only_remains(loc, _key(group, name))
@@ -828,20 +904,19 @@ def check_frame_fits(plan: Plan) -> None:
                 output=where,
                 array=name,
             )
+        if node == "array" and loc.is_local:  # deleted: a link alone, never what it leads to
+            folder = loc.join(_key(group, name))
+            if os.path.islink(folder):
+                links.append((folder, os.path.realpath(folder), "a folder"))
+            else:
+                links += symbolic_links(folder)
         stray = arrays.stray_entries(loc, _key(group, name)) if node == "array" else []
         if stray:  # the coordinate is replaced: what else its folder holds would go with it
-            where = loc.shown(_key(group, name))
-            some = names_shown(stray[:3]) + (", ..." if len(stray) > 3 else "")
-            raise OutputError(
-                f"cannot write {loc.shown(plan.output.path)}: the coordinate array "
-                f"{name_shown(where)}, "
-                f"which it replaces, holds beside its metadata and chunks {some}; the "
-                "pipeline never deletes other files: move them out, or choose another "
-                "output.store",
-                output=loc.join(plan.output.path),
-                array=name,
-                stray=stray,
-            )
+            strays[name] = stray
+    if links:
+        _refuse_coordinate_links(plan, group, links)
+    if strays:
+        _refuse_coordinate_strays(plan, group, strays)
     check_group_opens(plan, sizes=False)
     store = loc.zarr_store(read_only=True)
     for name in _beside(plan):
@@ -865,6 +940,53 @@ def check_frame_fits(plan: Plan) -> None:
                     input_size=wanted,
                 )
     _refuse_relabelling(plan, replaced, store)
+
+
+def _refuse_coordinate_links(plan: Plan, group: str, links: list[tuple[str, str, str]]) -> None:
+    """The refusal of an output Dataset whose coordinate arrays that the run replaces hold
+    symbolic links (``links``: :func:`~pipeline.store.location.symbolic_links`', a
+    coordinate's own folder a link among them), as :func:`check_no_links` refuses the
+    output's own: deleting the coordinate deletes the link alone (h84b). OutputError:
+    ``output``, ``link``, ``target``, ``links``."""
+    loc = plan.output.location
+    one = len(links) == 1
+    raise OutputError(
+        f"cannot write {name_shown(loc.join(plan.output.path))}: "
+        f"{links_said(links, loc.join(group))}, in a coordinate array that the run replaces, "
+        "which would delete the link alone and leave what it leads to (the old coordinate's "
+        "chunks, or files the pipeline never wrote) with no word: remove "
+        f"{'that link' if one else 'those links'} yourself (what "
+        f"{'it leads' if one else 'they lead'} to is kept), or choose another output.store",
+        output=loc.join(plan.output.path),
+        link=links[0][0],
+        target=links[0][1],
+        links=[p for p, _, _ in links],
+    )
+
+
+def _refuse_coordinate_strays(plan: Plan, group: str, strays: dict[str, list[str]]) -> None:
+    """The refusal of an output Dataset whose coordinate arrays that the run replaces hold
+    files beside their metadata and chunks (``strays``: by coordinate, their keys below
+    it): every such coordinate named, each with its files (three at most, then how many
+    more), where the first coordinate alone had been (h84b). OutputError: ``output``,
+    ``array`` (the first coordinate), ``arrays`` (all of them), ``stray`` (the first's
+    files)."""
+    loc = plan.output.location
+    names = sorted(strays)
+    said = [f"{name_shown(loc.shown(_key(group, n)))} holds {some_shown(strays[n])}" for n in names]
+    more = f" and {len(said) - 3} more coordinates" if len(said) > 3 else ""
+    one = len(names) == 1
+    raise OutputError(
+        f"cannot write {name_shown(loc.shown(plan.output.path))}: "
+        f"{'the coordinate array' if one else 'the coordinate arrays'} it replaces hold"
+        f"{'s' if one else ''} files beside "
+        f"{'its' if one else 'their'} metadata and chunks ({'; '.join(said[:3])}{more}); the "
+        "pipeline never deletes other files: move them out, or choose another output.store",
+        output=loc.join(plan.output.path),
+        array=names[0],
+        arrays=names,
+        stray=strays[names[0]],
+    )
 
 
 def check_group_opens(plan: Plan, sizes: bool = True) -> None:
@@ -1323,7 +1445,7 @@ def _decide_start(
             )
         if folder_path != plan.output.path and arrays.node_type(loc, folder_path) == "group":
             raise _strays_in_group(plan, folder, folder_path, listed)
-        some = names_shown(listed[:3]) + (", ..." if len(listed) > 3 else "")
+        some = some_shown(listed)
         meta = [m for m in ("zarr.json", ".zarray", ".zgroup") if m in listed]
         what = (
             f"its {meta[0]} is not readable Zarr metadata" if meta else "not a Zarr array or group"
@@ -1360,6 +1482,7 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
     ledger = plan.sink.ledger
     found = ledger.misshapen() if ledger is not None else None
     if found is None:
+        _refuse_strangers(plan, where)
         return
     key, there, kept = found
     path = plan.output.location.join(_key(plan.output.path, key))
@@ -1372,6 +1495,35 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
         output=where,
         status=output_state(plan),
         record=path,
+    )
+
+
+def _refuse_strangers(plan: Plan, where: str) -> None:
+    """Refuse every start (plain, ``--resume``, ``--overwrite``) at an output whose run
+    record's folder (``.pipeline``) holds what the pipeline did not write there
+    (:meth:`Ledger.strangers`: a user's notes): that folder is the pipeline's bookkeeping,
+    which a run deletes as it ends or starts over, and ``--overwrite`` had deleted a user's
+    file put there with no word (h84b); a run's end now deletes its own entries alone
+    (:meth:`Ledger.clear`). Named (all of them, three by name), with the fix:
+    move them out, and what ``run`` does then (:func:`_once_removed`). OutputError before
+    anything is written: ``output``, ``status``, ``record`` (the folder), ``strangers``
+    (their names in it)."""
+    ledger = plan.sink.ledger
+    strangers = ledger.strangers() if ledger is not None else []
+    if not strangers:
+        return
+    record = plan.output.location.join(_key(plan.output.path, RECORD))
+    them = "it" if len(strangers) == 1 else "them"
+    raise OutputError(
+        f"the run record folder {name_shown(record)} holds {some_shown(strangers)}, which the "
+        "pipeline did not write: that folder is the pipeline's own bookkeeping (its lock, "
+        f"run.json, done/, aside/), which a run deletes as it ends or starts over: move {them} "
+        "elsewhere "
+        f"yourself, then {_once_removed(plan)}",
+        output=where,
+        status=output_state(plan),
+        record=record,
+        strangers=strangers,
     )
 
 
@@ -1409,6 +1561,7 @@ def _overwrite_refusal(plan: Plan, state: str) -> OutputError | None:
     refer to), or None where it takes it."""
     try:
         if state != "occupied":  # an array there, which the fresh start replaces
+            check_no_links(plan, state)  # before its files, some of which lie behind a link
             check_only_array_files(plan, state)
         check_records_whole(plan)
         check_frame_fits(plan)
@@ -1523,6 +1676,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             changed=[],
         )
     _refuse_input_hard_links(plan, where, state)  # before the input's times, which it changed
+    _refuse_links_to_files(plan, where, state)
     changed = stale_parts(manifest, plan, whole=False)
     if changed:
         rewritten = {"input.data", "input.metadata"} & {part for part, _ in changed}

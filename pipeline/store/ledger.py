@@ -53,7 +53,14 @@ from pipeline.errors import (
     then_say,
 )
 from pipeline.store.grid import Shape
-from pipeline.store.location import Folder, Location, dangling_link_on, folders_made
+from pipeline.store.location import (
+    Folder,
+    Location,
+    dangling_link_on,
+    folders_made,
+    is_os_file,
+    is_write_probe,
+)
 
 RECORD = ".pipeline"
 #: The field of the run record (``run.json``) and of each marker naming the record they are
@@ -63,6 +70,9 @@ RECORD_ID = "record"
 #: A block's marker name, :meth:`Ledger._name`: its index along each axis, in ASCII digits,
 #: joined by dots.
 _BLOCK_NAME = re.compile(r"[0-9]+(\.[0-9]+)*")
+#: A file being written atomically (:func:`pipeline.store.location.Location.write`), by the
+#: name it will have: ``.run.json.tmp-PID-TID``.
+_TEMPORARY = re.compile(r"\.(.+)\.tmp-[0-9]+-[0-9]+")
 
 #: Open lock files of this process, by path (the descriptor holds the OS lock).
 _HELD: dict[str, int] = {}
@@ -310,6 +320,31 @@ class Ledger:
                 return key[len(base) :], there, "a file"
         return None
 
+    #: The entries of the run record's folder that are the run's: its lock, ``run.json``,
+    #: the markers' folder and what a replacement set aside (:attr:`ASIDE`).
+    OWN: ClassVar[tuple[str, ...]] = ("run.json", "done", "aside")
+
+    def _own(self, name: str) -> bool:
+        """Whether ``name``, an entry of the run record's folder, is the run's: one of
+        :attr:`OWN`, its lock, or one of those being written (atomically) when its writer
+        stopped (``.run.json.tmp-PID-TID``)."""
+        temporary = _TEMPORARY.fullmatch(name)
+        return (temporary.group(1) if temporary else name) in (self.LOCK, *self.OWN)
+
+    def strangers(self) -> list[str]:
+        """The entries of the run record's folder (``.pipeline``) that are not the run's
+        (:meth:`_own`): a user's notes put there, another program's files; sorted (files an
+        operating system writes into any folder, a ``.DS_Store``, are none). Every run ends
+        by deleting that folder, and ``--overwrite`` had deleted them with it, with no word
+        (h84b). What ``done`` holds is the run's (its markers, and copies of them, which
+        mark nothing); [] where there is no record, or it is no folder
+        (:meth:`misshapen`), or it cannot be listed (a store that refuses to: the run meets
+        that where it lists the record, and says it there)."""
+        try:
+            return [n for n in self.location.entries(self._key()) if not self._own(n)]
+        except Exception:
+            return []
+
     def recorded(self, blocks: list[Shape]) -> set[Shape]:
         """Of ``blocks``, those the run record marks written: a marker of this record's
         (:meth:`each_marker`: one of another run's record, or damaged, marks nothing)."""
@@ -478,10 +513,17 @@ class Ledger:
     def _remove_record_in(self, array: Folder, record: Folder, held: int) -> None:
         """:meth:`_remove_record` of a local record held (``held``: the lock file's
         descriptor), through the array's folder ``array`` and its record folder ``record``,
-        both held open: all but the lock, then the lock, then the record folder where empty."""
+        both held open: all but the lock, then the lock, then the record folder where empty.
+        Of its entries, the run's own (:meth:`_own`) and files an operating system writes: a
+        user's file there (:meth:`strangers`, which every start refuses) stays, and the
+        folder with it, never deleted with no word (h84b)."""
         here = record.location(Location.of(record.path), "")
-        try:
-            names = sorted(n for n in os.listdir(record.fd) if n != self.LOCK)
+        try:  # the run's own alone: what else is there stays, and the folder with it (h84b)
+            names = sorted(
+                n
+                for n in os.listdir(record.fd)
+                if n != self.LOCK and (self._own(n) or is_os_file(n) or is_write_probe(n))
+            )
         except FileNotFoundError:
             names = []
         for name in names:

@@ -64,6 +64,7 @@ from pipeline.errors import (
     refused_request,
     s3_action,
     said_option,
+    some_shown,
     storage_failure,
     storage_fix,
 )
@@ -2116,6 +2117,46 @@ def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
             if deep:
                 into.append(e.path)
     return sorted(found)
+
+
+def symbolic_links(root: str, skip: Container[str] = ()) -> list[tuple[str, str, str]]:
+    """Every symbolic link under the local folder ``root`` (``root`` itself not counted, nor
+    ``root``'s own entries named in ``skip``), to a file, a folder or nothing: its path,
+    where it leads (resolved; a link to nothing, where it would lead) and what is there
+    ('a folder', 'a file', 'nothing'). No link is followed: these are what deleting the
+    folder deletes (the link alone, never what it leads to) and what a write replaces (a
+    link at a chunk's key). One listing per folder (:func:`folder_listings`: an entry is
+    told a link by the listing's own type), a look only at each link. Sorted by path; []
+    where ``root`` is no folder."""
+    found: list[tuple[str, str, str]] = []
+    for folder, _, entries, into in folder_listings(root):
+        for e in entries:
+            if folder == root and e.name in skip:
+                continue
+            try:
+                if e.is_symlink():
+                    target = os.path.realpath(e.path)
+                    there = os.path.isdir(e.path), os.path.exists(e.path)
+                    what = "a folder" if there[0] else "a file" if there[1] else "nothing"
+                    found.append((e.path, target, what))
+                elif e.is_dir(follow_symlinks=False):
+                    into.append(e.path)
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def links_said(links: Sequence[tuple[str, str, str]], root: str, most: int = 3) -> str:
+    """The links ``links`` (:func:`symbolic_links`' of the folder ``root``) as a line names
+    them: the first by its path and where it leads, the others (``most`` in all) by their
+    path below ``root``, then how many more there are."""
+    (path, target, what), rest = links[0], links[1:]
+    gone = ", which is not there" if what == "nothing" else ""
+    first = f"{name_shown(path)} is a symbolic link to {name_shown(target)}{gone}"
+    if not rest:
+        return first
+    others = [os.path.relpath(p, root) for p, _, _ in rest]
+    return f"{first} (and so are {some_shown(others, most - 1)})"
 
 
 def files_on_inodes(
