@@ -759,6 +759,55 @@ def test_the_program_ends_with_its_exit_hooks_run_and_its_output_whole(tmp_path:
     assert r.returncode == 1 and r.stderr.startswith("error: "), r.stderr
 
 
+GC_HOOK = """
+import atexit, gc, json, os
+
+def _mark():
+    with open(os.path.join({where!r}, f"gc-{{os.getpid()}}"), "w") as f:
+        json.dump([gc.isenabled(), gc.get_freeze_count(), gc.get_count()], f)
+
+atexit.register(_mark)
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_the_program_collects_garbage_again_once_its_work_begins(
+    tmp_path: Path, command: str
+) -> None:
+    """The program pauses Python's cyclic garbage collector for its start (imports, config)
+    only: at its end the collector runs, with the start's objects frozen out of its passes;
+    a caller's ``main()`` leaves the caller's collector as it was."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(GC_HOOK.format(where=str(tmp_path)))
+    e = env()
+    e["PYTHONPATH"] = os.pathsep.join((str(hooks), e["PYTHONPATH"]))
+    cfg = _small_input(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", command, str(cfg)],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (mark,) = tmp_path.glob("gc-*")
+    enabled, frozen, _ = json.loads(mark.read_text())
+    assert enabled and frozen > 10_000  # the modules' objects, left out of later passes
+    mark.unlink()
+    again = ["--overwrite"] if command == "run" else []  # the output the program wrote
+    state, _ = _printed_json(
+        "import contextlib, gc, io, json\n"
+        "from pipeline.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main({[command, str(cfg), *again]!r}) == 0\n"
+        "print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))\n",
+        cwd=tmp_path,
+    )
+    assert state == [True, 0]
+
+
 def test_overlapping_runs_keep_dasks_logs_silenced_until_the_last_cluster_closes(
     tmp_path: Path,
 ) -> None:
