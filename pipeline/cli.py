@@ -420,7 +420,6 @@ def main(argv: list[str] | None = None) -> int:
         raised = True
         raise
     finally:
-        _collect_again()  # where the command ended before its work began
         if argv is not None:
             waiting.handing_back = True
             try:
@@ -432,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             if lost and not raised:
                 raise KeyboardInterrupt
     if argv is None:
+        _collect_again()  # where the command ended before its work began (info, a refusal)
         _leave(status)
     return status
 

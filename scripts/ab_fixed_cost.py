@@ -10,7 +10,10 @@ an output to replace). Then ``--pairs`` pairs, the order alternating (AB, BA, AB
 
 Prints JSON: for each figure of :data:`fixed_cost.FIGURES` each side's median and range, the
 paired deltas B - A (seconds, in the order run), their median, and in how many pairs B was
-lower. Nothing in it is GPU-specific: the config says the backend and the cluster.
+lower. Nothing in it is GPU-specific: the config says the backend and the cluster. With
+``--gc``, two figures more: ``gc``, the seconds Python's cyclic garbage collector took in the
+command's own process (not its workers'), and ``gc_runs``, its collections (a
+``sitecustomize`` of this script's, first on the path of both sides' runs, counts them).
 
 Usage::
 
@@ -36,6 +39,35 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixed_cost import FIGURES, one_run
 
+#: The ``sitecustomize`` of ``--gc``: the collector's seconds and collections in the process
+#: of ``python -m pipeline`` (its argv's first word ``.../pipeline/__main__.py``), written at
+#: its exit (the program runs its atexit hooks) to ``$AB_GC_OUT``.
+GC_HOOK = """
+import atexit, gc, json, os, sys, time
+
+_out = os.environ.get("AB_GC_OUT")
+_gc = [0.0, 0, 0.0]
+
+
+def _timed(phase, info):
+    if phase == "start":
+        _gc[2] = time.perf_counter()
+    else:
+        _gc[0] += time.perf_counter() - _gc[2]
+        _gc[1] += 1
+
+
+def _write():
+    if sys.argv and sys.argv[0].endswith(os.path.join("pipeline", "__main__.py")):
+        with open(_out, "w") as f:
+            json.dump(_gc[:2], f)
+
+
+if _out:
+    gc.callbacks.append(_timed)
+    atexit.register(_write)
+"""
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -47,21 +79,41 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--gc", action="store_true", help="count the garbage collector's time too")
     a = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ab-fixed-cost-"))
     config = absolute_config(Path(a.config), a.set, work)
     sides = {"A": Path(a.a).resolve(), "B": Path(a.b).resolve()}
     envs = {k: checkout_env(a.python, root, work) for k, root in sides.items()}
+    figures = FIGURES
+    if a.gc:
+        figures = (*FIGURES, "gc", "gc_runs")
+        hooks = work / "hooks"
+        hooks.mkdir()
+        (hooks / "sitecustomize.py").write_text(GC_HOOK)
+        for e in envs.values():
+            e["PYTHONPATH"] = str(hooks) + os.pathsep + e["PYTHONPATH"]
+
+    def run(k: str) -> dict[str, float]:
+        e = envs[k]
+        if a.gc:
+            e = {**e, "AB_GC_OUT": str(work / "gc.json")}
+        r = one_run(a.python, config, e, str(work))
+        if a.gc:
+            seconds, count = json.loads((work / "gc.json").read_text())
+            r.update(gc=seconds, gc_runs=count)
+        return r
+
     for k in sides:
         for i in range(a.warmup):
-            r = one_run(a.python, config, envs[k], str(work))
+            r = run(k)
             _say(f"warm-up {k}{i + 1}: wall {r['wall']:.2f} fixed {r['fixed']:.2f}")
     runs: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     for i in range(a.pairs):
         for k in "AB" if i % 2 == 0 else "BA":
-            r = one_run(a.python, config, envs[k], str(work))
+            r = run(k)
             runs[k].append(r)
-            _say(f"pair {i + 1} {k}: " + " ".join(f"{f} {r[f]:.3f}" for f in FIGURES))
+            _say(f"pair {i + 1} {k}: " + " ".join(f"{f} {r[f]:.3f}" for f in figures))
     out = {
         "a": str(sides["A"]),
         "b": str(sides["B"]),
@@ -69,7 +121,7 @@ def main() -> int:
         "pairs": a.pairs,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "figures": {
-            f: compare([r[f] for r in runs["A"]], [r[f] for r in runs["B"]]) for f in FIGURES
+            f: compare([r[f] for r in runs["A"]], [r[f] for r in runs["B"]]) for f in figures
         },
         "runs": runs,
     }
