@@ -495,8 +495,8 @@ def cpu_encode(
 
     values = pipelines.apply_chain(np.float32, sample.view(np.float32))
     raw = np.ascontiguousarray(values).view(np.uint8).reshape(-1)
-    size = max(frame, block // frame * frame)
     raw = raw[: raw.nbytes // frame * frame]
+    size = min(max(frame, block // frame * frame), raw.nbytes)  # a small sample: one block
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn) as ex:
         seconds, tuned = ex.submit(_encode_seconds, raw, threads, frame, size, reps).result()
