@@ -479,7 +479,8 @@ def cpu_encode(
     put through the benchmark's stages first (the bytes the backend encodes are the
     output's). In a process of its own whose allocator is set as the backend's workers' are
     (:func:`benchmarks.pipelines.tune_allocator`; this one's is left as it is), each thread
-    encodes whole blocks of ``block`` bytes as a task of the backend does
+    encodes whole blocks of ``block`` bytes (less where the sample gives each thread less) as
+    a task of the backend does
     (:func:`benchmarks.pipelines.cpu_block_encoder`: numcodecs zstd level 1 in
     ``frame``-byte frames, packed into a buffer of the thread's own, reused). GB/s of bytes
     encoded.
@@ -496,7 +497,9 @@ def cpu_encode(
     values = pipelines.apply_chain(np.float32, sample.view(np.float32))
     raw = np.ascontiguousarray(values).view(np.uint8).reshape(-1)
     raw = raw[: raw.nbytes // frame * frame]
-    size = min(max(frame, block // frame * frame), raw.nbytes)  # a small sample: one block
+    # every thread a block at least: a small sample in smaller blocks
+    share = -(-raw.nbytes // max(1, threads) // frame) * frame
+    size = max(frame, min(block // frame * frame, share))
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn) as ex:
         seconds, tuned = ex.submit(_encode_seconds, raw, threads, frame, size, reps).result()
