@@ -27,6 +27,7 @@ import argparse
 import compileall
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,15 @@ if _out:
 
 
 def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="ab-fixed-cost-"))
+    try:
+        return _ab(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _ab(work: Path) -> int:
+    """:func:`main` with its working directory ``work`` (the config, the hooks)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("a", help="checkout A (its root, holding pipeline/)")
     p.add_argument("b", help="checkout B")
@@ -81,7 +91,6 @@ def main() -> int:
     p.add_argument("--out", help="also write the JSON here")
     p.add_argument("--gc", action="store_true", help="count the garbage collector's time too")
     a = p.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ab-fixed-cost-"))
     config = absolute_config(Path(a.config), a.set, work)
     sides = {"A": Path(a.a).resolve(), "B": Path(a.b).resolve()}
     envs = {k: checkout_env(a.python, root, work) for k, root in sides.items()}
