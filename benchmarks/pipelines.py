@@ -210,6 +210,39 @@ def apply_chain(dtype: Any, x: np.ndarray) -> np.ndarray:
     return apply(chain(dtype), x)
 
 
+def tune_allocator() -> bool:
+    """This process's glibc allocator set as the pipeline sets its workers' and its command's
+    (:func:`pipeline.running.allocator.tune`); whether it was."""
+    from pipeline.running import allocator
+
+    return allocator.tune()
+
+
+def cpu_block_encoder(frame: int, level: int = 1) -> Callable[[np.ndarray], int]:
+    """The CPU backend's encode of one block (:func:`pipeline.devices.cpu.encode_on_host`):
+    a function of a block's bytes (uint8, a whole number of ``frame``-byte frames) that
+    encodes every frame with numcodecs zstd at ``level`` (no checksum: the output codec's
+    defaults), packing them into a buffer of the calling thread's own, reused from block to
+    block as the backend's 'encoded' buffer is; it returns the bytes the frames took."""
+    import threading
+
+    from pipeline.devices.base import Encoding
+    from pipeline.devices.cpu import encode_on_host, zstd_bound
+
+    enc = Encoding("zstd", level=level)
+    local = threading.local()
+
+    def encode(block: np.ndarray) -> int:
+        n = block.nbytes // frame
+        into = getattr(local, "into", None)
+        if into is None or into.size < n * zstd_bound(frame):
+            into = local.into = np.empty(n * zstd_bound(frame), np.uint8)
+        _, sizes = encode_on_host(block, frame, np.arange(n), enc, into)
+        return int(sizes.sum())
+
+    return encode
+
+
 def bits_unequal(want: np.ndarray, got: np.ndarray) -> np.ndarray:
     """Where ``got``'s elements differ from ``want``'s in their bits (a boolean array), as the
     pipeline's ``verify`` compares (:func:`pipeline.ops.bits.unequal`: a NaN's payload and a

@@ -10,6 +10,7 @@ import argparse
 import atexit
 import contextlib
 import difflib
+import gc
 import logging
 import os
 import signal
@@ -397,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     The first signal stops the command (:func:`pipeline.running.waiting.on_signal`: it is not
     lost where Python drops its ``KeyboardInterrupt``); those after it do not cut its clean-up
     short."""
+    if argv is None and _started_for_the_command():
+        _pause_collector()  # until the command's own work begins (_collect_again)
     main_thread = threading.current_thread() is threading.main_thread()  # where handlers run
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM) if main_thread}
     waiting.reset()  # this command's interrupt only
@@ -428,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             if lost and not raised:
                 raise KeyboardInterrupt
     if argv is None:
+        _collect_again()  # where the command ended before its work began (info, a refusal)
         _leave(status)
     return status
 
@@ -468,6 +472,60 @@ def _forget_exiting() -> None:
     for child in list(children):
         if child.pid is not None and is_exiting(child.pid):
             children.discard(child)
+
+
+#: Whether this process paused Python's cyclic garbage collector for its start
+#: (:func:`_pause_collector`), and has not let it run again (:func:`_collect_again`).
+_collector_paused = False
+
+
+def _pause_collector() -> None:
+    """Pause Python's cyclic garbage collector in the command's own process (not a caller's),
+    from its start to its work (:func:`_collect_again`). The start imports NumPy, pydantic,
+    Dask and the pipeline, about 80,000 objects that live until the process exits; the
+    collector went over them again and again as they were made (136 collections, 0.09-0.19 s
+    on the 2-core machine, 2026-12-07, of a 0.6-0.9 s start), freeing almost nothing. Nothing
+    else changes: objects that are no cycle are freed as ever, and a cycle made meanwhile
+    is collected once the collector runs again."""
+    global _collector_paused
+    if gc.isenabled():
+        gc.disable()
+        _collector_paused = True
+
+
+def _collect_again() -> None:
+    """The collector running again where :func:`_pause_collector` paused it, with the
+    objects made so far (the modules, the config) left out of its later passes
+    (``gc.freeze``): they live as long as the process, so a later full collection, a
+    pause of every thread of the run's (a CPU run's tasks too), need not go over them.
+    Nothing where it was not paused."""
+    global _collector_paused
+    if _collector_paused:
+        _collector_paused = False
+        gc.freeze()
+        gc.enable()
+
+
+def _zarr_without_gpu_buffers() -> None:
+    """Import zarr-python in the program's process of a ``run`` or ``plan`` with its
+    optional GPU buffers left out (``zarr.core.buffer.gpu`` imports CuPy where it is
+    installed, and the pipeline never uses them in this process: a GPU run's chunks are
+    read and written by its workers, with its own code). The command's plan imports zarr
+    anyway; CuPy's import was 0.12 s of it and more on the GPU hosts (benchmarks/RESULTS.md,
+    2026-12-04 16:48). Nothing where zarr or CuPy is already loaded, or where a ``ZARR_``
+    variable of the environment asks zarr for something of the GPU's (its buffers): then
+    zarr is imported as it would be. A use of zarr's GPU buffers in this process after it
+    fails with zarr's own "Cannot use zarr.buffer.gpu.Buffer without cupy"."""
+    if "zarr" in sys.modules or "cupy" in sys.modules:
+        return
+    if any(k.startswith("ZARR_") and "gpu" in v.lower() for k, v in os.environ.items()):
+        return
+    sys.modules["cupy"] = None  # type: ignore[assignment]  # its import: an ImportError
+    try:
+        import zarr.core.buffer.gpu  # noqa: F401
+    finally:
+        if sys.modules.get("cupy", False) is None:
+            del sys.modules["cupy"]
 
 
 def _main(argv: list[str] | None) -> int:
@@ -807,6 +865,10 @@ def _configured(args: argparse.Namespace) -> int:
         ignore_filter_arithmetic_warnings()
     config = _load(args)
     args.loaded = config  # whose stores a store's answer that no step named is matched to
+    if args.program and args.command in ("run", "plan"):  # after the config's own checks
+        _zarr_without_gpu_buffers()
+    if args.command != "run" or args.dry_run:
+        _collect_again()  # a run's collector runs again once its modules are loaded (_run)
     if args.command == "run":
         check_not_the_config(
             args.config, {"--report": args.report, "--summary-json": args.summary_json}
@@ -1410,6 +1472,7 @@ def seconds_since_start() -> float | None:
 def _run(args: argparse.Namespace, config: Any) -> int:
     from pipeline.running.runner import RunOptions, run
 
+    _collect_again()  # the run's modules loaded: its work begins
     opts = RunOptions(
         overwrite=args.overwrite,  # None: as output.overwrite says; False: --no-overwrite
         resume=args.resume,

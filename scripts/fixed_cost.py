@@ -88,8 +88,11 @@ def _config(path: Path, changes: list[str]) -> Path:
     return out
 
 
-def one_run(python: str, config: Path) -> dict[str, float]:
-    """One cold run of the command; its figures in seconds (see the module's docstring)."""
+def one_run(
+    python: str, config: Path, env: dict[str, str] | None = None, cwd: str | None = None
+) -> dict[str, float]:
+    """One cold run of the command (in ``env`` and ``cwd``, where given); its figures in
+    seconds (see the module's docstring)."""
     with tempfile.TemporaryDirectory() as d:
         summary, times = Path(d) / "summary.json", Path(d) / "time"
         cmd = [python, "-m", "pipeline", "run", str(config), "--progress", "none"]
@@ -98,7 +101,9 @@ def one_run(python: str, config: Path) -> dict[str, float]:
         if timer:
             cmd = [timer, "-f", "%e %U %S", "-o", str(times), *cmd]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
+        )
         wall = time.perf_counter() - t0
         if proc.returncode:
             sys.exit(proc.stdout + f"\nthe run failed (exit status {proc.returncode})")

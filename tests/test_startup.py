@@ -217,6 +217,33 @@ with contextlib.redirect_stdout(io.StringIO()):
     assert "pipeline.devices.gpu" not in loaded
 
 
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_the_program_loads_zarr_without_its_gpu_buffers(tmp_path: Path, command: str) -> None:
+    """``python -m pipeline plan`` and ``run`` import zarr-python with CuPy kept out of its
+    optional GPU buffers (which the command's own process never uses): CuPy is not even asked
+    for, where it is installed (a sentinel in its place logs who imports it)."""
+    log = tmp_path / "cupy-importers.txt"
+    fake = tmp_path / "sentinel" / "cupy"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(CUPY_SENTINEL.format(log=str(log)))
+    cfg = _small_input(tmp_path, cluster={"dashboard": ""})
+    e = env()
+    e["PYTHONPATH"] = os.pathsep.join((str(tmp_path / "sentinel"), e["PYTHONPATH"]))
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline", command, str(cfg)],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert not log.exists(), log.read_text()
+    # a caller's process is left as it is: zarr asks for CuPy there, as zarr does
+    _loaded_after("import zarr.core.buffer.gpu\n", cwd=tmp_path, extra_path=tmp_path / "sentinel")
+    assert log.read_text().split() == ["zarr.core.buffer.gpu"]
+
+
 def test_sending_a_graph_tokenizes_none_of_its_plan_objects(tmp_path: Path, monkeypatch) -> None:
     """``Client.get`` names a graph by a token of every task in it (``LLGExpr(dsk)._name``):
     a run's or a generation's tasks are tokenized by their graph's name, never by walking the
@@ -757,6 +784,55 @@ def test_the_program_ends_with_its_exit_hooks_run_and_its_output_whole(tmp_path:
         timeout=300,
     )
     assert r.returncode == 1 and r.stderr.startswith("error: "), r.stderr
+
+
+GC_HOOK = """
+import atexit, gc, json, os
+
+def _mark():
+    with open(os.path.join({where!r}, f"gc-{{os.getpid()}}"), "w") as f:
+        json.dump([gc.isenabled(), gc.get_freeze_count(), gc.get_count()], f)
+
+atexit.register(_mark)
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_the_program_collects_garbage_again_once_its_work_begins(
+    tmp_path: Path, command: str
+) -> None:
+    """The program pauses Python's cyclic garbage collector for its start (imports, config)
+    only: at its end the collector runs, with the start's objects frozen out of its passes;
+    a caller's ``main()`` leaves the caller's collector as it was."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(GC_HOOK.format(where=str(tmp_path)))
+    e = env()
+    e["PYTHONPATH"] = os.pathsep.join((str(hooks), e["PYTHONPATH"]))
+    cfg = _small_input(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", command, str(cfg)],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (mark,) = tmp_path.glob("gc-*")
+    enabled, frozen, _ = json.loads(mark.read_text())
+    assert enabled and frozen > 10_000  # the modules' objects, left out of later passes
+    mark.unlink()
+    again = ["--overwrite"] if command == "run" else []  # the output the program wrote
+    state, _ = _printed_json(
+        "import contextlib, gc, io, json\n"
+        "from pipeline.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main({[command, str(cfg), *again]!r}) == 0\n"
+        "print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))\n",
+        cwd=tmp_path,
+    )
+    assert state == [True, 0]
 
 
 def test_overlapping_runs_keep_dasks_logs_silenced_until_the_last_cluster_closes(
