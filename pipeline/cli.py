@@ -1151,17 +1151,24 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
                 bool(config.output.overwrite),
             )
         )
-    if res.files_modified is not None and res.ok:  # every block compared, each as computed
-        _failed(
-            f"note: the output's {res.files_modified}, and every block was compared: it "
-            "holds what this config computes of the input all the same"
-        )
     if res.input_unchecked is not None:
         every = res.checked == res.total
         _failed(
             f"{'note' if every else 'error'}: the input's identity cannot show a rewrite since "
             f"the run that kept its files' names and sizes ({res.input_unchecked}); "
             + ("every block was compared with the input as it is now" if every else VERIFY_ALL)
+        )
+    if res.files_modified is not None and res.ok:  # every block compared, each as computed:
+        # said last, with what it recorded (h84a: `run --resume` had gone on refusing it)
+        recorded = (
+            "recorded: its mark of completion now follows those files, so `run --resume` "
+            "finds it complete"
+            if res.files_marked
+            else f"not recorded ({res.files_unmarked}), so `run` still refuses it"
+        )
+        _failed(
+            f"note: the output's {res.files_modified}, and every block was compared: it "
+            f"holds what this config computes of the input all the same; {recorded}"
         )
     return 0 if res.ok else 1
 

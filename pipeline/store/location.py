@@ -1599,19 +1599,25 @@ def is_not_a_file_refusal(e: BaseException) -> bool:
     return isinstance(e, StoreError) and getattr(e, "reason", None) == "not a file"
 
 
-def not_a_file_refusal(store: str, key: str, path: str, kind: str) -> StoreError:
+def not_a_file_refusal(
+    store: str, key: str, path: str, kind: str, fix: str | None = None
+) -> StoreError:
     """The one line for the key ``key`` of the local store ``store``, at ``path``, that is
     ``kind`` (:func:`not_a_file`) rather than a file: no Zarr writer leaves one, and reading
     it would wait without end (a named pipe) or give bytes that are no chunk's (a device).
-    StoreError, fields ``store``, ``key``, ``kind``, ``reason`` ('not a file')."""
+    ``fix``: what to do, in words; None: an input's (a document restored from a good copy,
+    a chunk's file put there or the key removed). StoreError, fields ``store``, ``key``,
+    ``kind``, ``reason`` ('not a file')."""
     real = os.path.realpath(path)
     via = "" if real == os.path.normpath(path) else f" (a symbolic link to {real})"
     document = key.rpartition("/")[2] in _DOCUMENTS
-    fix = (
-        "restore the document from a good copy"
-        if document
-        else "put the chunk's file there, or remove it if the chunk is meant to be the fill value"
-    )
+    if fix is None:
+        fix = (
+            "restore the document from a good copy"
+            if document
+            else "put the chunk's file there, or remove it if the chunk is meant to be the fill "
+            "value"
+        )
     if kind == _NOT_FILES[stat.S_IFIFO]:
         why = "a read of it waits for a writer without end"
     elif kind == _NOT_FILES[stat.S_IFSOCK]:
@@ -1626,6 +1632,46 @@ def not_a_file_refusal(store: str, key: str, path: str, kind: str) -> StoreError
         kind=kind,
         reason="not a file",
     )
+
+
+def first_not_a_file(folder: str, skip: frozenset[str] = frozenset()) -> tuple[str, str] | None:
+    """The first path below the local ``folder`` that is no file nor folder
+    (:func:`not_a_file`: a named pipe, a device, a socket, or a symbolic link to one), by
+    name, a folder's files before its folders, as (its key under ``folder``, '/'-separated;
+    what it is), or None where there is none or ``folder`` cannot be listed. Names in
+    ``skip`` directly in ``folder`` are not looked in. Listings and the ``stat`` of a link
+    alone: nothing is opened, so nothing waits (a read of an output's chunk that is a named
+    pipe had hung ``verify`` past Ctrl-C and SIGTERM, h84a). Folders reached through a link
+    are not walked (a link to nothing is :func:`dangling_link_on`'s)."""
+    todo = [""]
+    while todo:
+        key = todo.pop()
+        try:
+            with os.scandir(os.path.join(folder, key) if key else folder) as listed:
+                entries = sorted(listed, key=lambda e: e.name)
+        except OSError:  # gone meanwhile, or not readable: whatever reads it says so
+            continue
+        below: list[str] = []
+        for entry in entries:
+            name = f"{key}/{entry.name}" if key else entry.name
+            try:
+                if entry.is_symlink():
+                    mode = os.stat(entry.path).st_mode  # through the link
+                elif entry.is_dir(follow_symlinks=False):
+                    if key or entry.name not in skip:
+                        below.append(name)
+                    continue
+                elif entry.is_file(follow_symlinks=False):
+                    continue
+                else:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:  # a link to nothing, or gone meanwhile
+                continue
+            kind = not_a_file(mode)
+            if kind is not None:
+                return name, kind
+        todo += reversed(below)  # the first by name is walked next
+    return None
 
 
 def dangling_link_on(path: str, root: str) -> tuple[str, str] | None:
