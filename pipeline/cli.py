@@ -482,10 +482,12 @@ def _main(argv: list[str] | None) -> int:
         return 2
     args.program = argv is None and _started_for_the_command()  # its age is the command's
     _setup_logging(args)
+    _ERRORS_SAID.clear()
     try:
         status = _dispatch(args)
         waiting.raise_pending()  # a signal whose interrupt was dropped after the last wait
-        return status
+        # an `error:` line said means a failure, whatever path said it (h84a): never exit 0
+        return 1 if status == 0 and _ERRORS_SAID else status
     except PipelineError as e:
         _located(args, e)
         _configured_words(args, e)
@@ -544,7 +546,14 @@ def _failed(line: str, given: bool = False) -> None:
     a line that names only the flags its command was given (``given``: a contradiction of
     two, a refused ``--scheduler``), which ``ARGS`` holds as written: "ARGS=--overwrite
     contradicts ARGS=--resume" had read as two settings of ARGS."""
+    if line.startswith("error:"):
+        _ERRORS_SAID.append(line)
     print(single_line(line if given else _said(line)), file=sys.stderr)
+
+
+#: The ``error:`` lines the command said (:func:`_failed`): where one was, it exits non-zero
+#: (:func:`_main`), as no path of it may say an error and exit 0 (h84a).
+_ERRORS_SAID: list[str] = []
 
 
 def _said(text: str) -> str:

@@ -898,7 +898,7 @@ def refuse_output_not_files(location: Location, path: str, chunks: bool = True) 
             if own
             else "restore the document from a good copy"
         )
-        raise _not_a_file_output(location, key, str(e.kind), fix, where) from None
+        raise _not_a_file_output(location, key, str(getattr(e, "kind", "")), fix, where) from None
     if not chunks:
         return
     found = first_not_a_file(where, skip=frozenset((RECORD,)))
