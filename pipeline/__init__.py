@@ -760,7 +760,9 @@ def verify(
     pipeline's own reader), bit for bit (a zero's sign and a NaN's payload count:
     :func:`pipeline.ops.bits.difference`); and what ``verify`` checks besides (the output's
     state and record, its files, metadata, consolidated copies and coordinates, the input
-    unchanged since the run). Nothing is written, and no cluster started: the blocks are read
+    unchanged since the run). Nothing is written (but for the time of a local output's
+    ``zarr.json``, moved past its unit files touched since the run where every block was
+    compared and each matched: ``files_marked``), and no cluster started: the blocks are read
     and computed in this process, on threads (a config that joins a scheduler joins it only for
     the plan whose command a refusal names, as the command line does).
 

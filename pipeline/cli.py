@@ -540,10 +540,12 @@ def _main(argv: list[str] | None) -> int:
         return 2
     args.program = argv is None and _started_for_the_command()  # its age is the command's
     _setup_logging(args)
+    _ERRORS_SAID.clear()
     try:
         status = _dispatch(args)
         waiting.raise_pending()  # a signal whose interrupt was dropped after the last wait
-        return status
+        # an `error:` line said means a failure, whatever path said it (h84a): never exit 0
+        return 1 if status == 0 and _ERRORS_SAID else status
     except PipelineError as e:
         _located(args, e)
         _configured_words(args, e)
@@ -602,7 +604,14 @@ def _failed(line: str, given: bool = False) -> None:
     a line that names only the flags its command was given (``given``: a contradiction of
     two, a refused ``--scheduler``), which ``ARGS`` holds as written: "ARGS=--overwrite
     contradicts ARGS=--resume" had read as two settings of ARGS."""
+    if line.startswith("error:"):
+        _ERRORS_SAID.append(line)
     print(single_line(line if given else _said(line)), file=sys.stderr)
+
+
+#: The ``error:`` lines the command said (:func:`_failed`): where one was, it exits non-zero
+#: (:func:`_main`), as no path of it may say an error and exit 0 (h84a).
+_ERRORS_SAID: list[str] = []
 
 
 def _said(text: str) -> str:
@@ -1213,17 +1222,24 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
                 bool(config.output.overwrite),
             )
         )
-    if res.files_modified is not None and res.ok:  # every block compared, each as computed
-        _failed(
-            f"note: the output's {res.files_modified}, and every block was compared: it "
-            "holds what this config computes of the input all the same"
-        )
     if res.input_unchecked is not None:
         every = res.checked == res.total
         _failed(
             f"{'note' if every else 'error'}: the input's identity cannot show a rewrite since "
             f"the run that kept its files' names and sizes ({res.input_unchecked}); "
             + ("every block was compared with the input as it is now" if every else VERIFY_ALL)
+        )
+    if res.files_modified is not None and res.ok:  # every block compared, each as computed:
+        # said last, with what it recorded (h84a: `run --resume` had gone on refusing it)
+        recorded = (
+            "recorded: its mark of completion now follows those files, so `run --resume` "
+            "finds it complete"
+            if res.files_marked
+            else f"not recorded ({res.files_unmarked}), so `run` still refuses it"
+        )
+        _failed(
+            f"note: the output's {res.files_modified}, and every block was compared: it "
+            f"holds what this config computes of the input all the same; {recorded}"
         )
     return 0 if res.ok else 1
 

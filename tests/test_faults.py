@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -4416,3 +4417,95 @@ def test_a_coordinate_holding_a_link_elsewhere_is_not_replaced(tmp_path: Path, c
     rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
     assert rc == 0, err
     assert xr.open_zarr(out)["t"].values.tolist() == [0, 1, 2, 3]
+
+
+def _each_command(cfg: Path, commands: list[tuple[str, ...]]) -> Iterator[tuple[int, str, str]]:
+    """Each of ``commands`` (a command and its flags) of ``cfg``, in a ``python -m pipeline``
+    process of its own (a wait without end ends at the 60 s timeout, failing the test):
+    (its exit status, stdout, stderr), an ``error:`` line asserted to come with a non-zero
+    exit and with no other."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for command, *flags in commands:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "-q", command, str(cfg), *flags],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        said = "error:" in done.stderr
+        assert said is (done.returncode != 0), (command, flags, done.stdout + done.stderr)
+        yield done.returncode, done.stdout, done.stderr
+
+
+#: The commands that read an output that is there: each flag of ``run``, its dry run,
+#: ``plan``, and ``verify`` of sampled blocks and of every block.
+_READERS: list[tuple[str, ...]] = [
+    ("verify",),
+    ("verify", "--all"),
+    ("run", "--resume", "--progress", "none"),
+    ("run", "--no-overwrite", "--progress", "none"),
+    ("run", "--progress", "none"),
+    ("run", "--dry-run"),
+    ("plan",),
+]
+
+
+@pytest.mark.parametrize("part", ["a shard", "zarr.json", ".pipeline/lock", ".pipeline/run.json"])
+def test_an_output_key_that_is_a_named_pipe_is_refused_by_every_reader_without_waiting(
+    tmp_path: Path, part: str
+) -> None:
+    """h84a: a complete output's shard file, its ``zarr.json``, or a part of a run record in
+    it (the lock, ``run.json``) that is a named pipe: ``verify`` (sampled and ``--all``) had
+    waited on a shard's without end, past Ctrl-C and SIGTERM; ``run`` had refused it for its
+    files' sizes, naming that ``verify``, and waited on a ``zarr.json`` or a lock; the run
+    record's ``run.json`` had been named as a chunk to put back. Now each command refuses it
+    in one line naming it (``plan`` in its row too, exiting 0 where ``run --overwrite`` writes
+    the output: a shard's), never waits, and the fix the line names works."""
+    x = np.arange(1, 65, dtype=np.float32).reshape(8, 8)
+    store, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    make_array(store, x, (4, 4))
+    cfg = write_config(tmp_path, store, out, chunking={"block": [4, 8]})
+    rc, _, err = next(_each_command(cfg, [("run", "--progress", "none")]))
+    assert rc == 0, err
+    shards = sorted(p.relative_to(out).as_posix() for p in (out / "c").rglob("*") if p.is_file())
+    key = shards[-1] if part == "a shard" else part
+    (out / key).parent.mkdir(exist_ok=True)
+    (out / key).unlink(missing_ok=True)
+    os.mkfifo(out / key)
+    for (command, *flags), (rc, stdout, stderr) in zip(
+        _READERS, _each_command(cfg, _READERS), strict=True
+    ):
+        if command == "verify" and part.startswith(".pipeline"):  # a complete output's data,
+            assert rc == 0, stderr  # compared, is as computed: its record is run's to refuse
+            continue
+        if command == "plan" and part == "a shard":  # `run --overwrite` writes it: its row
+            assert rc == 0 and f"{key!r} of {out} is a named pipe (FIFO)" in stdout, stdout
+            continue
+        line = one_line_error(stderr)
+        assert rc == 1 and "named pipe (FIFO)" in line, (command, flags, line)
+        if part == "a shard":
+            assert f"{key!r} of {out} is a named pipe (FIFO), not a file" in line, line
+            assert line.endswith(
+                "`run --overwrite` writes the output again (it deletes the "
+                "array's files, that one too)"
+            ), line
+        elif part == "zarr.json":
+            assert f"'zarr.json' of {out} is a named pipe (FIFO), not a file" in line, line
+            assert f"or remove {out} yourself: a run then writes the output anew" in line, line
+        else:
+            assert f"is damaged: {key} is a named pipe (FIFO) where the run keeps a file" in line
+            assert f"remove {out / key} yourself, then it is complete" in line, line
+    assert (out / key).exists() and stat.S_ISFIFO(os.lstat(out / key).st_mode)  # untouched
+    # the fix the line names
+    if part == "a shard":
+        fixed = [("run", "--overwrite", "--progress", "none"), ("verify", "--all")]
+    elif part == "zarr.json":
+        shutil.rmtree(out)
+        fixed = [("run", "--progress", "none"), ("verify", "--all")]
+    else:
+        (out / key).unlink()
+        fixed = [("run", "--resume", "--progress", "none"), ("verify", "--all")]
+    for rc, _, stderr in _each_command(cfg, fixed):
+        assert rc == 0, stderr
+    assert np.array_equal(read_array(out), reference(x))

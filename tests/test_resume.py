@@ -468,7 +468,8 @@ def test_a_complete_output_copied_without_its_times_is_said_so_and_verify_all_pa
     files copied after its attributes: every shard reads as modified since the output was
     marked complete, so `run --resume` refuses it, naming such a copy and `pipeline verify
     --all`; `verify` with samples fails it, and `verify --all`, every block as computed,
-    passes it with a note (the times alone cannot tell the copy from damage)."""
+    passes it with a note (the times alone cannot tell the copy from damage), which says it
+    recorded that: `run --resume` then finds it complete."""
     copy_store(work.ref, work.output)
     later = time.time() + 5
     for path in (work.output / "c").rglob("*"):
@@ -483,7 +484,63 @@ def test_a_complete_output_copied_without_its_times_is_said_so_and_verify_all_pa
     rc, out, err = cli("verify", work.config, "--all")
     assert rc == 0, err + out
     assert "note: the output's 400 " + _MODIFIED.format("0/0") in err, err
-    assert "every block was compared" in err, err
+    assert "every block was compared" in err and "recorded: its mark" in err, err
+    rc, _, err = cli("run", work.config, "--resume")  # recorded: complete (h84a)
+    assert rc == 0 and "nothing to do" in err, err
+
+
+def test_a_touched_shard_of_a_complete_output_is_cleared_by_verify_all(work: Work, cli) -> None:
+    """h84a: a complete output, one shard file of which was touched (its time moved, its bytes
+    kept): `run` and `run --resume` refuse it as modified after it was marked complete,
+    naming `pipeline verify --all` first, which passed it and recorded nothing, so that only
+    `run --overwrite`, recomputing it all, cleared the refusal. Every command exits as its
+    lines say (an `error:` line comes with a non-zero exit, and only then): `plan` 0, its
+    row naming both fixes. A sampled `verify` fails it and changes nothing; `verify --all`,
+    every block compared and each as computed, moves the output's mark of completion (its
+    ``zarr.json``'s time) past that file and says so in its last line, changing no byte of
+    the output nor anything of the input; then `run --resume` finds it complete, `verify`
+    and `plan` pass, and a later change of the file is seen again."""
+    copy_store(work.ref, work.output)  # complete, its times kept
+    shard = work.output / "c" / "399" / "0"
+    later = time.time() + 5
+    os.utime(shard, (later, later))
+    input_before, before = file_states(work.input), file_states(work.output)
+
+    def each(*args: object, rc: int) -> tuple[str, str]:
+        got, out, err = cli(*args)
+        assert got == rc, (args, out + err)
+        assert ("error:" in err) is (got != 0), (args, err)
+        return out, err
+
+    said = "1 " + _MODIFIED.format("399/0")
+    for flags in ([], ["--resume"], ["--no-overwrite"], ["--dry-run"]):
+        line = one_line_error(each("run", work.config, *flags, rc=1)[1])
+        assert said in line and line.endswith(_MODIFIED_FIX), line
+    out, _ = each("plan", work.config, rc=0)
+    assert f"complete, but {said}" in out and _MODIFIED_FIX in out, out
+    assert said in each("verify", work.config, rc=1)[1]
+    each("info", rc=0)
+    each("generate", work.config, rc=1)  # the config describes no input to generate
+    assert file_states(work.output) == before  # a sampled verify records nothing
+    _, err = each("verify", work.config, "--all", rc=0)
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"note: the output's {said}, and every block was compared"), last
+    assert last.endswith(
+        "recorded: its mark of completion now follows those files, so `run --resume` finds it "
+        "complete"
+    ), last
+    after = file_states(work.output)
+    assert {k: v[2] for k, v in after.items()} == {k: v[2] for k, v in before.items()}
+    assert [k for k in after if after[k] != before[k]] == ["zarr.json"]
+    assert after["zarr.json"][0] == before["c/399/0"][0]  # the file's time, not later
+    _, err = each("run", work.config, "--resume", rc=0)
+    assert "nothing to do" in err, err
+    each("verify", work.config, rc=0)
+    out, _ = each("plan", work.config, rc=0)
+    assert "modified after" not in out, out
+    assert file_states(work.input) == input_before
+    os.utime(shard, (later + 10, later + 10))  # changed again since: said again
+    assert said in one_line_error(each("run", work.config, "--resume", rc=1)[1])
 
 
 def _fresh_input(source: Path, output: Path) -> Callable[[int], np.ndarray]:

@@ -11,6 +11,7 @@ payload, is a mismatch (``np.array_equal`` with ``equal_nan`` takes any NaN for 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import warnings
 from collections.abc import Iterator
@@ -171,6 +172,15 @@ class VerifyResult:
     a sampled verify, whose blocks may miss the change; with every block compared (``--all``)
     and each as computed, the output is what the run wrote all the same: it passes. None
     where none was, or the store or the record cannot tell"""
+    files_marked: bool = False
+    """whether, :attr:`files_modified` being said of an output whose every block was
+    compared and each as computed (:attr:`ok`), its mark of completion (its ``zarr.json``'s
+    time) was moved past those files (:func:`pipeline.store.arrays.mark_after_units`), so
+    that ``run`` and ``verify`` take the output as complete again: ``run --resume`` had
+    refused it, naming ``verify --all``, which changed nothing (h84a)"""
+    files_unmarked: str | None = None
+    """why the mark was not moved where :attr:`files_marked` would be, in a few words (a
+    store that is not local, a file written while the blocks were read); None otherwise"""
     consolidated_stale: tuple[str, ...] = ()
     """each consolidated copy above the output (its store's groups', and those of groups
     enclosing the store) that disagrees with what its group holds now, in a few words
@@ -341,6 +351,9 @@ def verify(
         raise _carried_damage(e) from None
     unpack = decoding(config, src, datasets.dims_of(src) is not None, is_alone(kept.variable))
     chain = values_chain(config, native, unpack)
+    # its documents that are no file (a named pipe), refused before they are read, which
+    # would wait on them without end (h84a)
+    arrays.refuse_output_not_files(loc_out, out_path, chunks=False)
     # before the output is opened: a run that replaces it after this rewrites it (h72u)
     before = _metadata_stamp(loc_out, out_path)
     try:
@@ -434,6 +447,9 @@ def verify(
             # (F8: verify said `run --resume` finishes it)
             input_unchecked=now.unstamped,
         )
+    # a chunk that is no file (a named pipe), before any block is read: the read would wait
+    # on it without end, past Ctrl-C and SIGTERM (h84a)
+    arrays.refuse_output_not_files(loc_out, out_path)
     edit = _encoding_edited(config, dst) if isinstance(record, dict) else None
     if edit:  # as `run` refuses it: every chunk reads otherwise than the run wrote it
         where = loc_out.join(out_path)
@@ -448,6 +464,11 @@ def verify(
     blocks = list(grid.iter_indices(block_grid))
     if samples is not None and samples < len(blocks):
         blocks = random.Random(seed).sample(blocks, samples)
+    # every block compared: the files' sizes and times before they are read, so that a mark
+    # moved past them (a file touched since the run, h84a) vouches for no file written while
+    # they were read
+    total = int(np.prod(block_grid))
+    every = arrays.unit_listing(loc_out, out_path) if len(blocks) == total else None
 
     def check(index: tuple[int, ...]) -> str | None:
         sl = grid.unit_slices(index, block, tuple(src.shape))
@@ -500,7 +521,7 @@ def verify(
     missing = tuple(datasets.consolidated_missing(store_out, group_out)) if kept.consolidate else ()
     stored = record.get("stored") if isinstance(record, dict) else None
     listed = arrays.unit_listing(loc_out, out_path)  # one listing for the files' sizes and times
-    return VerifyResult(
+    result = VerifyResult(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
         mismatched=bad,
@@ -543,6 +564,17 @@ def verify(
         input_notes=reading + kept.notes + _walk_notes(info_in, now),
         input_unchecked=None if changed else now.unstamped,
     )
+    if (
+        every is not None
+        and result.ok
+        and result.checked == result.total
+        and result.files_modified is not None
+        and result.writer is None
+        and not result.replaced
+    ):  # every block as computed: the files modified after the mark hold what the run wrote
+        why = arrays.mark_after_units(loc_out, out_path, dst, every, listed)
+        result = dataclasses.replace(result, files_marked=why is None, files_unmarked=why)
+    return result
 
 
 def _walk_notes(info: arrays.ArrayInfo, store: StoreIdentity) -> tuple[str, ...]:

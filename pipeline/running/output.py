@@ -354,6 +354,9 @@ def output_state(plan: Plan) -> str:
     says so too (it is written last: ``xr.open_zarr`` reads it).
     """
     info = plan.output
+    # its documents and its groups' that are no file (a named pipe), before they are read:
+    # one line, not a wait without end (h84a)
+    arrays.refuse_output_not_files(info.location, info.path, chunks=False)
     if group_members(info.location, info.path):
         return "group"
     # a .DS_Store (or any OS file) says nothing of what is there: a folder holding one and
@@ -1398,7 +1401,11 @@ def _decide_start(
         # another run's output, or an input being generated, above or inside this one: each
         # holds its own lock, and one's clearing (--overwrite) deletes the other's data
         ledger.check_apart()
-    state = output_state(plan)
+    state = output_state(plan)  # (which refuses a document that is no file)
+    if not overwrite and state != "incomplete":
+        # a chunk that is no file (a named pipe), before any is read, which would wait on it
+        # without end (h84a): --overwrite deletes it, a resume writes its block again
+        arrays.refuse_output_not_files(plan.output.location, plan.output.path)
     if state != "group":
         check_formats_agree(plan)
     if state == "absent":
@@ -2281,7 +2288,19 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         if _done_as_it_is(plan):  # as run --resume finds it (startable): nothing to write
             return _done_but_refused(plan, e), None
         return str(e), e
-    state = output_state(plan)
+    try:  # a named pipe in it: its line, as every run gives it but one that writes past it
+        # (--overwrite deletes a chunk's; a resume writes an unfinished output's again), h84a
+        state = output_state(plan)
+        if state != "incomplete":
+            arrays.refuse_output_not_files(plan.output.location, plan.output.path)
+    except OutputError as e:
+        if getattr(e, "reason", None) != "not a file":
+            raise
+        row = str(e)
+        if plan.config.output.overwrite:  # a plain `run` overwrites (settled)
+            row = row.replace("`run --overwrite`", "`run` (output.overwrite: true)")
+        took = run_accepts(plan, ("--overwrite",))[0]
+        return row, None if took is not None else e
     row = _output_now(plan, state)
     named = re.search(r"`run( --\w+)?`", row)
     if named is not None:

@@ -28,6 +28,7 @@ from pipeline.errors import (
     CREDENTIALS_FIX,
     ChunkError,
     InputError,
+    OutputError,
     StoreError,
     cause,
     missing_credentials,
@@ -45,6 +46,7 @@ from pipeline.store.ledger import RECORD
 from pipeline.store.location import (
     Folder,
     Location,
+    first_not_a_file,
     is_link_refusal,
     is_not_a_file_refusal,
     is_os_file,
@@ -862,6 +864,64 @@ def refuse_documents_not_files(location: Location, path: str) -> None:
                 continue
             if kind is not None:
                 raise not_a_file_refusal(location.url, key, where, kind)
+
+
+def refuse_output_not_files(location: Location, path: str, chunks: bool = True) -> None:
+    """Refuse what the pipeline reads of the output array at ``path`` of the local
+    ``location`` that is no file nor folder (a named pipe, a device, a socket, or a link to
+    one: :func:`~pipeline.store.location.not_a_file`), in one line naming it and a fix that
+    works: the metadata documents of the array and of the groups above it, and with
+    ``chunks`` every name in the array's folder but its run record (``.pipeline``, whose
+    parts :meth:`~pipeline.store.ledger.Ledger.misshapen` names, with what to remove). A
+    chunk or shard file that is a named pipe had hung ``verify`` (sampled and ``--all``)
+    past Ctrl-C and SIGTERM, and ``run``, refusing the output for its files' sizes, had sent
+    its user to that ``verify``; a ``zarr.json`` that is one had hung ``run`` (h84a). A
+    chunk's fix is ``run --overwrite``, which deletes the array's files, that one too; a
+    document's, a good copy (the array's: or the array's folder removed, and a run then
+    writes it anew; a group's is the user's). Listings and ``stat`` alone: nothing is
+    opened (:func:`~pipeline.store.location.first_not_a_file`); nothing for a store that is
+    not local (an object store holds no such thing). OutputError, fields ``output``,
+    ``key``, ``kind``, ``reason`` ('not a file')."""
+    if not location.is_local:
+        return
+    where = location.join(path.strip("/"))
+    try:
+        refuse_documents_not_files(location, path)
+    except StoreError as e:
+        if not is_not_a_file_refusal(e):
+            raise
+        key = str(getattr(e, "key", ""))
+        own = key == _key_in(path.strip("/"), key.rpartition("/")[2])
+        fix = (
+            f"restore it from a good copy, or remove {name_shown(where)} yourself: a run then "
+            "writes the output anew"
+            if own
+            else "restore the document from a good copy"
+        )
+        raise _not_a_file_output(location, key, str(getattr(e, "kind", "")), fix, where) from None
+    if not chunks:
+        return
+    found = first_not_a_file(where, skip=frozenset((RECORD,)))
+    if found is None:
+        return
+    name, kind = found
+    key = _key_in(path.strip("/"), name)
+    if _is_metadata(name.partition("/")[0]) or not _chunk_like(name.partition("/")[0]):
+        fix = f"remove {name_shown(location.join(key))} yourself (no Zarr writer leaves one)"
+    else:
+        fix = (
+            "`run --overwrite` writes the output again (it deletes the array's files, that one too)"
+        )
+    raise _not_a_file_output(location, key, kind, fix, where)
+
+
+def _not_a_file_output(
+    location: Location, key: str, kind: str, fix: str, where: str
+) -> OutputError:
+    """:func:`refuse_output_not_files`'s line for ``key`` of the output at ``where``, that is
+    ``kind``, with ``fix``."""
+    e = not_a_file_refusal(location.url, key, location.join(key), kind, fix)
+    return OutputError(str(e), output=where, key=key, kind=kind, reason="not a file")
 
 
 def check_documents(location: Location, path: str, around: bool = False) -> None:
@@ -4120,6 +4180,52 @@ def units_differ(
 #: completion writes last (the array's attributes: a v3 array's ``zarr.json``, a v2 array's
 #: ``.zattrs``).
 _MARKED_DOCUMENTS = ("zarr.json", ".zattrs")
+
+
+def mark_after_units(
+    location: Location,
+    path: str,
+    arr: Any,
+    before: dict[str, tuple[int, float | None]],
+    after: dict[str, tuple[int, float | None]],
+) -> str | None:
+    """Once every block of the complete array ``arr`` at ``path`` was compared and each was
+    as computed (``verify --all``): move the time of its attributes document (the mark of
+    completion :func:`units_modified` reads) to that of its latest unit file, so that unit
+    files modified after the mark but holding what the run wrote (touched, or copied without
+    their times: ``cp -r``) are no longer taken as changed since, by ``run`` and ``verify``
+    alike: ``run --resume`` had refused such an output, naming ``verify --all``, which passed
+    it and changed nothing, so only ``run --overwrite`` cleared it (h84a). ``before`` and
+    ``after``: :func:`unit_listing`'s of the array's folder before the blocks were read and
+    after; the mark moves only where every unit file and the document are in both as they
+    were (none written while the blocks were read: a file changed since its block was read
+    stays later than the mark), and the document is so still. A later change of a unit file
+    gives it a later time again. None where the mark was moved, or needed not be; else why
+    it was not, in a few words: a store that is not local (an object's time is the server's,
+    set where it is written), a file changed meanwhile, a time that cannot be set."""
+    if not location.is_local:
+        return "the store's times are its own, set where an object is written"
+    base = path.strip("/")
+    doc = next(
+        (k for k in (f"{base}/{d}" if base else d for d in _MARKED_DOCUMENTS) if k in after),
+        None,
+    )
+    keys = [f"{base}/{k}" if base else k for k in _unit_keys(arr)]
+    if doc is None or any(before.get(k) != after.get(k) for k in [doc, *keys]):
+        return "its files changed while the blocks were read"
+    times = [t for k in keys if k in after and (t := after[k][1]) is not None]
+    marked = after[doc][1]
+    if not times or marked is None or max(times) <= marked:
+        return None
+    where = location.join(doc)
+    try:
+        st = os.stat(where)
+        if st.st_mtime_ns != marked:
+            return "its metadata was written meanwhile"
+        os.utime(where, ns=(st.st_atime_ns, int(max(times))))
+    except OSError as e:
+        return f"the time of {name_shown(where)} cannot be set: {e.strerror or e}"
+    return None
 
 
 def units_modified(

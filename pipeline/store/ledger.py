@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -46,6 +47,7 @@ from pipeline.errors import (
     InputError,
     OutputError,
     PipelineError,
+    StoreError,
     cause,
     name_shown,
     shell_word,
@@ -56,10 +58,14 @@ from pipeline.store.grid import Shape
 from pipeline.store.location import (
     Folder,
     Location,
+    NotAFile,
     dangling_link_on,
     folders_made,
+    is_not_a_file_refusal,
     is_os_file,
     is_write_probe,
+    not_a_file,
+    open_local_file,
 )
 
 RECORD = ".pipeline"
@@ -293,7 +299,11 @@ class Ledger:
                 return None if os.path.isdir(path) else "a file"
             if os.path.isfile(path):
                 return None
-            return "a folder" if os.path.isdir(path) else "no regular file"
+            if os.path.isdir(path):
+                return "a folder"
+            with contextlib.suppress(OSError):  # what it is: a named pipe, a device, a socket
+                return not_a_file(os.stat(path).st_mode) or "no regular file"
+            return "no regular file"
 
         parts = [(self._key(), True), (self._key("done"), True)]
         parts += [(self._key(n), False) for n in (self.LOCK, "run.json")]
@@ -412,7 +422,15 @@ class Ledger:
         self.location.write(self._key("run.json"), [body], atomic=True)
 
     def read_manifest(self) -> dict[str, Any] | None:
-        raw = self.location.read(self._key("run.json"))
+        """The run record (``run.json``), or None where there is none usable: absent, torn
+        by a crash, no JSON object, or no file (a named pipe: not read, :meth:`misshapen`
+        names it, and every start refuses it first)."""
+        try:
+            raw = self.location.read(self._key("run.json"))
+        except StoreError as e:
+            if is_not_a_file_refusal(e):
+                return None
+            raise
         if raw is None:
             return None
         try:
@@ -592,11 +610,13 @@ class Ledger:
             path = self.location.join(key)
             if path in _HELD:
                 return _read_holder(self.location, key) or {"pid": os.getpid()}
-            try:
-                fd = os.open(path, os.O_RDONLY)
+            try:  # without blocking: a named pipe there had hung every command (h84a)
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
             except (FileNotFoundError, NotADirectoryError):  # no lock (under a file: none
                 return None  # can be; :meth:`misshapen` names that file)
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # no run's lock (a named pipe, a
+                    return None  # device, a folder): :meth:`misshapen` names it
                 if os.fstat(fd).st_nlink > 1 and _foreign(fd, path, _folder_of(path)):
                     return None  # another store's (a `cp -al` copy's): its run is not ours
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -869,9 +889,9 @@ class Ledger:
             raw = b""
             path = self.location.join(self._key(self.LOCK))
             with contextlib.suppress(OSError):  # none there, or no file: not this run's either
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
                 try:
-                    raw = os.pread(fd, 1 << 16, 0)
+                    raw = os.pread(fd, 1 << 16, 0) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
                 finally:
                     os.close(fd)
         holder = _holder_of(raw)
@@ -1279,11 +1299,12 @@ def _nested_local(real: str, kind: str, below: bool) -> list[Nested]:
 
 
 def _read_local(path: str) -> bytes | None:
-    """The bytes of the local file ``path`` (None where it cannot be read)."""
+    """The bytes of the local file ``path`` (None where it cannot be read, or is no file: a
+    named pipe is not waited on, :func:`~pipeline.store.location.open_local_file`)."""
     try:
-        with open(path, "rb") as f:
+        with open_local_file(path) as f:
             return f.read()
-    except OSError:
+    except (OSError, NotAFile):
         return None
 
 
