@@ -446,9 +446,12 @@ class Location:
     def zarr_store(self, read_only: bool) -> Any:
         """A Zarr store object for this location: the same file system and root path the raw
         reader uses (:meth:`read`), with deletes that take keys literally; a local folder's
-        reads never wait on a key that is no file (:func:`_local_store_class`)."""
-        if self.is_local:
-            return _local_store_class()(self.reached or self.url, read_only=read_only)
+        reads never wait on a key that is no file
+        (:class:`~pipeline.store.local_zarr.NonBlockingLocalStore`)."""
+        if self.is_local:  # its reads never wait on a key that is no file (a named pipe)
+            from pipeline.store.local_zarr import NonBlockingLocalStore
+
+            return NonBlockingLocalStore(self.reached or self.url, read_only=read_only)
         self._resolve()  # storage_options that make no file system: ConfigError, as for reads
         options = {"use_listings_cache": False, **self.storage_options, "asynchronous": True}
         if self.archive_stamp() is not None:  # a fresh look at a zip that may be replaced
@@ -2981,66 +2984,3 @@ def _literal_store_class() -> type:
                 yield p.rstrip("/").rsplit("/", 1)[-1]
 
     return LiteralFsspecStore
-
-
-def _local_store_class() -> type:
-    """Zarr's LocalStore, whose reads open each key's file as :meth:`Location.read` does
-    (:func:`open_local_file`): never waiting on a named pipe at a key, and raising
-    :func:`not_a_file_refusal`'s one line for a key that is no file nor folder (a pipe, a
-    device, a socket). zarr-python's own read had waited there without end, past Ctrl-C and
-    SIGTERM, its thread blocked in ``open`` (an output's chunk that is a named pipe had hung
-    ``verify``, its ``zarr.json`` ``run --resume``: h84a). Made on first use: Zarr is
-    imported lazily."""
-    global _LOCAL_STORE
-    if _LOCAL_STORE is not None:
-        return _LOCAL_STORE
-    import asyncio
-    import io
-
-    from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
-    from zarr.core.buffer.core import default_buffer_prototype
-    from zarr.storage import LocalStore
-
-    def get(root: str, key: str, prototype: Any, byte_range: Any) -> Any:
-        path = os.path.join(root, key)
-        try:
-            with open_local_file(path) as f:
-                if byte_range is None:
-                    return prototype.buffer.from_bytes(f.read())
-                size = f.seek(0, io.SEEK_END)
-                if isinstance(byte_range, RangeByteRequest):
-                    f.seek(byte_range.start)
-                    return prototype.buffer.from_bytes(f.read(byte_range.end - f.tell()))
-                if isinstance(byte_range, OffsetByteRequest):
-                    f.seek(byte_range.offset)
-                elif isinstance(byte_range, SuffixByteRequest):
-                    f.seek(max(0, size - byte_range.suffix))
-                else:
-                    raise TypeError(f"Unexpected byte_range, got {byte_range}.")
-                return prototype.buffer.from_bytes(f.read())
-        except NotAFile as e:
-            raise not_a_file_refusal(root, key, path, e.kind) from None
-        except NO_BYTES:  # as zarr-python's: no key there
-            return None
-
-    class NonBlockingLocalStore(LocalStore):
-        async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
-            if prototype is None:
-                prototype = default_buffer_prototype()
-            if not self._is_open:
-                await self._open()
-            return await asyncio.to_thread(get, str(self.root), key, prototype, byte_range)
-
-        async def get_partial_values(self, prototype: Any, key_ranges: Any) -> list[Any]:
-            root = str(self.root)
-            return list(
-                await asyncio.gather(
-                    *(asyncio.to_thread(get, root, k, prototype, r) for k, r in key_ranges)
-                )
-            )
-
-    _LOCAL_STORE = NonBlockingLocalStore
-    return _LOCAL_STORE
-
-
-_LOCAL_STORE: type | None = None
