@@ -902,14 +902,19 @@ class Ledger:
         """The check asked right before a write made after the blocks (the output's
         "complete" mark, its record written again, a generation's "generated" mark:
         ``arrays.update_attributes``' ``check``), inside :meth:`held_folder`: on a local
-        store :meth:`check_at_path` of its ``folder``, on an object store :meth:`check_held`
+        store its ``folder`` holds this holder's lock file, on an object store :meth:`check_held`
         (the lock object read now, after the document that write rewrites was read with its
         version, which it is written only while still: a run that took the lock after this
         check had rewritten that document first, h84c)."""
         if not self.location.is_local:
             self.check_held()
             return
-        self.check_at_path(folder)
+        # the lock in the folder held, wherever it is (a move is no take-over: the mark goes
+        # into the run's own moved output, h79c), the very file this process holds
+        held = _HELD.get(self.location.join(self._key(self.LOCK)))
+        if folder is None or (held is not None and not self._in(folder, held)):
+            raise self._displaced(_read_holder(self.location, self._key(self.LOCK)) or {})
+        self.check_held(folder)
 
     @contextlib.contextmanager
     def held_folder(self) -> Iterator[Folder | None]:
