@@ -543,6 +543,29 @@ def test_a_touched_shard_of_a_complete_output_is_cleared_by_verify_all(work: Wor
     assert said in one_line_error(each("run", work.config, "--resume", rc=1)[1])
 
 
+def test_verify_all_never_dates_the_mark_of_completion_later_than_now(work: Work, cli) -> None:
+    """h84e: a shard file of a complete output dated two hours ahead (`touch -d '+2 hours'`):
+    `verify --all` had moved the output's ``zarr.json`` to that time, so a byte changed in
+    another shard (its size kept) within those two hours was taken as older than the mark:
+    `run --resume` said "complete (nothing to do)" over damage. Now that `verify --all`
+    passes the output (every block as computed) but records nothing, naming the file dated
+    later than now and the fix; `run --resume` still refuses it, and no file of the output
+    changes."""
+    copy_store(work.ref, work.output)
+    shard = work.output / "c" / "399" / "0"
+    ahead = time.time() + 7200
+    os.utime(shard, (ahead, ahead))
+    before = file_states(work.output)
+    rc, out, err = cli("verify", work.config, "--all")
+    assert rc == 0, err + out
+    last = err.strip().splitlines()[-1]
+    assert "not recorded" in last and f"{shard} dated later than now" in last, last
+    assert "`touch` it" in last and "so `run` still refuses it" in last, last
+    assert file_states(work.output) == before
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 1 and "1 " + _MODIFIED.format("399/0") in one_line_error(err), err
+
+
 def _fresh_input(source: Path, output: Path) -> Callable[[int], np.ndarray]:
     """:func:`killed_midway`'s ``prepare``: an input of that many one-row blocks at
     ``source`` (:func:`many_blocks_input`, its values returned), ``output`` removed."""

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -4202,7 +4203,8 @@ def mark_after_units(
     stays later than the mark), and the document is so still. A later change of a unit file
     gives it a later time again. None where the mark was moved, or needed not be; else why
     it was not, in a few words: a store that is not local (an object's time is the server's,
-    set where it is written), a file changed meanwhile, a time that cannot be set."""
+    set where it is written), a file changed meanwhile, a unit file dated later than now (a
+    mark moved there would hide a change made before that time), a time that cannot be set."""
     if not location.is_local:
         return "the store's times are its own, set where an object is written"
     base = path.strip("/")
@@ -4217,6 +4219,14 @@ def mark_after_units(
     marked = after[doc][1]
     if not times or marked is None or max(times) <= marked:
         return None
+    now = time.time_ns()
+    ahead = [k for k in keys if k in after and (t := after[k][1]) is not None and t > now]
+    if ahead:  # a mark moved there would hide any change made before that time (h84e)
+        return (
+            f"{name_shown(location.join(ahead[0]))}"
+            f"{f' and {len(ahead) - 1} more' if len(ahead) > 1 else ''} dated later than now: "
+            "set the file's time right (`touch` it) and verify --all again"
+        )
     where = location.join(doc)
     try:
         st = os.stat(where)
