@@ -4451,7 +4451,9 @@ _READERS: list[tuple[str, ...]] = [
 ]
 
 
-@pytest.mark.parametrize("part", ["a shard", "zarr.json", ".pipeline/lock", ".pipeline/run.json"])
+@pytest.mark.parametrize(
+    "part", ["a shard", "a link", "zarr.json", ".pipeline/lock", ".pipeline/run.json"]
+)
 def test_an_output_key_that_is_a_named_pipe_is_refused_by_every_reader_without_waiting(
     tmp_path: Path, part: str
 ) -> None:
@@ -4461,7 +4463,9 @@ def test_an_output_key_that_is_a_named_pipe_is_refused_by_every_reader_without_w
     files' sizes, naming that ``verify``, and waited on a ``zarr.json`` or a lock; the run
     record's ``run.json`` had been named as a chunk to put back. Now each command refuses it
     in one line naming it (``plan`` in its row too, exiting 0 where ``run --overwrite`` writes
-    the output: a shard's), never waits, and the fix the line names works."""
+    the output: a shard's), never waits, and the fix the line names works. A shard that is a
+    symbolic link to a named pipe (h84e): its line had named `run --overwrite` alone, which
+    refuses an output holding a link; it names removing the link first."""
     x = np.arange(1, 65, dtype=np.float32).reshape(8, 8)
     store, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
     make_array(store, x, (4, 4))
@@ -4469,10 +4473,13 @@ def test_an_output_key_that_is_a_named_pipe_is_refused_by_every_reader_without_w
     rc, _, err = next(_each_command(cfg, [("run", "--progress", "none")]))
     assert rc == 0, err
     shards = sorted(p.relative_to(out).as_posix() for p in (out / "c").rglob("*") if p.is_file())
-    key = shards[-1] if part == "a shard" else part
+    key = shards[-1] if part in ("a shard", "a link") else part
     (out / key).parent.mkdir(exist_ok=True)
     (out / key).unlink(missing_ok=True)
-    os.mkfifo(out / key)
+    pipe = tmp_path / "pipe" if part == "a link" else out / key
+    os.mkfifo(pipe)
+    if part == "a link":
+        (out / key).symlink_to(pipe)
     for (command, *flags), (rc, stdout, stderr) in zip(
         _READERS, _each_command(cfg, _READERS), strict=True
     ):
@@ -4481,10 +4488,19 @@ def test_an_output_key_that_is_a_named_pipe_is_refused_by_every_reader_without_w
             continue
         if command == "plan" and part == "a shard":  # `run --overwrite` writes it: its row
             assert rc == 0 and f"{key!r} of {out} is a named pipe (FIFO)" in stdout, stdout
-            continue
+            continue  # (a link's: refused, as `run --overwrite` refuses it)
         line = one_line_error(stderr)
         assert rc == 1 and "named pipe (FIFO)" in line, (command, flags, line)
-        if part == "a shard":
+        if part == "a link":
+            assert f"{key!r} of {out} is a named pipe (FIFO) (a symbolic link to {pipe})" in line
+            assert (
+                "; remove the link first (a replacing run refuses an output holding one), " in line
+            )
+            assert line.endswith(
+                "then `run --overwrite` writes the output again (it deletes the "
+                "array's files, that one too)"
+            ), line
+        elif part == "a shard":
             assert f"{key!r} of {out} is a named pipe (FIFO), not a file" in line, line
             assert line.endswith(
                 "`run --overwrite` writes the output again (it deletes the "
@@ -4496,9 +4512,12 @@ def test_an_output_key_that_is_a_named_pipe_is_refused_by_every_reader_without_w
         else:
             assert f"is damaged: {key} is a named pipe (FIFO) where the run keeps a file" in line
             assert f"remove {out / key} yourself, then it is complete" in line, line
-    assert (out / key).exists() and stat.S_ISFIFO(os.lstat(out / key).st_mode)  # untouched
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)  # untouched
     # the fix the line names
-    if part == "a shard":
+    if part == "a link":
+        (out / key).unlink()
+        fixed = [("run", "--overwrite", "--progress", "none"), ("verify", "--all")]
+    elif part == "a shard":
         fixed = [("run", "--overwrite", "--progress", "none"), ("verify", "--all")]
     elif part == "zarr.json":
         shutil.rmtree(out)

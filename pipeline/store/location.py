@@ -1636,12 +1636,15 @@ def not_a_file_refusal(
     """The one line for the key ``key`` of the local store ``store``, at ``path``, that is
     ``kind`` (:func:`not_a_file`) rather than a file: no Zarr writer leaves one, and reading
     it would wait without end (a named pipe) or give bytes that are no chunk's (a device).
-    ``fix``: what to do, in words; None: an input's (a document restored from a good copy,
-    a chunk's file put there or the key removed). StoreError, fields ``store``, ``key``,
+    ``fix``: what to do, in words, after removing the key where it is a symbolic link; None:
+    an input's (a document restored from a good copy, a chunk's file put there or the key
+    removed). StoreError, fields ``store``, ``key``,
     ``kind``, ``reason`` ('not a file')."""
     real = os.path.realpath(path)
     via = "" if real == os.path.normpath(path) else f" (a symbolic link to {real})"
     document = key.rpartition("/")[2] in _DOCUMENTS
+    if via and fix is not None:  # an output's: its replacement refuses a link (h84e)
+        fix = f"remove the link first (a replacing run refuses an output holding one), then {fix}"
     if fix is None:
         fix = (
             "restore the document from a good copy"
