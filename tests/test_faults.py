@@ -2453,6 +2453,40 @@ def _dataset_run(tmp_path: Path, cli: Any, ds: Any) -> tuple[Path, Path, Path]:
     return inp, out, cfg
 
 
+def test_a_dataset_output_whose_group_document_is_gone_names_the_fix_that_works(
+    tmp_path: Path, cli
+) -> None:
+    """h84e: a complete Dataset output whose group's ``zarr.json`` was removed: `run`, `plan`
+    and `verify` had named its consolidated metadata as gone and `run --resume` as the fix,
+    which then failed in zarr's consolidation with a traceback's line (``could not find
+    zarr.json``). The group's document gone is an edit of the output's metadata: each names
+    it, and `run --overwrite`, which then writes a Dataset xarray opens."""
+    xr = pytest.importorskip("xarray")
+    ds = xr.Dataset(
+        {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
+        coords={"t": np.arange(4)},
+        attrs={"title": "x"},
+    )
+    _, out, cfg = _dataset_run(tmp_path, cli, ds)
+    (out / "zarr.json").unlink()
+    said = f"the group document of {out} is gone"
+    for args in (("run",), ("run", "--resume"), ("verify",)):
+        rc, _, err = cli(*args, cfg, "--progress", "none") if args[0] == "run" else cli(*args, cfg)
+        line = one_line_error(err)
+        assert rc == 1 and said in line, (args, line)
+        assert line.endswith(
+            "`run --overwrite` writes it again (`pipeline verify` says what differs)"
+        ), line
+    rc, out_text, _ = cli("plan", cfg)
+    assert rc == 0 and said in out_text, out_text
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    rc, _, err = cli("verify", cfg, "--all")
+    assert rc == 0, err
+    got = xr.open_zarr(out)
+    assert got.attrs["title"] == "x" and got["v"].shape == (4, 3)
+
+
 @pytest.mark.parametrize("linked", ["output", "input", "input-chunks"])
 def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
     tmp_path: Path, cli, linked: str

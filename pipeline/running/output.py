@@ -1848,6 +1848,13 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
     )
     if own:
         found.append(("metadata", "; ".join(own)))
+    if group is not None:  # xarray opens a Dataset by its groups' documents, root to group
+        parts = group.split("/") if group else []
+        for g in ("/".join(parts[:depth]) for depth in range(len(parts), -1, -1)):
+            if arrays.node_type(o.location, g) != "group":  # h84e: a resume had failed
+                found.append(  # in zarr's consolidation, its line a traceback's
+                    ("metadata", f"the group document of {o.location.shown(g)} is gone")
+                )
     if now is not None and not any(part == "layout" for part, _ in found):  # its grid's files
         stored, listed = recorded_run(plan).get("stored"), arrays.unit_listing(o.location, o.path)
         files = arrays.units_differ(o.location, o.path, arr, stored, listed)
