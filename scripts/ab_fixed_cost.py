@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixed_cost import FIGURES, one_run
+from fixed_cost import FIGURES, changed, one_run
 
 #: The ``sitecustomize`` of ``--gc``: the collector's seconds and collections in the process
 #: of ``python -m pipeline`` (its argv's first word ``.../pipeline/__main__.py``), written at
@@ -158,16 +158,7 @@ def compare(a: list[float], b: list[float]) -> dict[str, Any]:
 def absolute_config(path: Path, changes: list[str], work: Path) -> Path:
     """``path`` with the ``KEY=VALUE`` changes (values read as YAML) and its local stores'
     relative paths made absolute against this working directory, written into ``work``."""
-    doc = yaml.safe_load(path.read_text())
-    for change in changes:
-        key, _, value = change.partition("=")
-        *parents, last = key.split(".")
-        node = doc
-        for k in parents:
-            if not isinstance(node.get(k), dict):
-                node[k] = {}
-            node = node[k]
-        node[last] = yaml.safe_load(value)
+    doc = changed(yaml.safe_load(path.read_text()), changes)
     for section in ("input", "output"):
         store = (doc.get(section) or {}).get("store")
         if isinstance(store, str) and "://" not in store and "::" not in store:

@@ -68,12 +68,9 @@ def main() -> int:
     return 0
 
 
-def _config(path: Path, changes: list[str]) -> Path:
-    """``path``, or a copy of it with the ``KEY=VALUE`` changes (values read as YAML), in a
-    temporary folder (the config's relative paths are the working directory's)."""
-    if not changes:
-        return path
-    doc = yaml.safe_load(path.read_text())
+def changed(doc: dict[str, Any], changes: list[str]) -> dict[str, Any]:
+    """The config document ``doc`` with the ``KEY=VALUE`` changes made in place (a dotted
+    KEY, sections made where missing; values read as YAML); ``doc`` returned."""
     for change in changes:
         key, _, value = change.partition("=")
         *parents, last = key.split(".")
@@ -83,6 +80,15 @@ def _config(path: Path, changes: list[str]) -> Path:
                 node[k] = {}
             node = node[k]
         node[last] = yaml.safe_load(value)
+    return doc
+
+
+def _config(path: Path, changes: list[str]) -> Path:
+    """``path``, or a copy of it with the ``KEY=VALUE`` changes (values read as YAML), in a
+    temporary folder (the config's relative paths are the working directory's)."""
+    if not changes:
+        return path
+    doc = changed(yaml.safe_load(path.read_text()), changes)
     out = Path(tempfile.mkdtemp(prefix="fixed-cost-")) / path.name
     out.write_text(yaml.safe_dump(doc, sort_keys=False))
     return out
