@@ -868,14 +868,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _configured(args: argparse.Namespace) -> int:
     """:func:`_dispatch` of a command that loads its config."""
+    if args.program and args.command in ("run", "plan"):
+        _zarr_without_gpu_buffers()
     if args.command in ("run", "verify"):
         from pipeline.store.codecs import ignore_filter_arithmetic_warnings
 
         ignore_filter_arithmetic_warnings()
     config = _load(args)
     args.loaded = config  # whose stores a store's answer that no step named is matched to
-    if args.program and args.command in ("run", "plan"):  # after the config's own checks
-        _zarr_without_gpu_buffers()
     if args.command != "run" or args.dry_run:
         _collect_again()  # a run's collector runs again once its modules are loaded (_run)
     if args.command == "run":
