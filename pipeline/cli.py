@@ -506,28 +506,6 @@ def _collect_again() -> None:
         gc.enable()
 
 
-def _zarr_without_gpu_buffers() -> None:
-    """Import zarr-python in the program's process of a ``run`` or ``plan`` with its
-    optional GPU buffers left out (``zarr.core.buffer.gpu`` imports CuPy where it is
-    installed, and the pipeline never uses them in this process: a GPU run's chunks are
-    read and written by its workers, with its own code). The command's plan imports zarr
-    anyway; CuPy's import was 0.12 s of it and more on the GPU hosts (benchmarks/RESULTS.md,
-    2026-12-04 16:48). Nothing where zarr or CuPy is already loaded, or where a ``ZARR_``
-    variable of the environment asks zarr for something of the GPU's (its buffers): then
-    zarr is imported as it would be. A use of zarr's GPU buffers in this process after it
-    fails with zarr's own "Cannot use zarr.buffer.gpu.Buffer without cupy"."""
-    if "zarr" in sys.modules or "cupy" in sys.modules:
-        return
-    if any(k.startswith("ZARR_") and "gpu" in v.lower() for k, v in os.environ.items()):
-        return
-    sys.modules["cupy"] = None  # type: ignore[assignment]  # its import: an ImportError
-    try:
-        import zarr.core.buffer.gpu  # noqa: F401
-    finally:
-        if sys.modules.get("cupy", False) is None:
-            del sys.modules["cupy"]
-
-
 def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
@@ -868,8 +846,6 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _configured(args: argparse.Namespace) -> int:
     """:func:`_dispatch` of a command that loads its config."""
-    if args.program and args.command in ("run", "plan"):
-        _zarr_without_gpu_buffers()
     if args.command in ("run", "verify"):
         from pipeline.store.codecs import ignore_filter_arithmetic_warnings
 

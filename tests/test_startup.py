@@ -217,33 +217,6 @@ with contextlib.redirect_stdout(io.StringIO()):
     assert "pipeline.devices.gpu" not in loaded
 
 
-@pytest.mark.parametrize("command", ["plan", "run"])
-def test_the_program_loads_zarr_without_its_gpu_buffers(tmp_path: Path, command: str) -> None:
-    """``python -m pipeline plan`` and ``run`` import zarr-python with CuPy kept out of its
-    optional GPU buffers (which the command's own process never uses): CuPy is not even asked
-    for, where it is installed (a sentinel in its place logs who imports it)."""
-    log = tmp_path / "cupy-importers.txt"
-    fake = tmp_path / "sentinel" / "cupy"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text(CUPY_SENTINEL.format(log=str(log)))
-    cfg = _small_input(tmp_path, cluster={"dashboard": ""})
-    e = env()
-    e["PYTHONPATH"] = os.pathsep.join((str(tmp_path / "sentinel"), e["PYTHONPATH"]))
-    r = subprocess.run(
-        [sys.executable, "-m", "pipeline", command, str(cfg)],
-        capture_output=True,
-        text=True,
-        env=e,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    assert not log.exists(), log.read_text()
-    # a caller's process is left as it is: zarr asks for CuPy there, as zarr does
-    _loaded_after("import zarr.core.buffer.gpu\n", cwd=tmp_path, extra_path=tmp_path / "sentinel")
-    assert log.read_text().split() == ["zarr.core.buffer.gpu"]
-
-
 def test_sending_a_graph_tokenizes_none_of_its_plan_objects(tmp_path: Path, monkeypatch) -> None:
     """``Client.get`` names a graph by a token of every task in it (``LLGExpr(dsk)._name``):
     a run's or a generation's tasks are tokenized by their graph's name, never by walking the
