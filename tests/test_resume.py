@@ -471,7 +471,8 @@ def test_a_complete_output_copied_without_its_times_is_said_so_and_verify_all_pa
     passes it with a note (the times alone cannot tell the copy from damage), which says it
     recorded that: `run --resume` then finds it complete."""
     copy_store(work.ref, work.output)
-    later = time.time() + 5
+    os.utime(work.output / "zarr.json", (time.time() - 20, time.time() - 20))  # the mark
+    later = time.time() - 10  # after the mark, before now (verify --all records no later)
     for path in (work.output / "c").rglob("*"):
         if path.is_file():
             os.utime(path, (later, later))
@@ -502,7 +503,11 @@ def test_a_touched_shard_of_a_complete_output_is_cleared_by_verify_all(work: Wor
     and `plan` pass, and a later change of the file is seen again."""
     copy_store(work.ref, work.output)  # complete, its times kept
     shard = work.output / "c" / "399" / "0"
-    later = time.time() + 5
+    for path in (work.output / "c").rglob("*"):  # the shards, then the mark, in the past
+        if path.is_file():
+            os.utime(path, (time.time() - 30, time.time() - 30))
+    os.utime(work.output / "zarr.json", (time.time() - 20, time.time() - 20))  # the mark
+    later = time.time() - 10  # after the mark, before now (verify --all records no later)
     os.utime(shard, (later, later))
     input_before, before = file_states(work.input), file_states(work.output)
 
