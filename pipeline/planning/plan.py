@@ -51,14 +51,16 @@ from pipeline.store import arrays, grid, ledger
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import Ledger
+from pipeline.store.local_files import (
+    not_a_file,
+    not_a_file_refusal,
+)
 from pipeline.store.location import (
     Location,
     dangling_link_on,
     is_os_file,
     link_refusal,
     links_above,
-    not_a_file,
-    not_a_file_refusal,
 )
 
 log = logging.getLogger(__name__)
@@ -705,7 +707,7 @@ def _local_files_identity(
     never fetched, which zarr-python reads as the fill value. So a run refuses it at its plan,
     before anything is written; the walk saw it anyway. Likewise where such a name is no file
     nor folder (a named pipe, a device, a socket, or a link to one:
-    :func:`~pipeline.store.location.not_a_file_refusal`), whose read would wait without end
+    :func:`~pipeline.store.local_files.not_a_file_refusal`), whose read would wait without end
     or give no chunk's bytes (a FIFO at a chunk's key had hung the run, h83g). ``stats``,
     where given, gets each file's (device, inode, size, modification and status-change time,
     link count) by its path (:attr:`StoreIdentity.files`), and ``folders`` the folders' paths

@@ -44,17 +44,19 @@ from pipeline.store import codecs, grid, references, shards
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import RECORD
+from pipeline.store.local_files import (
+    is_not_a_file_refusal,
+    not_a_file,
+    not_a_file_refusal,
+)
 from pipeline.store.location import (
     Folder,
     Location,
     first_not_a_file,
     is_link_refusal,
-    is_not_a_file_refusal,
     is_os_file,
     is_write_probe,
     key_under,
-    not_a_file,
-    not_a_file_refusal,
 )
 
 if TYPE_CHECKING:
@@ -846,7 +848,7 @@ _JSON_KINDS = {
 
 
 def refuse_documents_not_files(location: Location, path: str) -> None:
-    """Refuse, in :func:`~pipeline.store.location.not_a_file_refusal`'s one line, a metadata
+    """Refuse, in :func:`~pipeline.store.local_files.not_a_file_refusal`'s one line, a metadata
     document of the local node at ``path``, or of a group above it, that is no file nor
     folder (a named pipe: zarr-python's opening waits on it without end, h83g). A ``stat``
     of each name, no read; nothing for a store that is not local. For the openings that come
@@ -870,7 +872,7 @@ def refuse_documents_not_files(location: Location, path: str) -> None:
 def refuse_output_not_files(location: Location, path: str, chunks: bool = True) -> None:
     """Refuse what the pipeline reads of the output array at ``path`` of the local
     ``location`` that is no file nor folder (a named pipe, a device, a socket, or a link to
-    one: :func:`~pipeline.store.location.not_a_file`), in one line naming it and a fix that
+    one: :func:`~pipeline.store.local_files.not_a_file`), in one line naming it and a fix that
     works: the metadata documents of the array and of the groups above it, and with
     ``chunks`` every name in the array's folder but its run record (``.pipeline``, whose
     parts :meth:`~pipeline.store.ledger.Ledger.misshapen` names, with what to remove). A

@@ -55,17 +55,19 @@ from pipeline.errors import (
     then_say,
 )
 from pipeline.store.grid import Shape
+from pipeline.store.local_files import (
+    NotAFile,
+    is_not_a_file_refusal,
+    not_a_file,
+    open_local_file,
+)
 from pipeline.store.location import (
     Folder,
     Location,
-    NotAFile,
     dangling_link_on,
     folders_made,
-    is_not_a_file_refusal,
     is_os_file,
     is_write_probe,
-    not_a_file,
-    open_local_file,
 )
 
 RECORD = ".pipeline"
@@ -1305,7 +1307,7 @@ def _nested_local(real: str, kind: str, below: bool) -> list[Nested]:
 
 def _read_local(path: str) -> bytes | None:
     """The bytes of the local file ``path`` (None where it cannot be read, or is no file: a
-    named pipe is not waited on, :func:`~pipeline.store.location.open_local_file`)."""
+    named pipe is not waited on, :func:`~pipeline.store.local_files.open_local_file`)."""
     try:
         with open_local_file(path) as f:
             return f.read()

@@ -1,6 +1,6 @@
 """Zarr's ``LocalStore`` whose reads never wait: each key's file opened as
 :meth:`pipeline.store.location.Location.read` opens it
-(:func:`~pipeline.store.location.open_local_file`). zarr-python's own read had waited without
+(:func:`~pipeline.store.local_files.open_local_file`). zarr-python's own read had waited without
 end on a key that is a named pipe, past Ctrl-C and SIGTERM, its thread blocked in ``open``
 (an output's chunk that is one had hung ``verify``, its ``zarr.json`` ``run --resume``:
 h84a). A module of its own, imported where a local store is first opened: it imports Zarr,
@@ -20,13 +20,18 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.core.buffer.core import default_buffer_prototype
 from zarr.storage import LocalStore
 
-from pipeline.store.location import NO_BYTES, NotAFile, not_a_file_refusal, open_local_file
+from pipeline.store.local_files import (
+    NO_BYTES,
+    NotAFile,
+    not_a_file_refusal,
+    open_local_file,
+)
 
 
 def _get(root: str, key: str, prototype: BufferPrototype, byte_range: Any) -> Buffer | None:
     """The bytes of ``key`` under the folder ``root`` (those ``byte_range`` asks for), as
     zarr-python's LocalStore reads them; None where no file is there (no key, a folder).
-    Raises :func:`~pipeline.store.location.not_a_file_refusal`'s StoreError where the key is
+    Raises :func:`~pipeline.store.local_files.not_a_file_refusal`'s StoreError where the key is
     no file nor folder (a named pipe, a device, a socket), never waiting on it."""
     path = os.path.join(root, key)
     try:

@@ -68,6 +68,14 @@ from pipeline.errors import (
     storage_failure,
     storage_fix,
 )
+from pipeline.store.local_files import (
+    DOCUMENTS,
+    NO_BYTES,
+    NotAFile,
+    not_a_file,
+    not_a_file_refusal,
+    open_local_file,
+)
 
 _FS_CACHE: dict[str, tuple[Any, Any, str]] = {}
 _FS_LOCK = threading.Lock()
@@ -76,13 +84,6 @@ _FS_LOCK = threading.Lock()
 #: at once (a worker's task threads, its decoding pool) get each other's bytes. zipfile
 #: locks its own shared file.
 _ARCHIVE_READ_LOCK = threading.RLock()
-
-#: What reading a key that holds no bytes raises: no such key, a directory at the key, or a
-#: file where a folder on its path should be. zarr-python's stores (``LocalStore.get``,
-#: ``FsspecStore``'s ``allowed_exceptions``) read each of them as a missing key, so a chunk
-#: key that is a directory reads as the fill value there; the raw reader reads it alike.
-NO_BYTES = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
-
 
 #: The name that :meth:`Location.writable_probe`'s object, written and deleted at a store's
 #: root, begins with; each probe adds ``-`` and a fresh UUID's 32 hex digits, so that runs
@@ -1578,96 +1579,6 @@ def _read_file_into(path: str, alloc: Callable[[int], memoryview]) -> memoryview
         return view
 
 
-#: What a path is, by its ``stat`` file type, where it is neither a file nor a folder.
-_NOT_FILES = {
-    stat.S_IFIFO: "a named pipe (FIFO)",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
-
-
-def not_a_file(mode: int) -> str | None:
-    """What a path of ``stat`` mode ``mode`` is, in words, where it is neither a regular file
-    nor a folder (a named pipe, a device, a socket); None for a file or a folder."""
-    return _NOT_FILES.get(stat.S_IFMT(mode))
-
-
-class NotAFile(Exception):
-    """A local key that is no file nor folder (:func:`open_local_file`); ``kind`` says what
-    it is (:func:`not_a_file`). Not an OSError: no reader takes it as a missing key."""
-
-    def __init__(self, path: str, kind: str) -> None:
-        super().__init__(f"{path} is {kind}")
-        self.path = path
-        self.kind = kind
-
-
-def open_local_file(path: str, buffering: int = -1) -> Any:
-    """``open(path, "rb", buffering=buffering)`` for a file a store's key names, which never
-    waits: opened without blocking, so a named pipe (FIFO) at the key does not wait for a
-    writer that never comes (a run had hung there, without a line, h83g), and raises
-    NotAFile where the path (through its links) is no file nor folder: a named pipe, a
-    device (a link to ``/dev/zero`` had been read without end), a socket. A folder raises
-    IsADirectoryError, as ``open`` does (:data:`NO_BYTES`: read as a missing key)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
-        kind = not_a_file(mode)
-        if kind is not None:
-            raise NotAFile(path, kind)
-        os.set_blocking(fd, True)
-        return open(fd, "rb", buffering=buffering)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def is_not_a_file_refusal(e: BaseException) -> bool:
-    """Whether ``e`` is :func:`not_a_file_refusal`'s: a key that is no file nor folder."""
-    return isinstance(e, StoreError) and getattr(e, "reason", None) == "not a file"
-
-
-def not_a_file_refusal(
-    store: str, key: str, path: str, kind: str, fix: str | None = None
-) -> StoreError:
-    """The one line for the key ``key`` of the local store ``store``, at ``path``, that is
-    ``kind`` (:func:`not_a_file`) rather than a file: no Zarr writer leaves one, and reading
-    it would wait without end (a named pipe) or give bytes that are no chunk's (a device).
-    ``fix``: what to do, in words, after removing the key where it is a symbolic link; None:
-    an input's (a document restored from a good copy, a chunk's file put there or the key
-    removed). StoreError, fields ``store``, ``key``,
-    ``kind``, ``reason`` ('not a file')."""
-    real = os.path.realpath(path)
-    via = "" if real == os.path.normpath(path) else f" (a symbolic link to {real})"
-    document = key.rpartition("/")[2] in _DOCUMENTS
-    if via and fix is not None:  # an output's: its replacement refuses a link (h84e)
-        fix = f"remove the link first (a replacing run refuses an output holding one), then {fix}"
-    if fix is None:
-        fix = (
-            "restore the document from a good copy"
-            if document
-            else "put the chunk's file there, or remove it if the chunk is meant to be the fill "
-            "value"
-        )
-    if kind == _NOT_FILES[stat.S_IFIFO]:
-        why = "a read of it waits for a writer without end"
-    elif kind == _NOT_FILES[stat.S_IFSOCK]:
-        why = "it cannot be read"
-    else:
-        why = "a read of it gives the device's bytes, not a chunk's"
-    return StoreError(
-        f"{name_shown(f'{key!r} of {store}')} is {kind}{via}, not a file: Zarr keeps each key "
-        f"in a file, and {why}; {fix}",
-        store=store,
-        key=key,
-        kind=kind,
-        reason="not a file",
-    )
-
-
 def first_not_a_file(folder: str, skip: frozenset[str] = frozenset()) -> tuple[str, str] | None:
     """The first path below the local ``folder`` that is no file nor folder
     (:func:`not_a_file`: a named pipe, a device, a socket, or a symbolic link to one), by
@@ -1735,9 +1646,6 @@ def is_link_refusal(e: BaseException) -> bool:
 
 
 #: The names of Zarr's metadata documents, each a file: no key lies below one.
-_DOCUMENTS = frozenset(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"))
-
-
 def link_refusal(store: str, key: str, link: str, target: str) -> StoreError:
     """The one line for the key ``key`` of the local store ``store`` that reads through the
     symbolic link ``link`` to ``target``, which does not exist: not a missing key, which
@@ -1749,11 +1657,11 @@ def link_refusal(store: str, key: str, link: str, target: str) -> StoreError:
     Zarr key lies below one, and the line had named ``'.zattrs/zarr.json'``."""
     parts = key.split("/")
     for i in range(1, len(parts)):  # the link a document on the key's way: name it
-        if parts[i - 1] in _DOCUMENTS and link.endswith(os.sep.join(parts[:i])):
+        if parts[i - 1] in DOCUMENTS and link.endswith(os.sep.join(parts[:i])):
             key = "/".join(parts[:i])
             break
     where = f"{key!r} of {store}"
-    document = key.rpartition("/")[2] in _DOCUMENTS
+    document = key.rpartition("/")[2] in DOCUMENTS
     record = ".pipeline" in key.split("/")  # the run record's (not a chunk's: h72c)
     unless = (
         ""
