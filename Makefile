@@ -33,10 +33,13 @@ endif
 # The pipeline's commands as make runs them: told the CONFIG given, their error lines name the
 # fix as make takes it (`make run CONFIG=... ARGS=--overwrite`; `make run --overwrite` is make's
 # own option), not the command line's `run --overwrite`.
-PIPELINE = $(CONFIG_GIVEN)PIPELINE_MAKE_CONFIG=$(CONFIG_WORD) $(PY) -m pipeline
+PIPELINE = $(CONFIG_GIVEN)PIPELINE_MAKE_CONFIG=$(CONFIG_WORD) $(PYTHON_GIVEN)$(PY) -m pipeline
+# A PYTHON given is passed again by the commands a line names (`make run CONFIG=c.yaml
+# PYTHON=python3`): without it, make would make .venv, which a host with no registry cannot.
+PYTHON_GIVEN = $(if $(strip $(PYTHON)),PIPELINE_MAKE_PYTHON='$(subst ','\'',$(PYTHON))' )
 # A blank CONFIG (`make run CONFIG=`, `CONFIG=" "`) is said as make takes it, before the command
 # runs: the command had been given '' and said "the config's path is empty ('')".
-CONFIG_GIVEN = $(if $(strip $(CONFIG)),,$(error CONFIG is empty: give a config file's path, `make $@ CONFIG=configs/default.yaml`, or leave CONFIG out for that default))
+CONFIG_GIVEN = $(if $(strip $(CONFIG)),,$(error CONFIG is empty: give a config file's path, `make $@ CONFIG=configs/default.yaml$(if $(strip $(PYTHON)), PYTHON=$(PYTHON))`, or leave CONFIG out for that default))
 # CONFIG as one shell word, single-quoted, a quote in it escaped: a path with spaces
 # (`make run CONFIG="my jobs/a b.yaml"`) had reached the command as several arguments.
 CONFIG_WORD = '$(subst ','\'',$(CONFIG))'

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pipeline._version import __version__
 from pipeline.errors import (
     MAKE_CONFIG_VARIABLE,
+    MAKE_PYTHON_VARIABLE,
     Interrupted,
     PipelineError,
     as_configured,
@@ -596,7 +597,7 @@ def _said(text: str) -> str:
     """``text``, a line or table cell the command prints, its commands and flags said as
     ``make`` takes them where ``make`` ran the command (:func:`_failed`); as it is otherwise."""
     config = os.environ.get(MAKE_CONFIG_VARIABLE)
-    return make_words(text, config) if config else text
+    return make_words(text, config, os.environ.get(MAKE_PYTHON_VARIABLE)) if config else text
 
 
 def _overwrites(args: argparse.Namespace) -> bool:

@@ -594,16 +594,23 @@ _MAKE_SAYS = re.compile(
 _MAKE_TARGETS = {"run": "run", "verify": "verify", "plan": "plan", "generate": "data"}
 #: The variable the Makefile sets for the pipeline's commands it runs: the CONFIG it gives.
 MAKE_CONFIG_VARIABLE = "PIPELINE_MAKE_CONFIG"
+#: The variable the Makefile sets where it was given ``PYTHON`` (an interpreter prepared on a
+#: host with no package registry): what the commands a line names pass again.
+MAKE_PYTHON_VARIABLE = "PIPELINE_MAKE_PYTHON"
 
 
-def make_words(line: str, config: str) -> str:
+def make_words(line: str, config: str, python: str | None = None) -> str:
     """``line``, words the command line prints, as a command that ``make`` ran with
     ``CONFIG=config`` says them: a command of the pipeline it names as the make target that
     runs it, its flags in ``ARGS`` (`run --overwrite` as `make run CONFIG=c.yaml
     ARGS=--overwrite`), and a flag named bare as ``ARGS=`` gives it (``pass --overwrite`` as
     ``pass ARGS=--overwrite``): ``make run --overwrite`` is make's own option, which make
     refuses or takes for itself (new-user trial: `make run ARGS=--dry-run` was told to pass
-    --overwrite)."""
+    --overwrite). ``python``: the ``PYTHON`` make was given, passed again by each command
+    named (``make run CONFIG=c.yaml PYTHON=python3``: without it make would make ``.venv``
+    and install there, which a host with no package registry cannot, h85d); None or blank:
+    none given."""
+    interpreter = f" PYTHON={shlex.quote(python)}" if python and python.strip() else ""
 
     def said(m: re.Match[str]) -> str:
         if m.group("flag"):
@@ -611,7 +618,8 @@ def make_words(line: str, config: str) -> str:
         flags = m.group("flags").strip()
         args = "" if not flags else f" ARGS={flags}" if " " not in flags else f" ARGS='{flags}'"
         # a CONFIG holding spaces or quotes, one shell word as the line names it
-        return f"`make {_MAKE_TARGETS[m.group('command')]} CONFIG={shlex.quote(config)}{args}`"
+        target = _MAKE_TARGETS[m.group("command")]
+        return f"`make {target} CONFIG={shlex.quote(config)}{interpreter}{args}`"
 
     return _MAKE_SAYS.sub(said, line.replace(REPLACE_ADVICE, "pass --overwrite to "))
 

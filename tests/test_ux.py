@@ -808,9 +808,13 @@ def test_a_fix_through_make_is_named_as_make_takes_it(tmp_path: Path, cli) -> No
     assert "; `run --overwrite` writes it again" in cli("verify", cfg)[2]
     r = _make("verify", cfg)
     named = re.search(r"; `(make run [^`]*)` writes it again", r.stderr)
-    assert named and named.group(1) == f"make run CONFIG={cfg} ARGS=--overwrite", r.stderr
+    # the PYTHON make was given is named again (without it make would make .venv, h85d)
+    python = shlex.quote(sys.executable)
+    assert named and named.group(1) == (
+        f"make run CONFIG={cfg} PYTHON={python} ARGS=--overwrite"
+    ), r.stderr
     again = subprocess.run(
-        [*named.group(1).split(), "-s", "-C", str(ROOT), f"PYTHON={sys.executable}"],
+        [*shlex.split(named.group(1)), "-s", "-C", str(ROOT)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -877,9 +881,12 @@ def test_make_takes_a_config_whose_path_holds_spaces_and_quotes(tmp_path: Path) 
     r = _make("verify", cfg)
     named = re.search(r"; `(make run [^`]*)` writes it again", r.stderr)
     quoted = shlex.quote(str(cfg))
-    assert named and named.group(1) == f"make run CONFIG={quoted} ARGS=--overwrite", r.stderr
+    python = shlex.quote(sys.executable)
+    assert named and named.group(1) == (
+        f"make run CONFIG={quoted} PYTHON={python} ARGS=--overwrite"
+    ), r.stderr
     again = subprocess.run(
-        ["bash", "-c", f"{named.group(1)} -s -C {ROOT} PYTHON={sys.executable}"],
+        ["bash", "-c", f"{named.group(1)} -s -C {ROOT}"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -896,6 +903,10 @@ def test_a_flag_s_make_words_leave_dashes_inside_a_path_or_a_word() -> None:
 
     said = make_words("pass --overwrite. Not /tmp/--x.zarr nor a--b", "c.yaml")
     assert said == "pass ARGS=--overwrite. Not /tmp/--x.zarr nor a--b"
+    # a PYTHON make was given goes with each command named, one shell word (h85d)
+    said = make_words("`run --overwrite` writes it", "c.yaml", "/opt/my py/python3")
+    assert said == "`make run CONFIG=c.yaml PYTHON='/opt/my py/python3' ARGS=--overwrite` writes it"
+    assert make_words("`plan CONFIG`", "c.yaml", " ") == "`make plan CONFIG=c.yaml`"
 
 
 def test_output_overwrite_in_the_config_is_honoured(tmp_path, cli, small) -> None:
@@ -1639,7 +1650,8 @@ def test_an_empty_config_path_is_said_to_be_empty(tmp_path: Path, cli) -> None:
         )
         assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
         assert "CONFIG is empty: give a config file's path" in r.stderr, r.stderr
-        assert f"`make {target} CONFIG=configs/default.yaml`" in r.stderr, r.stderr
+        named = f"`make {target} CONFIG=configs/default.yaml PYTHON={sys.executable}`"
+        assert named in r.stderr, r.stderr
         assert "''" not in r.stderr and "pipeline" not in r.stdout, (r.stdout, r.stderr)
     with pytest.raises(ConfigError, match=r"^the config's path is empty"):
         pipeline.run("")
