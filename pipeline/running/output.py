@@ -1521,10 +1521,12 @@ def _refuse_strangers(plan: Plan, where: str) -> None:
         return
     record = plan.output.location.join(_key(plan.output.path, RECORD))
     them = "it" if len(strangers) == 1 else "them"
+    # on an object store, keys anywhere below it (aside/ is a local folder's alone: h85b)
+    own = "done/, aside/" if plan.output.location.is_local else "its markers in done/"
     raise OutputError(
         f"the run record folder {name_shown(record)} holds {some_shown(strangers)}, which the "
-        "pipeline did not write: that folder is the pipeline's own bookkeeping (its lock, "
-        f"run.json, done/, aside/), which a run deletes as it ends or starts over: move {them} "
+        f"pipeline did not write: that folder is the pipeline's own bookkeeping (its lock, "
+        f"run.json, {own}), which a run deletes as it ends or starts over: move {them} "
         "elsewhere "
         f"yourself, then {_once_removed(plan)}",
         output=where,

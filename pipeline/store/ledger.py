@@ -335,6 +335,8 @@ class Ledger:
     #: The entries of the run record's folder that are the run's: its lock, ``run.json``,
     #: the markers' folder and what a replacement set aside (:attr:`ASIDE`).
     OWN: ClassVar[tuple[str, ...]] = ("run.json", "done", "aside")
+    #: Those of :attr:`OWN` that are folders.
+    OWN_FOLDERS: ClassVar[tuple[str, ...]] = ("done", "aside")
 
     def _own(self, name: str) -> bool:
         """Whether ``name``, an entry of the run record's folder, is the run's: one of
@@ -351,11 +353,38 @@ class Ledger:
         (h84b). What ``done`` holds is the run's (its markers, and copies of them, which
         mark nothing); [] where there is no record, or it is no folder
         (:meth:`misshapen`), or it cannot be listed (a store that refuses to: the run meets
-        that where it lists the record, and says it there)."""
+        that where it lists the record, and says it there). On an object store, every key
+        under the record that is not the run's (:meth:`_own_object`), by its key below it
+        (``aside/x``), from one listing (one LIST per 1000 keys): a run's end there deletes
+        its own keys alone, and had deleted the whole prefix, a user's objects with it
+        (h85b)."""
         try:
+            if not self.location.is_local:
+                return [
+                    k
+                    for k in self._record_objects()
+                    if not (self._own_object(k) or _os_or_probe(k))
+                ]
             return [n for n in self.location.entries(self._key()) if not self._own(n)]
         except Exception:
             return []
+
+    def _record_objects(self) -> list[str]:
+        """Every key under the run record of an object store, by its key below it
+        (``done/3.0``), sorted: one listing of its prefix (one LIST per 1000 keys)."""
+        below = len(self._key()) + 1
+        return sorted(k[below:] for k in self.location.file_sizes(self._key()))
+
+    def _own_object(self, key: str) -> bool:
+        """Whether ``key``, below the run record of an object store, is one the run writes
+        there: its lock, ``run.json`` (:meth:`_own`'s names of files) or a block's marker
+        (``done/3.0``). Nothing is set aside on an object store (``aside/`` is a local
+        folder's), and a marker is a block's name directly in ``done/``: what else is under
+        the record is another's, which no run deletes."""
+        top, _, below = key.partition("/")
+        if not below:
+            return top not in self.OWN_FOLDERS and self._own(top)
+        return top == "done" and _BLOCK_NAME.fullmatch(below) is not None
 
     def recorded(self, blocks: list[Shape]) -> set[Shape]:
         """Of ``blocks``, those the run record marks written: a marker of this record's
@@ -403,8 +432,17 @@ class Ledger:
         self._forget()  # what an earlier run in this process knew of its markers
 
     def clear_done(self) -> None:
-        """Forget every finished block (a fresh start)."""
-        self.location.delete(self._key("done"), recursive=True)
+        """Forget every finished block (a fresh start): on an object store by deleting its
+        markers alone (a block's name directly in ``done/``, from one listing), never the
+        prefix, which may hold a user's objects (h85b)."""
+        if self.location.is_local:
+            self.location.delete(self._key("done"), recursive=True)
+            return
+        names = self.location.list(self._key("done"))
+        self.location.delete_files(
+            [self._key("done", n) for n in names if _BLOCK_NAME.fullmatch(n)],
+            folders=[self._key("done")],
+        )
 
     #: The record's folder of what a replacement moved aside, to be deleted while the run
     #: computes (:meth:`pipeline.store.location.Folder.set_aside`), below the array's folder.
@@ -511,7 +549,7 @@ class Ledger:
         path = self.location.join(self._key(self.LOCK))
         if not self.location.is_local:
             self._check_object(0.0)  # never another run's record, that took the lock since
-            self.location.delete(self._key(), recursive=True)
+            self._remove_objects()
             return
         held = _HELD.get(path)
         if held is None:
@@ -529,6 +567,22 @@ class Ledger:
                 self._remove_record_in(array, record, held)
             finally:
                 os.close(record.fd)
+
+    def _remove_objects(self) -> None:
+        """:meth:`_remove_record` on an object store: the run's own keys under the record
+        (:meth:`_own_object`: its markers, ``run.json``) and files an operating system
+        writes, from one listing (one LIST per 1000 keys), then its lock; a user's object
+        there (:meth:`strangers`, which every start refuses, or one put there while the run
+        wrote) stays, where the whole prefix had been deleted with no word (h85b)."""
+        own = [
+            self._key(k)
+            for k in self._record_objects()
+            if k != self.LOCK and (self._own_object(k) or is_os_file(k.rpartition("/")[2]))
+        ]
+        self.location.delete_files(own)
+        self.location.delete_files(
+            [self._key(self.LOCK)], folders=[self._key("done"), self._key()]
+        )
 
     def _remove_record_in(self, array: Folder, record: Folder, held: int) -> None:
         """:meth:`_remove_record` of a local record held (``held``: the lock file's
@@ -1108,6 +1162,14 @@ class InputLock(Ledger):
             f"another process is generating the input {name_shown(where)} ({who}): wait for it "
             f"to end{gone}"
         )
+
+
+def _os_or_probe(key: str) -> bool:
+    """Whether ``key``'s last name is a file an operating system writes into any folder
+    (:func:`~pipeline.store.location.is_os_file`) or a write probe's object (another run's,
+    probing the store at once: :func:`~pipeline.store.location.is_write_probe`)."""
+    name = key.rpartition("/")[2]
+    return is_os_file(name) or is_write_probe(name)
 
 
 def summed_counts(docs: Sequence[Mapping[str, Any] | None]) -> dict[str, int] | None:
