@@ -8758,3 +8758,23 @@ def test_a_variable_replaced_in_a_group_of_several_leaves_the_others_and_nothing
     ds = open_dataset(out)
     assert same_bits(ds["t"].values, ds["u"].values)
     assert pipeline.verify(again, all=True).ok
+
+
+def test_a_stale_consolidated_copy_names_every_member_it_misstates(
+    tmp_path: Path, cli: Any
+) -> None:
+    """h85b: a Dataset whose consolidated copy misstates several members (a ``scale_factor``
+    added to the coordinates ``y`` and ``x`` since, by which xarray decodes them): the line
+    named the first alone, and its fix met the next refusal. Each is named; consolidated
+    again, the run passes."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 3)
+    for name in ("y", "x"):
+        zarr.open_array(str(src), path=name, mode="r+").attrs["scale_factor"] = 2.0
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "is stale: " in line, line
+    assert "scale_factor of 'y'" in line and "scale_factor of 'x'" in line, line
+    assert not (tmp_path / "out.zarr").exists()

@@ -51,6 +51,7 @@ from pipeline.errors import (
     cause,
     name_shown,
     shell_word,
+    some_shown,
     storage_failure,
     then_say,
 )
@@ -874,7 +875,7 @@ class Ledger:
         array as the refusal names it."""
         found = nested_writers(self.location, self.array_path, kind=self.WHAT)
         if found:
-            raise nested_refusal(self, found[0], said)
+            raise nested_refusal(self, found, said)
 
     def release(self) -> None:
         """Give the lock up (the record's other files stay, for ``--resume``)."""
@@ -1385,17 +1386,21 @@ def check_read_apart(location: Location, path: str) -> None:
     The array itself being written is :func:`pipeline.store.arrays.check_not_being_written`'s.
     A reader holds no lock: a run that begins writing around an input already being read is
     found by the reader's check of the input's identity at its end. Reads only."""
-    for found in nested_writers(location, path, below=False):
-        if found.relation == "holds":
-            raise nested_refusal(InputLock(location, path.strip("/")), found)
+    holding = [f for f in nested_writers(location, path, below=False) if f.relation == "holds"]
+    if holding:
+        raise nested_refusal(InputLock(location, path.strip("/")), holding)
 
 
-def nested_refusal(lock: Ledger, found: Nested, said: str = "") -> PipelineError:
+def nested_refusal(lock: Ledger, nested: Sequence[Nested], said: str = "") -> PipelineError:
     """The refusal of the writer of ``lock`` (a run: OutputError; a generation: InputError)
-    at an array nested with ``found``'s, in one line naming both and the fix: fields
-    ``output`` or ``input`` (its array, as ``said``, else as its location joins it),
-    ``other`` (``found.where``), ``holder``, ``relation`` and ``status`` ('writing' or
-    'generating', what the other does)."""
+    at an array nested with those of ``nested`` (one writer at least), in one line naming
+    its array, the first of them with its holder, every other one (three by name, then how
+    many more: :func:`~pipeline.errors.some_shown`; the first alone had been named, and the
+    wait for it met the next one's refusal, h85b) and the fix: fields ``output`` or
+    ``input`` (its array, as ``said``, else as its location joins it), ``other`` (the first
+    one's ``where``), ``others`` (every one's), ``holder``, ``relation`` and ``status``
+    ('writing' or 'generating', what the first does)."""
+    found, rest = nested[0], nested[1:]
     mine = said or lock.location.join(lock.array_path)
     rel = {"is": "is", "holds": "lies inside", "inside": "holds"}[found.relation]
     doing = (
@@ -1408,14 +1413,23 @@ def nested_refusal(lock: Ledger, found: Nested, said: str = "") -> PipelineError
     fields = {
         lock.ROLE: mine,
         "other": found.where,
+        "others": [f.where for f in nested],
         "holder": found.holder,
         "relation": found.relation,
         "status": "writing" if found.what == "run" else "generating",
     }
+    also = ""
+    if rest:
+        also = (
+            f"; other writers of the pipeline write {some_shown([f.where for f in rest])}, "
+            "nested with it too, now"
+        )
+    them = "them" if rest else "it"
     text = (
-        f"the {lock.ROLE} {mine} {rel} {found.where}, which {doing} now ({who}), and one's "
-        f"clearing would delete the other's data: choose an {lock.ROLE}.store apart from it "
-        f"(neither inside it nor holding it), or wait for that {other} to end"
+        f"the {lock.ROLE} {mine} {rel} {found.where}, which {doing} now ({who}){also}, and "
+        f"one's clearing would delete the other's data: choose an {lock.ROLE}.store apart "
+        f"from {them} (neither inside {them} nor holding {them}), or wait for "
+        f"{'those writers' if rest else f'that {other}'} to end"
     )
     if lock.ROLE == "input":
         return InputError(text, **fields)
