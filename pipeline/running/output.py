@@ -1487,21 +1487,27 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
     block, ``--overwrite`` too where the lock or ``run.json`` was a folder, while
     ``verify``, ``plan`` and a plain ``run`` said `run --resume` finishes it (h65a)."""
     ledger = plan.sink.ledger
-    found = ledger.misshapen() if ledger is not None else None
-    if found is None:
+    found = ledger.misshapen() if ledger is not None else []
+    if not found:
         _refuse_strangers(plan, where)
         return
-    key, there, kept = found
-    path = plan.output.location.join(_key(plan.output.path, key))
+    # every part (three, then how many more): the first alone had been named (h85b)
+    said = "; ".join(
+        f"{key} is {there} where the run keeps {kept}" for key, there, kept in found[:3]
+    )
+    if len(found) > 3:
+        said += f"; and {len(found) - 3} more"
+    paths = [plan.output.location.join(_key(plan.output.path, key)) for key, _, _ in found]
+    which = "which no run writes over" if len(found) == 1 else "none of which a run writes over"
     raise OutputError(
-        f"the run record of {name_shown(where)} is damaged: {key} is {there} where the run keeps "
-        f"{kept}, "
-        f"which no run writes over, even with --overwrite: remove {name_shown(path)} yourself, "
+        f"the run record of {name_shown(where)} is damaged: {said}, "
+        f"{which}, even with --overwrite: remove {some_shown(paths)} yourself, "
         "then "
         f"{_once_removed(plan)}",
         output=where,
         status=output_state(plan),
-        record=path,
+        record=paths[0],
+        records=paths,
     )
 
 

@@ -270,23 +270,24 @@ class Ledger:
         """The summed counts recorded with ``blocks``; None when one has none (unknown)."""
         return summed_counts(self.each_counts(blocks, threads))
 
-    def misshapen(self) -> tuple[str, str, str] | None:
-        """The first part of the record that is not of the kind the run keeps there: the
+    def misshapen(self) -> list[tuple[str, str, str]]:
+        """Every part of the record that is not of the kind the run keeps there (the first
+        alone had been found, and its removal met the next one's refusal, h85b): the
         record itself (``.pipeline``) or its ``done`` folder that is a file or a link to
         nothing, its ``lock``, ``run.json`` or a block's marker (a name :meth:`_name` gives)
         that is a folder or no regular file. As (its key under the output array
         ('.pipeline/done'), what is there ('a file'), what the run keeps there ('a
-        folder')); None where every part is as the run keeps it, or absent. Every run meets
+        folder')); [] where every part is as the run keeps it, or absent. Every run meets
         such a part: the lock's open, the record's read or the markers' listing raised the
         file system's NotADirectoryError or IsADirectoryError (h65a), a resume only after it
         computed a block. A part that is a link, to anything, is one too ('a link to
         /data/rec'): deleting the record deletes a link, not what it names, so a run that
         found the output complete left its lock behind the link (in the output itself, where
         ``.pipeline`` named it, which ``run --overwrite`` then refused as a stray file; h66b).
-        None on a store that is no local folder: an object store holds an object and keys
+        [] on a store that is no local folder: an object store holds an object and keys
         under it at one name, and the run reads and writes both."""
         if not self.location.is_local:
-            return None
+            return []
         base = f"{self.array_path}/" if self.array_path else ""
 
         def what(key: str, folder: bool) -> str | None:
@@ -308,14 +309,20 @@ class Ledger:
                 return not_a_file(os.stat(path).st_mode) or "no regular file"
             return "no regular file"
 
-        parts = [(self._key(), True), (self._key("done"), True)]
+        found: list[tuple[str, str, str]] = []
+        record = self._key()
+        there = what(record, True)
+        if there is not None or not os.path.lexists(self.location.join(record)):
+            # no record, or none of a folder: nothing under it
+            return [] if there is None else [(record[len(base) :], there, "a folder")]
+        parts = [(self._key("done"), True)]
         parts += [(self._key(n), False) for n in (self.LOCK, "run.json")]
         for key, folder in parts:
             there = what(key, folder)
             if there is not None:
-                return key[len(base) :], there, "a folder" if folder else "a file"
-            if key == self._key() and not os.path.lexists(self.location.join(key)):
-                return None  # no record: nothing under it either
+                found.append((key[len(base) :], there, "a folder" if folder else "a file"))
+        if found and found[0][0] == self._key("done")[len(base) :]:
+            return found  # no folder of markers: none in it
         done = self.location.join(self._key("done"))
         try:
             with os.scandir(done) as listed:
@@ -324,14 +331,14 @@ class Ledger:
                     for e in listed
                     if _BLOCK_NAME.fullmatch(e.name) and not e.is_file(follow_symlinks=False)
                 )
-        except FileNotFoundError:
-            return None
+        except (FileNotFoundError, NotADirectoryError):
+            return found
         for name in odd:
             key = self._key("done", name)
             there = what(key, False)
             if there is not None:
-                return key[len(base) :], there, "a file"
-        return None
+                found.append((key[len(base) :], there, "a file"))
+        return found
 
     #: The entries of the run record's folder that are the run's: its lock, ``run.json``,
     #: the markers' folder and what a replacement set aside (:attr:`ASIDE`).
@@ -581,9 +588,7 @@ class Ledger:
             if k != self.LOCK and (self._own_object(k) or is_os_file(k.rpartition("/")[2]))
         ]
         self.location.delete_files(own)
-        self.location.delete_files(
-            [self._key(self.LOCK)], folders=[self._key("done"), self._key()]
-        )
+        self.location.delete_files([self._key(self.LOCK)], folders=[self._key("done"), self._key()])
 
     def _remove_record_in(self, array: Folder, record: Folder, held: int) -> None:
         """:meth:`_remove_record` of a local record held (``held``: the lock file's
