@@ -3053,6 +3053,27 @@ def test_a_group_member_with_damaged_metadata_is_named_and_kept(
     assert file_states(out) == before
 
 
+def test_every_group_member_with_damaged_metadata_is_named(tmp_path: Path) -> None:
+    """h85b: a user's Zarr group holding two members whose zarr.json is cut short (``b``
+    and ``c``): the refusal named the first alone, and mending it met the next refusal.
+    Both are named, in one line, nothing changed."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    group = zarr.open_group(str(out), mode="w")
+    for name in ("a", "b", "c"):
+        group.create_array(name, shape=(4,), dtype="f4")[...] = 1
+    for name in ("b", "c"):
+        (out / name / "zarr.json").write_bytes(b'{"zarr_format": 3, "node_type": "arr')
+    before = file_states(out)
+    with pytest.raises(OutputError) as refusal:
+        pipeline.run(config(tmp_path), overwrite=True)
+    line = str(refusal.value)
+    assert len(line.splitlines()) == 1
+    assert f"{out} holds {out}/b, {out}/c, Zarr nodes whose metadata are not readable" in line
+    assert refusal.value.members == [f"{out}/b", f"{out}/c"]
+    assert file_states(out) == before
+
+
 def test_an_output_group_of_other_arrays_is_written_into_only_with_overwrite(
     tmp_path: Path, backend_client: tuple[str, Any]
 ) -> None:

@@ -1438,17 +1438,22 @@ def _decide_start(
             for n in listed
             if arrays.node_type(plan.output.location, _key(folder_path, n)) == "damaged"
         ]
-        if damaged:  # a Zarr group whose member's metadata is not readable: name it
-            member = plan.output.location.join(_key(folder_path, damaged[0]))
+        if damaged:  # a Zarr group's members whose metadata is not readable: name each
+            # (three, then how many more; the first alone had been named, h85b)
+            members = [plan.output.location.join(_key(folder_path, n)) for n in damaged]
+            one = len(members) == 1
             raise OutputError(
-                f"{name_shown(folder)} holds {member}, a Zarr node whose metadata is not readable "
-                "(cut "
+                f"{name_shown(folder)} holds {some_shown(members)}, "
+                f"{'a Zarr node whose metadata is' if one else 'Zarr nodes whose metadata are'} "
+                "not readable (cut "
                 "short, not JSON, or lacking what Zarr requires); the pipeline never writes "
-                "beside it nor deletes it, even with --overwrite: mend or remove that member "
+                f"beside {'it' if one else 'them'} nor deletes {'it' if one else 'them'}, even "
+                f"with --overwrite: mend or remove {'that member' if one else 'those members'} "
                 "yourself, or choose another output.store",
                 output=where,
                 status=state,
-                member=member,
+                member=members[0],
+                members=members,
             )
         if folder_path != plan.output.path and arrays.node_type(loc, folder_path) == "group":
             raise _strays_in_group(plan, folder, folder_path, listed)
