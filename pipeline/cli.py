@@ -31,8 +31,8 @@ from pipeline.errors import (
     name_shown,
     names_shown,
     shell_word,
-    some_shown,
     single_line,
+    some_shown,
     wrong_library,
 )
 from pipeline.running import waiting
