@@ -33,6 +33,7 @@ from pipeline.errors import (
     names_shown,
     shell_word,
     single_line,
+    some_shown,
     wrong_library,
 )
 from pipeline.running import waiting
@@ -1335,10 +1336,10 @@ def _verdict(
         from pipeline.store.datasets import unopenable_fix
 
         name, why = res.group_unopenable[0]
-        more = len(res.group_unopenable) - 1
+        others = [repr(n) for n, _ in res.group_unopenable[1:]]
         return said(
             f"the output group holds {_member_said(config, name)}"
-            + (f" (and {more} more such arrays)" if more else "")
+            + (f" (and {some_shown(others)}, which xarray cannot open either)" if others else "")
             + f", {why}: xarray cannot open the group, nor the output in it; ",
             f"{unopenable_fix(name, why)}, then verify again (a run of this output never "
             "deletes nor edits it, even with --overwrite)",

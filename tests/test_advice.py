@@ -526,6 +526,26 @@ def test_an_array_xarray_cannot_open_in_the_output_group_is_named_with_its_fix(
     assert rc == 0, err
 
 
+def test_every_array_xarray_cannot_open_in_the_output_group_is_named(
+    made_ds: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """h85b: two arrays without dimension names added to a complete output's group (``extra``
+    and ``more``): verify and `run` named the first and a count ("and 1 more such arrays").
+    Each names both, nothing written."""
+    cfg = _config(tmp_path, made_ds.input, "v")
+    out = tmp_path / "out.zarr"
+    copy_store(made_ds.ref, out)
+    group = zarr.open_group(str(out), mode="r+")
+    for name in ("extra", "more"):
+        group.create_array(name, shape=(3,), dtype="f4")[...] = 1
+    before = file_states(out)
+    line = _verify_error(capsys, cfg)
+    assert "'extra'" in line and "'more'" in line and "more such" not in line, line
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--overwrite")
+    assert rc == 1 and "'extra'" in run_err and "'more'" in run_err, run_err
+    assert file_states(out) == before
+
+
 def _ds_consolidated_removed(m: Made, out: Path) -> None:
     copy_store(m.ref, out)
     _edit_metadata(out, lambda d: d.pop("consolidated_metadata"))

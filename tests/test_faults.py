@@ -1269,6 +1269,40 @@ def _nested_line(err: str, mine: str, rel: str, other: Path, doing: str) -> None
     assert "apart from it (neither inside it nor holding it), or wait for that " in line, line
 
 
+def test_a_run_around_several_writers_names_each_of_them(tmp_path: Path) -> None:
+    """h85b: a run of ``out.zarr`` while three other writers of the pipeline hold their
+    locks inside it (``a`` and ``b``, runs; ``c``, a generation), here in this process: its
+    refusal named the first alone, and once that one ended the next refusal came. Each is
+    named, before anything is written; with the locks given up and their folders removed,
+    the run passes."""
+    from pipeline.store.ledger import InputLock, Ledger
+    from pipeline.store.location import Location
+
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(tmp_path / "in.zarr", x, (5, 20))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out, cluster=_INPROC)
+    loc = Location.of(str(out))
+    held = [Ledger(loc, "a"), Ledger(loc, "b"), InputLock(loc, "c")]
+    for lock in held:
+        lock.acquire()
+    try:
+        before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+        e = refused("run", cfg, "--overwrite", "--progress", "none")
+        assert isinstance(e, OutputError), e
+        for name in ("a", "b", "c"):
+            assert str(out / name) in str(e), e
+        assert sorted(e.others) == [str(out / n) for n in "abc"], e.others
+        assert "wait for those writers to end" in str(e), e
+        assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    finally:
+        for lock in held:
+            lock.clear()
+    shutil.rmtree(out)  # the folders the locks were taken in
+    assert error_of("run", cfg, "--progress", "none") is None
+    assert np.array_equal(read_array(out), reference(x))
+
+
 @pytest.mark.parametrize("paused", ["outer", "inner", "inner-linked"])
 def test_runs_whose_outputs_nest_are_refused_before_writing(tmp_path: Path, paused: str) -> None:
     """Two runs at once, one writing ``out.zarr``, the other ``out.zarr/sub`` (real processes;

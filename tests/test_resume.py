@@ -824,6 +824,30 @@ def test_a_run_record_part_of_another_kind_is_named_by_every_command(
     assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
 
 
+def test_every_part_of_a_run_record_of_another_kind_is_named(work: Work, cli) -> None:
+    """h85b: the killed output's run record with its lock, ``run.json`` and a marker each a
+    folder: the refusal named the first alone, and the next command, once it was removed,
+    met the next refusal. Each is named, as a part and as a path to remove, nothing written;
+    once all are removed, `run --overwrite` writes NumPy's values."""
+    work.restore_killed()
+    keys = [_misshape(work.output, part) for part in ("lock", "run.json", "marker")]
+    snapshot = file_states(work.output)
+    rc, _, err = cli("run", work.config, "--progress", "none", "--resume")
+    assert rc == 1, err
+    said = one_line_error(err)
+    assert f"the run record of {work.output} is damaged: " in said, said
+    for key in keys:
+        assert f"{key} is a folder where the run keeps a file" in said, said
+        assert str(work.output / key) in said.partition("remove ")[2], said
+    assert "none of which a run writes over" in said, said
+    assert file_states(work.output) == snapshot
+    for key in keys:
+        shutil.rmtree(work.output / key)
+    rc, _, err = cli("run", work.config, "--progress", "none", "--overwrite")
+    assert rc == 0, err
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
 @pytest.mark.parametrize(
     ("folder", "what"),
     [("c", "output chunk"), (".pipeline/done", "the run record's marker")],

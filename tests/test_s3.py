@@ -4562,3 +4562,80 @@ def test_an_s3_output_replaced_keeps_no_old_object_and_no_record(tmp_path, cli, 
     assert _zarr_s3(out, options)[...].tobytes() == reference(x).tobytes()
     rc, _, err = cli("verify", cfg)
     assert rc == 0, err
+
+
+#: A user's objects under an S3 output's run record (``.pipeline/``), none the pipeline's:
+#: one beside its lock, one under ``aside/`` (a local store's folder of what a replacement
+#: set aside, which nothing makes on an object store) and one under ``done/`` that names no
+#: block.
+_USER_RECORD_OBJECTS = (".pipeline/notes.txt", ".pipeline/aside/x", ".pipeline/done/mine.txt")
+
+
+@pytest.mark.parametrize("flag", ["", "--overwrite"])
+def test_a_user_s_object_in_an_s3_run_record_is_refused_before_anything_is_written(
+    tmp_path, cli, bucket, flag: str
+) -> None:
+    """A user's objects anywhere under an S3 output's ``.pipeline/`` (:data:`_USER_RECORD_
+    OBJECTS`), none the pipeline's: every start (a plain run, ``--overwrite``) is refused in
+    one line naming each of them and the fix (move them elsewhere), before anything is
+    written; every run's end had deleted the whole prefix, with no word (h85b). Once they
+    are moved, the run writes the output, NumPy's bit for bit."""
+    import s3fs
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    x = np.random.default_rng(8).standard_normal((12, 9)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 9))
+    out = f"{url}/out.zarr"
+    output = {"store": out, "storage_options": options}
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", "", output=output)
+    for key in _USER_RECORD_OBJECTS:
+        fs.pipe_file(f"{out[5:]}/{key}", b"mine")
+    before = {k: fs.cat_file(k) for k in fs.find(out[5:])}
+    rc, _, err = cli("run", cfg, "--progress", "none", *([flag] if flag else []))
+    assert rc == 1, err
+    line = one_line_error(err)
+    for key in _USER_RECORD_OBJECTS:
+        assert key.removeprefix(".pipeline/") in line, line
+    assert f"{out}/.pipeline" in line and "move them elsewhere" in line, line
+    fs.invalidate_cache()
+    assert {k: fs.cat_file(k) for k in fs.find(out[5:])} == before
+    for key in _USER_RECORD_OBJECTS:
+        fs.mv(f"{out[5:]}/{key}", f"{url[5:]}/kept/{key}")
+    rc, _, err = cli("run", cfg, "--progress", "none", *([flag] if flag else []))
+    assert rc == 0, err
+    assert _zarr_s3(out, options)[...].tobytes() == reference(x).tobytes()
+    fs.invalidate_cache()
+    assert not any(".pipeline" in k for k in fs.find(out[5:]))
+
+
+def test_an_s3_run_s_end_deletes_its_own_record_keys_alone(tmp_path, cli, bucket) -> None:
+    """A user's objects put under an S3 output's ``.pipeline/`` while its run writes it
+    (after its start's check): the run's end deletes its own keys alone (its lock, run.json,
+    its markers) and leaves the user's, bytes and all; it had deleted the whole prefix
+    (h85b). The output is complete, NumPy's bit for bit, and a next run finds the user's
+    objects and names them."""
+    import s3fs
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    x = np.random.default_rng(9).standard_normal((12, 9)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 9))
+    out = f"{url}/out.zarr"
+    output = {"store": out, "storage_options": options}
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", "", output=output)
+    with paused_at_lock("run", cfg, cwd=tmp_path) as held:
+        for key in _USER_RECORD_OBJECTS:
+            fs.pipe_file(f"{out[5:]}/{key}", key.encode())
+        _, err = go_on(held)
+        assert held.returncode == 0, err
+    fs.invalidate_cache()
+    left = sorted(k[len(out) - 4 :] for k in fs.find(out[5:]) if "/.pipeline/" in k)
+    assert left == sorted(_USER_RECORD_OBJECTS), left
+    for key in _USER_RECORD_OBJECTS:
+        assert fs.cat_file(f"{out[5:]}/{key}") == key.encode()
+    y = _zarr_s3(out, options)
+    assert y[...].tobytes() == reference(x).tobytes()
+    assert record_of(y.attrs)["status"] == "complete"
+    rc, _, err = cli("run", cfg, "--progress", "none", "--overwrite")
+    assert rc == 1 and "notes.txt" in one_line_error(err), err

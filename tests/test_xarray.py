@@ -3053,6 +3053,27 @@ def test_a_group_member_with_damaged_metadata_is_named_and_kept(
     assert file_states(out) == before
 
 
+def test_every_group_member_with_damaged_metadata_is_named(tmp_path: Path) -> None:
+    """h85b: a user's Zarr group holding two members whose zarr.json is cut short (``b``
+    and ``c``): the refusal named the first alone, and mending it met the next refusal.
+    Both are named, in one line, nothing changed."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    group = zarr.open_group(str(out), mode="w")
+    for name in ("a", "b", "c"):
+        group.create_array(name, shape=(4,), dtype="f4")[...] = 1
+    for name in ("b", "c"):
+        (out / name / "zarr.json").write_bytes(b'{"zarr_format": 3, "node_type": "arr')
+    before = file_states(out)
+    with pytest.raises(OutputError) as refusal:
+        pipeline.run(config(tmp_path), overwrite=True)
+    line = str(refusal.value)
+    assert len(line.splitlines()) == 1
+    assert f"{out} holds {out}/b, {out}/c, Zarr nodes whose metadata are not readable" in line
+    assert refusal.value.members == [f"{out}/b", f"{out}/c"]
+    assert file_states(out) == before
+
+
 def test_an_output_group_of_other_arrays_is_written_into_only_with_overwrite(
     tmp_path: Path, backend_client: tuple[str, Any]
 ) -> None:
@@ -8758,3 +8779,23 @@ def test_a_variable_replaced_in_a_group_of_several_leaves_the_others_and_nothing
     ds = open_dataset(out)
     assert same_bits(ds["t"].values, ds["u"].values)
     assert pipeline.verify(again, all=True).ok
+
+
+def test_a_stale_consolidated_copy_names_every_member_it_misstates(
+    tmp_path: Path, cli: Any
+) -> None:
+    """h85b: a Dataset whose consolidated copy misstates several members (a ``scale_factor``
+    added to the coordinates ``y`` and ``x`` since, by which xarray decodes them): the line
+    named the first alone, and its fix met the next refusal. Each is named; consolidated
+    again, the run passes."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 3)
+    for name in ("y", "x"):
+        zarr.open_array(str(src), path=name, mode="r+").attrs["scale_factor"] = 2.0
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "is stale: " in line, line
+    assert "scale_factor of 'y'" in line and "scale_factor of 'x'" in line, line
+    assert not (tmp_path / "out.zarr").exists()

@@ -750,7 +750,8 @@ def check_consolidated(
     output, holds in its own metadata, which the pipeline reads: another shape, dtype,
     chunks, codecs, fill value or dimension names, or a member it does not list (or lists,
     gone): xarray would read other values from the same chunks, so the store is damaged
-    (InputError: ``variable``, ``member``, ``differs``, ``fix``); so are attributes by which
+    (InputError: ``variable``, ``member``, ``members`` (each refusing it), ``differs``,
+    ``fix``); so are attributes by which
     xarray decodes the values (:func:`_decodes_otherwise`). Other attributes that differ are a
     note (returned): the output carries the members' own.
 
@@ -761,18 +762,24 @@ def check_consolidated(
     found = datasets.stale(store, variable, with_coords=frame)
     where = loc.join(variable.group) if variable.group else loc.url
     fix = "consolidate the input's metadata again"
-    for s in found:
-        if s.part == "attributes" and not _decodes_otherwise(s):
-            continue
+    # every member that refuses it, each said (three, then how many more): the first alone
+    # had been, and the fix of that one then met the next one's refusal (h85b)
+    refusing = [s for s in found if s.part != "attributes" or _decodes_otherwise(s)]
+    if refusing:
+        s = refusing[0]
+        said = "; ".join(r.said for r in refusing[:3])
+        if len(refusing) > 3:
+            said += f"; and {len(refusing) - 3} more"
         raise InputError(
             f"the consolidated metadata of the input Dataset {name_shown(where)} is stale: "
-            f"{s.said} "
+            f"{said} "
             "(changed since it was consolidated); xr.open_zarr reads that copy, and would "
             "see other values than the pipeline reads: consolidate the input's metadata "
             "again (zarr.consolidate_metadata on its store), or run on a fresh copy of it"
             + (f"; then, as its own metadata reads: {then}" if then else ""),
             variable=loc.join(variable.group, variable.name),
             member=s.member,
+            members=[r.member for r in refusing],
             differs=list(s.keys) or [s.part],
             fix=fix,
         )

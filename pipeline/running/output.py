@@ -1035,7 +1035,9 @@ def check_group_opens(plan: Plan, sizes: bool = True) -> None:
         return
     name, why = found[0]
     where = plan.output.location.join(plan.output.path)
-    more = f" (and {len(found) - 1} more such arrays)" if len(found) > 1 else ""
+    # every other one named too (three, then how many more): a count had been said (h85b)
+    others = some_shown([repr(n) for n, _ in found[1:]])
+    more = f" (and {others}, which xarray cannot open either)" if len(found) > 1 else ""
     what = _member_words(store, group, name, datasets.group_arrays(store, group, listed=True))
     raise OutputError(
         f"cannot write {name_shown(where)}: its group holds {name!r} ({what}){more}, {why}, which "
@@ -1459,17 +1461,22 @@ def _decide_start(
             for n in listed
             if arrays.node_type(plan.output.location, _key(folder_path, n)) == "damaged"
         ]
-        if damaged:  # a Zarr group whose member's metadata is not readable: name it
-            member = plan.output.location.join(_key(folder_path, damaged[0]))
+        if damaged:  # a Zarr group's members whose metadata is not readable: name each
+            # (three, then how many more; the first alone had been named, h85b)
+            members = [plan.output.location.join(_key(folder_path, n)) for n in damaged]
+            one = len(members) == 1
             raise OutputError(
-                f"{name_shown(folder)} holds {member}, a Zarr node whose metadata is not readable "
-                "(cut "
+                f"{name_shown(folder)} holds {some_shown(members)}, "
+                f"{'a Zarr node whose metadata is' if one else 'Zarr nodes whose metadata are'} "
+                "not readable (cut "
                 "short, not JSON, or lacking what Zarr requires); the pipeline never writes "
-                "beside it nor deletes it, even with --overwrite: mend or remove that member "
+                f"beside {'it' if one else 'them'} nor deletes {'it' if one else 'them'}, even "
+                f"with --overwrite: mend or remove {'that member' if one else 'those members'} "
                 "yourself, or choose another output.store",
                 output=where,
                 status=state,
-                member=member,
+                member=members[0],
+                members=members,
             )
         if folder_path != plan.output.path and arrays.node_type(loc, folder_path) == "group":
             raise _strays_in_group(plan, folder, folder_path, listed)
@@ -1508,21 +1515,27 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
     block, ``--overwrite`` too where the lock or ``run.json`` was a folder, while
     ``verify``, ``plan`` and a plain ``run`` said `run --resume` finishes it (h65a)."""
     ledger = plan.sink.ledger
-    found = ledger.misshapen() if ledger is not None else None
-    if found is None:
+    found = ledger.misshapen() if ledger is not None else []
+    if not found:
         _refuse_strangers(plan, where)
         return
-    key, there, kept = found
-    path = plan.output.location.join(_key(plan.output.path, key))
+    # every part (three, then how many more): the first alone had been named (h85b)
+    said = "; ".join(
+        f"{key} is {there} where the run keeps {kept}" for key, there, kept in found[:3]
+    )
+    if len(found) > 3:
+        said += f"; and {len(found) - 3} more"
+    paths = [plan.output.location.join(_key(plan.output.path, key)) for key, _, _ in found]
+    which = "which no run writes over" if len(found) == 1 else "none of which a run writes over"
     raise OutputError(
-        f"the run record of {name_shown(where)} is damaged: {key} is {there} where the run keeps "
-        f"{kept}, "
-        f"which no run writes over, even with --overwrite: remove {name_shown(path)} yourself, "
+        f"the run record of {name_shown(where)} is damaged: {said}, "
+        f"{which}, even with --overwrite: remove {some_shown(paths)} yourself, "
         "then "
         f"{_once_removed(plan)}",
         output=where,
         status=output_state(plan),
-        record=path,
+        record=paths[0],
+        records=paths,
     )
 
 
@@ -1542,10 +1555,12 @@ def _refuse_strangers(plan: Plan, where: str) -> None:
         return
     record = plan.output.location.join(_key(plan.output.path, RECORD))
     them = "it" if len(strangers) == 1 else "them"
+    # on an object store, keys anywhere below it (aside/ is a local folder's alone: h85b)
+    own = "done/, aside/" if plan.output.location.is_local else "its markers in done/"
     raise OutputError(
         f"the run record folder {name_shown(record)} holds {some_shown(strangers)}, which the "
-        "pipeline did not write: that folder is the pipeline's own bookkeeping (its lock, "
-        f"run.json, done/, aside/), which a run deletes as it ends or starts over: move {them} "
+        f"pipeline did not write: that folder is the pipeline's own bookkeeping (its lock, "
+        f"run.json, {own}), which a run deletes as it ends or starts over: move {them} "
         "elsewhere "
         f"yourself, then {_once_removed(plan)}",
         output=where,

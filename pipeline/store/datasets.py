@@ -25,6 +25,7 @@ from pipeline.errors import (
     cause,
     name_shown,
     names_shown,
+    some_shown,
     storage_failure,
     wrong_library,
 )
@@ -1420,7 +1421,7 @@ def _members(store: Any, group: str, names: tuple[str, ...]) -> tuple[list[str],
             return listed, store
         # found by their keys, yet not listed (a server that answers 404 for a folder):
         # xarray would read the Dataset without them
-        refused = _listing_refused(store, group, None, unlisted[0])
+        refused = _listing_refused(store, group, None, unlisted)
     copy = _consolidated_members(store, group)
     if copy is None:
         assert refused is not None
@@ -1428,7 +1429,7 @@ def _members(store: Any, group: str, names: tuple[str, ...]) -> tuple[list[str],
     members, arrays = copy
     missing = [n for n in names if n not in arrays]
     if missing:  # an array added since the copy was made (stale() refuses it at plan time)
-        raise _unlisted_in_copy(store, group, missing[0])
+        raise _unlisted_in_copy(store, group, missing)
     return arrays, _listed_store(store, group, members)
 
 
@@ -1601,32 +1602,43 @@ def _keep_written_references(v: Any, written: tuple[str, ...]) -> None:
     v.encoding["coordinates"] = coordinates
 
 
-def _unlisted_in_copy(store: Any, group: str, unlisted: str) -> ListingError:
+def _unlisted_in_copy(store: Any, group: str, unlisted: Sequence[str]) -> ListingError:
     """The ListingError where the server of ``store`` lists no folders and the consolidated
-    metadata of the group ``group``, read in place of its listing, lacks ``unlisted`` (a
-    member found by its key: added since the group was consolidated)."""
+    metadata of the group ``group``, read in place of its listing, lacks ``unlisted`` (the
+    members found by their keys: added since the group was consolidated), naming each (three
+    by name, then how many more: :func:`~pipeline.errors.some_shown`; the first alone had
+    been named, h85b)."""
     root = str(getattr(store, "path", ""))
     folder = key_under(root, group) if group else root
+    which = "which is" if len(unlisted) == 1 else "which are"
     return ListingError(
         f"the server of {root} does not list the folder {name_shown(folder)}, and the group's "
-        f"consolidated metadata, read in place of a listing, lacks {unlisted!r}, which is "
+        f"consolidated metadata, read in place of a listing, lacks {_quoted(unlisted)}, "
+        f"{which} "
         "there (added since it was consolidated): consolidate the input's metadata again "
         "(zarr.consolidate_metadata on its store), or set output.array: '' to write the "
         "variable alone, without its Dataset, or enable folder listings on the server "
         "(nginx: `autoindex on`)",
         store=root,
         folder=folder,
-        failure=f"{unlisted!r} not in the consolidated metadata",
+        failure=f"{_quoted(unlisted)} not in the consolidated metadata",
     )
 
 
+def _quoted(names: Sequence[str]) -> str:
+    """``names`` quoted (``'x'``), three by name then how many more
+    (:func:`~pipeline.errors.some_shown`)."""
+    return some_shown([repr(n) for n in names])
+
+
 def _listing_refused(
-    store: Any, group: str, e: BaseException | None, unlisted: str = ""
+    store: Any, group: str, e: BaseException | None, unlisted: Sequence[str] = ()
 ) -> ListingError | None:
     """The ListingError where ``e`` is the refusal of the server of ``store`` (an fsspec
     store) to list the group ``group``, which has no consolidated metadata, whose members
-    xarray reads (:func:`listing_error`), or, with ``unlisted`` (a member found by its key),
-    where its listing does not show that member; None where ``e`` is another error."""
+    xarray reads (:func:`listing_error`), or, with ``unlisted`` (members found by their
+    keys), where its listing does not show them, each named (h85b: the first alone had
+    been); None where ``e`` is another error."""
     root = str(getattr(store, "path", ""))
     folder = key_under(root, group) if group else root
     alone = "set output.array: '' to write the variable alone, without its Dataset"
@@ -1640,13 +1652,14 @@ def _listing_refused(
     return ListingError(
         f"the server of {root} does not list the folder {name_shown(folder)} (it answered the "
         "folder's "
-        f"URL with no listing that names {unlisted!r}, which is there: a 404, or an empty "
+        f"URL with no listing that names {_quoted(unlisted)}, "
+        f"{'which is' if len(unlisted) == 1 else 'which are'} there: a 404, or an empty "
         f"page), which the pipeline needs listed here: {alone}, or "
         "enable folder listings on it (nginx: `autoindex on`), or copy the store to a local "
         "folder or an object store",
         store=root,
         folder=folder,
-        failure=f"{unlisted!r} not listed",
+        failure=f"{_quoted(unlisted)} not listed",
     )
 
 

@@ -51,6 +51,7 @@ from pipeline.errors import (
     cause,
     name_shown,
     shell_word,
+    some_shown,
     storage_failure,
     then_say,
 )
@@ -269,23 +270,24 @@ class Ledger:
         """The summed counts recorded with ``blocks``; None when one has none (unknown)."""
         return summed_counts(self.each_counts(blocks, threads))
 
-    def misshapen(self) -> tuple[str, str, str] | None:
-        """The first part of the record that is not of the kind the run keeps there: the
+    def misshapen(self) -> list[tuple[str, str, str]]:
+        """Every part of the record that is not of the kind the run keeps there (the first
+        alone had been found, and its removal met the next one's refusal, h85b): the
         record itself (``.pipeline``) or its ``done`` folder that is a file or a link to
         nothing, its ``lock``, ``run.json`` or a block's marker (a name :meth:`_name` gives)
         that is a folder or no regular file. As (its key under the output array
         ('.pipeline/done'), what is there ('a file'), what the run keeps there ('a
-        folder')); None where every part is as the run keeps it, or absent. Every run meets
+        folder')); [] where every part is as the run keeps it, or absent. Every run meets
         such a part: the lock's open, the record's read or the markers' listing raised the
         file system's NotADirectoryError or IsADirectoryError (h65a), a resume only after it
         computed a block. A part that is a link, to anything, is one too ('a link to
         /data/rec'): deleting the record deletes a link, not what it names, so a run that
         found the output complete left its lock behind the link (in the output itself, where
         ``.pipeline`` named it, which ``run --overwrite`` then refused as a stray file; h66b).
-        None on a store that is no local folder: an object store holds an object and keys
+        [] on a store that is no local folder: an object store holds an object and keys
         under it at one name, and the run reads and writes both."""
         if not self.location.is_local:
-            return None
+            return []
         base = f"{self.array_path}/" if self.array_path else ""
 
         def what(key: str, folder: bool) -> str | None:
@@ -307,14 +309,20 @@ class Ledger:
                 return not_a_file(os.stat(path).st_mode) or "no regular file"
             return "no regular file"
 
-        parts = [(self._key(), True), (self._key("done"), True)]
+        found: list[tuple[str, str, str]] = []
+        record = self._key()
+        there = what(record, True)
+        if there is not None or not os.path.lexists(self.location.join(record)):
+            # no record, or none of a folder: nothing under it
+            return [] if there is None else [(record[len(base) :], there, "a folder")]
+        parts = [(self._key("done"), True)]
         parts += [(self._key(n), False) for n in (self.LOCK, "run.json")]
         for key, folder in parts:
             there = what(key, folder)
             if there is not None:
-                return key[len(base) :], there, "a folder" if folder else "a file"
-            if key == self._key() and not os.path.lexists(self.location.join(key)):
-                return None  # no record: nothing under it either
+                found.append((key[len(base) :], there, "a folder" if folder else "a file"))
+        if found and found[0][0] == self._key("done")[len(base) :]:
+            return found  # no folder of markers: none in it
         done = self.location.join(self._key("done"))
         try:
             with os.scandir(done) as listed:
@@ -323,18 +331,20 @@ class Ledger:
                     for e in listed
                     if _BLOCK_NAME.fullmatch(e.name) and not e.is_file(follow_symlinks=False)
                 )
-        except FileNotFoundError:
-            return None
+        except (FileNotFoundError, NotADirectoryError):
+            return found
         for name in odd:
             key = self._key("done", name)
             there = what(key, False)
             if there is not None:
-                return key[len(base) :], there, "a file"
-        return None
+                found.append((key[len(base) :], there, "a file"))
+        return found
 
     #: The entries of the run record's folder that are the run's: its lock, ``run.json``,
     #: the markers' folder and what a replacement set aside (:attr:`ASIDE`).
     OWN: ClassVar[tuple[str, ...]] = ("run.json", "done", "aside")
+    #: Those of :attr:`OWN` that are folders.
+    OWN_FOLDERS: ClassVar[tuple[str, ...]] = ("done", "aside")
 
     def _own(self, name: str) -> bool:
         """Whether ``name``, an entry of the run record's folder, is the run's: one of
@@ -351,11 +361,38 @@ class Ledger:
         (h84b). What ``done`` holds is the run's (its markers, and copies of them, which
         mark nothing); [] where there is no record, or it is no folder
         (:meth:`misshapen`), or it cannot be listed (a store that refuses to: the run meets
-        that where it lists the record, and says it there)."""
+        that where it lists the record, and says it there). On an object store, every key
+        under the record that is not the run's (:meth:`_own_object`), by its key below it
+        (``aside/x``), from one listing (one LIST per 1000 keys): a run's end there deletes
+        its own keys alone, and had deleted the whole prefix, a user's objects with it
+        (h85b)."""
         try:
+            if not self.location.is_local:
+                return [
+                    k
+                    for k in self._record_objects()
+                    if not (self._own_object(k) or _os_or_probe(k))
+                ]
             return [n for n in self.location.entries(self._key()) if not self._own(n)]
         except Exception:
             return []
+
+    def _record_objects(self) -> list[str]:
+        """Every key under the run record of an object store, by its key below it
+        (``done/3.0``), sorted: one listing of its prefix (one LIST per 1000 keys)."""
+        below = len(self._key()) + 1
+        return sorted(k[below:] for k in self.location.file_sizes(self._key()))
+
+    def _own_object(self, key: str) -> bool:
+        """Whether ``key``, below the run record of an object store, is one the run writes
+        there: its lock, ``run.json`` (:meth:`_own`'s names of files) or a block's marker
+        (``done/3.0``). Nothing is set aside on an object store (``aside/`` is a local
+        folder's), and a marker is a block's name directly in ``done/``: what else is under
+        the record is another's, which no run deletes."""
+        top, _, below = key.partition("/")
+        if not below:
+            return top not in self.OWN_FOLDERS and self._own(top)
+        return top == "done" and _BLOCK_NAME.fullmatch(below) is not None
 
     def recorded(self, blocks: list[Shape]) -> set[Shape]:
         """Of ``blocks``, those the run record marks written: a marker of this record's
@@ -403,8 +440,17 @@ class Ledger:
         self._forget()  # what an earlier run in this process knew of its markers
 
     def clear_done(self) -> None:
-        """Forget every finished block (a fresh start)."""
-        self.location.delete(self._key("done"), recursive=True)
+        """Forget every finished block (a fresh start): on an object store by deleting its
+        markers alone (a block's name directly in ``done/``, from one listing), never the
+        prefix, which may hold a user's objects (h85b)."""
+        if self.location.is_local:
+            self.location.delete(self._key("done"), recursive=True)
+            return
+        names = self.location.list(self._key("done"))
+        self.location.delete_files(
+            [self._key("done", n) for n in names if _BLOCK_NAME.fullmatch(n)],
+            folders=[self._key("done")],
+        )
 
     #: The record's folder of what a replacement moved aside, to be deleted while the run
     #: computes (:meth:`pipeline.store.location.Folder.set_aside`), below the array's folder.
@@ -511,7 +557,7 @@ class Ledger:
         path = self.location.join(self._key(self.LOCK))
         if not self.location.is_local:
             self._check_object(0.0)  # never another run's record, that took the lock since
-            self.location.delete(self._key(), recursive=True)
+            self._remove_objects()
             return
         held = _HELD.get(path)
         if held is None:
@@ -529,6 +575,20 @@ class Ledger:
                 self._remove_record_in(array, record, held)
             finally:
                 os.close(record.fd)
+
+    def _remove_objects(self) -> None:
+        """:meth:`_remove_record` on an object store: the run's own keys under the record
+        (:meth:`_own_object`: its markers, ``run.json``) and files an operating system
+        writes, from one listing (one LIST per 1000 keys), then its lock; a user's object
+        there (:meth:`strangers`, which every start refuses, or one put there while the run
+        wrote) stays, where the whole prefix had been deleted with no word (h85b)."""
+        own = [
+            self._key(k)
+            for k in self._record_objects()
+            if k != self.LOCK and (self._own_object(k) or is_os_file(k.rpartition("/")[2]))
+        ]
+        self.location.delete_files(own)
+        self.location.delete_files([self._key(self.LOCK)], folders=[self._key("done"), self._key()])
 
     def _remove_record_in(self, array: Folder, record: Folder, held: int) -> None:
         """:meth:`_remove_record` of a local record held (``held``: the lock file's
@@ -820,7 +880,7 @@ class Ledger:
         array as the refusal names it."""
         found = nested_writers(self.location, self.array_path, kind=self.WHAT)
         if found:
-            raise nested_refusal(self, found[0], said)
+            raise nested_refusal(self, found, said)
 
     def release(self) -> None:
         """Give the lock up (the record's other files stay, for ``--resume``)."""
@@ -1110,6 +1170,14 @@ class InputLock(Ledger):
         )
 
 
+def _os_or_probe(key: str) -> bool:
+    """Whether ``key``'s last name is a file an operating system writes into any folder
+    (:func:`~pipeline.store.location.is_os_file`) or a write probe's object (another run's,
+    probing the store at once: :func:`~pipeline.store.location.is_write_probe`)."""
+    name = key.rpartition("/")[2]
+    return is_os_file(name) or is_write_probe(name)
+
+
 def summed_counts(docs: Sequence[Mapping[str, Any] | None]) -> dict[str, int] | None:
     """The counts of markers (``docs``: what each holds, :meth:`Ledger.each_counts`),
     summed; None where one has none (unknown)."""
@@ -1323,17 +1391,21 @@ def check_read_apart(location: Location, path: str) -> None:
     The array itself being written is :func:`pipeline.store.arrays.check_not_being_written`'s.
     A reader holds no lock: a run that begins writing around an input already being read is
     found by the reader's check of the input's identity at its end. Reads only."""
-    for found in nested_writers(location, path, below=False):
-        if found.relation == "holds":
-            raise nested_refusal(InputLock(location, path.strip("/")), found)
+    holding = [f for f in nested_writers(location, path, below=False) if f.relation == "holds"]
+    if holding:
+        raise nested_refusal(InputLock(location, path.strip("/")), holding)
 
 
-def nested_refusal(lock: Ledger, found: Nested, said: str = "") -> PipelineError:
+def nested_refusal(lock: Ledger, nested: Sequence[Nested], said: str = "") -> PipelineError:
     """The refusal of the writer of ``lock`` (a run: OutputError; a generation: InputError)
-    at an array nested with ``found``'s, in one line naming both and the fix: fields
-    ``output`` or ``input`` (its array, as ``said``, else as its location joins it),
-    ``other`` (``found.where``), ``holder``, ``relation`` and ``status`` ('writing' or
-    'generating', what the other does)."""
+    at an array nested with those of ``nested`` (one writer at least), in one line naming
+    its array, the first of them with its holder, every other one (three by name, then how
+    many more: :func:`~pipeline.errors.some_shown`; the first alone had been named, and the
+    wait for it met the next one's refusal, h85b) and the fix: fields ``output`` or
+    ``input`` (its array, as ``said``, else as its location joins it), ``other`` (the first
+    one's ``where``), ``others`` (every one's), ``holder``, ``relation`` and ``status``
+    ('writing' or 'generating', what the first does)."""
+    found, rest = nested[0], nested[1:]
     mine = said or lock.location.join(lock.array_path)
     rel = {"is": "is", "holds": "lies inside", "inside": "holds"}[found.relation]
     doing = (
@@ -1346,14 +1418,23 @@ def nested_refusal(lock: Ledger, found: Nested, said: str = "") -> PipelineError
     fields = {
         lock.ROLE: mine,
         "other": found.where,
+        "others": [f.where for f in nested],
         "holder": found.holder,
         "relation": found.relation,
         "status": "writing" if found.what == "run" else "generating",
     }
+    also = ""
+    if rest:
+        also = (
+            f"; other writers of the pipeline write {some_shown([f.where for f in rest])}, "
+            "nested with it too, now"
+        )
+    them = "them" if rest else "it"
     text = (
-        f"the {lock.ROLE} {mine} {rel} {found.where}, which {doing} now ({who}), and one's "
-        f"clearing would delete the other's data: choose an {lock.ROLE}.store apart from it "
-        f"(neither inside it nor holding it), or wait for that {other} to end"
+        f"the {lock.ROLE} {mine} {rel} {found.where}, which {doing} now ({who}){also}, and "
+        f"one's clearing would delete the other's data: choose an {lock.ROLE}.store apart "
+        f"from {them} (neither inside {them} nor holding {them}), or wait for "
+        f"{'those writers' if rest else f'that {other}'} to end"
     )
     if lock.ROLE == "input":
         return InputError(text, **fields)

@@ -728,33 +728,71 @@ class Location:
         except FileNotFoundError:  # gone meanwhile
             return
         except OSError as e:
-            where = self._as_said(e.filename if isinstance(e.filename, str) else path)
-            failure = storage_failure(e) if not self.is_local else None
-            if failure is not None:  # a store's answer (S3: no s3:DeleteObject), not a file's:
-                # "write permission on its folder, no immutable attribute" had been said (h65f)
-                where = getattr(e, _UNDELETED, where)  # the object it refused, not its folder
-                said = self.join(self._key_of(where) if where != path else key)
-                # a recursive delete lists first: a refused listing is no refused delete
-                what = (
-                    f"list {self.shown(key)} to delete it"
-                    if s3_action(e) == "list"
-                    else (f"delete {said}")
-                )
-                raise OutputError(
-                    f"cannot {what} ({failure}): "
-                    f"{self.answer_fix(failure, side='output')}, or delete it yourself",
-                    output=self.url,
-                    path=where,
-                    reason=failure,
-                ) from None
-            raise OutputError(
-                f"cannot delete {name_shown(where)} ({type(e).__name__}: {e.strerror or e}): make "
-                "it "
-                "deletable (write permission on its folder, no immutable attribute) or delete "
-                "it yourself",
+            raise self._undeleted(e, key, path) from None
+
+    def delete_files(self, keys: Sequence[str], folders: Sequence[str] = ()) -> None:
+        """Delete each of ``keys``, files (objects) alone, never a folder; one that is not
+        there is fine. On an object store concurrently (one DELETE each, as a recursive
+        :meth:`delete` deletes what it lists), every one tried whatever another's answered.
+        Then each of ``folders`` (keys, deepest first) where it is left empty, on a store
+        that has folders of its own (a local one, ``memory://``; S3 has none: a prefix whose
+        keys are gone is gone). What deletes a set of keys under a folder that may hold
+        others' files too, which stay: the run record's own on an object store
+        (:meth:`pipeline.store.ledger.Ledger.clear`), where a recursive delete had deleted
+        a user's objects with them (h85b).
+
+        Raises OutputError as :meth:`delete` does, naming the first key that stays."""
+        if self.is_local:
+            for key in keys:
+                self.delete(key)
+        elif keys:
+            paths = [self._path(k) for k in keys]
+            try:
+                _remove_files(self.fs(), paths)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise self._undeleted(e, keys[0], paths[0]) from None
+        if self.versions_tagged:
+            return
+        for folder in folders:
+            path = self._path(folder)
+            with contextlib.suppress(OSError, NotImplementedError):  # not empty, or gone
+                if self.is_local:
+                    os.rmdir(path)
+                elif not self.fs().ls(path, detail=False):
+                    self.fs().rmdir(path)
+
+    def _undeleted(self, e: OSError, key: str, path: str) -> OutputError:
+        """The refusal of :meth:`delete` of ``key`` (at ``path``), which the store or the
+        file system answered with ``e``."""
+        where = self._as_said(e.filename if isinstance(e.filename, str) else path)
+        failure = storage_failure(e) if not self.is_local else None
+        if failure is not None:  # a store's answer (S3: no s3:DeleteObject), not a file's:
+            # "write permission on its folder, no immutable attribute" had been said (h65f)
+            where = getattr(e, _UNDELETED, where)  # the object it refused, not its folder
+            said = self.join(self._key_of(where) if where != path else key)
+            # a recursive delete lists first: a refused listing is no refused delete
+            what = (
+                f"list {self.shown(key)} to delete it"
+                if s3_action(e) == "list"
+                else (f"delete {said}")
+            )
+            return OutputError(
+                f"cannot {what} ({failure}): "
+                f"{self.answer_fix(failure, side='output')}, or delete it yourself",
                 output=self.url,
                 path=where,
-            ) from None
+                reason=failure,
+            )
+        return OutputError(
+            f"cannot delete {name_shown(where)} ({type(e).__name__}: {e.strerror or e}): make "
+            "it "
+            "deletable (write permission on its folder, no immutable attribute) or delete "
+            "it yourself",
+            output=self.url,
+            path=where,
+        )
 
     def file_sizes(self, key: str) -> dict[str, int]:
         """The size of every file (object) under ``key``, by its store key: one walk of the
