@@ -4485,6 +4485,73 @@ _READERS: list[tuple[str, ...]] = [
 ]
 
 
+@pytest.mark.parametrize("part", ["t/zarr.json", "t/.zattrs", "t/c/0", "zarr.json", "v/zarr.json"])
+def test_a_dataset_output_key_that_is_a_named_pipe_names_the_output_s_fix(
+    tmp_path: Path, cli, part: str
+) -> None:
+    """h85a: a named pipe at a key of a Dataset output (written by a run of the variable
+    ``v`` with its coordinate ``t``): the coordinate's ``zarr.json`` (or a v2 document beside
+    it), the group's ``zarr.json``, had been refused by every command, ``run --overwrite``
+    too, with an input's fix alone ("restore the document from a good copy"); a coordinate's
+    chunk had been refused as "gone or unreadable", its `verify` quoting an input's fix. Each
+    reader now names the key and the output's fix, and that fix works."""
+    xr = pytest.importorskip("xarray")
+    ds = xr.Dataset(
+        {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
+        coords={"t": np.arange(4)},
+        attrs={"title": "x"},
+    )
+    _, out, cfg = _dataset_run(tmp_path, cli, ds)
+    (out / part).unlink(missing_ok=True)
+    os.mkfifo(out / part)
+    readers = [*_READERS, ("run", "--overwrite", "--dry-run")]
+    if part != "t/c/0":  # --overwrite deletes a coordinate's chunk: it writes the output
+        readers.append(("run", "--overwrite", "--progress", "none"))
+    for (command, *flags), (rc, stdout, stderr) in zip(
+        readers, _each_command(cfg, readers), strict=True
+    ):
+        said = f"{part!r} of {out} is a named pipe (FIFO), not a file"
+        if part == "t/c/0" and (command == "plan" or "--overwrite" in flags):
+            assert rc == 0 and (command != "plan" or said in stdout), (command, stdout)
+            continue
+        line = one_line_error(stderr)
+        assert rc == 1 and said in line, (command, flags, line)
+        assert not line.endswith("restore the document from a good copy"), line
+        if part.startswith("t/.") or part == "t/zarr.json":
+            assert line.endswith(
+                f"remove {out / 't'} yourself (the coordinate array 't' that the run writes), "
+                "then `run --overwrite` writes it again"
+            ), line
+        elif part == "t/c/0":
+            assert line.endswith(
+                "`run --overwrite` writes the output again (it deletes the "
+                "coordinate t's files, that one too)"
+            ), line
+        elif part == "zarr.json":
+            assert line.endswith(
+                "or remove it yourself: `run --overwrite` then writes the output's group "
+                "document again (the input's attributes, not any other it held)"
+            ), line
+        else:
+            assert line.endswith(
+                f"or remove {out / 'v'} yourself: `run --overwrite` then writes the output anew"
+            ), line
+    assert stat.S_ISFIFO(os.lstat(out / part).st_mode)  # untouched
+    # the fix the line names
+    if part.startswith("t/") and part != "t/c/0":
+        shutil.rmtree(out / "t")
+    elif part == "v/zarr.json":
+        shutil.rmtree(out / "v")
+    elif part == "zarr.json":
+        (out / part).unlink()
+    fixed = [("run", "--overwrite", "--progress", "none"), ("verify", "--all")]
+    for rc, _, stderr in _each_command(cfg, fixed):
+        assert rc == 0, stderr
+    back = xr.open_zarr(out)
+    assert back["t"].values.tolist() == [0, 1, 2, 3]
+    assert np.array_equal(back["v"].values, reference(ds["v"].values))
+
+
 @pytest.mark.parametrize(
     "part", ["a shard", "a link", "zarr.json", ".pipeline/lock", ".pipeline/run.json"]
 )

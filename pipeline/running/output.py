@@ -76,6 +76,19 @@ def _key(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
 
 
+def refuse_not_files(plan: Plan, chunks: bool = True) -> None:
+    """:func:`~pipeline.store.arrays.refuse_output_not_files` of the plan's output, with the
+    coordinates of an output written as a Dataset (its group's members the run writes, whose
+    fix is the run's own, h85a)."""
+    variable = plan.carried.variable
+    coordinates = (
+        variable.coords if output_group(plan) is not None and variable is not None else None
+    )
+    arrays.refuse_output_not_files(
+        plan.output.location, plan.output.path, chunks=chunks, coordinates=coordinates
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Checks that run before anything is written.
 
@@ -356,7 +369,7 @@ def output_state(plan: Plan) -> str:
     info = plan.output
     # its documents and its groups' that are no file (a named pipe), before they are read:
     # one line, not a wait without end (h84a)
-    arrays.refuse_output_not_files(info.location, info.path, chunks=False)
+    refuse_not_files(plan, chunks=False)
     if group_members(info.location, info.path):
         return "group"
     # a .DS_Store (or any OS file) says nothing of what is there: a folder holding one and
@@ -429,6 +442,9 @@ def check_parents(plan: Plan) -> None:
             blocking=place,
             node=node,
         )
+    # a document of the output, of its groups or of its Dataset's coordinates that is no file
+    # (a named pipe): the output's line and fix, before the walk below reads it (h85a)
+    refuse_not_files(plan, chunks=False)
     found = arrays.node_in_the_way(loc, plan.output.path)
     if found is None:
         return
@@ -1405,7 +1421,7 @@ def _decide_start(
     if not overwrite and state != "incomplete":
         # a chunk that is no file (a named pipe), before any is read, which would wait on it
         # without end (h84a): --overwrite deletes it, a resume writes its block again
-        arrays.refuse_output_not_files(plan.output.location, plan.output.path)
+        refuse_not_files(plan)
     if state != "group":
         check_formats_agree(plan)
     if state == "absent":
@@ -2299,7 +2315,7 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         # (--overwrite deletes a chunk's; a resume writes an unfinished output's again), h84a
         state = output_state(plan)
         if state != "incomplete":
-            arrays.refuse_output_not_files(plan.output.location, plan.output.path)
+            refuse_not_files(plan)
     except OutputError as e:
         if getattr(e, "reason", None) != "not a file":
             raise
