@@ -4485,6 +4485,63 @@ _READERS: list[tuple[str, ...]] = [
 ]
 
 
+def _special_path(path: Path, what: str, tmp_path: Path) -> str:
+    """``path`` made ``what`` ('fifo', a named pipe; 'link', a symbolic link to a file;
+    'socket', a Unix socket, bound and closed): the words a line says it is."""
+    if what == "fifo":
+        os.mkfifo(path)
+        return "a named pipe (FIFO)"
+    if what == "link":
+        (tmp_path / "notes.txt").write_text("x")
+        path.symlink_to(tmp_path / "notes.txt")
+        return f"a symbolic link to the file {tmp_path / 'notes.txt'}"
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+    return "a socket"
+
+
+@pytest.mark.parametrize("what", ["fifo", "link", "socket"])
+def test_an_output_or_input_path_that_is_no_folder_is_named_for_what_it_is(
+    tmp_path: Path, cli, what: str
+) -> None:
+    """h85a: an output path (output.store) that is a named pipe, a symbolic link to a file or
+    a socket had been told "... is a file, not a directory"; an input path (input.store) that
+    is a named pipe, "no Zarr array at ...; check input.array". Each command names what it
+    is and the fix, in one line, before anything is written; nothing is opened (a named
+    pipe's open would wait)."""
+    if len(str(tmp_path / "out.zarr")) > 100:  # a Unix socket's path is at most 107 bytes
+        pytest.skip("the temporary folder's path is too long for a Unix socket")
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 2))
+    out = tmp_path / "out.zarr"
+    words = _special_path(out, what, tmp_path)
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    for args in (("run", "--progress", "none"), ("plan",), ("verify",)):
+        rc, _, err = cli("-q", args[0], cfg, *args[1:])
+        line = one_line_error(err)
+        assert rc == 1 and f"{out} is {words}, not a directory" in line, (args, line)
+        assert line.endswith("remove it yourself, or choose another output.store"), line
+    assert os.path.lexists(out) and not os.path.isdir(out)
+    # the input path: `generate` (which writes it), then `run`, `plan`, `verify` (which read it)
+    inp = tmp_path / "in2.zarr"
+    words = _special_path(inp, what, tmp_path).replace("the file ", "")
+    gen = {"store": str(inp), "generate": {"shape": [4, 4], "chunks": [2, 2]}}
+    cfg = write_config(tmp_path, inp, tmp_path / "out2.zarr", name="gen.yaml", input=gen)
+    rc, _, err = cli("-q", "generate", cfg, "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and f"cannot write the input at {inp}: {inp} is" in line, line
+    assert line.endswith("remove it yourself, or choose another input.store"), line
+    cfg = write_config(tmp_path, inp, tmp_path / "out2.zarr")
+    for args in (("run", "--progress", "none"), ("plan",), ("verify",)):
+        rc, _, err = cli("-q", args[0], cfg, *args[1:])
+        line = one_line_error(err)
+        said = words if what != "link" else f"{words}, a file"
+        assert rc == 1 and f"input store {inp} is {said}, not a Zarr store" in line, line
+        assert "no Zarr array" not in line, line
+    assert not (tmp_path / "out2.zarr").exists()
+
+
 @pytest.mark.parametrize("part", ["t/zarr.json", "t/.zattrs", "t/c/0", "zarr.json", "v/zarr.json"])
 def test_a_dataset_output_key_that_is_a_named_pipe_names_the_output_s_fix(
     tmp_path: Path, cli, part: str

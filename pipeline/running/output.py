@@ -45,6 +45,7 @@ from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
+from pipeline.store.local_files import path_words
 from pipeline.store.location import (
     Aside,
     Folder,
@@ -334,12 +335,17 @@ def check_writable(loc: Location) -> None:
                 f"choose another {side}.store or fix its permissions"
             )
             if not os.path.isdir(probe):  # permissions would not mend it (had been said)
+                # what it is: a named pipe, a socket, a link to a file had each been called
+                # "a file" (h85a)
+                what = path_words(probe) or "a file"
+                fix = (
+                    f"choose another {side}.store"
+                    if what == "a file"
+                    else f"remove it yourself, or choose another {side}.store"
+                )
                 line = (
-                    f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is a "
-                    "file, "
-                    "not a "
-                    f"directory, and the pipeline never replaces a file; choose another "
-                    f"{side}.store"
+                    f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is "
+                    f"{what}, not a directory, and the pipeline never replaces it; {fix}"
                 )
             if side == "input":
                 raise InputError(line, input=loc.url, directory=probe)

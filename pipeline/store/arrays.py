@@ -48,6 +48,7 @@ from pipeline.store.local_files import (
     is_not_a_file_refusal,
     not_a_file,
     not_a_file_refusal,
+    path_words,
 )
 from pipeline.store.location import (
     Folder,
@@ -1661,6 +1662,8 @@ def open_zarr_array(
                 fix = (
                     "convert it to Zarr first (in xarray: xr.open_dataset(FILE)"
                     ".to_zarr(STORE)), or set input.store to the Zarr store's folder"
+                    if os.path.isfile(root)
+                    else "set input.store to the Zarr store's folder"  # a pipe holds no data
                 )
                 raise InputError(
                     f"input store {location} is {kind}, not a Zarr store (a folder of keys "
@@ -1668,7 +1671,7 @@ def open_zarr_array(
                     store=where,
                     array=path,
                     status="absent",
-                    reason=kind,
+                    reason=kind.rpartition(", ")[2] if kind.startswith("a symbolic") else kind,
                 ) from None
         plain = _plain_folder_refusal(location, path)
         if plain is not None:
@@ -2327,17 +2330,24 @@ def _chunks_without_metadata(location: Location, path: str) -> str | None:
 
 def _plain_file_kind(location: Location) -> str | None:
     """What the store ``location`` is where it is one plain local file, not a folder (an HDF5
-    or netCDF file, by its first bytes; else 'a file'); None where it is no such file (a
-    folder, an object store's prefix, nothing)."""
+    or netCDF file, by its first bytes; else 'a file'), or a named pipe, a socket, a device
+    (:func:`~pipeline.store.local_files.path_words`, never opened), a symbolic link to one
+    named with what it leads to; None where it is no such thing (a folder, an object
+    store's prefix, nothing)."""
     root = location.local_root
-    if root is None or not location.is_local or not os.path.isfile(root):
+    if root is None or not location.is_local:
         return None
+    if not os.path.isfile(root):  # a named pipe, a socket, a device: said, never opened (h85a)
+        return path_words(root)
     try:
         with open(root, "rb") as f:
             head = f.read(8)
     except OSError:
         return "a file"
-    return next((kind for magic, kind in _FILE_MAGIC if head.startswith(magic)), "a file")
+    kind = next((kind for magic, kind in _FILE_MAGIC if head.startswith(magic)), "a file")
+    if os.path.islink(root):  # the link named with what it leads to (h85a)
+        return f"a symbolic link to {os.path.realpath(root)}, {kind}"
+    return kind
 
 
 def _members_under_dot(location: Location) -> bool:
