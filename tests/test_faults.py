@@ -4373,6 +4373,39 @@ def test_a_users_file_in_the_run_record_folder_is_refused_never_deleted(
     assert (killed.d / "my-notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("path", ["aside/notes.txt", "done/notes.txt", "done/mine/notes.txt"])
+def test_a_users_file_below_the_run_record_s_own_folders_is_refused_never_deleted(
+    killed: Killed, cli, path: str
+) -> None:
+    """h85a: a user's file in a folder of the interrupted output's run record that the
+    pipeline makes itself (``.pipeline/aside``, ``.pipeline/done``, or a folder of the user's
+    in one): every start had passed it (the check looked at the record's own entries alone)
+    and the run's end, or `run --overwrite`, deleted it with that folder. Every start refuses
+    in one line naming it by its path in the record, before anything is written; moved out,
+    the resume completes the output."""
+    killed.restore()
+    record = killed.out / ".pipeline"
+    (record / path).parent.mkdir(parents=True, exist_ok=True)
+    (record / path).write_text("mine")
+    named = path.rpartition("/")[0] if path.count("/") > 1 else path
+    before = _tree(killed.out)
+    for flag in ("--overwrite", "--resume", ""):
+        args = [a for a in (flag,) if a]
+        rc, _, err = cli("run", killed.cfg, *args, "--progress", "none")
+        line = one_line_error(err)
+        assert rc == 1 and f"the run record folder {record} holds {named}, which the" in line
+        assert "move it elsewhere yourself, then `run --resume` finishes it" in line, line
+        assert _tree(killed.out) == before
+    e = refused("run", killed.cfg, "--resume")
+    assert isinstance(e, OutputError) and e.strangers == [named], e
+    kept = killed.d / f"kept-{named.replace('/', '-')}"
+    (record / named).rename(kept)
+    rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert status(killed.out) == "complete" and not record.exists()
+    assert kept.exists()
+
+
 @pytest.mark.parametrize("to", ["input chunk", "nothing"])
 def test_a_resume_over_an_output_holding_a_link_to_a_file_is_refused(
     killed: Killed, cli, to: str
