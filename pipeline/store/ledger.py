@@ -82,6 +82,9 @@ _BLOCK_NAME = re.compile(r"[0-9]+(\.[0-9]+)*")
 #: name it will have: ``.run.json.tmp-PID-TID``.
 _TEMPORARY = re.compile(r"\.(.+)\.tmp-[0-9]+-[0-9]+")
 
+#: A marker's name, or a copy's (``3.0~``, ``3.0 copy``), at the start of a name in ``done``.
+_MARKER_COPY = re.compile(r"[0-9]+(\.[0-9]+)*(?![0-9])")
+
 #: A folder a replacement set aside its files in (:meth:`Folder.set_aside`: ``uuid4().hex``).
 _ASIDE_NAME = re.compile(r"[0-9a-f]{32}")
 
@@ -379,7 +382,8 @@ class Ledger:
     def _strangers_in(self, folder: str) -> list[str]:
         """The entries of the record's own ``folder`` ('done' or 'aside') that the run did not
         write: in ``done``, anything but a marker (a file named as a block's,
-        :data:`_BLOCK_NAME`, or one being written); in ``aside``, anything but a folder a
+        :data:`_BLOCK_NAME`, or one being written) or a copy of one (an editor's ``3.0~``,
+        a file manager's ``3.0 copy``: they mark nothing, and are the run's to delete); in ``aside``, anything but a folder a
         replacement made (:meth:`~pipeline.store.location.Folder.set_aside`: a uuid's 32 hex
         digits, which holds what it moved there). [] where it cannot be listed (nor is a
         folder: :meth:`misshapen`'s)."""
@@ -388,7 +392,7 @@ class Ledger:
         except Exception:
             return []
         if folder == "done":
-            return [n for n in names if not _BLOCK_NAME.fullmatch(_unwritten(n))]
+            return [n for n in names if not _MARKER_COPY.match(_unwritten(n))]
         return [n for n in names if not _ASIDE_NAME.fullmatch(n)]
 
     def recorded(self, blocks: list[Shape]) -> set[Shape]:
