@@ -383,9 +383,10 @@ class Ledger:
         """The entries of the record's own ``folder`` ('done' or 'aside') that the run did not
         write: in ``done``, anything but a marker (a file named as a block's,
         :data:`_BLOCK_NAME`, or one being written) or a copy of one (an editor's ``3.0~``,
-        a file manager's ``3.0 copy``: they mark nothing, and are the run's to delete); in ``aside``, anything but a folder a
-        replacement made (:meth:`~pipeline.store.location.Folder.set_aside`: a uuid's 32 hex
-        digits, which holds what it moved there). [] where it cannot be listed (nor is a
+        a file manager's ``3.0 copy``: they mark nothing, and are the run's to delete); in
+        ``aside``, anything but a folder a replacement made
+        (:meth:`~pipeline.store.location.Folder.set_aside`: a uuid's 32 hex digits, which
+        holds what it moved there). [] where it cannot be listed (nor is a
         folder: :meth:`misshapen`'s)."""
         try:
             names = self.location.entries(self._key(folder))
