@@ -2439,18 +2439,38 @@ def test_a_resume_over_a_chunk_folder_linked_into_the_input_is_refused(killed: K
     assert _outside_c(stored_files(killed.out)) == out_before  # no output file written
 
 
-def test_a_resume_over_a_chunk_folder_linked_to_another_folder_completes(
-    killed: Killed, cli
+@pytest.mark.parametrize("flag", ["--resume", ""])
+def test_a_resume_over_a_chunk_folder_linked_to_another_folder_is_refused(
+    killed: Killed, cli, flag: str
 ) -> None:
-    """The output's ``c`` moved to another folder (another disk) behind a link, the input
-    nowhere near: ``run --resume`` finishes it through the link, NumPy's values."""
+    """h85a: the output's ``c`` moved to another folder behind a link, the input nowhere
+    near: ``run --resume`` had written the chunks through the link, outside the output
+    (its check looked for links to files alone), while `run --overwrite` refuses an output
+    holding a link (h84b). A resume, and a plain `run` of the unfinished output, are refused
+    before anything is written, naming the link, where it leads and the fix; that fix (the
+    link removed, the folder moved back) lets the resume finish it, NumPy's values."""
     killed.restore()
-    (killed.out / "c").rename(killed.d / "elsewhere")
-    (killed.out / "c").symlink_to(killed.d / "elsewhere", target_is_directory=True)
+    elsewhere = killed.d / "elsewhere"
+    (killed.out / "c").rename(elsewhere)
+    (killed.out / "c").symlink_to(elsewhere, target_is_directory=True)
+    before, behind = _tree(killed.out), stored_files(elsewhere)
+    args = [a for a in (flag,) if a]
+    for extra in (("--dry-run",), ("--progress", "none")):
+        rc, _, err = cli("run", killed.cfg, *args, *extra)
+        line = one_line_error(err)
+        assert rc == 1, err
+        if flag:
+            assert f"cannot resume {killed.out}: {killed.out / 'c'} is a symbolic link to " in line
+            assert f"{elsewhere}; a resume writes chunks through a link to a folder" in line
+            assert "move what it leads to back in its place, then `run --resume` again" in line
+        assert _tree(killed.out) == before and stored_files(elsewhere) == behind
+    rc, out, _ = cli("plan", killed.cfg)
+    assert f"{killed.out / 'c'} is a symbolic link to {elsewhere}" in out, out
+    (killed.out / "c").unlink()
+    elsewhere.rename(killed.out / "c")
     rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
     assert rc == 0, err
     assert status(killed.out) == "complete"
-    assert (killed.out / "c").is_symlink()
     assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
 
 
@@ -4436,6 +4456,39 @@ def test_a_users_file_in_the_run_record_folder_is_refused_never_deleted(
     assert (killed.d / "my-notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("path", ["aside/notes.txt", "done/notes.txt", "done/mine/notes.txt"])
+def test_a_users_file_below_the_run_record_s_own_folders_is_refused_never_deleted(
+    killed: Killed, cli, path: str
+) -> None:
+    """h85a: a user's file in a folder of the interrupted output's run record that the
+    pipeline makes itself (``.pipeline/aside``, ``.pipeline/done``, or a folder of the user's
+    in one): every start had passed it (the check looked at the record's own entries alone)
+    and the run's end, or `run --overwrite`, deleted it with that folder. Every start refuses
+    in one line naming it by its path in the record, before anything is written; moved out,
+    the resume completes the output."""
+    killed.restore()
+    record = killed.out / ".pipeline"
+    (record / path).parent.mkdir(parents=True, exist_ok=True)
+    (record / path).write_text("mine")
+    named = path.rpartition("/")[0] if path.count("/") > 1 else path
+    before = _tree(killed.out)
+    for flag in ("--overwrite", "--resume", ""):
+        args = [a for a in (flag,) if a]
+        rc, _, err = cli("run", killed.cfg, *args, "--progress", "none")
+        line = one_line_error(err)
+        assert rc == 1 and f"the run record folder {record} holds {named}, which the" in line
+        assert "move it elsewhere yourself, then `run --resume` finishes it" in line, line
+        assert _tree(killed.out) == before
+    e = refused("run", killed.cfg, "--resume")
+    assert isinstance(e, OutputError) and e.strangers == [named], e
+    kept = killed.d / f"kept-{named.replace('/', '-')}"
+    (record / named).rename(kept)
+    rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert status(killed.out) == "complete" and not record.exists()
+    assert kept.exists()
+
+
 @pytest.mark.parametrize("to", ["input chunk", "nothing"])
 def test_a_resume_over_an_output_holding_a_link_to_a_file_is_refused(
     killed: Killed, cli, to: str
@@ -4546,6 +4599,130 @@ _READERS: list[tuple[str, ...]] = [
     ("run", "--dry-run"),
     ("plan",),
 ]
+
+
+def _special_path(path: Path, what: str, tmp_path: Path) -> str:
+    """``path`` made ``what`` ('fifo', a named pipe; 'link', a symbolic link to a file;
+    'socket', a Unix socket, bound and closed): the words a line says it is."""
+    if what == "fifo":
+        os.mkfifo(path)
+        return "a named pipe (FIFO)"
+    if what == "link":
+        (tmp_path / "notes.txt").write_text("x")
+        path.symlink_to(tmp_path / "notes.txt")
+        return f"a symbolic link to the file {tmp_path / 'notes.txt'}"
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+    return "a socket"
+
+
+@pytest.mark.parametrize("what", ["fifo", "link", "socket"])
+def test_an_output_or_input_path_that_is_no_folder_is_named_for_what_it_is(
+    tmp_path: Path, cli, what: str
+) -> None:
+    """h85a: an output path (output.store) that is a named pipe, a symbolic link to a file or
+    a socket had been told "... is a file, not a directory"; an input path (input.store) that
+    is a named pipe, "no Zarr array at ...; check input.array". Each command names what it
+    is and the fix, in one line, before anything is written; nothing is opened (a named
+    pipe's open would wait)."""
+    if len(str(tmp_path / "out.zarr")) > 100:  # a Unix socket's path is at most 107 bytes
+        pytest.skip("the temporary folder's path is too long for a Unix socket")
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 2))
+    out = tmp_path / "out.zarr"
+    words = _special_path(out, what, tmp_path)
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    for args in (("run", "--progress", "none"), ("plan",), ("verify",)):
+        rc, _, err = cli("-q", args[0], cfg, *args[1:])
+        line = one_line_error(err)
+        assert rc == 1 and f"{out} is {words}, not a directory" in line, (args, line)
+        assert line.endswith("remove it yourself, or choose another output.store"), line
+    assert os.path.lexists(out) and not os.path.isdir(out)
+    # the input path: `generate` (which writes it), then `run`, `plan`, `verify` (which read it)
+    inp = tmp_path / "in2.zarr"
+    words = _special_path(inp, what, tmp_path).replace("the file ", "")
+    gen = {"store": str(inp), "generate": {"shape": [4, 4], "chunks": [2, 2]}}
+    cfg = write_config(tmp_path, inp, tmp_path / "out2.zarr", name="gen.yaml", input=gen)
+    rc, _, err = cli("-q", "generate", cfg, "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and f"cannot write the input at {inp}: {inp} is" in line, line
+    assert line.endswith("remove it yourself, or choose another input.store"), line
+    cfg = write_config(tmp_path, inp, tmp_path / "out2.zarr")
+    for args in (("run", "--progress", "none"), ("plan",), ("verify",)):
+        rc, _, err = cli("-q", args[0], cfg, *args[1:])
+        line = one_line_error(err)
+        said = words if what != "link" else f"{words}, a file"
+        assert rc == 1 and f"input store {inp} is {said}, not a Zarr store" in line, line
+        assert "no Zarr array" not in line, line
+    assert not (tmp_path / "out2.zarr").exists()
+
+
+@pytest.mark.parametrize("part", ["t/zarr.json", "t/.zattrs", "t/c/0", "zarr.json", "v/zarr.json"])
+def test_a_dataset_output_key_that_is_a_named_pipe_names_the_output_s_fix(
+    tmp_path: Path, cli, part: str
+) -> None:
+    """h85a: a named pipe at a key of a Dataset output (written by a run of the variable
+    ``v`` with its coordinate ``t``): the coordinate's ``zarr.json`` (or a v2 document beside
+    it), the group's ``zarr.json``, had been refused by every command, ``run --overwrite``
+    too, with an input's fix alone ("restore the document from a good copy"); a coordinate's
+    chunk had been refused as "gone or unreadable", its `verify` quoting an input's fix. Each
+    reader now names the key and the output's fix, and that fix works."""
+    xr = pytest.importorskip("xarray")
+    ds = xr.Dataset(
+        {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
+        coords={"t": np.arange(4)},
+        attrs={"title": "x"},
+    )
+    _, out, cfg = _dataset_run(tmp_path, cli, ds)
+    (out / part).unlink(missing_ok=True)
+    os.mkfifo(out / part)
+    readers = [*_READERS, ("run", "--overwrite", "--dry-run")]
+    if part != "t/c/0":  # --overwrite deletes a coordinate's chunk: it writes the output
+        readers.append(("run", "--overwrite", "--progress", "none"))
+    for (command, *flags), (rc, stdout, stderr) in zip(
+        readers, _each_command(cfg, readers), strict=True
+    ):
+        said = f"{part!r} of {out} is a named pipe (FIFO), not a file"
+        if part == "t/c/0" and (command == "plan" or "--overwrite" in flags):
+            assert rc == 0 and (command != "plan" or said in stdout), (command, stdout)
+            continue
+        line = one_line_error(stderr)
+        assert rc == 1 and said in line, (command, flags, line)
+        assert not line.endswith("restore the document from a good copy"), line
+        if part.startswith("t/.") or part == "t/zarr.json":
+            assert line.endswith(
+                f"remove {out / 't'} yourself (the coordinate array 't' that the run writes), "
+                "then `run --overwrite` writes it again"
+            ), line
+        elif part == "t/c/0":
+            assert line.endswith(
+                "`run --overwrite` writes the output again (it deletes the "
+                "coordinate t's files, that one too)"
+            ), line
+        elif part == "zarr.json":
+            assert line.endswith(
+                "or remove it yourself: `run --overwrite` then writes the output's group "
+                "document again (the input's attributes, not any other it held)"
+            ), line
+        else:
+            assert line.endswith(
+                f"or remove {out / 'v'} yourself: `run --overwrite` then writes the output anew"
+            ), line
+    assert stat.S_ISFIFO(os.lstat(out / part).st_mode)  # untouched
+    # the fix the line names
+    if part.startswith("t/") and part != "t/c/0":
+        shutil.rmtree(out / "t")
+    elif part == "v/zarr.json":
+        shutil.rmtree(out / "v")
+    elif part == "zarr.json":
+        (out / part).unlink()
+    fixed = [("run", "--overwrite", "--progress", "none"), ("verify", "--all")]
+    for rc, _, stderr in _each_command(cfg, fixed):
+        assert rc == 0, stderr
+    back = xr.open_zarr(out)
+    assert back["t"].values.tolist() == [0, 1, 2, 3]
+    assert np.array_equal(back["v"].values, reference(ds["v"].values))
 
 
 @pytest.mark.parametrize(

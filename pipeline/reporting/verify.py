@@ -352,8 +352,9 @@ def verify(
     unpack = decoding(config, src, datasets.dims_of(src) is not None, is_alone(kept.variable))
     chain = values_chain(config, native, unpack)
     # its documents that are no file (a named pipe), refused before they are read, which
-    # would wait on them without end (h84a)
-    arrays.refuse_output_not_files(loc_out, out_path, chunks=False)
+    # would wait on them without end (h84a); a Dataset output's coordinates too (h85a)
+    framed = kept.variable.coords if kept.frame and kept.variable is not None else None
+    arrays.refuse_output_not_files(loc_out, out_path, chunks=False, coordinates=framed)
     # before the output is opened: a run that replaces it after this rewrites it (h72u)
     before = _metadata_stamp(loc_out, out_path)
     try:
@@ -449,7 +450,7 @@ def verify(
         )
     # a chunk that is no file (a named pipe), before any block is read: the read would wait
     # on it without end, past Ctrl-C and SIGTERM (h84a)
-    arrays.refuse_output_not_files(loc_out, out_path)
+    arrays.refuse_output_not_files(loc_out, out_path, coordinates=framed)
     edit = _encoding_edited(config, dst) if isinstance(record, dict) else None
     if edit:  # as `run` refuses it: every chunk reads otherwise than the run wrote it
         where = loc_out.join(out_path)

@@ -45,6 +45,7 @@ from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
+from pipeline.store.local_files import path_words
 from pipeline.store.location import (
     Aside,
     Folder,
@@ -74,6 +75,19 @@ def output_group(plan: Plan) -> str | None:
 
 def _key(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
+
+
+def refuse_not_files(plan: Plan, chunks: bool = True) -> None:
+    """:func:`~pipeline.store.arrays.refuse_output_not_files` of the plan's output, with the
+    coordinates of an output written as a Dataset (its group's members the run writes, whose
+    fix is the run's own, h85a)."""
+    variable = plan.carried.variable
+    coordinates = (
+        variable.coords if output_group(plan) is not None and variable is not None else None
+    )
+    arrays.refuse_output_not_files(
+        plan.output.location, plan.output.path, chunks=chunks, coordinates=coordinates
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,12 +335,17 @@ def check_writable(loc: Location) -> None:
                 f"choose another {side}.store or fix its permissions"
             )
             if not os.path.isdir(probe):  # permissions would not mend it (had been said)
+                # what it is: a named pipe, a socket, a link to a file had each been called
+                # "a file" (h85a)
+                what = path_words(probe) or "a file"
+                fix = (
+                    f"choose another {side}.store"
+                    if what == "a file"
+                    else f"remove it yourself, or choose another {side}.store"
+                )
                 line = (
-                    f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is a "
-                    "file, "
-                    "not a "
-                    f"directory, and the pipeline never replaces a file; choose another "
-                    f"{side}.store"
+                    f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is "
+                    f"{what}, not a directory, and the pipeline never replaces it; {fix}"
                 )
             if side == "input":
                 raise InputError(line, input=loc.url, directory=probe)
@@ -356,7 +375,7 @@ def output_state(plan: Plan) -> str:
     info = plan.output
     # its documents and its groups' that are no file (a named pipe), before they are read:
     # one line, not a wait without end (h84a)
-    arrays.refuse_output_not_files(info.location, info.path, chunks=False)
+    refuse_not_files(plan, chunks=False)
     if group_members(info.location, info.path):
         return "group"
     # a .DS_Store (or any OS file) says nothing of what is there: a folder holding one and
@@ -429,6 +448,9 @@ def check_parents(plan: Plan) -> None:
             blocking=place,
             node=node,
         )
+    # a document of the output, of its groups or of its Dataset's coordinates that is no file
+    # (a named pipe): the output's line and fix, before the walk below reads it (h85a)
+    refuse_not_files(plan, chunks=False)
     found = arrays.node_in_the_way(loc, plan.output.path)
     if found is None:
         return
@@ -516,24 +538,39 @@ def check_no_links(plan: Plan, state: str) -> None:
 
 def _refuse_links_to_files(plan: Plan, where: str, state: str) -> None:
     """Refuse to resume a local output that holds a symbolic link, below its folder (the run
-    record's aside), to a file or to nothing (a link to a folder elsewhere, chunks moved to
-    another disk, is the output's, written through): a resume writes a chunk as a file of
-    its own, replacing the link there, and reads a block already written through it, from
-    a file the pipeline did not write (h84b). OutputError before anything is written:
-    ``output``, ``status``, ``changed`` [], ``link``, ``target``, ``links``."""
+    record's aside), to a file or to nothing: a resume writes a chunk as a file of its own,
+    replacing the link there, and reads a block already written through it, from a file the
+    pipeline did not write (h84b); or to a folder (its ``c`` moved elsewhere): a resume
+    writes chunks through it, outside the output, into whatever the link leads to, which
+    ``run --overwrite`` refuses too (h85a; it had been taken for the output's, written
+    through). OutputError before anything is written: ``output``, ``status``, ``changed``
+    [], ``link``, ``target``, ``links``."""
     loc = plan.output.location
     if not loc.is_local:
         return
-    links = [x for x in symbolic_links(where, skip=(RECORD,)) if x[2] != "a folder"]
+    links = symbolic_links(where, skip=(RECORD,))
     if not links:
         return
     one = len(links) == 1
+    folders = [x for x in links if x[2] == "a folder"]
+    if folders:
+        links = folders + [x for x in links if x[2] != "a folder"]
+        what = (
+            "a resume writes chunks through a link to a folder, outside the output, into "
+            "whatever it leads to (another store's files, or none the pipeline wrote): remove "
+            f"{'that link' if one else 'those links'} from the output yourself and move what "
+            f"{'it leads' if one else 'they lead'} to back in {'its' if one else 'their'} "
+            "place, then `run --resume` again"
+        )
+    else:
+        what = (
+            "a resume writes a chunk as a file of its own, replacing a link there, and takes a "
+            "block already written from whatever the link leads to, which the pipeline did not "
+            f"write: remove {'that link' if one else 'those links'} from the output yourself "
+            f"(what {'it leads' if one else 'they lead'} to is kept), then `run --resume` again"
+        )
     raise OutputError(
-        f"cannot resume {name_shown(where)}: {links_said(links, where)}; a resume writes a "
-        "chunk as a file of its own, replacing a link there, and takes a block already written "
-        "from whatever the link leads to, which the pipeline did not write: remove "
-        f"{'that link' if one else 'those links'} from the output yourself (what "
-        f"{'it leads' if one else 'they lead'} to is kept), then `run --resume` again",
+        f"cannot resume {name_shown(where)}: {links_said(links, where)}; {what}",
         output=where,
         status=state,
         changed=[],
@@ -1428,7 +1465,7 @@ def _decide_start(
     if not overwrite and state != "incomplete":
         # a chunk that is no file (a named pipe), before any is read, which would wait on it
         # without end (h84a): --overwrite deletes it, a resume writes its block again
-        arrays.refuse_output_not_files(plan.output.location, plan.output.path)
+        refuse_not_files(plan)
     if state != "group":
         check_formats_agree(plan)
     if state == "absent":
@@ -2335,7 +2372,7 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         # (--overwrite deletes a chunk's; a resume writes an unfinished output's again), h84a
         state = output_state(plan)
         if state != "incomplete":
-            arrays.refuse_output_not_files(plan.output.location, plan.output.path)
+            refuse_not_files(plan)
     except OutputError as e:
         if getattr(e, "reason", None) != "not a file":
             raise

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,6 +48,7 @@ from pipeline.store.local_files import (
     is_not_a_file_refusal,
     not_a_file,
     not_a_file_refusal,
+    path_words,
 )
 from pipeline.store.location import (
     Folder,
@@ -869,7 +870,12 @@ def refuse_documents_not_files(location: Location, path: str) -> None:
                 raise not_a_file_refusal(location.url, key, where, kind)
 
 
-def refuse_output_not_files(location: Location, path: str, chunks: bool = True) -> None:
+def refuse_output_not_files(
+    location: Location,
+    path: str,
+    chunks: bool = True,
+    coordinates: Collection[str] | None = None,
+) -> None:
     """Refuse what the pipeline reads of the output array at ``path`` of the local
     ``location`` that is no file nor folder (a named pipe, a device, a socket, or a link to
     one: :func:`~pipeline.store.local_files.not_a_file`), in one line naming it and a fix that
@@ -881,34 +887,54 @@ def refuse_output_not_files(location: Location, path: str, chunks: bool = True) 
     its user to that ``verify``; a ``zarr.json`` that is one had hung ``run`` (h84a). A
     chunk's fix is ``run --overwrite``, which deletes the array's files, that one too; a
     document's, a good copy (the array's: or the array's folder removed, and a run then
-    writes it anew; a group's is the user's). Listings and ``stat`` alone: nothing is
-    opened (:func:`~pipeline.store.location.first_not_a_file`); nothing for a store that is
-    not local (an object store holds no such thing). OutputError, fields ``output``,
-    ``key``, ``kind``, ``reason`` ('not a file')."""
+    writes it anew; a group's is the user's).
+
+    ``coordinates``: for an output written as a Dataset (its group the parent of ``path``),
+    the names of the coordinate arrays the run writes there; None for an array alone. The
+    group's own documents are then the run's too (removed, ``run --overwrite`` writes them
+    again), and so is each coordinate (its documents, and with ``chunks`` its chunks: removed,
+    ``run --overwrite`` writes it again); another member's documents are its owner's to
+    restore. They had been refused with an input's fix alone ("restore the document from a
+    good copy"), and ``run --overwrite`` refused them too (h85a). Listings and ``stat``
+    alone: nothing is opened (:func:`~pipeline.store.location.first_not_a_file`); nothing
+    for a store that is not local (an object store holds no such thing). OutputError, fields
+    ``output``, ``key``, ``kind``, ``reason`` ('not a file')."""
     if not location.is_local:
         return
-    where = location.join(path.strip("/"))
+    path = path.strip("/")
+    where = location.join(path)
+    group = path.rpartition("/")[0] if coordinates is not None else None
     try:
         refuse_documents_not_files(location, path)
     except StoreError as e:
         if not is_not_a_file_refusal(e):
             raise
         key = str(getattr(e, "key", ""))
-        own = key == _key_in(path.strip("/"), key.rpartition("/")[2])
-        fix = (
-            f"restore it from a good copy, or remove {name_shown(where)} yourself: a run then "
-            "writes the output anew"
-            if own
-            else "restore the document from a good copy"
-        )
+        node = key.rpartition("/")[0]
+        if node == path:
+            fix = (
+                f"restore it from a good copy, or remove {name_shown(where)} yourself: "
+                + ("`run --overwrite`" if group is not None else "a run")
+                + " then writes the output anew"
+            )
+        elif node == group:
+            fix = (
+                "restore it from a good copy, or remove it yourself: `run --overwrite` then "
+                "writes the output's group document again (the input's attributes, not any "
+                "other it held)"
+            )
+        else:
+            fix = "restore the document from a good copy"
         raise _not_a_file_output(location, key, str(getattr(e, "kind", "")), fix, where) from None
+    if group is not None:
+        _refuse_members_not_files(location, path, group, set(coordinates or ()), chunks)
     if not chunks:
         return
     found = first_not_a_file(where, skip=frozenset((RECORD,)))
     if found is None:
         return
     name, kind = found
-    key = _key_in(path.strip("/"), name)
+    key = _key_in(path, name)
     if _is_metadata(name.partition("/")[0]) or not _chunk_like(name.partition("/")[0]):
         fix = f"remove {name_shown(location.join(key))} yourself (no Zarr writer leaves one)"
     else:
@@ -916,6 +942,62 @@ def refuse_output_not_files(location: Location, path: str, chunks: bool = True) 
             "`run --overwrite` writes the output again (it deletes the array's files, that one too)"
         )
     raise _not_a_file_output(location, key, kind, fix, where)
+
+
+def _refuse_members_not_files(
+    location: Location, path: str, group: str, coordinates: set[str], chunks: bool
+) -> None:
+    """:func:`refuse_output_not_files`' look at the other members of the Dataset output's
+    ``group`` (the output variable at ``path`` aside): each one's metadata documents, and with
+    ``chunks`` the files of each of ``coordinates`` (the run's) that is there. A ``stat`` of
+    each name, and listings: nothing is opened."""
+    where = location.join(path)
+    own = path.rpartition("/")[2]
+    try:
+        names = sorted(location.entries(group))
+    except Exception:  # not listable: whatever reads it says so
+        return
+    for name in names:
+        if name == own or not is_member_name(name):
+            continue
+        member = _key_in(group, name)
+        folder = location.join(member)
+        ours = name in coordinates
+        for doc in ("zarr.json", ".zarray", ".zattrs", ".zgroup"):
+            key = _key_in(member, doc)
+            try:
+                kind = not_a_file(os.stat(location.join(key)).st_mode)
+            except OSError:  # absent, or unreadable: the opening says so
+                continue
+            if kind is None:
+                continue
+            if ours:
+                fix = (
+                    f"remove {name_shown(folder)} yourself (the coordinate array {name!r} "
+                    "that the run writes), then `run --overwrite` writes it again"
+                )
+            else:
+                fix = (
+                    f"restore the document from a good copy, or remove {name_shown(folder)} "
+                    "yourself (an array of the output's group that the run does not write)"
+                )
+            raise _not_a_file_output(location, key, kind, fix, where)
+        if not (chunks and ours):
+            continue
+        found = first_not_a_file(folder)
+        if found is not None:
+            key = _key_in(member, found[0])
+            top = found[0].partition("/")[0]
+            if _is_metadata(top) or not _chunk_like(top):
+                fix = (
+                    f"remove {name_shown(location.join(key))} yourself (no Zarr writer leaves one)"
+                )
+            else:
+                fix = (
+                    "`run --overwrite` writes the output again (it deletes the coordinate "
+                    f"{name}'s files, that one too)"
+                )
+            raise _not_a_file_output(location, key, found[1], fix, where)
 
 
 def _not_a_file_output(
@@ -1580,6 +1662,8 @@ def open_zarr_array(
                 fix = (
                     "convert it to Zarr first (in xarray: xr.open_dataset(FILE)"
                     ".to_zarr(STORE)), or set input.store to the Zarr store's folder"
+                    if os.path.isfile(root)
+                    else "set input.store to the Zarr store's folder"  # a pipe holds no data
                 )
                 raise InputError(
                     f"input store {location} is {kind}, not a Zarr store (a folder of keys "
@@ -1587,7 +1671,7 @@ def open_zarr_array(
                     store=where,
                     array=path,
                     status="absent",
-                    reason=kind,
+                    reason=kind.rpartition(", ")[2] if kind.startswith("a symbolic") else kind,
                 ) from None
         plain = _plain_folder_refusal(location, path)
         if plain is not None:
@@ -2246,17 +2330,24 @@ def _chunks_without_metadata(location: Location, path: str) -> str | None:
 
 def _plain_file_kind(location: Location) -> str | None:
     """What the store ``location`` is where it is one plain local file, not a folder (an HDF5
-    or netCDF file, by its first bytes; else 'a file'); None where it is no such file (a
-    folder, an object store's prefix, nothing)."""
+    or netCDF file, by its first bytes; else 'a file'), or a named pipe, a socket, a device
+    (:func:`~pipeline.store.local_files.path_words`, never opened), a symbolic link to one
+    named with what it leads to; None where it is no such thing (a folder, an object
+    store's prefix, nothing)."""
     root = location.local_root
-    if root is None or not location.is_local or not os.path.isfile(root):
+    if root is None or not location.is_local:
         return None
+    if not os.path.isfile(root):  # a named pipe, a socket, a device: said, never opened (h85a)
+        return path_words(root)
     try:
         with open(root, "rb") as f:
             head = f.read(8)
     except OSError:
         return "a file"
-    return next((kind for magic, kind in _FILE_MAGIC if head.startswith(magic)), "a file")
+    kind = next((kind for magic, kind in _FILE_MAGIC if head.startswith(magic)), "a file")
+    if os.path.islink(root):  # the link named with what it leads to (h85a)
+        return f"a symbolic link to {os.path.realpath(root)}, {kind}"
+    return kind
 
 
 def _members_under_dot(location: Location) -> bool:

@@ -83,6 +83,19 @@ _BLOCK_NAME = re.compile(r"[0-9]+(\.[0-9]+)*")
 #: name it will have: ``.run.json.tmp-PID-TID``.
 _TEMPORARY = re.compile(r"\.(.+)\.tmp-[0-9]+-[0-9]+")
 
+#: A marker's name, or a copy's (``3.0~``, ``3.0 copy``), at the start of a name in ``done``.
+_MARKER_COPY = re.compile(r"[0-9]+(\.[0-9]+)*(?![0-9])")
+
+#: A folder a replacement set aside its files in (:meth:`Folder.set_aside`: ``uuid4().hex``).
+_ASIDE_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def _unwritten(name: str) -> str:
+    """``name``, or the name a file being written atomically will have (:data:`_TEMPORARY`)."""
+    temporary = _TEMPORARY.fullmatch(name)
+    return temporary.group(1) if temporary else name
+
+
 #: Open lock files of this process, by path (the descriptor holds the OS lock).
 _HELD: dict[str, int] = {}
 _HELD_LOCK = threading.Lock()
@@ -358,8 +371,10 @@ class Ledger:
         (:meth:`_own`): a user's notes put there, another program's files; sorted (files an
         operating system writes into any folder, a ``.DS_Store``, are none). Every run ends
         by deleting that folder, and ``--overwrite`` had deleted them with it, with no word
-        (h84b). What ``done`` holds is the run's (its markers, and copies of them, which
-        mark nothing); [] where there is no record, or it is no folder
+        (h84b). Below ``done`` and ``aside`` too, which are deleted whole (h85a: a user's
+        ``aside/notes.txt`` had gone with them), by their paths in the record
+        (:meth:`_strangers_in`: ``done`` holds markers, and copies of them, which mark
+        nothing; ``aside`` a replacement's folders); [] where there is no record, or it is no folder
         (:meth:`misshapen`), or it cannot be listed (a store that refuses to: the run meets
         that where it lists the record, and says it there). On an object store, every key
         under the record that is not the run's (:meth:`_own_object`), by its key below it
@@ -373,9 +388,33 @@ class Ledger:
                     for k in self._record_objects()
                     if not (self._own_object(k) or _os_or_probe(k))
                 ]
-            return [n for n in self.location.entries(self._key()) if not self._own(n)]
+            names = self.location.entries(self._key())
         except Exception:
             return []
+        found = [n for n in names if not self._own(n)]
+        # and below its own folders, which a run's end and a fresh start delete whole: a
+        # user's ``aside/notes.txt`` had gone with them, unrefused (h85a)
+        for folder in ("done", "aside"):
+            if folder in names:
+                found += [f"{folder}/{n}" for n in self._strangers_in(folder)]
+        return sorted(found)
+
+    def _strangers_in(self, folder: str) -> list[str]:
+        """The entries of the record's own ``folder`` ('done' or 'aside') that the run did not
+        write: in ``done``, anything but a marker (a file named as a block's,
+        :data:`_BLOCK_NAME`, or one being written) or a copy of one (an editor's ``3.0~``,
+        a file manager's ``3.0 copy``: they mark nothing, and are the run's to delete); in
+        ``aside``, anything but a folder a replacement made
+        (:meth:`~pipeline.store.location.Folder.set_aside`: a uuid's 32 hex digits, which
+        holds what it moved there). [] where it cannot be listed (nor is a
+        folder: :meth:`misshapen`'s)."""
+        try:
+            names = self.location.entries(self._key(folder))
+        except Exception:
+            return []
+        if folder == "done":
+            return [n for n in names if not _MARKER_COPY.match(_unwritten(n))]
+        return [n for n in names if not _ASIDE_NAME.fullmatch(n)]
 
     def _record_objects(self) -> list[str]:
         """Every key under the run record of an object store, by its key below it

@@ -113,3 +113,28 @@ def not_a_file_refusal(
         kind=kind,
         reason="not a file",
     )
+
+
+def path_words(path: str) -> str | None:
+    """What the local ``path`` is, in words, where it is there and no folder (through its
+    links): 'a file', 'a named pipe (FIFO)', 'a socket', a device, and where ``path`` is a
+    symbolic link, 'a symbolic link to the file X' (to a file) or 'a symbolic link to X, a
+    named pipe (FIFO)' (to anything else); None for a folder, a link to one, or nothing there.
+    A ``stat`` alone: nothing is opened. For the lines refusing a store's path that is no
+    folder, which had called each of them "a file" (h85a)."""
+    try:
+        mode = os.stat(path).st_mode
+        linked = stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return None
+    if stat.S_ISDIR(mode):
+        return None
+    kind = not_a_file(mode) or "a file"
+    if not linked:
+        return kind
+    real = os.path.realpath(path)
+    return (
+        f"a symbolic link to the file {real}"
+        if kind == "a file"
+        else f"a symbolic link to {real}, {kind}"
+    )
