@@ -650,12 +650,11 @@ def test_a_resume_of_an_outputs_hard_linked_copy_leaves_the_other_output(
 def test_chunks_moved_behind_a_link_are_the_outputs_own(work: Work, cli) -> None:
     """The interrupted output's chunk folder moved to another disk, a link left in its place
     (``c -> /elsewhere/c``), which Zarr reads through: the resume had found every marked
-    block's chunk gone and written them all again (h65d), then written them through the
-    link, outside the output (h85a). The resume is refused before anything is written,
-    naming the link (as `--overwrite`, which would delete the link alone, is: h84b); the
-    folder moved back, it skips the marked blocks. The complete output's files behind such a
-    link are its own: one deleted there since is named by `verify`, not read as the fill
-    value with `verify` passing."""
+    block's chunk gone and written them all again, and the complete output recorded no chunk
+    file at all, so one deleted behind the link since read as the fill value with `verify`
+    passing and `run --resume` saying nothing to do (h65d). The files behind the link are
+    the output's: the resume skips the marked blocks, and a deletion is named; `--overwrite`,
+    which would delete the link alone, is refused until they are back in the output (h84b)."""
     work.restore_killed()
     skipped = markers(work.output)
     elsewhere = work.dir / "elsewhere"
@@ -664,13 +663,6 @@ def test_chunks_moved_behind_a_link_are_the_outputs_own(work: Work, cli) -> None
     try:
         (work.output / "c").rename(elsewhere / "c")
         (work.output / "c").symlink_to(elsewhere / "c")
-        before = stored_files(elsewhere)
-        for flag in ("--resume", "--overwrite"):
-            e = refused("run", work.config, flag)
-            assert isinstance(e, OutputError) and e.link == str(work.output / "c"), e
-        assert stored_files(elsewhere) == before
-        (work.output / "c").unlink()
-        (elsewhere / "c").rename(work.output / "c")
         rc, _, err = cli("run", work.config, "--resume")
         assert rc == 0, err
         assert f"resuming: {skipped} of {work.rows} blocks already written (skipped)" in err
@@ -678,11 +670,22 @@ def test_chunks_moved_behind_a_link_are_the_outputs_own(work: Work, cli) -> None
         assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
         stored = record_of(zarr.open_array(str(work.output)).attrs)["stored"]
         assert stored["files"] == work.rows, stored
-        (work.output / "c").rename(elsewhere / "c")  # the complete output's, moved behind one
-        (work.output / "c").symlink_to(elsewhere / "c")
         (elsewhere / "c" / "1" / "0").unlink()  # behind the link: reads as the fill value
         rc, out, err = cli("verify", work.config)
         assert rc == 1 and "1 of its 400 shard files gone (first: c/1/0)" in err, err + out
+        # the resume's fix, --overwrite, deletes a link alone, never what it leads to: refused
+        # (h84b), so the resume says that refusal, naming the link, as --overwrite does, until
+        # the chunks are back in the output's own folder (verify named c/1/0 above)
+        e = refused("run", work.config, "--resume")
+        assert isinstance(e, OutputError) and e.link == str(work.output / "c"), e
+        e = refused("run", work.config, "--overwrite")
+        assert isinstance(e, OutputError) and e.link == str(work.output / "c"), e
+        (work.output / "c").unlink()
+        (elsewhere / "c").rename(work.output / "c")
+        rc, _, err = cli("run", work.config, "--overwrite", "--progress", "none")
+        assert rc == 0, err
+        rc, out, err = cli("verify", work.config, "--all")
+        assert rc == 0, err + out
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
 
