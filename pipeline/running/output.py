@@ -538,39 +538,24 @@ def check_no_links(plan: Plan, state: str) -> None:
 
 def _refuse_links_to_files(plan: Plan, where: str, state: str) -> None:
     """Refuse to resume a local output that holds a symbolic link, below its folder (the run
-    record's aside), to a file or to nothing: a resume writes a chunk as a file of its own,
-    replacing the link there, and reads a block already written through it, from a file the
-    pipeline did not write (h84b); or to a folder (its ``c`` moved elsewhere): a resume
-    writes chunks through it, outside the output, into whatever the link leads to, which
-    ``run --overwrite`` refuses too (h85a; it had been taken for the output's, written
-    through). OutputError before anything is written: ``output``, ``status``, ``changed``
-    [], ``link``, ``target``, ``links``."""
+    record's aside), to a file or to nothing (a link to a folder elsewhere, chunks moved to
+    another disk, is the output's, written through): a resume writes a chunk as a file of
+    its own, replacing the link there, and reads a block already written through it, from
+    a file the pipeline did not write (h84b). OutputError before anything is written:
+    ``output``, ``status``, ``changed`` [], ``link``, ``target``, ``links``."""
     loc = plan.output.location
     if not loc.is_local:
         return
-    links = symbolic_links(where, skip=(RECORD,))
+    links = [x for x in symbolic_links(where, skip=(RECORD,)) if x[2] != "a folder"]
     if not links:
         return
     one = len(links) == 1
-    folders = [x for x in links if x[2] == "a folder"]
-    if folders:
-        links = folders + [x for x in links if x[2] != "a folder"]
-        what = (
-            "a resume writes chunks through a link to a folder, outside the output, into "
-            "whatever it leads to (another store's files, or none the pipeline wrote): remove "
-            f"{'that link' if one else 'those links'} from the output yourself and move what "
-            f"{'it leads' if one else 'they lead'} to back in {'its' if one else 'their'} "
-            "place, then `run --resume` again"
-        )
-    else:
-        what = (
-            "a resume writes a chunk as a file of its own, replacing a link there, and takes a "
-            "block already written from whatever the link leads to, which the pipeline did not "
-            f"write: remove {'that link' if one else 'those links'} from the output yourself "
-            f"(what {'it leads' if one else 'they lead'} to is kept), then `run --resume` again"
-        )
     raise OutputError(
-        f"cannot resume {name_shown(where)}: {links_said(links, where)}; {what}",
+        f"cannot resume {name_shown(where)}: {links_said(links, where)}; a resume writes a "
+        "chunk as a file of its own, replacing a link there, and takes a block already written "
+        "from whatever the link leads to, which the pipeline did not write: remove "
+        f"{'that link' if one else 'those links'} from the output yourself (what "
+        f"{'it leads' if one else 'they lead'} to is kept), then `run --resume` again",
         output=where,
         status=state,
         changed=[],
