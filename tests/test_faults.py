@@ -2454,6 +2454,33 @@ def test_a_resume_over_a_chunk_folder_linked_to_another_folder_completes(
     assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
 
 
+def test_a_resume_looks_inside_a_chunk_folder_linked_elsewhere(killed: Killed, cli) -> None:
+    """The output's ``c`` moved elsewhere behind a link (which a resume writes through), and
+    a chunk's file in the folder it leads to a link to a copy of it: a resume is refused as
+    for such a link in the output itself, naming it by its path in the output, before
+    anything is written (the check had not looked inside the linked folder, h84e); with the
+    link removed, it finishes, NumPy's values."""
+    killed.restore()
+    elsewhere = killed.d / "elsewhere"
+    (killed.out / "c").rename(elsewhere)
+    (killed.out / "c").symlink_to(elsewhere, target_is_directory=True)
+    chunk = next(p for p in sorted(elsewhere.rglob("*")) if p.is_file())
+    copy = killed.d / "copy-of-a-chunk"
+    shutil.copyfile(chunk, copy)
+    chunk.unlink()
+    chunk.symlink_to(copy)
+    before = stored_files(elsewhere)
+    rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
+    line = one_line_error(err)
+    shown = killed.out / "c" / chunk.relative_to(elsewhere)
+    assert rc != 0 and f"{shown} is a symbolic link to {copy}" in line, err
+    assert stored_files(elsewhere) == before
+    chunk.unlink()
+    rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
+
+
 def _refused_through_link(
     cli: Any,
     cfg: Path,

@@ -541,12 +541,23 @@ def _refuse_links_to_files(plan: Plan, where: str, state: str) -> None:
     record's aside), to a file or to nothing (a link to a folder elsewhere, chunks moved to
     another disk, is the output's, written through): a resume writes a chunk as a file of
     its own, replacing the link there, and reads a block already written through it, from
-    a file the pipeline did not write (h84b). OutputError before anything is written:
-    ``output``, ``status``, ``changed`` [], ``link``, ``target``, ``links``."""
+    a file the pipeline did not write (h84b); inside such a linked folder too, whose links
+    had gone unseen (h84e: no link is followed by :func:`symbolic_links`, so each linked
+    folder's own are looked for, once per folder it leads to). OutputError before anything
+    is written: ``output``, ``status``, ``changed`` [], ``link``, ``target``, ``links``."""
     loc = plan.output.location
     if not loc.is_local:
         return
-    links = [x for x in symbolic_links(where, skip=(RECORD,)) if x[2] != "a folder"]
+    found = symbolic_links(where, skip=(RECORD,))
+    seen: set[str] = set()
+    while folders := [x for x in found if x[2] == "a folder" and x[1] not in seen]:
+        for path, target, _ in folders:  # the links in what it leads to, by their paths here
+            seen.add(target)
+            found += [
+                (os.path.join(path, os.path.relpath(p, target)), t, w)
+                for p, t, w in symbolic_links(target)
+            ]
+    links = sorted(x for x in found if x[2] != "a folder")
     if not links:
         return
     one = len(links) == 1
