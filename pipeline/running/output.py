@@ -1171,8 +1171,9 @@ def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:
 def _refuse_misaligning_a_tree(plan: Plan) -> None:
     """Refuse (OutputError, before anything is written) a Dataset output whose group lies below
     a group (of its store, or one that holds the store: ``output.store: tree.zarr/res``) with
-    a dimension coordinate of one of its dimensions of another size, or of other values than
-    the coordinate it carries (:func:`pipeline.store.datasets.misaligned_ancestor`), or
+    a dimension it writes of another size (a data variable's without a coordinate too: h85e),
+    or a dimension coordinate of other values than the coordinate it carries
+    (:func:`pipeline.store.datasets.misaligned_ancestor`: xarray's exact alignment), or
     above a group (written into with ``--overwrite``) with such a dimension of another size
     or such a coordinate of other values (:func:`~pipeline.store.datasets.misaligned_descendant`):
     ``xr.open_datatree`` of the store requires each group to be aligned with those above it,

@@ -425,12 +425,13 @@ def misaligned_descendant(
     with it, as ``xr.open_datatree`` requires: (that group's path, the dimension, how it
     differs) for the first (breadth first, by name: zarr-python lists a group's members in no
     fixed order, and which of two such groups was named had depended on it, h78b) with a
-    dimension of the variable's of another size, or its own coordinate there of other values
+    dimension the output writes (its variable's or its coordinates') of another size, on any
+    of its variables, with a coordinate or without, or its own coordinate there of other values
     than the one the output carries, where no group between them has a coordinate of that
     dimension (which it is aligned with already); None where every one agrees."""
     import zarr
 
-    wanted = {d: n for d, n in var.sizes.items() if d in var.dims}
+    wanted = dict(var.sizes)  # its variable's dimensions and its coordinates'
     own: dict[str, Any] | None = None
     try:
         with _quiet():
@@ -475,30 +476,48 @@ def misaligned_ancestor(
     """Where a Dataset output of the variable ``var`` (of ``src_store``), written with its
     coordinates, would not be aligned with the groups above it, as ``xr.open_datatree`` of
     the store requires (it refuses the whole tree: "group ... is not aligned with its
-    parents"): (the group's label, the dimension, how it differs) for the nearest group of
-    ``ancestors`` ((store, group path, label), nearest first) with a dimension coordinate of
-    the variable's dimension of another size, or of other values where the output carries
-    a coordinate of its own there; None where every one agrees."""
-    wanted = [d for d in var.dims if d is not None]
+    parents"): (the group's label, the dimension, how it differs), or None where every one
+    agrees. xarray's rule (``check_alignment``: ``align(group, inherited, join="exact")``)
+    holds the output's group against the Dataset it inherits from every group of
+    ``ancestors`` ((store, group path, label), nearest first): each dimension of any of
+    their variables, data variables without a coordinate among them (h85e: a root's
+    ``q(t=5)``, no coordinate ``t``, above an output of ``t`` of 10, exit 0, and the tree
+    no longer opened), sized by the nearest group that has it, and each index (a dimension
+    coordinate) by the nearest group that has one. Each dimension the output writes (its
+    variable's and its coordinates') must be of their size, and where the output carries
+    a coordinate of its own there, of the values of their index."""
+    wanted = dict(var.sizes)
+    if not wanted:
+        return None
+    sized: set[str] = set()
+    indexed: set[str] = set()
     own: dict[str, Any] | None = None
     for store, group, label in ancestors:
-        if not wanted:
-            break
-        found = _indexes(store, group)
-        for d in [d for d in wanted if d in found]:
-            wanted.remove(d)
-            theirs, size = found[d], var.sizes.get(d)
-            if size is not None and len(theirs) != size:
+        sizes, found = _aligned_by(store, group)
+        for d in sorted(wanted):
+            size = wanted[d]
+            if d in sizes and d not in sized:
+                sized.add(d)
+                if sizes[d] != size:
+                    return (
+                        label,
+                        d,
+                        f"has the dimension {d!r} of {sizes[d]} elements, the output's {size}",
+                    )
+            if d not in found or d in indexed:
+                continue
+            indexed.add(d)
+            if len(found[d]) != size:  # below it, a nearer group's dimension of d unindexed
                 return (
                     label,
                     d,
-                    f"has the dimension {d!r} of {len(theirs)} elements, the output's {size}",
+                    f"has the dimension {d!r} of {len(found[d])} elements, the output's {size}",
                 )
-            if d not in var.coords:
+            if d not in var.coords:  # the output's dimension unindexed: its size alone
                 continue
             if own is None:
                 own = _indexes(src_store, var.group)
-            if d in own and not own[d].equals(theirs):
+            if d in own and not own[d].equals(found[d]):
                 return (
                     label,
                     d,
