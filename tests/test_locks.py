@@ -60,6 +60,10 @@ from pipeline.errors import PipelineError
 from pipeline.store import ledger
 from pipeline.store.location import Location
 
+# a SIGINT raises KeyboardInterrupt however this process was started: a shell's background job
+# (a test run started with `&`) inherits SIGINT ignored, which Python then keeps, and every
+# 'ctrl-c' had answered 'ok'
+signal.signal(signal.SIGINT, signal.default_int_handler)
 lock = ledger.Ledger(Location.of(sys.argv[1]), "")
 real_fcntl, real_write = ledger.fcntl, ledger._write_all
 
