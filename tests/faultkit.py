@@ -934,6 +934,51 @@ def paused_process(
     )
 
 
+#: ``python -m pipeline`` (argv[2:]) whose output's "complete" mark is held just before it
+#: writes the output's ``zarr.json`` (inside ``output.mark_complete``: after every check the
+#: mark makes) until the file ``argv[1].release`` exists, writing ``argv[1].held`` as it begins
+#: to wait; :func:`held_at_complete_mark` puts in the code that wraps that write.
+_HELD_AT_COMPLETE_MARK = """
+import os, sys
+from pipeline.running import output
+
+gate = sys.argv.pop(1)
+marking, held = [], []
+plain_mark = output.mark_complete
+
+
+def mark_complete(*args, **kwargs):
+    marking.append(1)
+    return plain_mark(*args, **kwargs)
+
+
+def hold(the_document):
+    # whether this write is the one held: the first of the output's zarr.json in the mark
+    if marking and not held and the_document:
+        held.append(1)
+        open(gate + ".held", "w").close()
+        return True
+    return False
+
+
+def released():
+    return os.path.exists(gate + ".release")
+
+
+output.mark_complete = mark_complete
+# the write, wrapped
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def held_at_complete_mark(write: str) -> str:
+    """The script :data:`_HELD_AT_COMPLETE_MARK` with ``write``: Python that wraps the write
+    of the output's ``zarr.json`` on its store (a local folder's, S3's), asking ``hold(it is
+    that write)`` and, where True, waiting until ``released()``."""
+    return _HELD_AT_COMPLETE_MARK.replace("# the write, wrapped\n", write.lstrip("\n"))
+
+
 def go_on(held: subprocess.Popen) -> tuple[str, str]:
     """Let a process :func:`paused_at_lock` holds go on, and wait for its end: its stdout
     and stderr."""

@@ -4322,13 +4322,13 @@ def test_overwrite_refuses_an_output_holding_a_symbolic_link(
         target = there
     link.symlink_to(target)
     output, input_files = _tree(out), stored_files(inp)
-    theirs = (
-        stored_files(there)
-        if there.is_dir()
-        else {"": there.read_bytes()}
-        if there.exists()
-        else {}
-    )
+
+    def at_there() -> dict[str, bytes]:  # what the link leads to, the user's, as it is now
+        if there.is_dir():
+            return stored_files(there)
+        return {"": there.read_bytes()} if there.exists() else {}
+
+    theirs = at_there()
     cfg = write_config(tmp_path, inp, out)
     for args in (("--dry-run",), ("--progress", "none")):
         rc, _, err = cli("run", cfg, "--overwrite", *args)
@@ -4339,14 +4339,7 @@ def test_overwrite_refuses_an_output_holding_a_symbolic_link(
         )
         assert "remove that link from the output yourself" in line, line
         assert _tree(out) == output and stored_files(inp) == input_files
-        now = (
-            stored_files(there)
-            if there.is_dir()
-            else {"": there.read_bytes()}
-            if there.exists()
-            else {}
-        )
-        assert now == theirs
+        assert at_there() == theirs
     e = refused("run", cfg, "--overwrite")
     assert isinstance(e, OutputError), e
     assert (e.link, e.target, e.links) == (str(link), os.path.realpath(target), [str(link)])

@@ -35,6 +35,7 @@ from tests.faultkit import (
     end_process,
     env,
     go_on,
+    held_at_complete_mark,
     held_unit_write,
     many_blocks_config,
     many_blocks_input,
@@ -60,6 +61,10 @@ from pipeline.errors import PipelineError
 from pipeline.store import ledger
 from pipeline.store.location import Location
 
+# a SIGINT raises KeyboardInterrupt however this process was started: a shell's background job
+# (a test run started with `&`) inherits SIGINT ignored, which Python then keeps, and every
+# 'ctrl-c' had answered 'ok'
+signal.signal(signal.SIGINT, signal.default_int_handler)
 lock = ledger.Ledger(Location.of(sys.argv[1]), "")
 real_fcntl, real_write = ledger.fcntl, ledger._write_all
 
@@ -503,39 +508,24 @@ def test_a_run_whose_output_is_moved_away_stops_writing_there(tmp_path: Path) ->
         end_process(proc)
 
 
-#: ``python -m pipeline`` (argv[2:]) whose output's "complete" mark is held just before its
-#: write (``zarr.json`` written through the output's folder inside
-#: ``output.mark_complete``: after every check the mark makes) until the file
-#: ``argv[1].release`` exists, writing ``argv[1].held`` as it begins to wait.
-_HELD_AT_COMPLETE_MARK = """
-import os, sys, time
-from pipeline.running import output
+#: :func:`held_at_complete_mark` of a local output: ``zarr.json`` written through the
+#: output's folder.
+_HELD_AT_COMPLETE_MARK = held_at_complete_mark("""
+import time
 from pipeline.store import location
 
-gate = sys.argv.pop(1)
-marking, held = [], []
-plain_mark, plain_write = output.mark_complete, location.Folder.write
-
-
-def mark_complete(*args, **kwargs):
-    marking.append(1)
-    return plain_mark(*args, **kwargs)
+plain_write = location.Folder.write
 
 
 def write(self, name, *args, **kwargs):
-    if marking and not held and name == "zarr.json":
-        held.append(1)
-        open(gate + ".held", "w").close()
-        while not os.path.exists(gate + ".release"):
+    if hold(name == "zarr.json"):
+        while not released():
             time.sleep(0.02)
     return plain_write(self, name, *args, **kwargs)
 
 
-output.mark_complete = mark_complete
 location.Folder.write = write
-from pipeline.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+""")
 
 
 def _waits_on_folder_lock(pid: int, folder: Path) -> bool:

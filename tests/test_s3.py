@@ -36,6 +36,7 @@ from tests.faultkit import (
     env,
     error_of,
     go_on,
+    held_at_complete_mark,
     holding_input_lock,
     kill_group,
     killed_generation,
@@ -4253,21 +4254,20 @@ def test_a_run_s_end_on_s3_lists_its_markers_and_a_resume_skips_exactly_the_writ
     assert listed, "the markers were never listed"
 
 
-def test_a_unit_written_after_another_run_took_the_s3_lock_is_not_in_that_run_s_output(
-    tmp_path, bucket
-) -> None:
-    """h83f: a run (``a.yaml``, x2) held at a unit's write after its check of the lock, its
-    S3 lock object removed and taken by a run of another config with ``--overwrite``
-    (``b.yaml``, x3), which writes every block and is held before it marks the output
-    complete (real processes, no timing): the first, let go, is refused its write over that
-    run's unit and stops in one line naming its block; the other ends complete, NumPy's x3
-    bit for bit. The unit had been written over the other's, in its output marked complete."""
+@contextlib.contextmanager
+def _displaced_s3_run(
+    tmp_path: Path, bucket: tuple[str, dict], script: str
+) -> Iterator[tuple[str, subprocess.Popen[str], Location]]:
+    """The two runs of :func:`_two_runs_of_one_s3_output` (real processes, no timing): the
+    first (``a.yaml``, x2) run by ``script`` and held where it says (:func:`_held_at_third`),
+    its S3 lock object removed and taken by the second (``b.yaml``, x3, ``--overwrite``),
+    which writes every block and is held before it marks the output complete; the first then
+    let go, and stopped (exit 1, one line: its lock removed). While the block runs: that
+    line, the second (still held), the output's location. After it, the second goes on and
+    ends complete, NumPy's x3 bit for bit."""
     url, options = bucket
     x, first, second = _two_runs_of_one_s3_output(tmp_path, url, options)
     lock = f"{url}/out.zarr/.pipeline/lock"
-    script = _HELD_AT_THIRD_BLOCK.replace("tasks.write_block =", "tasks.write_unit =").replace(
-        "held(tasks.write_block)", "held(tasks.write_unit)"
-    )
     loc = Location.of(f"{url}/out.zarr", options)
     with _held_at_third(tmp_path, script, "run", str(first)) as (proc, gate):
         loc.delete(".pipeline/lock")  # as a busy run's line says, if its run is gone
@@ -4278,7 +4278,7 @@ def test_a_unit_written_after_another_run_took_the_s3_lock_is_not_in_that_run_s_
             assert proc.returncode == 1, err
             line = one_line_error(err)
             assert line.startswith(f"error: the lock {lock} of {url}/out.zarr was removed"), line
-            assert re.search(r"; its block \(\d+, 0\), and any other it was writing then", line)
+            yield line, later, loc
             out, err = go_on(later)
             assert later.returncode == 0, out + err
     y = _zarr_s3(f"{url}/out.zarr", options)
@@ -4286,42 +4286,43 @@ def test_a_unit_written_after_another_run_took_the_s3_lock_is_not_in_that_run_s_
     assert record_of(y.attrs)["status"] == "complete"
 
 
-#: ``python -m pipeline`` (argv[2:]) whose output's "complete" mark is held just before
-#: its write (the PUT of ``out.zarr/zarr.json`` inside ``output.mark_complete``: after every
-#: read and check that the mark makes) until the file ``argv[1].release`` exists, writing
-#: ``argv[1].held`` as it begins to wait: a run paused at its end, past its lock's lease.
-_HELD_AT_COMPLETE_MARK = """
-import asyncio, os, sys
+def test_a_unit_written_after_another_run_took_the_s3_lock_is_not_in_that_run_s_output(
+    tmp_path, bucket
+) -> None:
+    """h83f: a run (``a.yaml``, x2) held at a unit's write after its check of the lock, its
+    S3 lock object removed and taken by a run of another config with ``--overwrite``
+    (``b.yaml``, x3), which writes every block and is held before it marks the output
+    complete (real processes, no timing): the first, let go, is refused its write over that
+    run's unit and stops in one line naming its block; the other ends complete, NumPy's x3
+    bit for bit. The unit had been written over the other's, in its output marked complete."""
+    script = _HELD_AT_THIRD_BLOCK.replace("tasks.write_block =", "tasks.write_unit =").replace(
+        "held(tasks.write_block)", "held(tasks.write_unit)"
+    )
+    with _displaced_s3_run(tmp_path, bucket, script) as (line, _, _):
+        assert re.search(r"; its block \(\d+, 0\), and any other it was writing then", line)
+
+
+#: :func:`held_at_complete_mark` of an S3 output (the PUT of ``out.zarr/zarr.json``): a run
+#: paused at its end, past its lock's lease.
+_HELD_AT_COMPLETE_MARK = held_at_complete_mark("""
+import asyncio
 import s3fs
 from fsspec.asyn import sync_wrapper
-from pipeline.running import output
 
-gate = sys.argv.pop(1)
-marking, held = [], []
-plain_mark, plain_call = output.mark_complete, s3fs.S3FileSystem._call_s3
-
-
-def mark_complete(*args, **kwargs):
-    marking.append(1)
-    return plain_mark(*args, **kwargs)
+plain_call = s3fs.S3FileSystem._call_s3
 
 
 async def call(self, method, *args, **kwargs):
     key = str(kwargs.get("Key", ""))
-    if marking and not held and method == "put_object" and key.endswith("out.zarr/zarr.json"):
-        held.append(1)
-        open(gate + ".held", "w").close()
-        while not os.path.exists(gate + ".release"):
+    if hold(method == "put_object" and key.endswith("out.zarr/zarr.json")):
+        while not released():
             await asyncio.sleep(0.02)
     return await plain_call(self, method, *args, **kwargs)
 
 
-output.mark_complete = mark_complete
 s3fs.S3FileSystem._call_s3 = call
 s3fs.S3FileSystem.call_s3 = sync_wrapper(call)  # (bound to the plain one when it was made)
-from pipeline.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+""")
 
 
 def test_a_displaced_run_s_complete_mark_never_lands_in_the_new_holder_s_s3_output(
@@ -4337,28 +4338,11 @@ def test_a_displaced_run_s_complete_mark_never_lands_in_the_new_holder_s_s3_outp
     read, S3's If-Match); the other then ends complete, NumPy's x3 bit for bit. The first
     run's whole document, marked complete, had been written over the other's output, which
     then read as complete with the first run's record while that run still wrote it."""
-    url, options = bucket
-    x, first, second = _two_runs_of_one_s3_output(tmp_path, url, options)
-    lock = f"{url}/out.zarr/.pipeline/lock"
-    loc = Location.of(f"{url}/out.zarr", options)
-    with _held_at_third(tmp_path, _HELD_AT_COMPLETE_MARK, "run", str(first)) as (proc, gate):
-        loc.delete(".pipeline/lock")  # as a busy run's line says, if its run is gone
-        at = "pipeline.running.output:mark_complete"
-        with paused_at_lock("run", second, "--overwrite", cwd=tmp_path, at=at) as later:
-            Path(f"{gate}.release").touch()  # every block of the other's written
-            _, err = proc.communicate(timeout=300)
-            assert proc.returncode == 1, err
-            line = one_line_error(err)
-            assert line.startswith(f"error: the lock {lock} of {url}/out.zarr was removed"), line
-            assert f"(it is now another run's (pid {later.pid} on " in line, line
-            record = record_of(json.loads(loc.read("zarr.json") or b"{}")["attributes"])
-            assert record["status"] == "incomplete", record  # the first run's mark: not there
-            assert [s.split(" ")[0] for s in record["stages"]] == ["multiply(factor=3)"], record
-            out, err = go_on(later)
-            assert later.returncode == 0, out + err
-    y = _zarr_s3(f"{url}/out.zarr", options)
-    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
-    assert record_of(y.attrs)["status"] == "complete"
+    with _displaced_s3_run(tmp_path, bucket, _HELD_AT_COMPLETE_MARK) as (line, later, loc):
+        assert f"(it is now another run's (pid {later.pid} on " in line, line
+        record = record_of(json.loads(loc.read("zarr.json") or b"{}")["attributes"])
+        assert record["status"] == "incomplete", record  # the first run's mark: not there
+        assert [s.split(" ")[0] for s in record["stages"]] == ["multiply(factor=3)"], record
     assert not loc.exists(".pipeline")
 
 

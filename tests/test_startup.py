@@ -84,6 +84,17 @@ def _loaded_after(code: str, *, cwd: Path, extra_path: Path | None = None) -> se
     return set(loaded)
 
 
+def _hooked_env(tmp: Path, hook: str) -> dict[str, str]:
+    """The tests' environment with the ``sitecustomize`` module ``hook`` (its ``{where}``
+    ``tmp``, where it writes its files) loaded by every Python process started with it."""
+    hooks = tmp / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(hook.format(where=str(tmp)))
+    e = env()
+    e["PYTHONPATH"] = os.pathsep.join((str(hooks), e["PYTHONPATH"]))
+    return e
+
+
 def _small_input(tmp: Path, **sections) -> Path:
     x = np.random.default_rng(0).standard_normal((24, 64)).astype(np.float32)
     make_array(tmp / "in.zarr", x, (4, 64))
@@ -329,11 +340,7 @@ def test_the_client_of_a_gpu_run_forks_its_workers_without_loading_pandas(tmp_pa
     ``fork_server.PRELOAD``); distributed's own list of packages for a fork server to preload
     (pandas, lz4) is not imported in the command's process, where it was of no use (0.34-0.46
     s of the cluster's start on the H200 host). The run's output is right."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(LOADED_AT_EXIT.format(where=str(tmp_path)))
-    e = env()
-    e["PYTHONPATH"] = os.pathsep.join((str(hooks), e["PYTHONPATH"]))
+    e = _hooked_env(tmp_path, LOADED_AT_EXIT)
     cfg = _small_input(tmp_path, backend="gpu", cluster={"workers_per_gpu": 2})
     r = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"],
@@ -727,11 +734,7 @@ def test_the_program_ends_with_its_exit_hooks_run_and_its_output_whole(tmp_path:
     """``python -m pipeline run`` skips the interpreter's teardown at its end, not what must
     happen: the atexit hooks run (the GPU backend frees its codecs in one), the summary is
     printed whole into a pipe and written as JSON, and the exit status is the command's."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(EXIT_HOOK.format(where=str(tmp_path)))
-    e = env()
-    e["PYTHONPATH"] = os.pathsep.join((str(hooks), e["PYTHONPATH"]))
+    e = _hooked_env(tmp_path, EXIT_HOOK)
     cfg = _small_input(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "run", str(cfg), "--summary-json", "s.json"],
@@ -777,11 +780,7 @@ def test_the_program_collects_garbage_again_once_its_work_begins(
     """The program pauses Python's cyclic garbage collector for its start (imports, config)
     only: at its end the collector runs, with the start's objects frozen out of its passes;
     a caller's ``main()`` leaves the caller's collector as it was."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(GC_HOOK.format(where=str(tmp_path)))
-    e = env()
-    e["PYTHONPATH"] = os.pathsep.join((str(hooks), e["PYTHONPATH"]))
+    e = _hooked_env(tmp_path, GC_HOOK)
     cfg = _small_input(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", command, str(cfg)],
