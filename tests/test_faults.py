@@ -1872,35 +1872,6 @@ def test_a_v3_output_is_refused_inside_a_zarr_v2_group(tmp_path: Path, cli) -> N
     assert file_states(out) == before
 
 
-@pytest.mark.parametrize("layout", ["v2", "both"])
-def test_a_v3_output_whose_store_lies_inside_a_v2_group_is_refused(
-    tmp_path: Path, cli, layout: str
-) -> None:
-    """``output.store: ds.zarr/child`` where ``ds.zarr`` is a Dataset xarray wrote as Zarr v2
-    (or a group holding both formats' metadata): a v2 group lists no v3 member, and the run
-    had written a v3 output there, exit 0, that neither zarr-python's group nor
-    ``xr.open_datatree`` of the Dataset saw (h85d). Refused before anything is written, in
-    one line naming the group; outside it the same run writes."""
-    xr = pytest.importorskip("xarray")
-    x = np.arange(100, dtype=np.float64).reshape(10, 10)
-    make_array(tmp_path / "in.zarr", x, (5, 10))
-    ds = tmp_path / "ds.zarr"
-    xr.Dataset({"q": (("t",), np.arange(5.0))}).to_zarr(ds, zarr_format=2, consolidated=False)
-    if layout == "both":
-        (ds / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
-    cfg = write_config(tmp_path, tmp_path / "in.zarr", ds / "child")
-    before = file_states(ds)
-    for flags in ((), ("--overwrite",)):
-        e = refused("run", cfg, *flags)
-        assert isinstance(e, OutputError) and e.group == str(ds), e
-        what = "is a Zarr v2 group (.zgroup)" if layout == "v2" else "holds both Zarr v3"
-        assert f"{ds} {what}" in str(e) and "outside that group" in str(e), e
-    assert file_states(ds) == before
-    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "elsewhere.zarr")
-    rc, _, err = cli("run", cfg, "--progress", "none")
-    assert rc == 0, err
-
-
 @pytest.mark.parametrize("where", ["root", "between"])
 @pytest.mark.parametrize("doc", [".zattrs", ".zmetadata"])
 def test_a_folder_of_lone_v2_documents_above_the_output_is_refused(

@@ -587,11 +587,7 @@ def check_formats_agree(plan: Plan) -> None:
     ``zarr.json`` that holds those v2 documents alone (a lone ``.zattrs`` or
     ``.zmetadata``), where the run's ``zarr.json`` would make such a group (zarr-python makes
     each missing group above the array: the run had done so, exit 0, and every later run
-    then refused the group it made). The groups that hold the store's root
-    (:func:`pipeline.store.arrays.enclosing_groups`: ``output.store: ds.zarr/child``) are
-    looked at too: a v2 one, or one holding both formats, lists no v3 member, and a run into
-    one had written a v3 output its readers did not see, exit 0 (h85d) (OutputError, fields
-    ``output``, ``group``)."""
+    then refused the group it made) (OutputError, fields ``output``, ``group``)."""
     loc = plan.output.location
     parts = plan.output.path.split("/") if plan.output.path else []
     for depth in range(len(parts)):
@@ -633,23 +629,6 @@ def check_formats_agree(plan: Plan) -> None:
                 output=loc.join(plan.output.path),
                 group=where,
             )
-    for holder, _ in arrays.enclosing_groups(loc):  # the groups that hold the store's root
-        where = holder.url
-        if holder.exists("zarr.json"):
-            mixed = mixed_formats(holder, "")
-            if not mixed:
-                continue
-            what = both_formats(mixed)
-        else:
-            what = "is a Zarr v2 group (.zgroup)"
-        raise OutputError(
-            f"{name_shown(where)} {what}, and the pipeline writes Zarr v3 at "
-            f"{name_shown(loc.join(plan.output.path))}, inside it: a v2 group lists no v3 "
-            "member, so zarr-python's and xarray's readers of the group would not see the "
-            "output (xr.open_datatree leaves it out); choose an output.store outside that group",
-            output=loc.join(plan.output.path),
-            group=where,
-        )
 
 
 def both_formats(mixed: list[str]) -> str:
