@@ -7171,6 +7171,77 @@ def test_an_integer_scale_factor_with_a_missing_element_stops_the_run_at_its_blo
     assert same_bits(open_dataset(tmp_path / "out.zarr")["t"].values, want)
 
 
+def test_after_a_run_stopped_on_its_input_plan_verify_and_resume_say_that_line(
+    tmp_path: Path, cli
+) -> None:
+    """h85f: a run stopped on a refusal of the input's data (an integer scale_factor, a
+    missing element in the third block), the output left incomplete. ``plan`` had said
+    "incomplete (an interrupted run): `run --resume` finishes it", ``verify`` the same, and
+    ``run --resume --dry-run`` "this run resumes it", exit 0, while ``run --resume`` met the
+    same refusal again. The run record keeps that line now (``stopped``, a new optional field
+    its ``check`` covers, so an earlier release's reader takes the record whole), and each of
+    them says the last run stopped on it, and to mend that before `run --resume`; the resume
+    that meets it again keeps the line again."""
+    from pipeline.planning.plan import fields_edited, record_edited
+
+    _integer_packed(tmp_path / "in.zarr", 3, "int16", {"_FillValue": np.int16(-1)}, -1)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"array": "t", "mask_and_scale": True},
+        stages=[{"op": "multiply", "factor": 1}],
+        chunking={"block": [10, COLS]},
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none", "-q")
+    stop = one_line_error("\n".join(ln for ln in err.splitlines() if "note: " not in ln))
+    assert rc == 1 and "holds -1, a fill value" in stop, err
+    stop = stop.removeprefix("error: ")
+    record = json.loads((tmp_path / "out.zarr" / "t" / ".pipeline" / "run.json").read_text())
+    assert record["stopped"] == stop
+    assert not fields_edited(record) and record_edited(record) is None
+    said = f'incomplete (the last run stopped on "{stop}"): mend that, then `run --resume`'
+    rc, out, err = cli("plan", cfg)
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert rc == 0 and said in now, now
+    rc, _, err = cli("verify", cfg, "-q")
+    line = one_line_error(err)
+    assert rc == 1, err
+    assert line.endswith(
+        f'its last run stopped on "{stop}"; mend that, then `run --resume` finishes it'
+    )
+    rc, out, err = cli("run", cfg, "--resume", "--dry-run")
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert rc == 0 and f'the last run stopped on "{stop}"' in now, now
+    assert "stops there again unless that is mended" in now, now
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none", "-q")
+    lines = [ln for ln in err.splitlines() if "note: " not in ln]
+    assert rc == 1 and len(lines) == 2, err
+    assert lines[0].startswith("warning: the last run of ") and f'stopped on "{stop}"' in lines[0]
+    assert lines[1] == f"error: {stop}", err
+    record = json.loads((tmp_path / "out.zarr" / "t" / ".pipeline" / "run.json").read_text())
+    assert record["stopped"] == stop and not fields_edited(record)
+    # a resume drops the line as it begins (its lock held): what stops it is its own to say
+    from pipeline.config import load_config
+    from pipeline.planning.plan import make_plan
+    from pipeline.running import output
+    from tests.test_plan import MACHINES
+
+    plan = make_plan(load_config(cfg), MACHINES["cpu"])
+    assert plan.sink.ledger is not None
+    plan.sink.ledger.acquire()
+    try:
+        assert output.clear_stop(plan) == stop
+    finally:
+        plan.sink.ledger.release()
+    record = json.loads((tmp_path / "out.zarr" / "t" / ".pipeline" / "run.json").read_text())
+    assert "stopped" not in record and not fields_edited(record)
+    rc, out, err = cli("plan", cfg)
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert rc == 0 and "incomplete (an interrupted run): `run --resume` finishes it" in now, now
+
+
 HELD = {  # (zarr_format, stored dtype, encoding), every element held
     # zarr's default v2 fill value, 0 (written by zarr below), which xarray masks
     "v2-int16-zarr-default-fill": (2, "int16", None),
