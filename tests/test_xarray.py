@@ -8346,6 +8346,40 @@ def test_a_dimension_coordinate_is_computed_beside_itself_under_another_name(
     assert "holds times" in str(info.value)
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_text_dimension_coordinate_is_refused_for_its_dtype_before_any_rename(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """h85f: a dimension coordinate of fixed-width bytes (``|S5``, as xarray writes station
+    names) chosen as ``input.array`` was first told that the computed values need another
+    name, "as output.array 'station_out'"; under that name the plan then refused its dtype,
+    which no name mends. The dtype is refused first, in one line, under either name, and
+    nothing is written."""
+    names = np.array([b"alpha", b"bb", b"c", b"d", b"e"], dtype="S5")
+    ds = xr.Dataset(
+        {"air": (("station", "t"), np.ones((5, 4), "float32"))}, coords={"station": names}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    where = tmp_path / "in.zarr" / "station"
+    for output in ({}, {"array": "station_out"}):
+        cfg = write_config(
+            tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", input={"array": "station"}
+        )
+        if output:
+            doc = yaml.safe_load(cfg.read_text())
+            doc["output"].update(output)
+            cfg.write_text(yaml.safe_dump(doc))
+        for command in ("plan", "run"):
+            rc, _, err = cli(command, cfg)
+            line = one_line_error(err)
+            assert rc == 1, err
+            assert f"unsupported dtype |S5 of the input {where}: " in line, line
+            assert "another name" not in line and "convert the input first" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_an_s3_group_s_lock_object_changes_no_listing_of_the_group(
     tmp_path: Path, cli, bucket: tuple[str, dict[str, Any]]
 ) -> None:
