@@ -553,11 +553,17 @@ CASES: dict[str, Case] = {
         # the command named with the config's file, as it can be run (it had said CONFIG)
         ["`pipeline generate ", "run.yaml` creates it from input.generate or fix input.store"],
     ),
-    "missing-array-in-group": Case(
+    "missing-array-in-group": Case(  # h85f: no names, where a close one got "did you mean"
         _group_input_asking("fields/pressure"),
         InputError,
         {"store": _in("in.zarr/fields/pressure"), "array": "fields/pressure", "status": "absent"},
-        ["check input.array"],
+        ["check input.array (no name is close; the arrays below 'fields': fields/temp)"],
+    ),
+    "missing-array-in-a-missing-group": Case(  # h85f: the store's arrays, where no group is
+        _group_input_asking("other/pressure"),
+        InputError,
+        {"array": "other/pressure", "status": "absent"},
+        ["check input.array (no name is close; the arrays in the store: fields/temp)"],
     ),
     "misspelled-array": Case(  # helper-41: no hint, where a group lists its arrays; the
         _group_input_asking("fields/tmep"),  # path input.array takes, not the name alone

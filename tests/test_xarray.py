@@ -899,6 +899,16 @@ def test_a_variable_named_without_its_group_names_its_path(
         "(did you mean 'g/h/t'? input.array is the path from the store's root)"
     )
     assert pipeline.plan(config(tmp_path, input={"array": "g/h/t"})).input.shape == (ROWS, COLS)
+    # a name close to none of the Dataset's variables: its arrays, by the paths input.array
+    # takes (h85f: "check input.array", no names, where a close name got "did you mean")
+    with pytest.raises(InputError) as info:
+        pipeline.plan(config(tmp_path, input={"array": "g/h/temperature"}))
+    said = str(info.value)
+    assert "\n" not in said and said.endswith(
+        "check input.array (no name is close; the arrays below 'g/h': "
+        + ", ".join(sorted(f"g/h/{n}" for n in ds.variables))
+        + ")"
+    ), said
 
 
 @pytest.mark.parametrize("dims", [None, ("row", "col")], ids=["no-dims", "dims"])
