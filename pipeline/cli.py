@@ -1288,6 +1288,15 @@ def _verdict(
             "two versions of the input); ",
             _run_says(args, config, ("--overwrite",), "`run --overwrite` starts over"),
         )
+    mend = "mend that, then `run --resume` finishes it"
+    if (
+        res.status == "incomplete"
+        and res.stopped is not None
+        and _run_says(args, config, ("--resume", "--overwrite"), mend) == mend
+    ):  # a resume meets it again unless it is mended (h85f: "`run --resume` finishes it",
+        # which stopped the same way); where `run --resume` is refused (an input mended
+        # since: another), that refusal, as below
+        return said(f'the output is incomplete: its last run stopped on "{res.stopped}"; ', mend)
     if res.status != "complete":
         return said(
             f"the output is {res.status}: it was not finished; ",

@@ -14,6 +14,7 @@ import contextlib
 import gc
 import itertools
 import json
+import re
 import subprocess
 import time
 import warnings
@@ -553,11 +554,17 @@ CASES: dict[str, Case] = {
         # the command named with the config's file, as it can be run (it had said CONFIG)
         ["`pipeline generate ", "run.yaml` creates it from input.generate or fix input.store"],
     ),
-    "missing-array-in-group": Case(
+    "missing-array-in-group": Case(  # h85f: no names, where a close one got "did you mean"
         _group_input_asking("fields/pressure"),
         InputError,
         {"store": _in("in.zarr/fields/pressure"), "array": "fields/pressure", "status": "absent"},
-        ["check input.array"],
+        ["check input.array (no name is close; the arrays below 'fields': fields/temp)"],
+    ),
+    "missing-array-in-a-missing-group": Case(  # h85f: the store's arrays, where no group is
+        _group_input_asking("other/pressure"),
+        InputError,
+        {"array": "other/pressure", "status": "absent"},
+        ["check input.array (no name is close; the arrays in the store: fields/temp)"],
     ),
     "misspelled-array": Case(  # helper-41: no hint, where a group lists its arrays; the
         _group_input_asking("fields/tmep"),  # path input.array takes, not the name alone
@@ -3121,6 +3128,62 @@ PLAN_REFUSALS: dict[str, tuple[dict[str, Any], int, str, str]] = {
         "the plan does not fit the host memory budget: ",
     ),
 }
+
+
+#: Shapes of another number of axes than the input's three: (what the config changes, the
+#: refused key, whether its line gives an example).
+OTHER_AXES: dict[str, tuple[dict[str, str], str, bool]] = {
+    "block-of-one-axis": ({"block": "[3]"}, "chunking.block", True),
+    "block-of-four-axes": ({"block": "[4, 6, 4, 2]"}, "chunking.block", True),
+    "block-beside-chunks": ({"chunks": "[4, 3, 4]", "block": "[1]"}, "chunking.block", True),
+    "chunks-of-two-axes": ({"chunks": "[2, 6]"}, "output.chunks", True),
+    "chunks-beside-shards": ({"chunks": "[1]", "shards": "[4, 6, 4]"}, "output.chunks", True),
+    "shards-beside-chunks": ({"chunks": "[2, 3, 4]", "shards": "[4]"}, "output.shards", True),
+    "shards-of-chunks-chosen": ({"shards": "[4]"}, "output.shards", False),
+}
+
+
+@pytest.mark.parametrize("name", list(OTHER_AXES))
+def test_a_shape_of_other_axes_is_refused_naming_a_fix_that_plans(
+    tmp_path: Path, cli, name: str
+) -> None:
+    """h85f: ``chunking.block: [10]`` of a 2-D input was refused as "chunking.block has 1 axes
+    but the input has 2 ([37, 53])", naming no fix. The line now says to give one size per
+    axis, with an example the plan takes (for a block: the sizes given rounded up to the
+    alignment, the input's stored units and the output's chunks, which an example of the
+    input's extent had missed), or to omit it; for shards whose chunks the plan chooses, no
+    example (none is sure to hold whole chunks), but what each size must be. Following
+    either fix, the plan is accepted."""
+    change, key, example = OTHER_AXES[name]
+    fields = {"chunks": "auto", "shards": "none", "block": "auto", "factor": "2"}
+    fields |= {"backend": "cpu", "host": "auto", **change}
+    make_array(tmp_path / "in.zarr", np.ones((8, 6, 4), "float32"), (2, 6, 4))
+    cfg = tmp_path / "c.yaml"
+
+    def planned(**changed: str) -> tuple[int, str]:
+        text = PLANNED.format(
+            inp=tmp_path / "in.zarr", out=tmp_path / "out.zarr", **(fields | changed)
+        )
+        cfg.write_text(text)
+        rc, _, err = cli("plan", cfg)
+        return rc, err
+
+    rc, err = planned()
+    line = one_line_error(err)
+    field = key.rpartition(".")[2]
+    given = change[field].count(",") + 1
+    axes = "1 axis" if given == 1 else f"{given} axes"
+    assert rc == 1 and f"{key} has {axes} but the input has 3 ([8, 6, 4]): " in line, line
+    assert "give 3 sizes, one per axis" in line and line.endswith("; or omit it"), line
+    found = re.search(r"e\.g\. (\[[0-9, ]+\])", line)
+    assert (found is not None) == example, line
+    if found is not None:
+        rc, err = planned(**{field: found[1]})
+        assert rc == 0, (line, err)
+    else:
+        assert "each a whole multiple of output.chunks'" in line, line
+    rc, err = planned(**{field: "none" if field == "shards" else "auto"})
+    assert rc == 0, (line, err)
 
 
 def _plan_refused(tmp_path: Path, name: str) -> tuple[Path, str, int, str, str]:

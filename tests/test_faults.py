@@ -3290,6 +3290,40 @@ def test_a_shard_index_no_writer_makes_is_named_by_run_and_verify(
     assert unit.read_bytes() == damaged  # the input kept as it is
 
 
+def test_a_run_stopped_on_a_damaged_input_chunk_is_said_so_until_it_is_mended(
+    tmp_path: Path, cli
+) -> None:
+    """h85f: a run that stopped on a damaged input chunk (its second block's) left the output
+    incomplete, and ``plan`` and ``verify`` had called it "an interrupted run", `run --resume`
+    finishing it, which met the same chunk again. They name the line it stopped on now, and to
+    mend that first; once the chunk is mended (deleted: it reads as the fill value), the input
+    is another, and they say what ``run`` says of it then (a resume refused, `run
+    --overwrite`), which runs."""
+    inp = tmp_path / "in.zarr"
+    z = zarr.create_array(str(inp), shape=(40, 30), chunks=(20, 30), dtype="float32")
+    z[...] = np.arange(1200, dtype=np.float32).reshape(40, 30)
+    (inp / "c" / "1" / "0").write_bytes(b"garbage")
+    cfg = write_config(tmp_path, inp, tmp_path / "out.zarr", chunking={"block": [20, 30]})
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    stop = one_line_error(err).removeprefix("error: ")
+    assert rc == 1 and f"input chunk 'c/1/0' of {inp} is damaged" in stop, err
+    rc, out, _ = cli("plan", cfg)
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert rc == 0 and f'the last run stopped on "{stop}"): mend that, then `run --resume`' in now
+    rc, _, err = cli("verify", cfg, "-q")
+    line = one_line_error(err)
+    assert rc == 1 and f'stopped on "{stop}"; mend that, then `run --resume`' in line, line
+    (inp / "c" / "1" / "0").unlink()  # mended: the input is another now
+    rc, out, _ = cli("plan", cfg)
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert "stopped on" not in now and "not resumable" in now and "--overwrite" in now, now
+    rc, _, err = cli("verify", cfg, "-q")
+    line = one_line_error(err)
+    assert rc == 1 and "stopped on" not in line and "`run --overwrite` starts over" in line, line
+    rc, _, err = cli("run", "--progress", "none", "--overwrite", cfg)
+    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+
+
 def test_verify_names_the_damaged_frame_of_a_nested_shard(tmp_path: Path, cli) -> None:
     """h61e: an input of shards of six nested shards of one zstd chunk each (which only Zarr
     reads), one inner frame's zstd magic number flipped after a complete run: zarr-python's

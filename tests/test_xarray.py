@@ -899,6 +899,16 @@ def test_a_variable_named_without_its_group_names_its_path(
         "(did you mean 'g/h/t'? input.array is the path from the store's root)"
     )
     assert pipeline.plan(config(tmp_path, input={"array": "g/h/t"})).input.shape == (ROWS, COLS)
+    # a name close to none of the Dataset's variables: its arrays, by the paths input.array
+    # takes (h85f: "check input.array", no names, where a close name got "did you mean")
+    with pytest.raises(InputError) as info:
+        pipeline.plan(config(tmp_path, input={"array": "g/h/temperature"}))
+    said = str(info.value)
+    assert "\n" not in said and said.endswith(
+        "check input.array (no name is close; the arrays below 'g/h': "
+        + ", ".join(sorted(f"g/h/{n}" for n in ds.variables))
+        + ")"
+    ), said
 
 
 @pytest.mark.parametrize("dims", [None, ("row", "col")], ids=["no-dims", "dims"])
@@ -7192,6 +7202,77 @@ def test_an_integer_scale_factor_with_a_missing_element_stops_the_run_at_its_blo
     assert same_bits(open_dataset(tmp_path / "out.zarr")["t"].values, want)
 
 
+def test_after_a_run_stopped_on_its_input_plan_verify_and_resume_say_that_line(
+    tmp_path: Path, cli
+) -> None:
+    """h85f: a run stopped on a refusal of the input's data (an integer scale_factor, a
+    missing element in the third block), the output left incomplete. ``plan`` had said
+    "incomplete (an interrupted run): `run --resume` finishes it", ``verify`` the same, and
+    ``run --resume --dry-run`` "this run resumes it", exit 0, while ``run --resume`` met the
+    same refusal again. The run record keeps that line now (``stopped``, a new optional field
+    its ``check`` covers, so an earlier release's reader takes the record whole), and each of
+    them says the last run stopped on it, and to mend that before `run --resume`; the resume
+    that meets it again keeps the line again."""
+    from pipeline.planning.plan import fields_edited, record_edited
+
+    _integer_packed(tmp_path / "in.zarr", 3, "int16", {"_FillValue": np.int16(-1)}, -1)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"array": "t", "mask_and_scale": True},
+        stages=[{"op": "multiply", "factor": 1}],
+        chunking={"block": [10, COLS]},
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none", "-q")
+    stop = one_line_error("\n".join(ln for ln in err.splitlines() if "note: " not in ln))
+    assert rc == 1 and "holds -1, a fill value" in stop, err
+    stop = stop.removeprefix("error: ")
+    record = json.loads((tmp_path / "out.zarr" / "t" / ".pipeline" / "run.json").read_text())
+    assert record["stopped"] == stop
+    assert not fields_edited(record) and record_edited(record) is None
+    said = f'incomplete (the last run stopped on "{stop}"): mend that, then `run --resume`'
+    rc, out, err = cli("plan", cfg)
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert rc == 0 and said in now, now
+    rc, _, err = cli("verify", cfg, "-q")
+    line = one_line_error(err)
+    assert rc == 1, err
+    assert line.endswith(
+        f'its last run stopped on "{stop}"; mend that, then `run --resume` finishes it'
+    )
+    rc, out, err = cli("run", cfg, "--resume", "--dry-run")
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert rc == 0 and f'the last run stopped on "{stop}"' in now, now
+    assert "stops there again unless that is mended" in now, now
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none", "-q")
+    lines = [ln for ln in err.splitlines() if "note: " not in ln]
+    assert rc == 1 and len(lines) == 2, err
+    assert lines[0].startswith("warning: the last run of ") and f'stopped on "{stop}"' in lines[0]
+    assert lines[1] == f"error: {stop}", err
+    record = json.loads((tmp_path / "out.zarr" / "t" / ".pipeline" / "run.json").read_text())
+    assert record["stopped"] == stop and not fields_edited(record)
+    # a resume drops the line as it begins (its lock held): what stops it is its own to say
+    from pipeline.config import load_config
+    from pipeline.planning.plan import make_plan
+    from pipeline.running import output
+    from tests.test_plan import MACHINES
+
+    plan = make_plan(load_config(cfg), MACHINES["cpu"])
+    assert plan.sink.ledger is not None
+    plan.sink.ledger.acquire()
+    try:
+        assert output.clear_stop(plan) == stop
+    finally:
+        plan.sink.ledger.release()
+    record = json.loads((tmp_path / "out.zarr" / "t" / ".pipeline" / "run.json").read_text())
+    assert "stopped" not in record and not fields_edited(record)
+    rc, out, err = cli("plan", cfg)
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert rc == 0 and "incomplete (an interrupted run): `run --resume` finishes it" in now, now
+
+
 HELD = {  # (zarr_format, stored dtype, encoding), every element held
     # zarr's default v2 fill value, 0 (written by zarr below), which xarray masks
     "v2-int16-zarr-default-fill": (2, "int16", None),
@@ -8294,6 +8375,40 @@ def test_a_dimension_coordinate_is_computed_beside_itself_under_another_name(
     with pytest.raises(InputError) as info:
         pipeline.run(config(tmp_path, input={"array": "time"}, output=times))
     assert "holds times" in str(info.value)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_text_dimension_coordinate_is_refused_for_its_dtype_before_any_rename(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """h85f: a dimension coordinate of fixed-width bytes (``|S5``, as xarray writes station
+    names) chosen as ``input.array`` was first told that the computed values need another
+    name, "as output.array 'station_out'"; under that name the plan then refused its dtype,
+    which no name mends. The dtype is refused first, in one line, under either name, and
+    nothing is written."""
+    names = np.array([b"alpha", b"bb", b"c", b"d", b"e"], dtype="S5")
+    ds = xr.Dataset(
+        {"air": (("station", "t"), np.ones((5, 4), "float32"))}, coords={"station": names}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    where = tmp_path / "in.zarr" / "station"
+    for output in ({}, {"array": "station_out"}):
+        cfg = write_config(
+            tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", input={"array": "station"}
+        )
+        if output:
+            doc = yaml.safe_load(cfg.read_text())
+            doc["output"].update(output)
+            cfg.write_text(yaml.safe_dump(doc))
+        for command in ("plan", "run"):
+            rc, _, err = cli(command, cfg)
+            line = one_line_error(err)
+            assert rc == 1, err
+            assert f"unsupported dtype |S5 of the input {where}: " in line, line
+            assert "another name" not in line and "convert the input first" in line, line
+    assert not (tmp_path / "out.zarr").exists()
 
 
 def test_an_s3_group_s_lock_object_changes_no_listing_of_the_group(

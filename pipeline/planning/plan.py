@@ -1161,7 +1161,9 @@ def check_output_options(config: Config) -> None:
 
 def _check_axes(config: Config, info: ArrayInfo) -> None:
     """Refuse shapes in the config with another number of axes than the input has (PlanError:
-    ``key``, ``shape``, ``input_shape``)."""
+    ``key``, ``shape``, ``input_shape``), naming the fix: one size per axis, with an example
+    where one is sure to fit (:func:`_axes_example`), or the setting omitted (h85d: the line
+    had named none)."""
     ndim = len(info.shape)
     for name, shp in (
         ("output.chunks", config.output.chunks),
@@ -1169,12 +1171,46 @@ def _check_axes(config: Config, info: ArrayInfo) -> None:
         ("chunking.block", config.chunking.block),
     ):
         if isinstance(shp, tuple) and len(shp) != ndim:
+            example = _axes_example(config, name, shp, info)
+            sizes = f"{ndim} sizes, one per axis" + (f", e.g. {example}" if example else "")
+            if name == "output.shards":
+                sizes += ", each a whole multiple of output.chunks'"
             raise PlanError(
-                f"{name} has {len(shp)} axes but the input has {ndim} ({list(info.shape)})",
+                f"{name} has {len(shp)} {'axis' if len(shp) == 1 else 'axes'} but the input "
+                f"has {ndim} ({list(info.shape)}): "
+                f"give {sizes}; or omit it",
                 key=name,
                 shape=shp,
                 input_shape=info.shape,
             )
+
+
+def _axes_example(
+    config: Config, name: str, shp: tuple[int, ...], info: ArrayInfo
+) -> list[int] | None:
+    """For :func:`_check_axes`' line: ``shp``, the sizes given as ``name``, made one per axis of
+    the input (``info``) in a way the plan takes. A block: each size given rounded up to a
+    whole multiple of the alignment (:func:`~pipeline.planning.blocks.alignment`: the
+    input's stored units, the output's chunks and shards), past them the alignment itself
+    (the smallest block there: an example of "the input's extent" had met the alignment's
+    refusal). Chunks: those given, past them output.shards' (a shard of one chunk along that
+    axis), else the input's extent; shards: those given, past them output.chunks' (one chunk
+    a shard). None for shards where output.chunks is not given one per axis (the plan
+    chooses them: no example is sure to hold whole chunks); sizes past the input's axes are
+    dropped."""
+    shape = info.shape
+    if name == "chunking.block":  # the output's shapes are checked first: one per axis now
+        base = blocks.alignment(info, config.output)
+        return [
+            *(grid.ceil_div(max(n, 1), b) * b for n, b in zip(shp, base, strict=False)),
+            *base[len(shp) :],
+        ]
+    beside = config.output.shards if name == "output.chunks" else config.output.chunks
+    if not (isinstance(beside, tuple) and len(beside) == len(shape)):
+        if name == "output.shards":
+            return None
+        beside = shape
+    return [*shp[: len(shape)], *beside[len(shp) :]]
 
 
 def _plan_workers(

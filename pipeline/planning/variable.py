@@ -163,6 +163,9 @@ def carried(
         if variable is not None:  # a stale consolidated copy first, naming this one next
             check_consolidated(loc, store, variable, frame, then=str(refused))
         raise
+    # before the refusals of the frame, whose fixes are settings: none mends the values'
+    # dtype (h85f)
+    refuse_unsupported_values(config, arr.dtype, unpack)
     if frame:
         assert variable is not None
         _check_frame(variable, output_path)
@@ -1328,6 +1331,28 @@ def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> N
         )
 
 
+def refuse_unsupported_values(
+    config: Config, stored: np.dtype, unpacking: Unpacking | None
+) -> np.dtype:
+    """The dtype of the input's values, its ``stored`` dtype or the one its ``unpacking``
+    decodes to, where the stages compute on it; else an InputError naming the input (fields
+    ``store``, ``dtype``; :func:`pipeline.ops.stages.check_dtype`'s line names none). No
+    setting mends it, so it comes before any refusal whose fix is a setting (h85f: a text
+    dimension coordinate chosen as ``input.array`` was told to take another output.array,
+    which then met "unsupported dtype |S5")."""
+    values = np.dtype(unpacking.dtype) if unpacking else np.dtype(stored)
+    if not stages.supported_dtype(values):  # the line names the input (stages' names none)
+        where = Location.of(config.input.store, config.input.storage_options, "input")
+        array = where.join(config.input.array)
+        raise InputError(
+            f"unsupported dtype {values} of the input {array}: {stages.COMPUTED_ON}; convert "
+            "the input first",
+            store=array,
+            dtype=str(values),
+        )
+    return values
+
+
 def values_chain(
     config: Config, stored: np.dtype, unpacking: Unpacking | None
 ) -> tuple[stages.BoundStage, ...]:
@@ -1341,16 +1366,7 @@ def values_chain(
     would decode to int64 all the same, so "convert the input" is no fix there. A dtype the
     stages do not compute on (text, complex, bool) is refused naming the input (InputError,
     fields ``store``, ``dtype``): :func:`pipeline.ops.stages.check_dtype`'s line names none."""
-    values = np.dtype(unpacking.dtype) if unpacking else stored
-    if not stages.supported_dtype(values):  # the line names the input (stages' names none)
-        where = Location.of(config.input.store, config.input.storage_options, "input")
-        array = where.join(config.input.array)
-        raise InputError(
-            f"unsupported dtype {values} of the input {array}: {stages.COMPUTED_ON}; convert "
-            "the input first",
-            store=array,
-            dtype=str(values),
-        )
+    values = refuse_unsupported_values(config, stored, unpacking)
     try:
         return stages.plan_chain(
             config.stage_specs(),

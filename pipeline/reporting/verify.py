@@ -228,6 +228,10 @@ class VerifyResult:
     since the run that kept names and sizes shows only in the blocks compared (of an
     'incomplete' output: a resume of it is refused, as ``run`` refuses it); None where the
     identity can show one"""
+    stopped: str | None = None
+    """of an 'incomplete' output: the line of the refusal its last run stopped on, as its run
+    record keeps it (:func:`pipeline.running.output.record_stop`): a resume meets it again
+    unless it is mended; None where the run was interrupted or crashed, or kept none"""
     advice: str | None = None
     """what to do about the first failure, as the words that end the line ``pipeline verify``
     prints of it: the command of ``run`` that finishes or replaces the output, where ``run``
@@ -447,6 +451,7 @@ def verify(
             # a resume of it is refused where the input can show no rewrite: `run` says so
             # (F8: verify said `run --resume` finishes it)
             input_unchecked=now.unstamped,
+            stopped=Ledger(loc_out, out_path).stopped_on(),
         )
     # a chunk that is no file (a named pipe), before any block is read: the read would wait
     # on it without end, past Ctrl-C and SIGTERM (h84a)

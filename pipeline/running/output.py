@@ -44,7 +44,7 @@ from pipeline.planning import Plan, make_plan
 from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
-from pipeline.store.ledger import RECORD, Ledger, group_lock
+from pipeline.store.ledger import RECORD, STOPPED, Ledger, group_lock
 from pipeline.store.local_files import path_words
 from pipeline.store.location import (
     Aside,
@@ -2358,7 +2358,9 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         took = run_accepts(plan, ("--overwrite",))[0]
         return row, None if took is not None else e
     row = _output_now(plan, state)
-    named = re.search(r"`run( --\w+)?`", row)
+    stopped = stopped_on(plan) if state == "incomplete" else None
+    # the command the row names, not one that the line the last run stopped on names
+    named = re.search(r"`run( --\w+)?`", row.replace(stopped, "") if stopped else row)
     if named is not None:
         flag = (named.group(1) or "").strip()
         took, refusals = run_accepts(plan, (flag,))
@@ -2444,6 +2446,12 @@ def _output_now(plan: Plan, state: str) -> str:
             _resume_start(resumed, state, plan.output.location.join(plan.output.path))
         except OutputError as e:
             return f"incomplete, and not resumable: {e}"
+        stopped = _stop_of(manifest)
+        if stopped is not None:  # a resume meets it again unless it is mended (h85f)
+            return (
+                f"{_stopped_there(stopped)}: mend that, then `run --resume` finishes it, or "
+                "`run --overwrite` starts over"
+            )
         if (resumed.block, resumed.output.chunk) != (plan.block, plan.output.chunk):
             return (
                 "incomplete (an interrupted run): `run --resume` finishes it in the layout it "
@@ -2473,6 +2481,9 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
     computes. Reads only."""
     state = output_state(plan)
     there = _NOW.get(state, state)
+    stopped = stopped_on(plan) if state == "incomplete" else None
+    if stopped is not None:
+        there = _stopped_there(stopped)
     if start == "done":
         copies, record = copies_to_write(plan), record_to_rewrite(plan)
         if copies or record:
@@ -2483,6 +2494,11 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
         return (
             f"{there}: this run finds it complete, made from this config and input: nothing to do"
         )
+    if start == "resume" and stopped is not None:  # as it did, unless that is mended (h85f)
+        return (
+            f"{there}: this run resumes it, {left} of {total} blocks left to compute, and "
+            "stops there again unless that is mended"
+        )
     if start == "resume":
         return f"{there}: this run resumes it, {left} of {total} blocks left to compute"
     if state == "absent":
@@ -2490,6 +2506,65 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
     if state == "occupied":
         return f"absent, in a group that holds {_occupants(plan)}: this run writes it there"
     return f"{there}: this run replaces it, starting over"
+
+
+def stopped_on(plan: Plan) -> str | None:
+    """The line of the refusal that the last run of ``plan``'s output stopped on, as its run
+    record keeps it (:data:`~pipeline.store.ledger.STOPPED`, :func:`record_stop`); None where
+    it keeps none (no record: no output, or a complete one; a run interrupted or crashed; an
+    earlier release's record)."""
+    ledger = plan.sink.ledger
+    return ledger.stopped_on() if ledger is not None else None
+
+
+def _stop_of(manifest: dict[str, Any]) -> str | None:
+    """The line a run record ``manifest`` keeps of the refusal its run stopped on, or None."""
+    line = manifest.get(STOPPED)
+    return line if isinstance(line, str) and line else None
+
+
+def _stopped_there(line: str) -> str:
+    """What is at an output whose last run stopped on the refusal ``line``, in words."""
+    return f'incomplete (the last run stopped on "{line}")'
+
+
+def record_stop(plan: Plan, failure: PipelineError) -> None:
+    """Keep ``failure``'s line in the run record of ``plan``'s output
+    (:data:`~pipeline.store.ledger.STOPPED`), as a run that made or resumed the output stops
+    on it, its lock still held: ``plan``, ``verify`` and ``run --resume`` then say that the
+    last run stopped on it, which a resume meets again unless it is mended (h85f: after a
+    block of the input that cannot be decoded they had said "an interrupted run: `run
+    --resume` finishes it", which stopped again the same way). Nothing where the lock is no
+    longer this run's, or the record is gone or edited since; never raises (the failure's own
+    line is the run's)."""
+    ledger = plan.sink.ledger
+    if ledger is None:
+        return
+    with contextlib.suppress(Exception):
+        ledger.check_held()  # never into another run's record, that took the lock since
+        manifest = ledger.read_manifest()
+        if manifest is None or fields_edited(manifest):
+            return
+        checked = "check" in manifest  # an earlier version's record, with none, gets none
+        kept = {k: v for k, v in manifest.items() if k != "check"}
+        kept[STOPPED] = str(failure)
+        ledger.write_manifest(with_check(kept) if checked else kept)
+
+
+def clear_stop(plan: Plan) -> str | None:
+    """Drop the line of the refusal the last run stopped on from ``plan``'s run record
+    (:func:`record_stop`), as a resume begins, its lock held: what stops it is this run's
+    to say (an interrupt of it, a crash, or its own refusal). That line, or None where the
+    record kept none (nothing written then)."""
+    ledger = plan.sink.ledger
+    manifest = ledger.read_manifest() if ledger is not None else None
+    line = _stop_of(manifest) if manifest is not None else None
+    if ledger is None or manifest is None or line is None or fields_edited(manifest):
+        return line
+    ledger.check_held()
+    kept = {k: v for k, v in manifest.items() if k not in ("check", STOPPED)}
+    ledger.write_manifest(with_check(kept) if "check" in manifest else kept)
+    return line
 
 
 def refused_now(refusal: PipelineError) -> str:

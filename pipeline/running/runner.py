@@ -806,6 +806,12 @@ def _execute(
             # the old chunks are gone before the lock is: a failure's own line stands
             with contextlib.suppress(BaseException):
                 aside.finish()
+            stop = sys.exc_info()[1]
+            if exists and isinstance(stop, PipelineError):  # a refusal of its own, not an
+                # interrupt nor a crash: the record keeps its line, which `plan`, `verify` and
+                # a resume say (h85f: they had said "`run --resume` finishes it", which met it
+                # again)
+                output.record_stop(plan, stop)
             # the failure raised from here (sys.exc_info: the one replacing a handled one),
             # whose line says the lock stays where it cannot be given up
             ledger.give_up(sys.exc_info()[1])
@@ -854,6 +860,15 @@ def _compute_and_finish(
     t_start, t_ready = clock
     assert plan.sink.ledger is not None
     plan.sink.ledger.adopt()  # the record its markers carry, made or found (h83f)
+    if start == "resume":
+        stopped = output.clear_stop(plan)
+        if stopped is not None:  # it meets it again unless it was mended (h85f)
+            log.warning(
+                'the last run of %s stopped on "%s": unless that is mended, this run stops '
+                "there again",
+                plan.output.location.join(plan.output.path),
+                stopped,
+            )
     all_blocks = list(grid.iter_indices(plan.block_grid))
     done = _already_written(plan, start, all_blocks, options.progress)
     pending = [b for b in all_blocks if b not in done]

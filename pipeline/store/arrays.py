@@ -796,21 +796,40 @@ def _named_below(location: Location, parent: str, path: str) -> str:
     arrays below ``parent`` of the last part of ``path`` (``air`` of a Dataset xarray wrote
     with ``to_zarr(STORE, group="g/h")``), else those below the store's root whose path ends
     with ``path`` (``h/air``, the group's path given in part), by their paths from the store's
-    root (:func:`_arrays_below`, bounded); '' where none is found."""
+    root (:func:`_arrays_below`, bounded); where none is, the arrays below ``parent`` by
+    their paths, as a group given as input.array lists its own (h85f: a name close to none
+    had got no names at all, where a misspelled one got "did you mean" and a group its
+    arrays); '' where there are none."""
     name = path.rpartition("/")[2].casefold()
     try:
-        close = [
-            b for b in _arrays_below(location, parent) if b.rpartition("/")[2].casefold() == name
-        ]
+        below = _arrays_below(location, parent)
+        close = [b for b in below if b.rpartition("/")[2].casefold() == name]
         if not close and parent:
             tail = f"/{path.casefold()}"
             close = [b for b in _arrays_below(location, "") if b.casefold().endswith(tail)]
     except Exception:  # a hint only
         return ""
     if not close:
-        return ""
+        return _arrays_listed(location, parent, below)
     shown = " or ".join(repr(c) for c in close[:3])
     return f" (did you mean {shown}? input.array is the path from the store's root)"
+
+
+def _arrays_listed(location: Location, parent: str, below: list[str]) -> str:
+    """:func:`_named_below`'s hint where no array's name is close: ``below``, the arrays below
+    ``parent`` (or where there are none, or ``parent`` is no group, the store's), by their
+    paths from the store's root, eight at most; '' where the store holds none."""
+    where = f"below {parent!r}" if parent else "in the store"
+    if not below and parent:
+        where = "in the store"
+        try:
+            below = _arrays_below(location, "")
+        except Exception:  # a hint only
+            return ""
+    if not below:
+        return ""
+    more = ", ..." if len(below) > 8 else ""
+    return f" (no name is close; the arrays {where}: {names_shown(sorted(below)[:8])}{more})"
 
 
 #: The metadata documents of a node that must each be a JSON object where they are there, by

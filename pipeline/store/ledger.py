@@ -75,6 +75,12 @@ RECORD = ".pipeline"
 #: The field of the run record (``run.json``) and of each marker naming the record they are
 #: of (:meth:`Ledger.each_marker`).
 RECORD_ID = "record"
+#: The optional field of the run record (``run.json``) holding the line of the refusal a run
+#: stopped on (an error of the pipeline's own, raised once the output was made: a block of
+#: the input that cannot be computed, a store's refusal), where the last run stopped on one;
+#: absent after an interrupt or a crash, and dropped as a resume begins. An earlier release's
+#: reader takes the record as it took it (an unknown field, covered by its ``check``).
+STOPPED = "stopped"
 
 #: A block's marker name, :meth:`Ledger._name`: its index along each axis, in ASCII digits,
 #: joined by dots.
@@ -463,6 +469,13 @@ class Ledger:
             return self.held_record["id"] or None
         record = (self.read_manifest() or {}).get(RECORD_ID)
         return record if isinstance(record, str) and record else None
+
+    def stopped_on(self) -> str | None:
+        """The line of the refusal the last run of this output stopped on, as its run record
+        keeps it (:data:`STOPPED`); None where it keeps none (no record, an interrupted or
+        crashed run, an earlier release's record)."""
+        line = (self.read_manifest() or {}).get(STOPPED)
+        return line if isinstance(line, str) and line else None
 
     def new_record(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """``manifest``, a fresh start's run record, naming its ``record``: this holder's
