@@ -2501,6 +2501,17 @@ def test_an_input_folder_linked_into_the_output_is_refused(tmp_path: Path, cli) 
     assert np.array_equal(read_array(tmp_path / "in.zarr"), x)
 
 
+def _small_dataset() -> Any:
+    """A Dataset of one variable ``v`` (float32, 4 x 3, ``units``) on the coordinate ``t``,
+    with a title: the smallest a Dataset output's tests need (skips without xarray)."""
+    xr = pytest.importorskip("xarray")
+    return xr.Dataset(
+        {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
+        coords={"t": np.arange(4)},
+        attrs={"title": "x"},
+    )
+
+
 def _dataset_run(tmp_path: Path, cli: Any, ds: Any) -> tuple[Path, Path, Path]:
     """``ds`` written by xarray as ``in.zarr`` (Zarr v3, consolidated) and its ``v`` run
     into ``out.zarr``: the two stores and the config file."""
@@ -2523,12 +2534,7 @@ def test_a_dataset_output_whose_group_document_is_gone_names_the_fix_that_works(
     zarr.json``). The group's document gone is an edit of the output's metadata: each names
     it, and `run --overwrite`, which then writes a Dataset xarray opens."""
     xr = pytest.importorskip("xarray")
-    ds = xr.Dataset(
-        {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
-        coords={"t": np.arange(4)},
-        attrs={"title": "x"},
-    )
-    _, out, cfg = _dataset_run(tmp_path, cli, ds)
+    _, out, cfg = _dataset_run(tmp_path, cli, _small_dataset())
     (out / "zarr.json").unlink()
     said = f"the group document of {out} is gone"
     for args in (("run",), ("run", "--resume"), ("verify",)):
@@ -4674,11 +4680,7 @@ def test_a_dataset_output_key_that_is_a_named_pipe_names_the_output_s_fix(
     chunk had been refused as "gone or unreadable", its `verify` quoting an input's fix. Each
     reader now names the key and the output's fix, and that fix works."""
     xr = pytest.importorskip("xarray")
-    ds = xr.Dataset(
-        {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
-        coords={"t": np.arange(4)},
-        attrs={"title": "x"},
-    )
+    ds = _small_dataset()
     _, out, cfg = _dataset_run(tmp_path, cli, ds)
     (out / part).unlink(missing_ok=True)
     os.mkfifo(out / part)

@@ -4555,6 +4555,21 @@ def test_an_s3_output_replaced_keeps_no_old_object_and_no_record(tmp_path, cli, 
 _USER_RECORD_OBJECTS = (".pipeline/notes.txt", ".pipeline/aside/x", ".pipeline/done/mine.txt")
 
 
+def _s3_record_job(tmp_path: Path, bucket: Any, seed: int) -> tuple[Any, Any, str, str, Any, Path]:
+    """A float32 (12, 9) input in ``tmp_path`` (chunks (4, 9), NumPy's seed ``seed``) and a
+    config writing it to ``out.zarr`` of the test's S3 bucket: (an s3fs file system, the
+    input's values, the bucket's URL, the output's URL, the storage options, the config)."""
+    import s3fs
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    x = np.random.default_rng(seed).standard_normal((12, 9)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 9))
+    out = f"{url}/out.zarr"
+    output = {"store": out, "storage_options": options}
+    return fs, x, url, out, options, write_config(tmp_path, tmp_path / "in.zarr", "", output=output)
+
+
 @pytest.mark.parametrize("flag", ["", "--overwrite"])
 def test_a_user_s_object_in_an_s3_run_record_is_refused_before_anything_is_written(
     tmp_path, cli, bucket, flag: str
@@ -4564,15 +4579,7 @@ def test_a_user_s_object_in_an_s3_run_record_is_refused_before_anything_is_writt
     one line naming each of them and the fix (move them elsewhere), before anything is
     written; every run's end had deleted the whole prefix, with no word (h85b). Once they
     are moved, the run writes the output, NumPy's bit for bit."""
-    import s3fs
-
-    url, options = bucket
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
-    x = np.random.default_rng(8).standard_normal((12, 9)).astype(np.float32)
-    make_array(tmp_path / "in.zarr", x, (4, 9))
-    out = f"{url}/out.zarr"
-    output = {"store": out, "storage_options": options}
-    cfg = write_config(tmp_path, tmp_path / "in.zarr", "", output=output)
+    fs, x, url, out, options, cfg = _s3_record_job(tmp_path, bucket, 8)
     for key in _USER_RECORD_OBJECTS:
         fs.pipe_file(f"{out[5:]}/{key}", b"mine")
     before = {k: fs.cat_file(k) for k in fs.find(out[5:])}
@@ -4599,15 +4606,7 @@ def test_an_s3_run_s_end_deletes_its_own_record_keys_alone(tmp_path, cli, bucket
     its markers) and leaves the user's, bytes and all; it had deleted the whole prefix
     (h85b). The output is complete, NumPy's bit for bit, and a next run finds the user's
     objects and names them."""
-    import s3fs
-
-    url, options = bucket
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
-    x = np.random.default_rng(9).standard_normal((12, 9)).astype(np.float32)
-    make_array(tmp_path / "in.zarr", x, (4, 9))
-    out = f"{url}/out.zarr"
-    output = {"store": out, "storage_options": options}
-    cfg = write_config(tmp_path, tmp_path / "in.zarr", "", output=output)
+    fs, x, _, out, options, cfg = _s3_record_job(tmp_path, bucket, 9)
     with paused_at_lock("run", cfg, cwd=tmp_path) as held:
         for key in _USER_RECORD_OBJECTS:
             fs.pipe_file(f"{out[5:]}/{key}", key.encode())
