@@ -399,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     until it exits; a list (a caller in Python, the tests): the handlers are restored after.
     The first signal stops the command (:func:`pipeline.running.waiting.on_signal`: it is not
     lost where Python drops its ``KeyboardInterrupt``); those after it do not cut its clean-up
-    short."""
+    short. A signal this process began with ignored (a shell's background job: SIGINT) stays
+    ignored."""
     if argv is None and _started_for_the_command():
         _pause_collector()  # until the command's own work begins (_collect_again)
     main_thread = threading.current_thread() is threading.main_thread()  # where handlers run
@@ -415,8 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     back = [(s, h if h is not None else signal.SIG_DFL) for s, h in reversed(handlers.items())]
     raised = False
     try:
-        for s in handlers:
-            signal.signal(s, waiting.on_signal)
+        for s, h in handlers.items():
+            # a signal ignored when the command began stays ignored: a shell starts a script's
+            # background job (`pipeline run ... &`) with SIGINT ignored, so that a Ctrl-C meant
+            # for the script leaves the job running, as Python itself leaves it (h85c)
+            if h is not signal.SIG_IGN:
+                signal.signal(s, waiting.on_signal)
         status = _main(argv)
     except BaseException:
         raised = True

@@ -916,12 +916,20 @@ def paused_at_lock(
 
 
 def paused_process(
-    command: str, config: Path, *args: str, cwd: Path, before: bool = False, at: str = ""
+    command: str,
+    config: Path,
+    *args: str,
+    cwd: Path,
+    before: bool = False,
+    at: str = "",
+    sigint_ignored: bool = False,
 ) -> subprocess.Popen:
     """The process :func:`paused_at_lock` starts, started, not waited for: it writes the line
     'locked' to its stdout once it is held there (a test waiting on something else first
-    reads it itself); the caller ends it (:func:`end_process`)."""
+    reads it itself); the caller ends it (:func:`end_process`). ``sigint_ignored``: begun
+    with SIGINT ignored, as a shell starts a script's background job (``&``)."""
     where = at or ("before" if before else "after")
+    ignored = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen(
         [sys.executable, "-c", _PAUSED, where, command, str(config), *args],
         env=env(),
@@ -931,6 +939,7 @@ def paused_process(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=ignored,
     )
 
 

@@ -23,13 +23,14 @@ import pytest
 import yaml
 
 from pipeline.running import cluster
-from tests.conftest import STAGES, make_array
+from tests.conftest import STAGES, make_array, read_array, reference
 from tests.faultkit import (
     assert_same_stores,
     cpu_cluster_plan,
     env,
     many_blocks_input,
     markers,
+    paused_process,
     run_python,
     status,
     wait_for_markers,
@@ -657,3 +658,38 @@ def test_a_signal_stays_pending_until_taken_then_later_ones_are_ignored(capsys) 
         signal.signal(signal.SIGINT, before)
         waiting.reset()
     capsys.readouterr()
+
+
+def test_a_run_begun_with_sigint_ignored_is_not_stopped_by_it(tmp_path: Path) -> None:
+    """A shell starts a script's background job (``pipeline run ... &``) with SIGINT ignored,
+    so that a Ctrl-C meant for the script leaves the job running, as Python leaves it: the
+    command had set its own handler over that, and the run stopped (h85c). A SIGINT sent
+    while the run holds its lock (a real signal, at a point the process says it is at) is
+    ignored: the run completes, NumPy's values; SIGTERM still stops a run begun so."""
+    x = np.arange(64, dtype=np.float32).reshape(8, 8)
+    make_array(tmp_path / "in.zarr", x, (4, 8))
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "input": {"store": str(tmp_path / "in.zarr")},
+                "output": {"store": str(tmp_path / "out.zarr"), "overwrite": True},
+                "stages": STAGES,
+                "backend": "cpu",
+            }
+        )
+    )
+    for sent, completes in ((signal.SIGINT, True), (signal.SIGTERM, False)):
+        proc = paused_process("run", cfg, cwd=tmp_path, sigint_ignored=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+            proc.send_signal(sent)
+            _, err = proc.communicate("\n", timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert (proc.returncode == 0) is completes, (sent, proc.returncode, err)
+        if completes:
+            assert status(tmp_path / "out.zarr") == "complete"
+            assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
