@@ -1651,7 +1651,9 @@ def test_plan_of_an_incomplete_output_a_run_is_writing_says_no_interrupted_run(
         assert "incomplete (a run is writing it); another run is writing" in row, row
     rc, table, err = cli("plan", cfg)
     assert rc == 0, table + err
-    assert "incomplete (an interrupted run): `run --resume` finishes it" in table, table
+    # the run stopped on a full file system's refusal, which its record keeps (h85f)
+    assert 'incomplete (the last run stopped on "file too large' in table, table
+    assert "mend that, then `run --resume` finishes it" in table, table
 
 
 def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli) -> None:
