@@ -44,7 +44,7 @@ from pipeline.planning import Plan, make_plan
 from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
-from pipeline.store.ledger import RECORD, STOPPED, Ledger, group_lock
+from pipeline.store.ledger import RECORD, STOPPED, Ledger, group_lock, stopped_in
 from pipeline.store.local_files import path_words
 from pipeline.store.location import (
     Aside,
@@ -2446,7 +2446,7 @@ def _output_now(plan: Plan, state: str) -> str:
             _resume_start(resumed, state, plan.output.location.join(plan.output.path))
         except OutputError as e:
             return f"incomplete, and not resumable: {e}"
-        stopped = _stop_of(manifest)
+        stopped = stopped_in(manifest)
         if stopped is not None:  # a resume meets it again unless it is mended (h85f)
             return (
                 f"{_stopped_there(stopped)}: mend that, then `run --resume` finishes it, or "
@@ -2517,12 +2517,6 @@ def stopped_on(plan: Plan) -> str | None:
     return ledger.stopped_on() if ledger is not None else None
 
 
-def _stop_of(manifest: dict[str, Any]) -> str | None:
-    """The line a run record ``manifest`` keeps of the refusal its run stopped on, or None."""
-    line = manifest.get(STOPPED)
-    return line if isinstance(line, str) and line else None
-
-
 def _stopped_there(line: str) -> str:
     """What is at an output whose last run stopped on the refusal ``line``, in words."""
     return f'incomplete (the last run stopped on "{line}")'
@@ -2545,10 +2539,7 @@ def record_stop(plan: Plan, failure: PipelineError) -> None:
         manifest = ledger.read_manifest()
         if manifest is None or fields_edited(manifest):
             return
-        checked = "check" in manifest  # an earlier version's record, with none, gets none
-        kept = {k: v for k, v in manifest.items() if k != "check"}
-        kept[STOPPED] = str(failure)
-        ledger.write_manifest(with_check(kept) if checked else kept)
+        _write_stop(ledger, manifest, str(failure))
 
 
 def clear_stop(plan: Plan) -> str | None:
@@ -2558,13 +2549,23 @@ def clear_stop(plan: Plan) -> str | None:
     record kept none (nothing written then)."""
     ledger = plan.sink.ledger
     manifest = ledger.read_manifest() if ledger is not None else None
-    line = _stop_of(manifest) if manifest is not None else None
+    line = stopped_in(manifest)
     if ledger is None or manifest is None or line is None or fields_edited(manifest):
         return line
     ledger.check_held()
-    kept = {k: v for k, v in manifest.items() if k not in ("check", STOPPED)}
-    ledger.write_manifest(with_check(kept) if "check" in manifest else kept)
+    _write_stop(ledger, manifest, None)
     return line
+
+
+def _write_stop(ledger: Ledger, manifest: dict[str, Any], line: str | None) -> None:
+    """Write the run record ``manifest`` again keeping ``line`` as the refusal its run stopped
+    on (:data:`~pipeline.store.ledger.STOPPED`), or none where ``line`` is None
+    (:func:`record_stop`, :func:`clear_stop`), its ``check`` made again where it holds one
+    (an earlier version's record, with none, gets none)."""
+    kept = {k: v for k, v in manifest.items() if k not in ("check", STOPPED)}
+    if line is not None:
+        kept[STOPPED] = line
+    ledger.write_manifest(with_check(kept) if "check" in manifest else kept)
 
 
 def refused_now(refusal: PipelineError) -> str:
