@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config.models import Config
-from pipeline.errors import ChunkError, ConfigError, InputError, PlanError, name_shown
+from pipeline.errors import ChunkError, ConfigError, InputError, PlanError, name_shown, some_said
 from pipeline.ops import stages
 from pipeline.ops.cf import (
     PACKING_ATTRIBUTES,
@@ -770,9 +770,7 @@ def check_consolidated(
     refusing = [s for s in found if s.part != "attributes" or _decodes_otherwise(s)]
     if refusing:
         s = refusing[0]
-        said = "; ".join(r.said for r in refusing[:3])
-        if len(refusing) > 3:
-            said += f"; and {len(refusing) - 3} more"
+        said = some_said([r.said for r in refusing])
         raise InputError(
             f"the consolidated metadata of the input Dataset {name_shown(where)} is stale: "
             f"{said} "

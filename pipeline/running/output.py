@@ -36,6 +36,7 @@ from pipeline.errors import (
     OutputError,
     PipelineError,
     name_shown,
+    some_said,
     some_shown,
     storage_failure,
 )
@@ -1533,11 +1534,7 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
         _refuse_strangers(plan, where)
         return
     # every part (three, then how many more): the first alone had been named (h85b)
-    said = "; ".join(
-        f"{key} is {there} where the run keeps {kept}" for key, there, kept in found[:3]
-    )
-    if len(found) > 3:
-        said += f"; and {len(found) - 3} more"
+    said = some_said([f"{key} is {there} where the run keeps {kept}" for key, there, kept in found])
     paths = [plan.output.location.join(_key(plan.output.path, key)) for key, _, _ in found]
     which = "which no run writes over" if len(found) == 1 else "none of which a run writes over"
     raise OutputError(
