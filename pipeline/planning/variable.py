@@ -79,6 +79,13 @@ class Carried:
         return self.variable.dims if self.variable is not None else None
 
     @property
+    def written_coords(self) -> tuple[str, ...] | None:
+        """The names of the coordinate arrays the run writes beside the output variable, in
+        its group, for an output written as a Dataset (:attr:`frame`); None for an array
+        alone."""
+        return self.variable.coords if self.frame and self.variable is not None else None
+
+    @property
     def consolidate(self) -> bool:
         """Whether the output's group gets consolidated metadata (the input's group has it)."""
         return self.frame and self.variable is not None and self.variable.consolidated

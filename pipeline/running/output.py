@@ -82,12 +82,11 @@ def refuse_not_files(plan: Plan, chunks: bool = True) -> None:
     """:func:`~pipeline.store.arrays.refuse_output_not_files` of the plan's output, with the
     coordinates of an output written as a Dataset (its group's members the run writes, whose
     fix is the run's own, h85a)."""
-    variable = plan.carried.variable
-    coordinates = (
-        variable.coords if output_group(plan) is not None and variable is not None else None
-    )
     arrays.refuse_output_not_files(
-        plan.output.location, plan.output.path, chunks=chunks, coordinates=coordinates
+        plan.output.location,
+        plan.output.path,
+        chunks=chunks,
+        coordinates=plan.carried.written_coords,
     )
 
 
@@ -1868,7 +1867,7 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
         return []
     found: list[tuple[str, str]] = []
     group, variable = output_group(plan), plan.carried.variable
-    members = variable.coords if group is not None and variable is not None else ()
+    members = plan.carried.written_coords or ()
     if now is not None:
         has = (tuple(now.shape), np.dtype(now.dtype), tuple(now.chunk), tuple(now.unit))
         ran = (tuple(o.shape), np.dtype(o.dtype), tuple(o.chunk), tuple(o.unit))
@@ -1961,8 +1960,7 @@ def copies_to_write(plan: Plan) -> list[str]:
     stale one with ``run --overwrite``, rewriting the whole output). Reads only."""
     o = plan.output
     path = o.path.strip("/")
-    group, variable = output_group(plan), plan.carried.variable
-    members = variable.coords if group is not None and variable is not None else ()
+    members = plan.carried.written_coords or ()
     try:
         found = [said for said, _ in datasets.copies_differ(o.location, path, members)]
     except Exception:  # what is there is decided and named elsewhere
@@ -2217,8 +2215,7 @@ def _calls(plan: Plan) -> str:
     names (:func:`pipeline.store.datasets.consolidate_call`), in words."""
     o = plan.output
     path = o.path.strip("/")
-    group, variable = output_group(plan), plan.carried.variable
-    members = variable.coords if group is not None and variable is not None else ()
+    members = plan.carried.written_coords or ()
     calls = [call for _, call in datasets.copies_differ(o.location, path, members)]
     if plan.carried.consolidate:
         store = o.location.zarr_store(read_only=True)
