@@ -400,7 +400,7 @@ class Ledger:
         found = [n for n in names if not self._own(n)]
         # and below its own folders, which a run's end and a fresh start delete whole: a
         # user's ``aside/notes.txt`` had gone with them, unrefused (h85a)
-        for folder in ("done", "aside"):
+        for folder in self.OWN_FOLDERS:
             if folder in names:
                 found += [f"{folder}/{n}" for n in self._strangers_in(folder)]
         return sorted(found)
