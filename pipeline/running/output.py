@@ -1047,9 +1047,7 @@ def check_group_opens(plan: Plan, sizes: bool = True) -> None:
         return
     name, why = found[0]
     where = plan.output.location.join(plan.output.path)
-    # every other one named too (three, then how many more): a count had been said (h85b)
-    others = some_shown([repr(n) for n, _ in found[1:]])
-    more = f" (and {others}, which xarray cannot open either)" if len(found) > 1 else ""
+    more = datasets.unopenable_others(found)  # every other one named too (h85b)
     what = _member_words(store, group, name, datasets.group_arrays(store, group, listed=True))
     raise OutputError(
         f"cannot write {name_shown(where)}: its group holds {name!r} ({what}){more}, {why}, which "

@@ -995,6 +995,16 @@ def unopenable_fix(name: str, why: str) -> str:
     return f"remove {name!r} from the group (`del group[{name!r}]` in zarr-python), or {again}"
 
 
+def unopenable_others(found: Sequence[tuple[str, str]]) -> str:
+    """Words naming every array of ``found`` (:func:`unopenable_arrays`' (name, why)) past the
+    first, which a line names itself: ``" (and 'b', 'c', which xarray cannot open either)"``,
+    three by name then how many more (:func:`~pipeline.errors.some_shown`; a count alone had
+    been said, h85b); '' where there is one."""
+    if len(found) < 2:
+        return ""
+    return f" (and {some_shown([repr(n) for n, _ in found[1:]])}, which xarray cannot open either)"
+
+
 def dataset_variable_name(store: Any, path: str) -> str:
     """The name of the array at ``path`` of ``store`` when it is a variable of an xarray
     Dataset (an array with dimension names, inside a group), or one meant as such, which
