@@ -33,7 +33,6 @@ from pipeline.errors import (
     names_shown,
     shell_word,
     single_line,
-    some_shown,
     wrong_library,
 )
 from pipeline.running import waiting
@@ -1347,13 +1346,12 @@ def _verdict(
             _run_says(args, config, ("--overwrite",), OVERWRITE_COMPUTES),
         )
     if res.group_unopenable:
-        from pipeline.store.datasets import unopenable_fix
+        from pipeline.store.datasets import unopenable_fix, unopenable_others
 
         name, why = res.group_unopenable[0]
-        others = [repr(n) for n, _ in res.group_unopenable[1:]]
         return said(
             f"the output group holds {_member_said(config, name)}"
-            + (f" (and {some_shown(others)}, which xarray cannot open either)" if others else "")
+            + unopenable_others(res.group_unopenable)
             + f", {why}: xarray cannot open the group, nor the output in it; ",
             f"{unopenable_fix(name, why)}, then verify again (a run of this output never "
             "deletes nor edits it, even with --overwrite)",

@@ -151,6 +151,15 @@ def some_shown(names: Sequence[Any], most: int = 3) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
+def some_said(clauses: Sequence[str], most: int = 3) -> str:
+    """The first ``most`` of ``clauses`` (each what is wrong with one part, in words) joined
+    by '; ', then how many more there are (``'a is x; b is y; c is z; and 4 more'``): as
+    :func:`some_shown` names several names, for lines that say something of each (h85b)."""
+    said = "; ".join(clauses[:most])
+    more = len(clauses) - most
+    return f"{said}; and {more} more" if more > 0 else said
+
+
 def shell_word(text: object) -> str:
     """``text`` as a command that a line gives to run says it, one word of a POSIX shell
     (``shlex.quote``), and on one line: where a character does not print (a config's path

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config.models import Config
-from pipeline.errors import ChunkError, ConfigError, InputError, PlanError, name_shown
+from pipeline.errors import ChunkError, ConfigError, InputError, PlanError, name_shown, some_said
 from pipeline.ops import stages
 from pipeline.ops.cf import (
     PACKING_ATTRIBUTES,
@@ -77,6 +77,13 @@ class Carried:
     def dims(self) -> tuple[str | None, ...] | None:
         """The output's dimension names (the input's); None when it has none."""
         return self.variable.dims if self.variable is not None else None
+
+    @property
+    def written_coords(self) -> tuple[str, ...] | None:
+        """The names of the coordinate arrays the run writes beside the output variable, in
+        its group, for an output written as a Dataset (:attr:`frame`); None for an array
+        alone."""
+        return self.variable.coords if self.frame and self.variable is not None else None
 
     @property
     def consolidate(self) -> bool:
@@ -770,9 +777,7 @@ def check_consolidated(
     refusing = [s for s in found if s.part != "attributes" or _decodes_otherwise(s)]
     if refusing:
         s = refusing[0]
-        said = "; ".join(r.said for r in refusing[:3])
-        if len(refusing) > 3:
-            said += f"; and {len(refusing) - 3} more"
+        said = some_said([r.said for r in refusing])
         raise InputError(
             f"the consolidated metadata of the input Dataset {name_shown(where)} is stale: "
             f"{said} "

@@ -357,8 +357,7 @@ def verify(
     chain = values_chain(config, native, unpack)
     # its documents that are no file (a named pipe), refused before they are read, which
     # would wait on them without end (h84a); a Dataset output's coordinates too (h85a)
-    framed = kept.variable.coords if kept.frame and kept.variable is not None else None
-    arrays.refuse_output_not_files(loc_out, out_path, chunks=False, coordinates=framed)
+    arrays.refuse_output_not_files(loc_out, out_path, chunks=False, coordinates=kept.written_coords)
     # before the output is opened: a run that replaces it after this rewrites it (h72u)
     before = _metadata_stamp(loc_out, out_path)
     try:
@@ -455,7 +454,7 @@ def verify(
         )
     # a chunk that is no file (a named pipe), before any block is read: the read would wait
     # on it without end, past Ctrl-C and SIGTERM (h84a)
-    arrays.refuse_output_not_files(loc_out, out_path, coordinates=framed)
+    arrays.refuse_output_not_files(loc_out, out_path, coordinates=kept.written_coords)
     edit = _encoding_edited(config, dst) if isinstance(record, dict) else None
     if edit:  # as `run` refuses it: every chunk reads otherwise than the run wrote it
         where = loc_out.join(out_path)
@@ -522,7 +521,7 @@ def verify(
     edited, removed = _group_attributes_changed(loc_out, out_path.strip("/"), kept, record)
     changes = _input_changes(loc_in, kept, record, coordinates) if changed else ()
     since = _carried_since(loc_in, kept, made, coordinates, now) if changed else None
-    members = kept.variable.coords if kept.frame and kept.variable is not None else ()
+    members = kept.written_coords or ()
     stale = datasets.copies_differ(loc_out, out_path.strip("/"), members)
     missing = tuple(datasets.consolidated_missing(store_out, group_out)) if kept.consolidate else ()
     stored = record.get("stored") if isinstance(record, dict) else None

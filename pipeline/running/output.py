@@ -36,6 +36,7 @@ from pipeline.errors import (
     OutputError,
     PipelineError,
     name_shown,
+    some_said,
     some_shown,
     storage_failure,
 )
@@ -44,7 +45,7 @@ from pipeline.planning import Plan, make_plan
 from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
-from pipeline.store.ledger import RECORD, STOPPED, Ledger, group_lock
+from pipeline.store.ledger import RECORD, STOPPED, Ledger, group_lock, stopped_in
 from pipeline.store.local_files import path_words
 from pipeline.store.location import (
     Aside,
@@ -81,12 +82,11 @@ def refuse_not_files(plan: Plan, chunks: bool = True) -> None:
     """:func:`~pipeline.store.arrays.refuse_output_not_files` of the plan's output, with the
     coordinates of an output written as a Dataset (its group's members the run writes, whose
     fix is the run's own, h85a)."""
-    variable = plan.carried.variable
-    coordinates = (
-        variable.coords if output_group(plan) is not None and variable is not None else None
-    )
     arrays.refuse_output_not_files(
-        plan.output.location, plan.output.path, chunks=chunks, coordinates=coordinates
+        plan.output.location,
+        plan.output.path,
+        chunks=chunks,
+        coordinates=plan.carried.written_coords,
     )
 
 
@@ -1047,9 +1047,7 @@ def check_group_opens(plan: Plan, sizes: bool = True) -> None:
         return
     name, why = found[0]
     where = plan.output.location.join(plan.output.path)
-    # every other one named too (three, then how many more): a count had been said (h85b)
-    others = some_shown([repr(n) for n, _ in found[1:]])
-    more = f" (and {others}, which xarray cannot open either)" if len(found) > 1 else ""
+    more = datasets.unopenable_others(found)  # every other one named too (h85b)
     what = _member_words(store, group, name, datasets.group_arrays(store, group, listed=True))
     raise OutputError(
         f"cannot write {name_shown(where)}: its group holds {name!r} ({what}){more}, {why}, which "
@@ -1533,11 +1531,7 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
         _refuse_strangers(plan, where)
         return
     # every part (three, then how many more): the first alone had been named (h85b)
-    said = "; ".join(
-        f"{key} is {there} where the run keeps {kept}" for key, there, kept in found[:3]
-    )
-    if len(found) > 3:
-        said += f"; and {len(found) - 3} more"
+    said = some_said([f"{key} is {there} where the run keeps {kept}" for key, there, kept in found])
     paths = [plan.output.location.join(_key(plan.output.path, key)) for key, _, _ in found]
     which = "which no run writes over" if len(found) == 1 else "none of which a run writes over"
     raise OutputError(
@@ -1871,7 +1865,7 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
         return []
     found: list[tuple[str, str]] = []
     group, variable = output_group(plan), plan.carried.variable
-    members = variable.coords if group is not None and variable is not None else ()
+    members = plan.carried.written_coords or ()
     if now is not None:
         has = (tuple(now.shape), np.dtype(now.dtype), tuple(now.chunk), tuple(now.unit))
         ran = (tuple(o.shape), np.dtype(o.dtype), tuple(o.chunk), tuple(o.unit))
@@ -1964,8 +1958,7 @@ def copies_to_write(plan: Plan) -> list[str]:
     stale one with ``run --overwrite``, rewriting the whole output). Reads only."""
     o = plan.output
     path = o.path.strip("/")
-    group, variable = output_group(plan), plan.carried.variable
-    members = variable.coords if group is not None and variable is not None else ()
+    members = plan.carried.written_coords or ()
     try:
         found = [said for said, _ in datasets.copies_differ(o.location, path, members)]
     except Exception:  # what is there is decided and named elsewhere
@@ -2220,8 +2213,7 @@ def _calls(plan: Plan) -> str:
     names (:func:`pipeline.store.datasets.consolidate_call`), in words."""
     o = plan.output
     path = o.path.strip("/")
-    group, variable = output_group(plan), plan.carried.variable
-    members = variable.coords if group is not None and variable is not None else ()
+    members = plan.carried.written_coords or ()
     calls = [call for _, call in datasets.copies_differ(o.location, path, members)]
     if plan.carried.consolidate:
         store = o.location.zarr_store(read_only=True)
@@ -2446,7 +2438,7 @@ def _output_now(plan: Plan, state: str) -> str:
             _resume_start(resumed, state, plan.output.location.join(plan.output.path))
         except OutputError as e:
             return f"incomplete, and not resumable: {e}"
-        stopped = _stop_of(manifest)
+        stopped = stopped_in(manifest)
         if stopped is not None:  # a resume meets it again unless it is mended (h85f)
             return (
                 f"{_stopped_there(stopped)}: mend that, then `run --resume` finishes it, or "
@@ -2517,12 +2509,6 @@ def stopped_on(plan: Plan) -> str | None:
     return ledger.stopped_on() if ledger is not None else None
 
 
-def _stop_of(manifest: dict[str, Any]) -> str | None:
-    """The line a run record ``manifest`` keeps of the refusal its run stopped on, or None."""
-    line = manifest.get(STOPPED)
-    return line if isinstance(line, str) and line else None
-
-
 def _stopped_there(line: str) -> str:
     """What is at an output whose last run stopped on the refusal ``line``, in words."""
     return f'incomplete (the last run stopped on "{line}")'
@@ -2545,10 +2531,7 @@ def record_stop(plan: Plan, failure: PipelineError) -> None:
         manifest = ledger.read_manifest()
         if manifest is None or fields_edited(manifest):
             return
-        checked = "check" in manifest  # an earlier version's record, with none, gets none
-        kept = {k: v for k, v in manifest.items() if k != "check"}
-        kept[STOPPED] = str(failure)
-        ledger.write_manifest(with_check(kept) if checked else kept)
+        _write_stop(ledger, manifest, str(failure))
 
 
 def clear_stop(plan: Plan) -> str | None:
@@ -2558,13 +2541,23 @@ def clear_stop(plan: Plan) -> str | None:
     record kept none (nothing written then)."""
     ledger = plan.sink.ledger
     manifest = ledger.read_manifest() if ledger is not None else None
-    line = _stop_of(manifest) if manifest is not None else None
+    line = stopped_in(manifest)
     if ledger is None or manifest is None or line is None or fields_edited(manifest):
         return line
     ledger.check_held()
-    kept = {k: v for k, v in manifest.items() if k not in ("check", STOPPED)}
-    ledger.write_manifest(with_check(kept) if "check" in manifest else kept)
+    _write_stop(ledger, manifest, None)
     return line
+
+
+def _write_stop(ledger: Ledger, manifest: dict[str, Any], line: str | None) -> None:
+    """Write the run record ``manifest`` again keeping ``line`` as the refusal its run stopped
+    on (:data:`~pipeline.store.ledger.STOPPED`), or none where ``line`` is None
+    (:func:`record_stop`, :func:`clear_stop`), its ``check`` made again where it holds one
+    (an earlier version's record, with none, gets none)."""
+    kept = {k: v for k, v in manifest.items() if k not in ("check", STOPPED)}
+    if line is not None:
+        kept[STOPPED] = line
+    ledger.write_manifest(with_check(kept) if "check" in manifest else kept)
 
 
 def refused_now(refusal: PipelineError) -> str:

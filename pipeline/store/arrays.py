@@ -877,16 +877,32 @@ def refuse_documents_not_files(location: Location, path: str) -> None:
         return
     parts = [p for p in path.strip("/").split("/") if p]
     for depth in range(len(parts) + 1):
-        node = "/".join(parts[:depth])
-        for name in ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"):
-            key = _key_in(node, name)
-            where = location.join(key)
-            try:
-                kind = not_a_file(os.stat(where).st_mode)
-            except OSError:  # absent, or unreadable: the opening says so
-                continue
-            if kind is not None:
-                raise not_a_file_refusal(location.url, key, where, kind)
+        found = _document_not_a_file(
+            location,
+            "/".join(parts[:depth]),
+            ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"),
+        )
+        if found is not None:
+            key, kind = found
+            raise not_a_file_refusal(location.url, key, location.join(key), kind)
+
+
+def _document_not_a_file(
+    location: Location, node: str, names: Sequence[str]
+) -> tuple[str, str] | None:
+    """The first of the metadata documents ``names`` of the local ``node`` that is no file
+    nor folder, as (its key, what it is: :func:`~pipeline.store.local_files.not_a_file`);
+    None where each is a file, a folder or absent (or cannot be read: the opening says so).
+    A ``stat`` of each name, no read."""
+    for name in names:
+        key = _key_in(node, name)
+        try:
+            kind = not_a_file(os.stat(location.join(key)).st_mode)
+        except OSError:  # absent, or unreadable: the opening says so
+            continue
+        if kind is not None:
+            return key, kind
+    return None
 
 
 def refuse_output_not_files(
@@ -950,17 +966,26 @@ def refuse_output_not_files(
     if not chunks:
         return
     found = first_not_a_file(where, skip=frozenset((RECORD,)))
-    if found is None:
-        return
+    if found is not None:
+        raise _not_a_file_below(location, path, found, "the array's", where)
+
+
+def _not_a_file_below(
+    location: Location, array: str, found: tuple[str, str], whose: str, where: str
+) -> OutputError:
+    """:func:`_not_a_file_output` of ``found`` (its name below the folder of ``array``, an
+    array the run writes, and what it is: :func:`~pipeline.store.location.first_not_a_file`'s):
+    where it is a chunk's, ``run --overwrite`` writes the output again, deleting ``whose``
+    files ("the array's", "the coordinate x's"); anything else no Zarr writer leaves, the
+    user's to remove."""
     name, kind = found
-    key = _key_in(path, name)
-    if _is_metadata(name.partition("/")[0]) or not _chunk_like(name.partition("/")[0]):
+    key = _key_in(array, name)
+    top = name.partition("/")[0]
+    if _is_metadata(top) or not _chunk_like(top):
         fix = f"remove {name_shown(location.join(key))} yourself (no Zarr writer leaves one)"
     else:
-        fix = (
-            "`run --overwrite` writes the output again (it deletes the array's files, that one too)"
-        )
-    raise _not_a_file_output(location, key, kind, fix, where)
+        fix = f"`run --overwrite` writes the output again (it deletes {whose} files, that one too)"
+    return _not_a_file_output(location, key, kind, fix, where)
 
 
 def _refuse_members_not_files(
@@ -982,14 +1007,11 @@ def _refuse_members_not_files(
         member = _key_in(group, name)
         folder = location.join(member)
         ours = name in coordinates
-        for doc in ("zarr.json", ".zarray", ".zattrs", ".zgroup"):
-            key = _key_in(member, doc)
-            try:
-                kind = not_a_file(os.stat(location.join(key)).st_mode)
-            except OSError:  # absent, or unreadable: the opening says so
-                continue
-            if kind is None:
-                continue
+        found = _document_not_a_file(
+            location, member, ("zarr.json", ".zarray", ".zattrs", ".zgroup")
+        )
+        if found is not None:
+            key, kind = found
             if ours:
                 fix = (
                     f"remove {name_shown(folder)} yourself (the coordinate array {name!r} "
@@ -1005,18 +1027,7 @@ def _refuse_members_not_files(
             continue
         found = first_not_a_file(folder)
         if found is not None:
-            key = _key_in(member, found[0])
-            top = found[0].partition("/")[0]
-            if _is_metadata(top) or not _chunk_like(top):
-                fix = (
-                    f"remove {name_shown(location.join(key))} yourself (no Zarr writer leaves one)"
-                )
-            else:
-                fix = (
-                    "`run --overwrite` writes the output again (it deletes the coordinate "
-                    f"{name}'s files, that one too)"
-                )
-            raise _not_a_file_output(location, key, found[1], fix, where)
+            raise _not_a_file_below(location, member, found, f"the coordinate {name}'s", where)
 
 
 def _not_a_file_output(

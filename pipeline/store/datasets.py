@@ -995,6 +995,16 @@ def unopenable_fix(name: str, why: str) -> str:
     return f"remove {name!r} from the group (`del group[{name!r}]` in zarr-python), or {again}"
 
 
+def unopenable_others(found: Sequence[tuple[str, str]]) -> str:
+    """Words naming every array of ``found`` (:func:`unopenable_arrays`' (name, why)) past the
+    first, which a line names itself: ``" (and 'b', 'c', which xarray cannot open either)"``,
+    three by name then how many more (:func:`~pipeline.errors.some_shown`; a count alone had
+    been said, h85b); '' where there is one."""
+    if len(found) < 2:
+        return ""
+    return f" (and {some_shown([repr(n) for n, _ in found[1:]])}, which xarray cannot open either)"
+
+
 def dataset_variable_name(store: Any, path: str) -> str:
     """The name of the array at ``path`` of ``store`` when it is a variable of an xarray
     Dataset (an array with dimension names, inside a group), or one meant as such, which
@@ -1629,12 +1639,10 @@ def _unlisted_in_copy(store: Any, group: str, unlisted: Sequence[str]) -> Listin
     been named, h85b)."""
     root = str(getattr(store, "path", ""))
     folder = key_under(root, group) if group else root
-    which = "which is" if len(unlisted) == 1 else "which are"
     return ListingError(
         f"the server of {root} does not list the folder {name_shown(folder)}, and the group's "
-        f"consolidated metadata, read in place of a listing, lacks {_quoted(unlisted)}, "
-        f"{which} "
-        "there (added since it was consolidated): consolidate the input's metadata again "
+        f"consolidated metadata, read in place of a listing, lacks {_there(unlisted)} "
+        "(added since it was consolidated): consolidate the input's metadata again "
         "(zarr.consolidate_metadata on its store), or set output.array: '' to write the "
         "variable alone, without its Dataset, or enable folder listings on the server "
         "(nginx: `autoindex on`)",
@@ -1648,6 +1656,12 @@ def _quoted(names: Sequence[str]) -> str:
     """``names`` quoted (``'x'``), three by name then how many more
     (:func:`~pipeline.errors.some_shown`)."""
     return some_shown([repr(n) for n in names])
+
+
+def _there(names: Sequence[str]) -> str:
+    """``names`` as :func:`_quoted` says them, then that they are there: ``'x', which is
+    there``, ``'x', 'y', which are there``."""
+    return f"{_quoted(names)}, which {'is' if len(names) == 1 else 'are'} there"
 
 
 def _listing_refused(
@@ -1671,8 +1685,7 @@ def _listing_refused(
     return ListingError(
         f"the server of {root} does not list the folder {name_shown(folder)} (it answered the "
         "folder's "
-        f"URL with no listing that names {_quoted(unlisted)}, "
-        f"{'which is' if len(unlisted) == 1 else 'which are'} there: a 404, or an empty "
+        f"URL with no listing that names {_there(unlisted)}: a 404, or an empty "
         f"page), which the pipeline needs listed here: {alone}, or "
         "enable folder listings on it (nginx: `autoindex on`), or copy the store to a local "
         "folder or an object store",

@@ -400,7 +400,7 @@ class Ledger:
         found = [n for n in names if not self._own(n)]
         # and below its own folders, which a run's end and a fresh start delete whole: a
         # user's ``aside/notes.txt`` had gone with them, unrefused (h85a)
-        for folder in ("done", "aside"):
+        for folder in self.OWN_FOLDERS:
             if folder in names:
                 found += [f"{folder}/{n}" for n in self._strangers_in(folder)]
         return sorted(found)
@@ -474,8 +474,7 @@ class Ledger:
         """The line of the refusal the last run of this output stopped on, as its run record
         keeps it (:data:`STOPPED`); None where it keeps none (no record, an interrupted or
         crashed run, an earlier release's record)."""
-        line = (self.read_manifest() or {}).get(STOPPED)
-        return line if isinstance(line, str) and line else None
+        return stopped_in(self.read_manifest())
 
     def new_record(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """``manifest``, a fresh start's run record, naming its ``record``: this holder's
@@ -1228,6 +1227,13 @@ def _os_or_probe(key: str) -> bool:
     probing the store at once: :func:`~pipeline.store.location.is_write_probe`)."""
     name = key.rpartition("/")[2]
     return is_os_file(name) or is_write_probe(name)
+
+
+def stopped_in(manifest: Mapping[str, Any] | None) -> str | None:
+    """The line a run record ``manifest`` (``run.json``, as read) keeps of the refusal its
+    run stopped on (:data:`STOPPED`); None where it keeps none, or there is no record."""
+    line = (manifest or {}).get(STOPPED)
+    return line if isinstance(line, str) and line else None
 
 
 def summed_counts(docs: Sequence[Mapping[str, Any] | None]) -> dict[str, int] | None:

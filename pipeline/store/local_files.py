@@ -14,7 +14,7 @@ from typing import Any
 from pipeline.errors import StoreError, name_shown
 
 #: The names of Zarr's metadata documents (v3's ``zarr.json``, v2's ``.zarray``, ``.zgroup``,
-#: ``.zattrs`` and consolidated ``.zmetadata``).
+#: ``.zattrs`` and consolidated ``.zmetadata``), each a file: no key lies below one.
 DOCUMENTS = frozenset(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"))
 
 

@@ -1683,7 +1683,6 @@ def is_link_refusal(e: BaseException) -> bool:
     return isinstance(e, StoreError) and getattr(e, "reason", None) == "dangling link"
 
 
-#: The names of Zarr's metadata documents, each a file: no key lies below one.
 def link_refusal(store: str, key: str, link: str, target: str) -> StoreError:
     """The one line for the key ``key`` of the local store ``store`` that reads through the
     symbolic link ``link`` to ``target``, which does not exist: not a missing key, which
