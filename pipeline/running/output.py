@@ -44,7 +44,7 @@ from pipeline.planning import Plan, make_plan
 from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
-from pipeline.store.ledger import RECORD, STOPPED, Ledger, group_lock
+from pipeline.store.ledger import RECORD, STOP_RESUMES, STOPPED, Ledger, Stop, group_lock, stop_of
 from pipeline.store.local_files import path_words
 from pipeline.store.location import (
     Aside,
@@ -2360,7 +2360,7 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
     row = _output_now(plan, state)
     stopped = stopped_on(plan) if state == "incomplete" else None
     # the command the row names, not one that the line the last run stopped on names
-    named = re.search(r"`run( --\w+)?`", row.replace(stopped, "") if stopped else row)
+    named = re.search(r"`run( --\w+)?`", row.replace(stopped.line, "") if stopped else row)
     if named is not None:
         flag = (named.group(1) or "").strip()
         took, refusals = run_accepts(plan, (flag,))
@@ -2446,18 +2446,23 @@ def _output_now(plan: Plan, state: str) -> str:
             _resume_start(resumed, state, plan.output.location.join(plan.output.path))
         except OutputError as e:
             return f"incomplete, and not resumable: {e}"
-        stopped = _stop_of(manifest)
-        if stopped is not None:  # a resume meets it again unless it is mended (h85f)
+        stopped = stop_of(manifest)
+        if stopped is not None and stopped.mend:  # a resume meets it again unless it is
+            # mended (h85f)
             return (
                 f"{_stopped_there(stopped)}: mend that, then `run --resume` finishes it, or "
                 "`run --overwrite` starts over"
             )
+        # a stop that names nothing to mend (a lost scheduler's): said, and resumed (h86c)
+        there = "incomplete (an interrupted run)" if stopped is None else _stopped_there(stopped)
         if (resumed.block, resumed.output.chunk) != (plan.block, plan.output.chunk):
             return (
-                "incomplete (an interrupted run): `run --resume` finishes it in the layout it "
+                f"{there}: `run --resume` finishes it in the layout it "
                 f"was begun with (blocks {list(resumed.block)}, chunks "
                 f"{list(resumed.output.chunk)}; the rows here are a new run's)"
             )
+        if stopped is not None:
+            return f"{there}: `run --resume` finishes it"
     if state == "occupied":
         return (
             f"absent, in a group that holds {_occupants(plan)}: `run --overwrite` writes it there"
@@ -2494,7 +2499,8 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
         return (
             f"{there}: this run finds it complete, made from this config and input: nothing to do"
         )
-    if start == "resume" and stopped is not None:  # as it did, unless that is mended (h85f)
+    if start == "resume" and stopped is not None and stopped.mend:  # as it did, unless that
+        # is mended (h85f); a stop that names nothing to mend (h86c) resumes as below
         return (
             f"{there}: this run resumes it, {left} of {total} blocks left to compute, and "
             "stops there again unless that is mended"
@@ -2508,8 +2514,8 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
     return f"{there}: this run replaces it, starting over"
 
 
-def stopped_on(plan: Plan) -> str | None:
-    """The line of the refusal that the last run of ``plan``'s output stopped on, as its run
+def stopped_on(plan: Plan) -> Stop | None:
+    """The refusal that the last run of ``plan``'s output stopped on, as its run
     record keeps it (:data:`~pipeline.store.ledger.STOPPED`, :func:`record_stop`); None where
     it keeps none (no record: no output, or a complete one; a run interrupted or crashed; an
     earlier release's record)."""
@@ -2517,15 +2523,9 @@ def stopped_on(plan: Plan) -> str | None:
     return ledger.stopped_on() if ledger is not None else None
 
 
-def _stop_of(manifest: dict[str, Any]) -> str | None:
-    """The line a run record ``manifest`` keeps of the refusal its run stopped on, or None."""
-    line = manifest.get(STOPPED)
-    return line if isinstance(line, str) and line else None
-
-
-def _stopped_there(line: str) -> str:
-    """What is at an output whose last run stopped on the refusal ``line``, in words."""
-    return f'incomplete (the last run stopped on "{line}")'
+def _stopped_there(stop: Stop) -> str:
+    """What is at an output whose last run stopped on the refusal ``stop``, in words."""
+    return f'incomplete (the last run stopped on "{stop.line}")'
 
 
 def record_stop(plan: Plan, failure: PipelineError) -> None:
@@ -2536,7 +2536,10 @@ def record_stop(plan: Plan, failure: PipelineError) -> None:
     block of the input that cannot be decoded they had said "an interrupted run: `run
     --resume` finishes it", which stopped again the same way). Nothing where the lock is no
     longer this run's, or the record is gone or edited since; never raises (the failure's own
-    line is the run's)."""
+    line is the run's). Where ``failure``'s field ``resumes`` is True (its line names nothing
+    to mend: a scheduler lost during the work), the record says so
+    (:data:`~pipeline.store.ledger.STOP_RESUMES`), and they say `run --resume` alone (h86c:
+    "mend that" had followed every stop)."""
     ledger = plan.sink.ledger
     if ledger is None:
         return
@@ -2546,25 +2549,27 @@ def record_stop(plan: Plan, failure: PipelineError) -> None:
         if manifest is None or fields_edited(manifest):
             return
         checked = "check" in manifest  # an earlier version's record, with none, gets none
-        kept = {k: v for k, v in manifest.items() if k != "check"}
+        kept = {k: v for k, v in manifest.items() if k not in ("check", STOP_RESUMES)}
         kept[STOPPED] = str(failure)
+        if failure.data.get("resumes") is True:  # its line names nothing to mend (h86c)
+            kept[STOP_RESUMES] = True
         ledger.write_manifest(with_check(kept) if checked else kept)
 
 
-def clear_stop(plan: Plan) -> str | None:
-    """Drop the line of the refusal the last run stopped on from ``plan``'s run record
+def clear_stop(plan: Plan) -> Stop | None:
+    """Drop the refusal the last run stopped on from ``plan``'s run record
     (:func:`record_stop`), as a resume begins, its lock held: what stops it is this run's
-    to say (an interrupt of it, a crash, or its own refusal). That line, or None where the
-    record kept none (nothing written then)."""
+    to say (an interrupt of it, a crash, or its own refusal). That refusal, or None where
+    the record kept none (nothing written then)."""
     ledger = plan.sink.ledger
     manifest = ledger.read_manifest() if ledger is not None else None
-    line = _stop_of(manifest) if manifest is not None else None
-    if ledger is None or manifest is None or line is None or fields_edited(manifest):
-        return line
+    stop = stop_of(manifest)
+    if ledger is None or manifest is None or stop is None or fields_edited(manifest):
+        return stop
     ledger.check_held()
-    kept = {k: v for k, v in manifest.items() if k not in ("check", STOPPED)}
+    kept = {k: v for k, v in manifest.items() if k not in ("check", STOPPED, STOP_RESUMES)}
     ledger.write_manifest(with_check(kept) if "check" in manifest else kept)
-    return line
+    return stop
 
 
 def refused_now(refusal: PipelineError) -> str:

@@ -862,12 +862,15 @@ def _compute_and_finish(
     plan.sink.ledger.adopt()  # the record its markers carry, made or found (h83f)
     if start == "resume":
         stopped = output.clear_stop(plan)
-        if stopped is not None:  # it meets it again unless it was mended (h85f)
+        if stopped is not None:  # it meets it again unless it was mended (h85f); a stop
+            # that names nothing to mend (a lost scheduler) is said so (h86c)
             log.warning(
-                'the last run of %s stopped on "%s": unless that is mended, this run stops '
-                "there again",
+                'the last run of %s stopped on "%s": %s',
                 plan.output.location.join(plan.output.path),
-                stopped,
+                stopped.line,
+                "unless that is mended, this run stops there again"
+                if stopped.mend
+                else "this run finishes it",
             )
     all_blocks = list(grid.iter_indices(plan.block_grid))
     done = _already_written(plan, start, all_blocks, options.progress)
@@ -1007,7 +1010,8 @@ def _check_input_unchanged(plan: Plan) -> None:
 def _check_recorded(plan: Plan, all_blocks: list) -> dict[Any, dict[str, Any]]:
     """Refuse to call the output complete unless the run record marks every block written
     (Zarr reads a missing chunk as the fill value, so the files prove nothing): OutputError
-    with ``output``, ``status`` 'incomplete' and ``unrecorded``, the blocks without a mark.
+    with ``output``, ``status`` 'incomplete', ``unrecorded``, the blocks without a mark, and
+    ``resumes`` True (`run --resume` retries them: nothing to mend, h86c).
     What each block's marker holds (``Ledger.recorded_markers``: one listing, and a read
     only of the markers this run neither wrote nor read in the version listed)."""
     assert plan.sink.ledger is not None
@@ -1021,6 +1025,7 @@ def _check_recorded(plan: Plan, all_blocks: list) -> dict[Any, dict[str, Any]]:
             output=plan.output.location.join(plan.output.path),
             status="incomplete",
             unrecorded=missing,
+            resumes=True,
         )
     return recorded
 
