@@ -423,7 +423,7 @@ def _change_at_its_size(shard: Path, damage: str) -> None:
 
 
 #: What a run or verify says of a complete output a unit file of which changed since.
-_MODIFIED = "of its 400 shard files modified after it was marked complete (first: c/{})"
+_MODIFIED = "of its 400 shard files modified after it was marked complete (c/{})"
 _MODIFIED_FIX = "`pipeline verify --all` checks every block; `run --overwrite` writes it again"
 
 
@@ -476,15 +476,17 @@ def test_a_complete_output_copied_without_its_times_is_said_so_and_verify_all_pa
     for path in (work.output / "c").rglob("*"):
         if path.is_file():
             os.utime(path, (later, later))
+    # each named, three then how many more (h86c: the first alone had been)
+    every = "400 " + _MODIFIED.format("0/0, c/1/0, c/2/0 and 397 more")
     rc, _, err = cli("run", work.config, "--resume")
     line = one_line_error(err)
-    assert rc == 1 and "400 " + _MODIFIED.format("0/0") in line, line
+    assert rc == 1 and every in line, line
     assert "(a copy that did not keep the files' times, cp -r, reads so too)" in line, line
     rc, _, err = cli("verify", work.config)
-    assert rc == 1 and "400 " + _MODIFIED.format("0/0") in err, err
+    assert rc == 1 and every in err, err
     rc, out, err = cli("verify", work.config, "--all")
     assert rc == 0, err + out
-    assert "note: the output's 400 " + _MODIFIED.format("0/0") in err, err
+    assert "note: the output's " + every in err, err
     assert "every block was compared" in err and "recorded: its mark" in err, err
     rc, _, err = cli("run", work.config, "--resume")  # recorded: complete (h84a)
     assert rc == 0 and "nothing to do" in err, err
@@ -569,6 +571,15 @@ def test_verify_all_never_dates_the_mark_of_completion_later_than_now(work: Work
     assert file_states(work.output) == before
     rc, _, err = cli("run", work.config, "--resume")
     assert rc == 1 and "1 " + _MODIFIED.format("399/0") in one_line_error(err), err
+    # two so dated: each named, each to be touched (h86c: the first alone had been)
+    other = work.output / "c" / "7" / "0"
+    os.utime(other, (ahead, ahead))
+    rc, out, err = cli("verify", work.config, "--all")
+    assert rc == 0, err + out
+    last = err.strip().splitlines()[-1]
+    assert f"{other}, {shard} dated later than now" in last and "`touch` them" in last, last
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 1 and "2 " + _MODIFIED.format("7/0, c/399/0") in one_line_error(err), err
 
 
 def _fresh_input(source: Path, output: Path) -> Callable[[int], np.ndarray]:
@@ -672,7 +683,7 @@ def test_chunks_moved_behind_a_link_are_the_outputs_own(work: Work, cli) -> None
         assert stored["files"] == work.rows, stored
         (elsewhere / "c" / "1" / "0").unlink()  # behind the link: reads as the fill value
         rc, out, err = cli("verify", work.config)
-        assert rc == 1 and "1 of its 400 shard files gone (first: c/1/0)" in err, err + out
+        assert rc == 1 and "1 of its 400 shard files gone (c/1/0)" in err, err + out
         # the resume's fix, --overwrite, deletes a link alone, never what it leads to: refused
         # (h84b), so the resume says that refusal, naming the link, as --overwrite does, until
         # the chunks are back in the output's own folder (verify named c/1/0 above)

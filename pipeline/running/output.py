@@ -1650,9 +1650,11 @@ def _refuse_input_hard_links(plan: Plan, where: str, state: str) -> None:
     input's file times, so the run had ended "the input changed" (or, the link made after the
     interrupted run, was refused as "the input's data changed", naming no link). OutputError
     before anything is written: ``output``, ``status``, ``changed`` [], ``relation``
-    'hard linked', ``link`` (the first of the output's such files) and ``target`` (the
-    input's). Looked for only where an input file has other links (:attr:`Plan.input_linked`,
-    from the identity's walk of the input), then by one listing of the output's folders
+    'hard linked', ``link`` (the first of the output's such files), ``links`` (every one:
+    the line names three, then how many more, :func:`~pipeline.errors.some_shown`; the
+    first alone had been named, h86c) and ``target`` (the first one's, the input's). Looked
+    for only where an input file has other links (:attr:`Plan.input_linked`, from the
+    identity's walk of the input), then by one listing of the output's folders
     (:func:`~pipeline.store.location.files_on_inodes`): no look at each chunk file. Hard
     links between two outputs (``cp -al out.zarr copy.zarr``) are left: a write replaces the
     file, never writes through it, so the other output keeps its bytes."""
@@ -1665,19 +1667,24 @@ def _refuse_input_hard_links(plan: Plan, where: str, state: str) -> None:
         return
     at = os.lstat(found[0])
     target = os.path.join(plan.input.location.join(plan.input.path), linked[at.st_dev, at.st_ino])
-    more = f" (and {len(found) - 1} more of its files)" if len(found) > 1 else ""
+    if len(found) == 1:
+        said = f"{name_shown(found[0])} is a hard link to the input's file {name_shown(target)}"
+    else:
+        said = (
+            f"{some_shown(found)} are hard links to the input's files ({name_shown(found[0])} "
+            f"to {name_shown(target)})"
+        )
     raise OutputError(
-        f"cannot resume {name_shown(where)}: {name_shown(found[0])}{more} is a hard link to the "
-        "input's "
-        f"file {name_shown(target)} (one file under two names), which a resume writing the output "
-        "would "
-        "change (the input is never modified): `run --overwrite` starts over (it deletes the "
-        "output's names of such files, never the input's)",
+        f"cannot resume {name_shown(where)}: {said} (one file under two names), which a "
+        "resume writing the output would change (the input is never modified): `run "
+        "--overwrite` starts over (it deletes the output's names of such files, never the "
+        "input's)",
         output=where,
         status=state,
         changed=[],
         relation="hard linked",
         link=found[0],
+        links=list(found),
         target=target,
     )
 
