@@ -386,7 +386,9 @@ def test_an_uncompressed_marked_block_with_a_value_changed_is_written_again(
     changed in its file after the kill, its size kept: zarr-python reads the changed value
     without complaint, and the resume had skipped the block and marked the output complete,
     one element wrong, exit 0 (h82b). The block is written again and the output is NumPy's,
-    bit for bit. (A run of its own, killed: its output's codec is another.)"""
+    bit for bit. (A run of its own, killed: its output's codec is another.) A second marked
+    block's file deleted too: the warning names both blocks (h86c: the first alone had been
+    named)."""
     cfg = _config(tmp_path)
     doc = yaml.safe_load(cfg.read_text())
     doc["output"]["codec"] = {"name": "none"}
@@ -398,9 +400,13 @@ def test_an_uncompressed_marked_block_with_a_value_changed_is_written_again(
     data = bytearray(shard.read_bytes())
     data[101] ^= 0x40  # a float32's exponent bit, in the shard's first chunk
     shard.write_bytes(bytes(data))
+    other = sorted(marker_names(output))[1]
+    (output / ("c/" + other.replace(".", "/"))).unlink()
+    rows = sorted(int(n.split(".")[0]) for n in (name, other))
     rc, _, err = cli("run", cfg, "--resume")
     assert rc == 0, err
-    assert "1 block(s) marked written no longer hold what was written" in err, err
+    assert "2 block(s) marked written no longer hold what was written" in err, err
+    assert f"record: [{rows[0]}, 0], [{rows[1]}, 0]): written again" in err, err
     assert status(output) == "complete"
     got, want = read_array(output), expected(x)
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
@@ -626,6 +632,18 @@ def test_a_resume_over_an_output_file_hard_linked_to_the_inputs_is_refused(
     assert f"{ours} is a hard link to the input's file {theirs}" in err, err
     assert "`run --overwrite` starts over" in err, err
     assert markers(output) == skipped and ours.stat().st_nlink == 2
+    # a second such file: each named (h86c: the first alone had been, with a count)
+    row2 = next(r for r in range(rows) if r != row and f"{r}.0" not in marker_names(output))
+    theirs2, ours2 = source / "c" / str(row2) / "0", output / "c" / str(row2) / "0"
+    ours2.parent.mkdir(parents=True, exist_ok=True)
+    ours2.unlink(missing_ok=True)
+    os.link(theirs2, ours2)
+    e = refused("run", cfg, "--resume")
+    assert isinstance(e, OutputError), e
+    both = sorted([str(ours), str(ours2)])
+    assert f"{', '.join(both)} are hard links to the input's files ({both[0]} to " in str(e), e
+    assert e.links == both and e.link == both[0], e.data
+    assert markers(output) == skipped
     rc, _, err = cli("run", cfg, "--overwrite")
     assert rc == 0, err
     assert stored_files(source) == before and theirs.stat().st_nlink == 1
