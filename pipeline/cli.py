@@ -1292,20 +1292,21 @@ def _verdict(
             "two versions of the input); ",
             _run_says(args, config, ("--overwrite",), "`run --overwrite` starts over"),
         )
-    mend = "mend that, then `run --resume` finishes it"
-    if (
-        res.status == "incomplete"
-        and res.stopped is not None
-        and _run_says(args, config, ("--resume", "--overwrite"), mend) == mend
-    ):  # a resume meets it again unless it is mended (h85f: "`run --resume` finishes it",
-        # which stopped the same way); where `run --resume` is refused (an input mended
-        # since: another), that refusal, as below
-        return said(f'the output is incomplete: its last run stopped on "{res.stopped}"; ', mend)
     if res.status != "complete":
-        return said(
-            f"the output is {res.status}: it was not finished; ",
-            _run_says(args, config, ("--resume", "--overwrite"), "`run --resume` finishes it"),
-        )
+        resume = "`run --resume` finishes it"
+        # one plan, and run's answer of it, for both lines (h86c: a stopped run's output was
+        # planned twice, the second time for the same answer)
+        told = _run_says(args, config, ("--resume", "--overwrite"), resume)
+        if res.status == "incomplete" and res.stopped is not None and told == resume:
+            # a resume meets it again unless it is mended (h85f: "`run --resume` finishes
+            # it", which stopped the same way); a stop whose line names nothing to mend (a
+            # scheduler lost during the work), `run --resume` alone (h86c); where `run
+            # --resume` is refused (an input mended since: another), that refusal, as below
+            return said(
+                f'the output is incomplete: its last run stopped on "{res.stopped}"; ',
+                f"mend that, then {resume}" if res.stopped_mend else resume,
+            )
+        return said(f"the output is {res.status}: it was not finished; ", told)
     if res.record_edited is not None:  # nothing it says is taken (h55b)
         return said(
             "the output's record of the run that made it (its `pipeline` attribute) "

@@ -3299,14 +3299,25 @@ def test_a_shard_index_no_writer_makes_is_named_by_run_and_verify(
 
 
 def test_a_run_stopped_on_a_damaged_input_chunk_is_said_so_until_it_is_mended(
-    tmp_path: Path, cli
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """h85f: a run that stopped on a damaged input chunk (its second block's) left the output
     incomplete, and ``plan`` and ``verify`` had called it "an interrupted run", `run --resume`
     finishing it, which met the same chunk again. They name the line it stopped on now, and to
     mend that first; once the chunk is mended (deleted: it reads as the fill value), the input
     is another, and they say what ``run`` says of it then (a resume refused, `run
-    --overwrite`), which runs."""
+    --overwrite`), which runs. ``verify`` plans the output once for its advice (h86c: it had
+    planned it twice where the resume was refused, the second time for the same answer)."""
+    from pipeline import cli as command_line
+
+    plans: list[object] = []
+    plan_of = command_line._plan_of
+
+    def planned(*args: object) -> object:  # the real plan, each one counted
+        plans.append(args)
+        return plan_of(*args)
+
+    monkeypatch.setattr(command_line, "_plan_of", planned)
     inp = tmp_path / "in.zarr"
     z = zarr.create_array(str(inp), shape=(40, 30), chunks=(20, 30), dtype="float32")
     z[...] = np.arange(1200, dtype=np.float32).reshape(40, 30)
@@ -3321,13 +3332,17 @@ def test_a_run_stopped_on_a_damaged_input_chunk_is_said_so_until_it_is_mended(
     rc, _, err = cli("verify", cfg, "-q")
     line = one_line_error(err)
     assert rc == 1 and f'stopped on "{stop}"; mend that, then `run --resume`' in line, line
+    record = json.loads((tmp_path / "out.zarr" / ".pipeline" / "run.json").read_text())
+    assert "stopped_resumes" not in record, record  # its line names what to mend
     (inp / "c" / "1" / "0").unlink()  # mended: the input is another now
     rc, out, _ = cli("plan", cfg)
     now = next(ln for ln in out.splitlines() if "output now" in ln)
     assert "stopped on" not in now and "not resumable" in now and "--overwrite" in now, now
+    plans.clear()
     rc, _, err = cli("verify", cfg, "-q")
     line = one_line_error(err)
     assert rc == 1 and "stopped on" not in line and "`run --overwrite` starts over" in line, line
+    assert len(plans) == 1, plans  # its advice's plan, made once
     rc, _, err = cli("run", "--progress", "none", "--overwrite", cfg)
     assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
 

@@ -580,6 +580,58 @@ def test_a_consolidated_dataset_whose_server_lists_no_folders_is_written_whole(
         assert "stale" in line and "does not list 'lat'" in line, line
 
 
+@pytest.mark.parametrize(
+    ("consolidated", "status", "added"),
+    [
+        (False, 404, ("lat", "lon")),
+        (True, 403, ("lat", "lon")),
+        (True, 404, ("lat", "lon")),
+        (True, 404, ("lat",)),
+    ],
+    ids=["unconsolidated-404", "consolidated-403", "consolidated-404", "consolidated-one"],
+)
+def test_members_a_server_does_not_list_are_each_named(
+    tmp_path: Path, consolidated: bool, status: int, added: tuple[str, ...]
+) -> None:
+    """h85b, whose lines no test had reached (h86c): a Dataset on a server that lists no
+    folders, whose coordinates the variable names are found by their keys: where the group
+    has no consolidated metadata and the server answers its folder with no listing (404), or
+    where it has, and coordinates were added since it was consolidated, the line had named
+    the first member alone, and its fix met the next. Each is named (three, then how many
+    more), "which is" or "which are" as they are, in the line and its ``failure``; the
+    ListingError comes before anything is written (the frame is written into memory)."""
+    from pipeline.errors import ListingError
+    from pipeline.store.datasets import Variable, frame_failure
+    from pipeline.store.location import Location
+
+    _dataset(tmp_path / "in.zarr", 3, consolidated=consolidated)
+    for name in added:  # each named by the variable, after any consolidation
+        a = zarr.create_array(
+            str(tmp_path / "in.zarr"), name=name, shape=(ROWS,), dtype="f8",
+            dimension_names=("y",),
+        )  # fmt: skip
+        a[...] = 1.0
+    coords = ("y", "x", *added)
+    var = Variable("", "v", ("y", "x"), coords=coords)
+    with serving(tmp_path, folders=status) as server:
+        store = Location.of(f"{server.url}/in.zarr").zarr_store(read_only=True)
+        with pytest.raises(ListingError) as caught:
+            frame_failure(store, var)
+    line = str(caught.value)
+    assert "\n" not in line, line
+    if not consolidated:  # none of them listed: every member found by its key is named
+        said = "'y', 'x', 'lat' and 1 more"
+        assert f"no listing that names {said}, which are there" in line, line
+        assert caught.value.failure == f"{said} not listed", caught.value.failure
+        assert "consolidate the group's metadata" in line, line
+        return
+    said = ", ".join(repr(n) for n in added)
+    which = "which is" if len(added) == 1 else "which are"
+    assert f"read in place of a listing, lacks {said}, {which} there" in line, line
+    assert caught.value.failure == f"{said} not in the consolidated metadata", caught.value
+    assert "consolidate the input's metadata again" in line, line
+
+
 @pytest.mark.parametrize("folders", [None, 404], ids=["listing", "no-listing"])
 def test_a_name_a_url_reads_otherwise_is_refused_over_http_as_such(
     tmp_path: Path, cli, folders

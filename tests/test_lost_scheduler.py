@@ -324,3 +324,40 @@ def test_a_scheduler_lost_while_generating_says_to_generate_the_input_again(tmp_
         input={"generate": {"shape": [60, 40], "chunks": [20, 40], "dtype": "float32", "seed": 1}},
     )
     assert error_of("generate", local) is None
+
+
+def test_a_run_stopped_by_a_lost_scheduler_is_resumed_with_nothing_to_mend(tmp_path, cli) -> None:
+    """h86c: the run record keeps the line of a run stopped by its scheduler lost during the
+    work (h85f), and ``plan``, ``verify`` and the resume had each said "mend that" of it,
+    where nothing is to mend (a resume on a cluster that runs finishes the output). They say
+    the line, and `run --resume` alone; the record says so (``stopped_resumes``); the resume
+    finishes the output. A stop whose line names something to mend keeps "mend that":
+    tests/test_faults.py, tests/test_xarray.py."""
+    x = _input(tmp_path)
+    out = tmp_path / "out.zarr"
+    with dying_cluster(tmp_path, "update-graph:1") as address:
+        e = _run_joined(_config(tmp_path, address))
+    assert e is not None and (e.reason, e.during, e.resumes) == ("lost", "compute", True), e
+    record = json.loads((out / ".pipeline" / "run.json").read_text())
+    assert record["stopped_resumes"] is True, record
+    stop = record["stopped"]  # the command line's words (the call's are the API's)
+    assert stop.startswith(f"lost the Dask scheduler at {address}"), stop
+    local = _config(tmp_path, "local", "local.yaml")
+    rc, table, err = cli("plan", local)
+    row = next(ln for ln in table.splitlines() if "output now" in ln)
+    assert rc == 0, table + err
+    assert f'incomplete (the last run stopped on "{stop}"): `run --resume` finishes it' in row, row
+    assert "mend" not in row, row
+    rc, _, err = cli("verify", local, "-q")
+    assert rc == 1 and err.strip().endswith(
+        f'its last run stopped on "{stop}"; `run --resume` finishes it'
+    ), err
+    assert "mend" not in err, err
+    rc, table, _ = cli("run", local, "--resume", "--dry-run")
+    row = next(ln for ln in table.splitlines() if "output now" in ln)
+    assert rc == 0 and "this run resumes it" in row and "mend" not in row, row
+    rc, _, err = cli("run", local, "--resume", "--progress", "none", "-q")
+    assert rc == 0, err
+    assert f'stopped on "{stop}": this run finishes it' in err and "mend" not in err, err
+    assert status(out) == "complete"
+    assert np.array_equal(read_array(out), reference(x))

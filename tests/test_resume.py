@@ -386,7 +386,9 @@ def test_an_uncompressed_marked_block_with_a_value_changed_is_written_again(
     changed in its file after the kill, its size kept: zarr-python reads the changed value
     without complaint, and the resume had skipped the block and marked the output complete,
     one element wrong, exit 0 (h82b). The block is written again and the output is NumPy's,
-    bit for bit. (A run of its own, killed: its output's codec is another.)"""
+    bit for bit. (A run of its own, killed: its output's codec is another.) A second marked
+    block's file deleted too: the warning names both blocks (h86c: the first alone had been
+    named)."""
     cfg = _config(tmp_path)
     doc = yaml.safe_load(cfg.read_text())
     doc["output"]["codec"] = {"name": "none"}
@@ -398,9 +400,13 @@ def test_an_uncompressed_marked_block_with_a_value_changed_is_written_again(
     data = bytearray(shard.read_bytes())
     data[101] ^= 0x40  # a float32's exponent bit, in the shard's first chunk
     shard.write_bytes(bytes(data))
+    other = sorted(marker_names(output))[1]
+    (output / ("c/" + other.replace(".", "/"))).unlink()
+    rows = sorted(int(n.split(".")[0]) for n in (name, other))
     rc, _, err = cli("run", cfg, "--resume")
     assert rc == 0, err
-    assert "1 block(s) marked written no longer hold what was written" in err, err
+    assert "2 block(s) marked written no longer hold what was written" in err, err
+    assert f"record: [{rows[0]}, 0], [{rows[1]}, 0]): written again" in err, err
     assert status(output) == "complete"
     got, want = read_array(output), expected(x)
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
@@ -423,7 +429,7 @@ def _change_at_its_size(shard: Path, damage: str) -> None:
 
 
 #: What a run or verify says of a complete output a unit file of which changed since.
-_MODIFIED = "of its 400 shard files modified after it was marked complete (first: c/{})"
+_MODIFIED = "of its 400 shard files modified after it was marked complete (c/{})"
 _MODIFIED_FIX = "`pipeline verify --all` checks every block; `run --overwrite` writes it again"
 
 
@@ -476,15 +482,17 @@ def test_a_complete_output_copied_without_its_times_is_said_so_and_verify_all_pa
     for path in (work.output / "c").rglob("*"):
         if path.is_file():
             os.utime(path, (later, later))
+    # each named, three then how many more (h86c: the first alone had been)
+    every = "400 " + _MODIFIED.format("0/0, c/1/0, c/2/0 and 397 more")
     rc, _, err = cli("run", work.config, "--resume")
     line = one_line_error(err)
-    assert rc == 1 and "400 " + _MODIFIED.format("0/0") in line, line
+    assert rc == 1 and every in line, line
     assert "(a copy that did not keep the files' times, cp -r, reads so too)" in line, line
     rc, _, err = cli("verify", work.config)
-    assert rc == 1 and "400 " + _MODIFIED.format("0/0") in err, err
+    assert rc == 1 and every in err, err
     rc, out, err = cli("verify", work.config, "--all")
     assert rc == 0, err + out
-    assert "note: the output's 400 " + _MODIFIED.format("0/0") in err, err
+    assert "note: the output's " + every in err, err
     assert "every block was compared" in err and "recorded: its mark" in err, err
     rc, _, err = cli("run", work.config, "--resume")  # recorded: complete (h84a)
     assert rc == 0 and "nothing to do" in err, err
@@ -569,6 +577,15 @@ def test_verify_all_never_dates_the_mark_of_completion_later_than_now(work: Work
     assert file_states(work.output) == before
     rc, _, err = cli("run", work.config, "--resume")
     assert rc == 1 and "1 " + _MODIFIED.format("399/0") in one_line_error(err), err
+    # two so dated: each named, each to be touched (h86c: the first alone had been)
+    other = work.output / "c" / "7" / "0"
+    os.utime(other, (ahead, ahead))
+    rc, out, err = cli("verify", work.config, "--all")
+    assert rc == 0, err + out
+    last = err.strip().splitlines()[-1]
+    assert f"{other}, {shard} dated later than now" in last and "`touch` them" in last, last
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 1 and "2 " + _MODIFIED.format("7/0, c/399/0") in one_line_error(err), err
 
 
 def _fresh_input(source: Path, output: Path) -> Callable[[int], np.ndarray]:
@@ -615,6 +632,18 @@ def test_a_resume_over_an_output_file_hard_linked_to_the_inputs_is_refused(
     assert f"{ours} is a hard link to the input's file {theirs}" in err, err
     assert "`run --overwrite` starts over" in err, err
     assert markers(output) == skipped and ours.stat().st_nlink == 2
+    # a second such file: each named (h86c: the first alone had been, with a count)
+    row2 = next(r for r in range(rows) if r != row and f"{r}.0" not in marker_names(output))
+    theirs2, ours2 = source / "c" / str(row2) / "0", output / "c" / str(row2) / "0"
+    ours2.parent.mkdir(parents=True, exist_ok=True)
+    ours2.unlink(missing_ok=True)
+    os.link(theirs2, ours2)
+    e = refused("run", cfg, "--resume")
+    assert isinstance(e, OutputError), e
+    both = sorted([str(ours), str(ours2)])
+    assert f"{', '.join(both)} are hard links to the input's files ({both[0]} to " in str(e), e
+    assert e.links == both and e.link == both[0], e.data
+    assert markers(output) == skipped
     rc, _, err = cli("run", cfg, "--overwrite")
     assert rc == 0, err
     assert stored_files(source) == before and theirs.stat().st_nlink == 1
@@ -672,7 +701,7 @@ def test_chunks_moved_behind_a_link_are_the_outputs_own(work: Work, cli) -> None
         assert stored["files"] == work.rows, stored
         (elsewhere / "c" / "1" / "0").unlink()  # behind the link: reads as the fill value
         rc, out, err = cli("verify", work.config)
-        assert rc == 1 and "1 of its 400 shard files gone (first: c/1/0)" in err, err + out
+        assert rc == 1 and "1 of its 400 shard files gone (c/1/0)" in err, err + out
         # the resume's fix, --overwrite, deletes a link alone, never what it leads to: refused
         # (h84b), so the resume says that refusal, naming the link, as --overwrite does, until
         # the chunks are back in the output's own folder (verify named c/1/0 above)

@@ -635,7 +635,7 @@ def test_a_complete_output_whose_shard_file_was_damaged_is_not_verified_nor_done
     assert line.startswith("error: the output was damaged since the run (")
     assert line.endswith("`run --overwrite` writes it again"), line
     if damage == "deleted":
-        assert f"1 of its 2 shard files gone (first: {key})" in line
+        assert f"1 of its 2 shard files gone ({key})" in line
     else:
         assert "shard files' sizes differ from those the run wrote" in line
     before = file_states(out)

@@ -232,6 +232,10 @@ class VerifyResult:
     """of an 'incomplete' output: the line of the refusal its last run stopped on, as its run
     record keeps it (:func:`pipeline.running.output.record_stop`): a resume meets it again
     unless it is mended; None where the run was interrupted or crashed, or kept none"""
+    stopped_mend: bool = True
+    """with ``stopped``: whether that line names something to mend before `run --resume`
+    finishes the output (False where a resume alone does: a scheduler lost during the work,
+    h86c)"""
     advice: str | None = None
     """what to do about the first failure, as the words that end the line ``pipeline verify``
     prints of it: the command of ``run`` that finishes or replaces the output, where ``run``
@@ -439,6 +443,7 @@ def verify(
         )
     if status == "incomplete":
         now = identify_store(loc_in, config.input.array.strip("/"))
+        stop = Ledger(loc_out, out_path).stopped_on()
         return VerifyResult(
             checked=0,
             total=int(np.prod(block_grid)),
@@ -450,7 +455,8 @@ def verify(
             # a resume of it is refused where the input can show no rewrite: `run` says so
             # (F8: verify said `run --resume` finishes it)
             input_unchecked=now.unstamped,
-            stopped=Ledger(loc_out, out_path).stopped_on(),
+            stopped=stop.line if stop is not None else None,
+            stopped_mend=stop is None or stop.mend,
         )
     # a chunk that is no file (a named pipe), before any block is read: the read would wait
     # on it without end, past Ctrl-C and SIGTERM (h84a)

@@ -572,19 +572,24 @@ def _accepts(host_port: tuple[str, int], seconds: float) -> bool:
     return True
 
 
+#: What finishes a run's output that a lost scheduler stopped during the work.
+_RESUME_FINISHES = "`run --resume` finishes the output"
+
+
 def lost_scheduler(
     address: str,
     during: str,
     cause: str,
     unfinished: str = "what it did not finish stays marked unfinished",
-    then: str = "`run --resume` finishes the output",
+    then: str = _RESUME_FINISHES,
 ) -> ClusterError:
     """The one-line ClusterError of the scheduler ``address`` ('local': a local cluster's)
     lost during the run's phase ``during`` (a key of :data:`DOING`), ``cause`` the error that
     said so, in a word or two. Lost during the work ('compute'), the line says what stays
     ``unfinished`` and what ``then`` finishes it (a run's output, by default; ``generate``
     says its own: the input, generated again). Fields: ``reason`` 'lost', ``address``,
-    ``during``, ``cause``."""
+    ``during``, ``cause``; ``resumes`` True where `run --resume` alone finishes the output
+    (lost during a run's work: nothing there to mend, h86c)."""
     check = ""
     name = "the local cluster's scheduler"
     if address != "local":
@@ -601,6 +606,7 @@ def lost_scheduler(
         reason="lost",
         during=during,
         cause=cause,
+        **({"resumes": True} if during == "compute" and then == _RESUME_FINISHES else {}),
     )
 
 

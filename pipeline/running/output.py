@@ -45,7 +45,7 @@ from pipeline.planning import Plan, make_plan
 from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
-from pipeline.store.ledger import RECORD, STOPPED, Ledger, group_lock, stopped_in
+from pipeline.store.ledger import RECORD, STOP_RESUMES, STOPPED, Ledger, Stop, group_lock, stop_of
 from pipeline.store.local_files import path_words
 from pipeline.store.location import (
     Aside,
@@ -1644,9 +1644,11 @@ def _refuse_input_hard_links(plan: Plan, where: str, state: str) -> None:
     input's file times, so the run had ended "the input changed" (or, the link made after the
     interrupted run, was refused as "the input's data changed", naming no link). OutputError
     before anything is written: ``output``, ``status``, ``changed`` [], ``relation``
-    'hard linked', ``link`` (the first of the output's such files) and ``target`` (the
-    input's). Looked for only where an input file has other links (:attr:`Plan.input_linked`,
-    from the identity's walk of the input), then by one listing of the output's folders
+    'hard linked', ``link`` (the first of the output's such files), ``links`` (every one:
+    the line names three, then how many more, :func:`~pipeline.errors.some_shown`; the
+    first alone had been named, h86c) and ``target`` (the first one's, the input's). Looked
+    for only where an input file has other links (:attr:`Plan.input_linked`, from the
+    identity's walk of the input), then by one listing of the output's folders
     (:func:`~pipeline.store.location.files_on_inodes`): no look at each chunk file. Hard
     links between two outputs (``cp -al out.zarr copy.zarr``) are left: a write replaces the
     file, never writes through it, so the other output keeps its bytes."""
@@ -1659,19 +1661,24 @@ def _refuse_input_hard_links(plan: Plan, where: str, state: str) -> None:
         return
     at = os.lstat(found[0])
     target = os.path.join(plan.input.location.join(plan.input.path), linked[at.st_dev, at.st_ino])
-    more = f" (and {len(found) - 1} more of its files)" if len(found) > 1 else ""
+    if len(found) == 1:
+        said = f"{name_shown(found[0])} is a hard link to the input's file {name_shown(target)}"
+    else:
+        said = (
+            f"{some_shown(found)} are hard links to the input's files ({name_shown(found[0])} "
+            f"to {name_shown(target)})"
+        )
     raise OutputError(
-        f"cannot resume {name_shown(where)}: {name_shown(found[0])}{more} is a hard link to the "
-        "input's "
-        f"file {name_shown(target)} (one file under two names), which a resume writing the output "
-        "would "
-        "change (the input is never modified): `run --overwrite` starts over (it deletes the "
-        "output's names of such files, never the input's)",
+        f"cannot resume {name_shown(where)}: {said} (one file under two names), which a "
+        "resume writing the output would change (the input is never modified): `run "
+        "--overwrite` starts over (it deletes the output's names of such files, never the "
+        "input's)",
         output=where,
         status=state,
         changed=[],
         relation="hard linked",
         link=found[0],
+        links=list(found),
         target=target,
     )
 
@@ -2352,7 +2359,7 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
     row = _output_now(plan, state)
     stopped = stopped_on(plan) if state == "incomplete" else None
     # the command the row names, not one that the line the last run stopped on names
-    named = re.search(r"`run( --\w+)?`", row.replace(stopped, "") if stopped else row)
+    named = re.search(r"`run( --\w+)?`", row.replace(stopped.line, "") if stopped else row)
     if named is not None:
         flag = (named.group(1) or "").strip()
         took, refusals = run_accepts(plan, (flag,))
@@ -2438,18 +2445,23 @@ def _output_now(plan: Plan, state: str) -> str:
             _resume_start(resumed, state, plan.output.location.join(plan.output.path))
         except OutputError as e:
             return f"incomplete, and not resumable: {e}"
-        stopped = stopped_in(manifest)
-        if stopped is not None:  # a resume meets it again unless it is mended (h85f)
+        stopped = stop_of(manifest)
+        if stopped is not None and stopped.mend:  # a resume meets it again unless it is
+            # mended (h85f)
             return (
                 f"{_stopped_there(stopped)}: mend that, then `run --resume` finishes it, or "
                 "`run --overwrite` starts over"
             )
+        # a stop that names nothing to mend (a lost scheduler's): said, and resumed (h86c)
+        there = "incomplete (an interrupted run)" if stopped is None else _stopped_there(stopped)
         if (resumed.block, resumed.output.chunk) != (plan.block, plan.output.chunk):
             return (
-                "incomplete (an interrupted run): `run --resume` finishes it in the layout it "
+                f"{there}: `run --resume` finishes it in the layout it "
                 f"was begun with (blocks {list(resumed.block)}, chunks "
                 f"{list(resumed.output.chunk)}; the rows here are a new run's)"
             )
+        if stopped is not None:
+            return f"{there}: `run --resume` finishes it"
     if state == "occupied":
         return (
             f"absent, in a group that holds {_occupants(plan)}: `run --overwrite` writes it there"
@@ -2486,7 +2498,8 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
         return (
             f"{there}: this run finds it complete, made from this config and input: nothing to do"
         )
-    if start == "resume" and stopped is not None:  # as it did, unless that is mended (h85f)
+    if start == "resume" and stopped is not None and stopped.mend:  # as it did, unless that
+        # is mended (h85f); a stop that names nothing to mend (h86c) resumes as below
         return (
             f"{there}: this run resumes it, {left} of {total} blocks left to compute, and "
             "stops there again unless that is mended"
@@ -2500,8 +2513,8 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
     return f"{there}: this run replaces it, starting over"
 
 
-def stopped_on(plan: Plan) -> str | None:
-    """The line of the refusal that the last run of ``plan``'s output stopped on, as its run
+def stopped_on(plan: Plan) -> Stop | None:
+    """The refusal that the last run of ``plan``'s output stopped on, as its run
     record keeps it (:data:`~pipeline.store.ledger.STOPPED`, :func:`record_stop`); None where
     it keeps none (no record: no output, or a complete one; a run interrupted or crashed; an
     earlier release's record)."""
@@ -2509,9 +2522,9 @@ def stopped_on(plan: Plan) -> str | None:
     return ledger.stopped_on() if ledger is not None else None
 
 
-def _stopped_there(line: str) -> str:
-    """What is at an output whose last run stopped on the refusal ``line``, in words."""
-    return f'incomplete (the last run stopped on "{line}")'
+def _stopped_there(stop: Stop) -> str:
+    """What is at an output whose last run stopped on the refusal ``stop``, in words."""
+    return f'incomplete (the last run stopped on "{stop.line}")'
 
 
 def record_stop(plan: Plan, failure: PipelineError) -> None:
@@ -2522,7 +2535,10 @@ def record_stop(plan: Plan, failure: PipelineError) -> None:
     block of the input that cannot be decoded they had said "an interrupted run: `run
     --resume` finishes it", which stopped again the same way). Nothing where the lock is no
     longer this run's, or the record is gone or edited since; never raises (the failure's own
-    line is the run's)."""
+    line is the run's). Where ``failure``'s field ``resumes`` is True (its line names nothing
+    to mend: a scheduler lost during the work), the record says so
+    (:data:`~pipeline.store.ledger.STOP_RESUMES`), and they say `run --resume` alone (h86c:
+    "mend that" had followed every stop)."""
     ledger = plan.sink.ledger
     if ledger is None:
         return
@@ -2531,32 +2547,37 @@ def record_stop(plan: Plan, failure: PipelineError) -> None:
         manifest = ledger.read_manifest()
         if manifest is None or fields_edited(manifest):
             return
-        _write_stop(ledger, manifest, str(failure))
+        # a line that names nothing to mend (h86c): the failure's field ``resumes``
+        mend = failure.data.get("resumes") is not True
+        _write_stop(ledger, manifest, Stop(str(failure), mend))
 
 
-def clear_stop(plan: Plan) -> str | None:
-    """Drop the line of the refusal the last run stopped on from ``plan``'s run record
+def clear_stop(plan: Plan) -> Stop | None:
+    """Drop the refusal the last run stopped on from ``plan``'s run record
     (:func:`record_stop`), as a resume begins, its lock held: what stops it is this run's
-    to say (an interrupt of it, a crash, or its own refusal). That line, or None where the
-    record kept none (nothing written then)."""
+    to say (an interrupt of it, a crash, or its own refusal). That refusal, or None where
+    the record kept none (nothing written then)."""
     ledger = plan.sink.ledger
     manifest = ledger.read_manifest() if ledger is not None else None
-    line = stopped_in(manifest)
-    if ledger is None or manifest is None or line is None or fields_edited(manifest):
-        return line
+    stop = stop_of(manifest)
+    if ledger is None or manifest is None or stop is None or fields_edited(manifest):
+        return stop
     ledger.check_held()
     _write_stop(ledger, manifest, None)
-    return line
+    return stop
 
 
-def _write_stop(ledger: Ledger, manifest: dict[str, Any], line: str | None) -> None:
-    """Write the run record ``manifest`` again keeping ``line`` as the refusal its run stopped
-    on (:data:`~pipeline.store.ledger.STOPPED`), or none where ``line`` is None
+def _write_stop(ledger: Ledger, manifest: dict[str, Any], stop: Stop | None) -> None:
+    """Write the run record ``manifest`` again keeping ``stop`` as the refusal its run stopped
+    on (:data:`~pipeline.store.ledger.STOPPED`, and :data:`~pipeline.store.ledger.STOP_RESUMES`
+    where its line names nothing to mend), or none where ``stop`` is None
     (:func:`record_stop`, :func:`clear_stop`), its ``check`` made again where it holds one
     (an earlier version's record, with none, gets none)."""
-    kept = {k: v for k, v in manifest.items() if k not in ("check", STOPPED)}
-    if line is not None:
-        kept[STOPPED] = line
+    kept = {k: v for k, v in manifest.items() if k not in ("check", STOPPED, STOP_RESUMES)}
+    if stop is not None:
+        kept[STOPPED] = stop.line
+        if not stop.mend:
+            kept[STOP_RESUMES] = True
     ledger.write_manifest(with_check(kept) if "check" in manifest else kept)
 
 

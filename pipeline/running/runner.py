@@ -18,7 +18,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from pipeline.errors import (
     disk_full,
     name_shown,
     said_then,
+    some_shown,
 )
 from pipeline.ops import stages
 from pipeline.planning import Plan, describe, make_plan, plan_here
@@ -862,12 +863,15 @@ def _compute_and_finish(
     plan.sink.ledger.adopt()  # the record its markers carry, made or found (h83f)
     if start == "resume":
         stopped = output.clear_stop(plan)
-        if stopped is not None:  # it meets it again unless it was mended (h85f)
+        if stopped is not None:  # it meets it again unless it was mended (h85f); a stop
+            # that names nothing to mend (a lost scheduler) is said so (h86c)
             log.warning(
-                'the last run of %s stopped on "%s": unless that is mended, this run stops '
-                "there again",
+                'the last run of %s stopped on "%s": %s',
                 plan.output.location.join(plan.output.path),
-                stopped,
+                stopped.line,
+                "unless that is mended, this run stops there again"
+                if stopped.mend
+                else "this run finishes it",
             )
     all_blocks = list(grid.iter_indices(plan.block_grid))
     done = _already_written(plan, start, all_blocks, options.progress)
@@ -915,10 +919,10 @@ def _already_written(plan: Plan, start: str, all_blocks: list, progress: str) ->
         log.warning(
             "resuming: %d block(s) marked written no longer hold what was written (a chunk "
             "gone, of another size or changed since (a copy that did not keep the files' "
-            "times, cp -r, reads so), or a marker unreadable or of another run's record; first: "
-            "%s): written again",
+            "times, cp -r, reads so), or a marker unreadable or of another run's record: %s): "
+            "written again",
             len(gone),
-            list(gone[0]),
+            _blocks_said(gone),
         )
         done -= set(gone)
     pending = sum(1 for b in all_blocks if b not in done)
@@ -977,6 +981,12 @@ def _blocks_not_as_written(plan: Plan, done: list) -> list:
     return gone
 
 
+def _blocks_said(blocks: Sequence[Sequence[int]]) -> str:
+    """``blocks`` (block indices) as a line names them: ``[0, 1], [2, 0] and 4 more``
+    (:func:`~pipeline.errors.some_shown`; the first alone had been named, h86c)."""
+    return some_shown([list(b) for b in blocks])
+
+
 def _check_input_unchanged(plan: Plan) -> None:
     """Refuse to call the output complete when the input was rewritten while the run read it
     (helper-40: `pipeline generate` of another seed during a run left one block of the new
@@ -1007,7 +1017,8 @@ def _check_input_unchanged(plan: Plan) -> None:
 def _check_recorded(plan: Plan, all_blocks: list) -> dict[Any, dict[str, Any]]:
     """Refuse to call the output complete unless the run record marks every block written
     (Zarr reads a missing chunk as the fill value, so the files prove nothing): OutputError
-    with ``output``, ``status`` 'incomplete' and ``unrecorded``, the blocks without a mark.
+    with ``output``, ``status`` 'incomplete', ``unrecorded``, the blocks without a mark, and
+    ``resumes`` True (`run --resume` retries them: nothing to mend, h86c).
     What each block's marker holds (``Ledger.recorded_markers``: one listing, and a read
     only of the markers this run neither wrote nor read in the version listed)."""
     assert plan.sink.ledger is not None
@@ -1016,11 +1027,13 @@ def _check_recorded(plan: Plan, all_blocks: list) -> dict[Any, dict[str, Any]]:
     missing = [b for b in all_blocks if b not in recorded]
     if missing:
         raise OutputError(
-            f"{len(missing)} block(s) have no record of being written (first: "
-            f"{missing[0]}), so the output stays incomplete; `run --resume` retries them",
+            f"{len(missing)} block(s) have no record of being written "
+            f"({_blocks_said(missing)}), so the output stays incomplete; `run --resume` "
+            "retries them",
             output=plan.output.location.join(plan.output.path),
             status="incomplete",
             unrecorded=missing,
+            resumes=True,
         )
     return recorded
 

@@ -37,6 +37,7 @@ from pipeline.errors import (
     names_shown,
     refused_access,
     s3_denied,
+    some_shown,
     storage_failure,
 )
 from pipeline.ops import stages
@@ -4262,7 +4263,8 @@ def units_differ(
 ) -> str | None:
     """Whether the unit files of the array ``arr`` at ``path`` are not those its run wrote
     (``recorded``: :func:`stored_units` then, the ``stored`` of a complete output's record),
-    in a few words: how many of them are gone and the first one's key, or that their sizes
+    in a few words: how many of them are gone and their keys (three, then how many more:
+    :func:`~pipeline.errors.some_shown`; the first alone had been named, h86c), or that their sizes
     differ (a file cut short, or another unit's put in its place). A file deleted reads as
     the fill value and a damaged one fails, which a sampled ``verify`` and a resume that
     trusted the record had passed. A file rewritten to its own size is not seen (``verify
@@ -4278,11 +4280,11 @@ def units_differ(
     what = "shard files" if arr.shards else "chunk files"
     found = _unit_sizes(location, path, arr, listed)
     gone = [key for key, n in found if n is None]
-    if gone:  # its key in the store, as a listing shows it
+    if gone:  # their keys in the store, as a listing shows them
         base = path.strip("/")
-        gone[0] = f"{base}/{gone[0]}" if base else gone[0]
+        keys = [f"{base}/{key}" if base else key for key in gone]
         return (
-            f"{len(gone)} of its {len(found)} {what} gone (first: {gone[0]}), read as the "
+            f"{len(gone)} of its {len(found)} {what} gone ({some_shown(keys)}), read as the "
             "fill value"
         )
     now = sum(n or 0 for _, n in found)
@@ -4345,10 +4347,11 @@ def mark_after_units(
     now = time.time_ns()
     ahead = [k for k in keys if k in after and (t := after[k][1]) is not None and t > now]
     if ahead:  # a mark moved there would hide any change made before that time (h84e)
+        # each named, where each is to be touched (h86c: the first alone had been)
+        clock, them = ("the file's time", "it") if len(ahead) == 1 else ("their times", "them")
         return (
-            f"{name_shown(location.join(ahead[0]))}"
-            f"{f' and {len(ahead) - 1} more' if len(ahead) > 1 else ''} dated later than now: "
-            "set the file's time right (`touch` it) and verify --all again"
+            f"{some_shown([location.join(k) for k in ahead])} dated later than now: set "
+            f"{clock} right (`touch` {them}) and verify --all again"
         )
     where = location.join(doc)
     try:
@@ -4369,7 +4372,8 @@ def units_modified(
     listed: dict[str, tuple[int, float | None]] | None = None,
 ) -> str | None:
     """Whether unit files of the complete array ``arr`` at ``path`` were modified after the
-    run marked it complete, in a few words (how many, and the first one's key); None where
+    run marked it complete, in a few words (how many, and their keys: three, then how many
+    more, :func:`~pipeline.errors.some_shown`; the first alone had been named, h86c); None where
     none was, where ``recorded`` (the ``stored`` of its complete record) says nothing (no
     complete record, or an earlier version's) or where the store gives no times. The mark is
     the array's attributes document (:data:`_MARKED_DOCUMENTS`), which the run writes after
@@ -4396,5 +4400,5 @@ def units_modified(
     what = "shard files" if arr.shards else "chunk files"
     return (
         f"{len(later)} of its {len(keys)} {what} modified after it was marked complete "
-        f"(first: {later[0]})"
+        f"({some_shown(later)})"
     )

@@ -81,6 +81,35 @@ RECORD_ID = "record"
 #: absent after an interrupt or a crash, and dropped as a resume begins. An earlier release's
 #: reader takes the record as it took it (an unknown field, covered by its ``check``).
 STOPPED = "stopped"
+#: The optional field of the run record beside :data:`STOPPED`: ``true`` where that refusal
+#: names nothing to mend before a resume (its error's field ``resumes``: a scheduler lost
+#: during the work, blocks left unrecorded), `run --resume` alone finishing the output;
+#: absent where it names something (a damaged input chunk, a full disk, memory), and in a
+#: record written before it was kept (h86c: `plan`, `verify` and a resume had said "mend
+#: that" after every stop).
+STOP_RESUMES = "stopped_resumes"
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The refusal the last run of an output stopped on, as its run record keeps it
+    (:data:`STOPPED`, :data:`STOP_RESUMES`)."""
+
+    line: str
+    """its one line, as the run said it"""
+    mend: bool
+    """whether that line names something to mend before `run --resume` finishes the output
+    (False where a resume alone finishes it)"""
+
+
+def stop_of(manifest: Mapping[str, Any] | None) -> Stop | None:
+    """The :class:`Stop` a run record ``manifest`` keeps, or None (no record, none kept, a
+    line that is no text)."""
+    line = (manifest or {}).get(STOPPED)
+    if not isinstance(line, str) or not line:
+        return None
+    return Stop(line, (manifest or {}).get(STOP_RESUMES) is not True)
+
 
 #: A block's marker name, :meth:`Ledger._name`: its index along each axis, in ASCII digits,
 #: joined by dots.
@@ -470,11 +499,11 @@ class Ledger:
         record = (self.read_manifest() or {}).get(RECORD_ID)
         return record if isinstance(record, str) and record else None
 
-    def stopped_on(self) -> str | None:
-        """The line of the refusal the last run of this output stopped on, as its run record
-        keeps it (:data:`STOPPED`); None where it keeps none (no record, an interrupted or
-        crashed run, an earlier release's record)."""
-        return stopped_in(self.read_manifest())
+    def stopped_on(self) -> Stop | None:
+        """The refusal the last run of this output stopped on, as its run record keeps it
+        (:func:`stop_of`); None where it keeps none (no record, an interrupted or crashed run,
+        an earlier release's record)."""
+        return stop_of(self.read_manifest())
 
     def new_record(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """``manifest``, a fresh start's run record, naming its ``record``: this holder's
@@ -1227,13 +1256,6 @@ def _os_or_probe(key: str) -> bool:
     probing the store at once: :func:`~pipeline.store.location.is_write_probe`)."""
     name = key.rpartition("/")[2]
     return is_os_file(name) or is_write_probe(name)
-
-
-def stopped_in(manifest: Mapping[str, Any] | None) -> str | None:
-    """The line a run record ``manifest`` (``run.json``, as read) keeps of the refusal its
-    run stopped on (:data:`STOPPED`); None where it keeps none, or there is no record."""
-    line = (manifest or {}).get(STOPPED)
-    return line if isinstance(line, str) and line else None
 
 
 def summed_counts(docs: Sequence[Mapping[str, Any] | None]) -> dict[str, int] | None:
