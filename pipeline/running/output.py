@@ -1214,10 +1214,7 @@ def _refuse_misaligning_a_tree(plan: Plan, resume: bool = False) -> None:
     # and another output.array of the same store stayed below the same group)
     inner = {joined: path for _, path, joined in ancestors if path}
     if side == "below":
-        fix = (
-            "choose an output.array whose group is not above that group, or another "
-            "output.store"
-        )
+        fix = "choose an output.array whose group is not above that group, or another output.store"
     elif label in inner:
         fix = f"choose an output.array outside the group {inner[label]!r}, or another output.store"
     else:
