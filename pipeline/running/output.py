@@ -1145,7 +1145,31 @@ def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:
     return None if up is None else (up[0], "", up[1])
 
 
-def _refuse_misaligning_a_tree(plan: Plan) -> None:
+def unlisted_by_v2_group(plan: Plan) -> str | None:
+    """The warning, in one line, for a run that writes its output (Zarr v3) into a store
+    inside a Zarr v2 group (:func:`pipeline.store.arrays.enclosing_groups`; ``output.store:
+    v2.zarr/child``, a ``to_zarr(..., zarr_format=2)`` parent): the v2 group's readers
+    (``xr.open_datatree``, ``xr.open_zarr(group=...)``) list only v2 members, and do not see
+    the output, which opens by its own path (h86d: exit 0, and ``open_zarr(group='child')``
+    raised KeyError, nothing said). Not refused: writing into such a group is meant (the h71c
+    layouts). None where no enclosing group is v2 only."""
+    try:
+        enclosing = arrays.enclosing_groups(plan.output.location)
+    except OSError:  # nothing known above the store
+        return None
+    v2 = [(h, t) for h, t in enclosing if h.exists(".zgroup") and not h.exists("zarr.json")]
+    if v2:  # the outermost, the user's tree (those between may be this run's)
+        holder, tail = v2[-1]
+        return (
+            f"{name_shown(plan.output.location.join(plan.output.path))} is written as Zarr v3 "
+            f"inside the Zarr v2 group {name_shown(holder.url)}, whose readers (xarray's "
+            f"open_datatree, open_zarr(group={tail!r})) do not list it: open it by its own path, "
+            f"{name_shown(plan.output.location.url)}"
+        )
+    return None
+
+
+def _refuse_misaligning_a_tree(plan: Plan, resume: bool = False) -> None:
     """Refuse (OutputError, before anything is written) a Dataset output whose group lies below
     a group (of its store, or one that holds the store: ``output.store: tree.zarr/res``) with
     a dimension it writes of another size (a data variable's without a coordinate too: h85e),
@@ -1156,7 +1180,9 @@ def _refuse_misaligning_a_tree(plan: Plan) -> None:
     ``xr.open_datatree`` of the store requires each group to be aligned with those above it,
     and failed on the whole tree after such a run (h75b: the user's DataTree, which opened
     before, no longer did, exit 0). Fields ``output``, ``group`` (where the other coordinate
-    is), ``dimension``."""
+    is), ``dimension``. With ``resume``, ``run --resume``'s refusal of an incomplete output
+    there, before any block: a group above or below it changed since the run that began it
+    (h86d: a resume finished it, and the tree no longer opened)."""
     group, variable = output_group(plan), plan.carried.variable
     if group is None or variable is None:
         return
@@ -1184,12 +1210,20 @@ def _refuse_misaligning_a_tree(plan: Plan) -> None:
         return
     label, dim, why = found
     where = loc.join(plan.output.path)
+    # a fix that works when followed (h86d: "choose another output.store or output.array",
+    # and another output.array of the same store stayed below the same group)
+    inner = {joined: path for _, path, joined in ancestors if path}
+    if side == "below":
+        fix = "choose an output.array whose group is not above that group, or another output.store"
+    elif label in inner:
+        fix = f"choose an output.array outside the group {inner[label]!r}, or another output.store"
+    else:
+        fix = f"choose an output.store outside {name_shown(label.rstrip('/'))}"
     raise OutputError(
-        f"cannot write {name_shown(where)}: the group {name_shown(label.rstrip('/'))} {side} it "
-        f"{why}, and "
+        f"{'cannot resume' if resume else 'cannot write'} {name_shown(where)}: the group "
+        f"{name_shown(label.rstrip('/'))} {side} it {why}, and "
         "xr.open_datatree of the store would fail on every "
-        "group (one not aligned with those above it), even with --overwrite; choose another "
-        "output.store or output.array",
+        f"group (one not aligned with those above it), even with --overwrite; {fix}",
         output=where,
         group=label.rstrip("/"),
         dimension=dim,
@@ -1769,6 +1803,9 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
     # an array alone begun in a Dataset's group by a run before this check (ddc6267) would be
     # finished there, closing the group to xarray: refused as a fresh start is
     _refuse_closing_a_dataset(plan, resume=True)
+    # a group above or below gained a dimension of another size since: refused as a first
+    # run is (h86d: the resume finished it, and xr.open_datatree then failed on the store)
+    _refuse_misaligning_a_tree(plan, resume=True)
     check_consolidatable(plan)  # a member damaged since: refused before, not after, the blocks
     return "resume"
 
@@ -2783,8 +2820,11 @@ def _create(plan: Plan, store: Location, folder: Folder | None = None) -> Aside:
     # and those a run stopped here before had dropped (F7: a rerun from an unconsolidated
     # input found none, and left the group and the root without the copies they had)
     had = list(dict.fromkeys([*above, *_consolidated_before(ledger.read_manifest(), parent)]))
+    # the groups between the store and a group enclosing it are written first (h86d:
+    # `output.store: out.zarr/a/b` wrote no `a`, and out.zarr's readers never listed it)
+    arrays.write_groups_between(plan.output.location)
     # the groups enclosing the store with copies that list it (output.store: out.zarr/sub,
-    # brk59: left stale), by how many folders up; and those a stopped run here had dropped
+    # brk59: left stale), by how many groups up; and those a stopped run here had dropped
     outside = _enclosing_consolidated(plan)
     outside_had = sorted({*outside, *_enclosing_before(ledger.read_manifest())})
     ledger.clear_done()

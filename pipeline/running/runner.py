@@ -773,6 +773,9 @@ def _execute(
                 creating = True
                 aside = output.create(plan)
                 creating, exists = False, True
+            unlisted = output.unlisted_by_v2_group(plan)  # written where v2 readers miss it
+            if unlisted is not None:
+                log.warning("%s", unlisted)
             summary = _compute_and_finish(
                 workers, plan, start, options, (t_start, t1), seconds, dashboard, aside
             )

@@ -3434,11 +3434,16 @@ NodeType = Literal["array", "group", "damaged", "none"]
 
 
 def enclosing_groups(location: Location) -> list[tuple[Location, str]]:
-    """The Zarr groups that hold the store's root folder, nearest first: each folder above it
-    that is a Zarr group (:func:`node_type`), up to the first that is not, with the store's
-    path in it. What the store holds is then a member of each (``output.store:
-    out.zarr/sub``), and their consolidated metadata lists it. [] where the store has no
-    folder above it (:meth:`Location.parent`), or that folder is no group."""
+    """The Zarr groups that hold the store's root folder, nearest first, with the store's
+    path in each: each folder above it that is a Zarr group (:func:`node_type`), found
+    however many folders up through folders that hold no Zarr metadata (absent, or plain:
+    ``output.store: out.zarr/a/b`` with no group ``a`` yet is in ``out.zarr``, at ``a/b``;
+    h86d: only the folder just above had been looked at, and the alignment with
+    ``out.zarr``'s dimensions was not checked), up to the first Zarr node that is not a
+    group, or the top. What the store holds is then below each (a member once the folders
+    between are groups: :func:`write_groups_between`), and their consolidated metadata lists
+    it. [] where the store has no folder above it (:meth:`Location.parent`), or none of
+    them is a group."""
     found: list[tuple[Location, str]] = []
     here, tail = location, ""
     while (up := here.parent()) is not None:
@@ -3449,12 +3454,38 @@ def enclosing_groups(location: Location) -> list[tuple[Location, str]]:
             if not refused_access(e):
                 raise
             break
-        if kind != "group":
-            break
         tail = f"{name}/{tail}" if tail else name
-        found.append((holder, tail))
+        if kind == "group":
+            found.append((holder, tail))
+        elif kind != "none":  # an array's folder, or damaged metadata: no group holds it
+            break
         here = holder
     return found
+
+
+def write_groups_between(location: Location) -> list[str]:
+    """Write a Zarr group's metadata (no attributes) into each folder between the store's
+    root and the groups enclosing it (:func:`enclosing_groups`) that holds none, in the
+    format of the group above it (v3 ``zarr.json``, v2 ``.zgroup``): what the store holds is
+    then a member of each, which their readers (``xr.open_datatree``, their consolidated
+    metadata) list, as zarr-python writes the groups between for an array at a nested path
+    (h86d: ``output.store: out.zarr/a/b`` wrote no ``a``, and ``out.zarr``'s readers did
+    not see the output). The folders written, as URLs; [] where none was missing."""
+    written: list[str] = []
+    for holder, tail in enclosing_groups(location):
+        v3 = holder.exists("zarr.json")
+        parts = tail.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            if node_type(holder, folder) != "none":
+                continue
+            if v3:
+                doc = {"zarr_format": 3, "node_type": "group", "attributes": {}}
+                holder.write(f"{folder}/zarr.json", [json.dumps(doc).encode()], atomic=True)
+            else:
+                holder.write(f"{folder}/.zgroup", [b'{"zarr_format": 2}'], atomic=True)
+            written.append(holder.join(folder))
+    return written
 
 
 def node_type(location: Location, path: str) -> NodeType:
