@@ -8978,6 +8978,41 @@ def test_an_output_store_below_groups_not_there_yet_is_in_the_nearest_group(
         assert same_bits(opened["v"].values, want)
 
 
+def test_a_plain_folder_of_the_users_between_a_group_and_the_output_is_left_as_it_is(
+    tmp_path: Path,
+) -> None:
+    """Where a folder between a Dataset's group and the output's store holds files of the
+    user's (``tree.zarr/mine/notes.txt``, the output at ``tree.zarr/mine/out``), the climb to
+    the enclosing group stops there: no group metadata is written into the user's folder, the
+    root's dimensions (x of 10 against the output's 60) do not refuse the run, and the output
+    is written at the path asked, opened by it (h86d's climb passed through any folder)."""
+    src, v = _grid_input(tmp_path)
+    tree = tmp_path / "tree.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"p": ("x", np.zeros(10))}, coords={"x": np.arange(10.0)}).to_zarr(
+            str(tree), mode="w"
+        )
+    (tree / "mine").mkdir()
+    (tree / "mine" / "notes.txt").write_text("mine")
+    cfg = {
+        "input": {"store": str(src), "array": "v"},
+        "output": {"store": str(tree / "mine" / "out"), "array": "v"},
+        "stages": STAGES,
+        "cluster": _THREADS,
+    }
+    before = file_states(tree)
+    assert pipeline.run(cfg).status == "complete"
+    assert sorted(p.name for p in (tree / "mine").iterdir()) == ["notes.txt", "out"]
+    after = file_states(tree)
+    assert {k: after[k] for k in before} == before  # the group and the user's file as they were
+    with np.errstate(all="ignore"):
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), v.dtype), v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert same_bits(xr.open_zarr(str(tree / "mine" / "out"))["v"].values, want)
+
+
 def test_a_resume_below_a_group_that_gained_a_dimension_of_another_size_is_refused(
     tmp_path: Path,
 ) -> None:

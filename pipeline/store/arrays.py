@@ -3436,14 +3436,15 @@ NodeType = Literal["array", "group", "damaged", "none"]
 def enclosing_groups(location: Location) -> list[tuple[Location, str]]:
     """The Zarr groups that hold the store's root folder, nearest first, with the store's
     path in each: each folder above it that is a Zarr group (:func:`node_type`), found
-    however many folders up through folders that hold no Zarr metadata (absent, or plain:
-    ``output.store: out.zarr/a/b`` with no group ``a`` yet is in ``out.zarr``, at ``a/b``;
-    h86d: only the folder just above had been looked at, and the alignment with
-    ``out.zarr``'s dimensions was not checked), up to the first Zarr node that is not a
-    group, or the top. What the store holds is then below each (a member once the folders
-    between are groups: :func:`write_groups_between`), and their consolidated metadata lists
-    it. [] where the store has no folder above it (:meth:`Location.parent`), or none of
-    them is a group."""
+    however many folders up through folders that hold no Zarr metadata and nothing but the
+    way down (absent, or empty besides: ``output.store: out.zarr/a/b`` with no group ``a``
+    yet is in ``out.zarr``, at ``a/b``; h86d: only the folder just above had been looked at,
+    and the alignment with ``out.zarr``'s dimensions was not checked), up to the first Zarr
+    node that is not a group, a plain folder that holds other files (the user's own, left
+    as it is: :func:`_only_the_way_down`), or the top. What the store holds is then below
+    each (a member once the folders between are groups: :func:`write_groups_between`), and
+    their consolidated metadata lists it. [] where the store has no folder above it
+    (:meth:`Location.parent`), or none of them is a group."""
     found: list[tuple[Location, str]] = []
     here, tail = location, ""
     while (up := here.parent()) is not None:
@@ -3454,6 +3455,8 @@ def enclosing_groups(location: Location) -> list[tuple[Location, str]]:
             if not refused_access(e):
                 raise
             break
+        if kind == "none" and not _only_the_way_down(holder, name):
+            break  # a plain folder of the user's, holding more: no group metadata goes in it
         tail = f"{name}/{tail}" if tail else name
         if kind == "group":
             found.append((holder, tail))
@@ -3461,6 +3464,18 @@ def enclosing_groups(location: Location) -> list[tuple[Location, str]]:
             break
         here = holder
     return found
+
+
+def _only_the_way_down(folder: Location, name: str) -> bool:
+    """Whether ``folder`` (one without Zarr metadata, :func:`enclosing_groups`) holds nothing
+    but ``name``, the next folder down to the store: absent yet, or an empty way down, which
+    the run may make a group (:func:`write_groups_between`). A folder that holds other files
+    or folders is the user's own, which no run writes metadata into; nor one that cannot be
+    listed."""
+    try:
+        return set(folder.list("")) <= {name}
+    except (OSError, StoreError):  # refused (a ListingError too): nothing written there
+        return False
 
 
 def write_groups_between(location: Location) -> list[str]:
