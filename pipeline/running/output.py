@@ -2548,9 +2548,10 @@ def record_stop(plan: Plan, failure: PipelineError) -> None:
     line is the run's). Where ``failure``'s field ``resumes`` is True (its line names nothing
     to mend: a scheduler lost during the work), the record says so
     (:data:`~pipeline.store.ledger.STOP_RESUMES`), and they say `run --resume` alone (h86c:
-    "mend that" had followed every stop). Where ``failure`` is of the input (an
-    :class:`~pipeline.errors.InputError`: a damaged chunk, an element its decoding cannot
-    hold), its mend changes the input, which a resume then refuses: the record says so
+    "mend that" had followed every stop). Where ``failure`` is of the input's own data (its
+    field ``rewrites_input``, :class:`~pipeline.errors.InputError`'s: a damaged chunk, an
+    element its decoding cannot hold; not a store that would not answer, nor a codec missing
+    here), its mend changes the input, which a resume then refuses: the record says so
     (:data:`~pipeline.store.ledger.STOP_INPUT`), and they say `run --overwrite` after the mend
     (h86f: "mend that, then `run --resume` finishes it", which every mend made false)."""
     ledger = plan.sink.ledger
@@ -2564,8 +2565,9 @@ def record_stop(plan: Plan, failure: PipelineError) -> None:
         # a line that names nothing to mend (h86c): the failure's field ``resumes``
         mend = failure.data.get("resumes") is not True
         # a refusal of the input's own data: mended in the input, which a resume refuses
-        # then (h86f)
-        _write_stop(ledger, manifest, Stop(str(failure), mend, isinstance(failure, InputError)))
+        # then (h86f); a store's refusal to give it is mended elsewhere (HTTP 500: resumed)
+        rewrites = isinstance(failure, InputError) and failure.data.get("rewrites_input") is True
+        _write_stop(ledger, manifest, Stop(str(failure), mend, rewrites))
 
 
 def clear_stop(plan: Plan) -> Stop | None:

@@ -89,8 +89,9 @@ STOPPED = "stopped"
 #: that" after every stop).
 STOP_RESUMES = "stopped_resumes"
 #: The optional field of the run record beside :data:`STOPPED`: ``true`` where that refusal
-#: is of the input (an :class:`~pipeline.errors.InputError`: a damaged input chunk, an
-#: element its decoding cannot hold), whose mend changes the input, which a resume then
+#: is of the input's own data (an :class:`~pipeline.errors.InputError` whose field
+#: ``rewrites_input`` says so: a damaged input chunk, an element its decoding cannot hold;
+#: not a store that would not answer), whose mend changes the input, which a resume then
 #: refuses (its data changed since the run), so that `run --overwrite` starts over; absent
 #: otherwise, and in a record written before it was kept (h86f: `plan`, `verify` and a
 #: resume had said "mend that, then `run --resume` finishes it" of such a stop, which no mend
