@@ -1301,10 +1301,14 @@ def _verdict(
             # a resume meets it again unless it is mended (h85f: "`run --resume` finishes
             # it", which stopped the same way); a stop whose line names nothing to mend (a
             # scheduler lost during the work), `run --resume` alone (h86c); where `run
-            # --resume` is refused (an input mended since: another), that refusal, as below
+            # --resume` is refused (an input mended since: another), that refusal, as below;
+            # a stop of the input's own data, `run --overwrite` after the mend, which changes
+            # the input (h86f): the Stop's own advice
+            from pipeline.store.ledger import Stop
+
             return said(
                 f'the output is incomplete: its last run stopped on "{res.stopped}"; ',
-                f"mend that, then {resume}" if res.stopped_mend else resume,
+                Stop(res.stopped, res.stopped_mend, res.stopped_input).advice(),
             )
         return said(f"the output is {res.status}: it was not finished; ", told)
     if res.record_edited is not None:  # nothing it says is taken (h55b)

@@ -302,7 +302,12 @@ class InputError(PipelineError):
     'unlisted' or 'gone'); for coordinates of another size, ``coordinate``,
     ``dimension``, ``size`` and ``expected``; for a damaged NCZarr record of the array's
     dimensions, ``file`` (its ``.zarray``); for a codec with no implementation here, ``codec``
-    (its name in the metadata), ``reason`` and ``fix``.
+    (its name in the metadata), ``reason`` and ``fix``; ``rewrites_input``, True where the fix
+    is a rewrite of the input's own data (a damaged chunk restored, an element or attribute
+    written: every :class:`ChunkError`, an element its decoding cannot hold), which changes
+    the input, so that a resume of an output it stopped then refuses it and `run
+    --overwrite` starts over (h86f); absent where the fix leaves the input as it is (a store
+    that would not answer, a codec missing here: a resume finishes the output then).
     """
 
 
@@ -321,6 +326,10 @@ class ChunkError(InputError):
     key: str
     reason: str
     problem: str
+
+    def __init__(self, message: str, **data: Any) -> None:
+        # a damaged unit is mended in the input, always (h86f): ``rewrites_input``
+        super().__init__(message, **{"rewrites_input": True, **data})
 
 
 class OutputError(PipelineError):

@@ -3304,10 +3304,14 @@ def test_a_run_stopped_on_a_damaged_input_chunk_is_said_so_until_it_is_mended(
     """h85f: a run that stopped on a damaged input chunk (its second block's) left the output
     incomplete, and ``plan`` and ``verify`` had called it "an interrupted run", `run --resume`
     finishing it, which met the same chunk again. They name the line it stopped on now, and to
-    mend that first; once the chunk is mended (deleted: it reads as the fill value), the input
-    is another, and they say what ``run`` says of it then (a resume refused, `run
-    --overwrite`), which runs. ``verify`` plans the output once for its advice (h86c: it had
-    planned it twice where the resume was refused, the second time for the same answer)."""
+    mend that first; once the chunk is mended, the input is another, and they say what ``run``
+    says of it then (a resume refused, `run --overwrite`), which runs. ``verify`` plans the
+    output once for its advice (h86c: it had planned it twice where the resume was refused,
+    the second time for the same answer). h86f: they had said "mend that, then `run --resume`
+    finishes it", which no mend of the input could make true (a resume refuses an input
+    changed since): the record says the stop is of the input (``stopped_on_input``), and they
+    say `run --overwrite` after the mend; followed (the chunk cut to 100 bytes restored from
+    its source), it finishes the output, to NumPy's values over what zarr-python reads."""
     from pipeline import cli as command_line
 
     plans: list[object] = []
@@ -3321,20 +3325,35 @@ def test_a_run_stopped_on_a_damaged_input_chunk_is_said_so_until_it_is_mended(
     inp = tmp_path / "in.zarr"
     z = zarr.create_array(str(inp), shape=(40, 30), chunks=(20, 30), dtype="float32")
     z[...] = np.arange(1200, dtype=np.float32).reshape(40, 30)
-    (inp / "c" / "1" / "0").write_bytes(b"garbage")
+    x = z[...]  # as zarr-python reads it
+    unit = inp / "c" / "1" / "0"
+    source = tmp_path / "source-chunk"  # its source, the chunk as written
+    shutil.copy2(unit, source)
+    assert unit.stat().st_size > 100
+    with open(unit, "r+b") as f:  # cut short
+        f.truncate(100)
     cfg = write_config(tmp_path, inp, tmp_path / "out.zarr", chunking={"block": [20, 30]})
     rc, _, err = cli("run", "--progress", "none", cfg)
     stop = one_line_error(err).removeprefix("error: ")
     assert rc == 1 and f"input chunk 'c/1/0' of {inp} is damaged" in stop, err
+    advice = (
+        "mend that, then `run --overwrite` starts over (a resume refuses an input changed since)"
+    )
     rc, out, _ = cli("plan", cfg)
     now = next(ln for ln in out.splitlines() if "output now" in ln)
-    assert rc == 0 and f'the last run stopped on "{stop}"): mend that, then `run --resume`' in now
+    assert rc == 0 and now.endswith(f'the last run stopped on "{stop}"): {advice}'), now
+    assert "`run --resume`" not in now.replace(stop, ""), now  # the old advice, gone
     rc, _, err = cli("verify", cfg, "-q")
     line = one_line_error(err)
-    assert rc == 1 and f'stopped on "{stop}"; mend that, then `run --resume`' in line, line
+    assert rc == 1 and line.endswith(f'stopped on "{stop}"; {advice}'), line
+    assert "`run --resume`" not in line.replace(stop, ""), line
+    rc, out, _ = cli("run", "--resume", "--dry-run", cfg)
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert rc == 0 and now.endswith(f"stops there again (the input is as it was): {advice}"), now
     record = json.loads((tmp_path / "out.zarr" / ".pipeline" / "run.json").read_text())
     assert "stopped_resumes" not in record, record  # its line names what to mend
-    (inp / "c" / "1" / "0").unlink()  # mended: the input is another now
+    assert record["stopped_on_input"] is True, record  # ... in the input
+    shutil.copy2(source, unit)  # mended as its line says (`cp -p` from its source)
     rc, out, _ = cli("plan", cfg)
     now = next(ln for ln in out.splitlines() if "output now" in ln)
     assert "stopped on" not in now and "not resumable" in now and "--overwrite" in now, now
@@ -3343,8 +3362,12 @@ def test_a_run_stopped_on_a_damaged_input_chunk_is_said_so_until_it_is_mended(
     line = one_line_error(err)
     assert rc == 1 and "stopped on" not in line and "`run --overwrite` starts over" in line, line
     assert len(plans) == 1, plans  # its advice's plan, made once
+    rc, _, err = cli("run", "--progress", "none", "--resume", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "cannot resume" in line and "`run --overwrite` starts over" in line, err
     rc, _, err = cli("run", "--progress", "none", "--overwrite", cfg)
     assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
 
 
 def test_verify_names_the_damaged_frame_of_a_nested_shard(tmp_path: Path, cli) -> None:

@@ -6,6 +6,7 @@ error on a chunk is one line that says what to do.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from pathlib import Path
@@ -116,7 +117,9 @@ def test_a_served_input_without_stamps_is_not_claimed_checked(tmp_path: Path, cl
 
 def test_a_server_error_on_a_chunk_is_one_line_naming_it(tmp_path: Path, cli) -> None:
     """F8: an HTTP 403 (or 500) on a chunk was a bare ``ClientResponseError: 403, ...``,
-    naming no fix and not saying the output stays incomplete."""
+    naming no fix and not saying the output stays incomplete. h86f: its stop is no refusal of
+    the input's own data (the server answering again mends it, the input as it was), so the
+    record keeps no ``stopped_on_input`` and verify says `run --resume`, which finishes it."""
     _ramp(tmp_path)
     with serving(tmp_path) as server:
         cfg = _config(tmp_path, server.url)
@@ -130,6 +133,8 @@ def test_a_server_error_on_a_chunk_is_one_line_naming_it(tmp_path: Path, cli) ->
             # what finishes it depends on the fix (one that rewrites the input's files makes
             # a resume refused): verify asks `run` once it is made
             assert "`pipeline verify`" in line and "--resume" not in line, line
+        record = json.loads((tmp_path / "out.zarr" / ".pipeline" / "run.json").read_text())
+        assert "HTTP 500" in record["stopped"] and "stopped_on_input" not in record, record
         server.set()
         rc, _, err = cli("verify", cfg)  # the server serves it again: nothing was rewritten
         assert rc == 1 and "`run --resume` finishes it" in one_line_error(err), err

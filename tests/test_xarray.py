@@ -7211,8 +7211,11 @@ def test_after_a_run_stopped_on_its_input_plan_verify_and_resume_say_that_line(
     ``run --resume --dry-run`` "this run resumes it", exit 0, while ``run --resume`` met the
     same refusal again. The run record keeps that line now (``stopped``, a new optional field
     its ``check`` covers, so an earlier release's reader takes the record whole), and each of
-    them says the last run stopped on it, and to mend that before `run --resume`; the resume
-    that meets it again keeps the line again."""
+    them says the last run stopped on it; the resume that meets it again keeps the line again.
+    h86f: they had said "mend that, then `run --resume` finishes it", and every mend (here
+    ``scale_factor: 2.0``) changes the input, which `run --resume` then refuses. The record
+    says the stop is of the input (``stopped_on_input``), and they say: mend that, then `run
+    --overwrite` starts over, which, followed, finishes the output as xarray decodes it."""
     from pipeline.planning.plan import fields_edited, record_edited
 
     _integer_packed(tmp_path / "in.zarr", 3, "int16", {"_FillValue": np.int16(-1)}, -1)
@@ -7230,29 +7233,36 @@ def test_after_a_run_stopped_on_its_input_plan_verify_and_resume_say_that_line(
     assert rc == 1 and "holds -1, a fill value" in stop, err
     stop = stop.removeprefix("error: ")
     record = json.loads((tmp_path / "out.zarr" / "t" / ".pipeline" / "run.json").read_text())
-    assert record["stopped"] == stop
+    assert record["stopped"] == stop and record["stopped_on_input"] is True, record
+    assert "stopped_resumes" not in record, record
     assert not fields_edited(record) and record_edited(record) is None
-    said = f'incomplete (the last run stopped on "{stop}"): mend that, then `run --resume`'
+    advice = (
+        "mend that, then `run --overwrite` starts over (a resume refuses an input changed since)"
+    )
     rc, out, err = cli("plan", cfg)
     now = next(ln for ln in out.splitlines() if "output now" in ln)
-    assert rc == 0 and said in now, now
+    assert rc == 0 and now.endswith(f'incomplete (the last run stopped on "{stop}"): {advice}'), now
+    assert "`run --resume`" not in now.replace(stop, ""), now  # the old advice, gone
     rc, _, err = cli("verify", cfg, "-q")
     line = one_line_error(err)
     assert rc == 1, err
-    assert line.endswith(
-        f'its last run stopped on "{stop}"; mend that, then `run --resume` finishes it'
-    )
+    assert line.endswith(f'its last run stopped on "{stop}"; {advice}'), line
+    assert "`run --resume`" not in line.replace(stop, ""), line
     rc, out, err = cli("run", cfg, "--resume", "--dry-run")
     now = next(ln for ln in out.splitlines() if "output now" in ln)
     assert rc == 0 and f'the last run stopped on "{stop}"' in now, now
-    assert "stops there again unless that is mended" in now, now
+    assert now.endswith(f"stops there again (the input is as it was): {advice}"), now
+    assert "unless that is mended" not in now, now
     rc, _, err = cli("run", cfg, "--resume", "--progress", "none", "-q")
     lines = [ln for ln in err.splitlines() if "note: " not in ln]
     assert rc == 1 and len(lines) == 2, err
     assert lines[0].startswith("warning: the last run of ") and f'stopped on "{stop}"' in lines[0]
+    assert lines[0].endswith(f"this run stops there again (the input is as it was): {advice}")
+    assert "unless that is mended" not in lines[0], lines[0]
     assert lines[1] == f"error: {stop}", err
     record = json.loads((tmp_path / "out.zarr" / "t" / ".pipeline" / "run.json").read_text())
-    assert record["stopped"] == stop and not fields_edited(record)
+    assert record["stopped"] == stop and record["stopped_on_input"] is True
+    assert not fields_edited(record)
     # a resume drops the line as it begins (its lock held): what stops it is its own to say
     from pipeline.config import load_config
     from pipeline.planning.plan import make_plan
@@ -7264,14 +7274,30 @@ def test_after_a_run_stopped_on_its_input_plan_verify_and_resume_say_that_line(
     assert plan.sink.ledger is not None
     plan.sink.ledger.acquire()
     try:
-        assert output.clear_stop(plan) == Stop(stop, mend=True)  # its line names the fix
+        # its line names the fix, which changes the input
+        assert output.clear_stop(plan) == Stop(stop, mend=True, input=True)
     finally:
         plan.sink.ledger.release()
     record = json.loads((tmp_path / "out.zarr" / "t" / ".pipeline" / "run.json").read_text())
-    assert "stopped" not in record and not fields_edited(record)
+    assert "stopped" not in record and "stopped_on_input" not in record, record
+    assert not fields_edited(record)
     rc, out, err = cli("plan", cfg)
     now = next(ln for ln in out.splitlines() if "output now" in ln)
     assert rc == 0 and "incomplete (an interrupted run): `run --resume` finishes it" in now, now
+    # the advice followed: mended as the line says (scale_factor written as a float), which
+    # changes the input, so a resume is refused, and `run --overwrite` finishes it
+    zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+").attrs["scale_factor"] = 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none", "-q")
+    line = one_line_error(err)
+    assert rc == 1 and "cannot resume" in line and "`run --overwrite` starts over" in line, err
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none", "-q")
+    assert rc == 0 and status(tmp_path / "out.zarr", "t") == "complete", err
+    want = open_dataset(tmp_path / "in.zarr")["t"].values  # xarray's decoding, NaN at [23, 7]
+    assert want.dtype.kind == "f" and np.isnan(want[23, 7])
+    assert same_bits(open_dataset(tmp_path / "out.zarr")["t"].values, want * want.dtype.type(1))
 
 
 HELD = {  # (zarr_format, stored dtype, encoding), every element held

@@ -1151,7 +1151,7 @@ def unheld_error(
     variable's fill value, zarr's default 0, that no element equals had been refused); the
     run stops at the block, before a wrong value is written, and the output stays incomplete.
     InputError, fields ``variable``, ``key``, ``element``, ``value``, ``attributes``,
-    ``fix``."""
+    ``fix``, ``rewrites_input`` (True: the fix rewrites the input)."""
     inside = np.unravel_index(found.index, shape)
     element = tuple(o + int(i) for o, i in zip(origin, inside, strict=True))
     key = info.key(tuple(e // u for e, u in zip(element, info.unit, strict=True)))
@@ -1179,6 +1179,7 @@ def unheld_error(
         value=found.value,
         attributes=list(ints),
         fix=f"{' and '.join(ints)} as a float",
+        rewrites_input=True,  # either fix is a rewrite of the input (h86f)
     )
 
 

@@ -236,6 +236,10 @@ class VerifyResult:
     """with ``stopped``: whether that line names something to mend before `run --resume`
     finishes the output (False where a resume alone does: a scheduler lost during the work,
     h86c)"""
+    stopped_input: bool = False
+    """with ``stopped``: whether that mend changes the input (a refusal of the input's own
+    data), which a resume then refuses, so that `run --overwrite` starts over once it is
+    mended (h86f)"""
     advice: str | None = None
     """what to do about the first failure, as the words that end the line ``pipeline verify``
     prints of it: the command of ``run`` that finishes or replaces the output, where ``run``
@@ -457,6 +461,7 @@ def verify(
             input_unchecked=now.unstamped,
             stopped=stop.line if stop is not None else None,
             stopped_mend=stop is None or stop.mend,
+            stopped_input=stop is not None and stop.input,
         )
     # a chunk that is no file (a named pipe), before any block is read: the read would wait
     # on it without end, past Ctrl-C and SIGTERM (h84a)

@@ -45,7 +45,16 @@ from pipeline.planning import Plan, make_plan
 from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
-from pipeline.store.ledger import RECORD, STOP_RESUMES, STOPPED, Ledger, Stop, group_lock, stop_of
+from pipeline.store.ledger import (
+    RECORD,
+    STOP_INPUT,
+    STOP_RESUMES,
+    STOPPED,
+    Ledger,
+    Stop,
+    group_lock,
+    stop_of,
+)
 from pipeline.store.local_files import path_words
 from pipeline.store.location import (
     Aside,
@@ -2484,11 +2493,10 @@ def _output_now(plan: Plan, state: str) -> str:
             return f"incomplete, and not resumable: {e}"
         stopped = stop_of(manifest)
         if stopped is not None and stopped.mend:  # a resume meets it again unless it is
-            # mended (h85f)
-            return (
-                f"{_stopped_there(stopped)}: mend that, then `run --resume` finishes it, or "
-                "`run --overwrite` starts over"
-            )
+            # mended (h85f); a mend of the input's own data changes the input, which a resume
+            # then refuses: `run --overwrite` (h86f)
+            more = "" if stopped.input else ", or `run --overwrite` starts over"
+            return f"{_stopped_there(stopped)}: {stopped.advice()}{more}"
         # a stop that names nothing to mend (a lost scheduler's): said, and resumed (h86c)
         there = "incomplete (an interrupted run)" if stopped is None else _stopped_there(stopped)
         if (resumed.block, resumed.output.chunk) != (plan.block, plan.output.chunk):
@@ -2536,10 +2544,12 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
             f"{there}: this run finds it complete, made from this config and input: nothing to do"
         )
     if start == "resume" and stopped is not None and stopped.mend:  # as it did, unless that
-        # is mended (h85f); a stop that names nothing to mend (h86c) resumes as below
+        # is mended (h85f), or, of the input's own data, as it did (a mend changes the input,
+        # which the resume then refuses: h86f); a stop that names nothing to mend (h86c)
+        # resumes as below
         return (
             f"{there}: this run resumes it, {left} of {total} blocks left to compute, and "
-            "stops there again unless that is mended"
+            f"{stopped.again()}"
         )
     if start == "resume":
         return f"{there}: this run resumes it, {left} of {total} blocks left to compute"
@@ -2575,7 +2585,12 @@ def record_stop(plan: Plan, failure: PipelineError) -> None:
     line is the run's). Where ``failure``'s field ``resumes`` is True (its line names nothing
     to mend: a scheduler lost during the work), the record says so
     (:data:`~pipeline.store.ledger.STOP_RESUMES`), and they say `run --resume` alone (h86c:
-    "mend that" had followed every stop)."""
+    "mend that" had followed every stop). Where ``failure`` is of the input's own data (its
+    field ``rewrites_input``, :class:`~pipeline.errors.InputError`'s: a damaged chunk, an
+    element its decoding cannot hold; not a store that would not answer, nor a codec missing
+    here), its mend changes the input, which a resume then refuses: the record says so
+    (:data:`~pipeline.store.ledger.STOP_INPUT`), and they say `run --overwrite` after the mend
+    (h86f: "mend that, then `run --resume` finishes it", which every mend made false)."""
     ledger = plan.sink.ledger
     if ledger is None:
         return
@@ -2586,7 +2601,10 @@ def record_stop(plan: Plan, failure: PipelineError) -> None:
             return
         # a line that names nothing to mend (h86c): the failure's field ``resumes``
         mend = failure.data.get("resumes") is not True
-        _write_stop(ledger, manifest, Stop(str(failure), mend))
+        # a refusal of the input's own data: mended in the input, which a resume refuses
+        # then (h86f); a store's refusal to give it is mended elsewhere (HTTP 500: resumed)
+        rewrites = isinstance(failure, InputError) and failure.data.get("rewrites_input") is True
+        _write_stop(ledger, manifest, Stop(str(failure), mend, rewrites))
 
 
 def clear_stop(plan: Plan) -> Stop | None:
@@ -2607,14 +2625,18 @@ def clear_stop(plan: Plan) -> Stop | None:
 def _write_stop(ledger: Ledger, manifest: dict[str, Any], stop: Stop | None) -> None:
     """Write the run record ``manifest`` again keeping ``stop`` as the refusal its run stopped
     on (:data:`~pipeline.store.ledger.STOPPED`, and :data:`~pipeline.store.ledger.STOP_RESUMES`
-    where its line names nothing to mend), or none where ``stop`` is None
+    where its line names nothing to mend, :data:`~pipeline.store.ledger.STOP_INPUT` where its
+    mend changes the input), or none where ``stop`` is None
     (:func:`record_stop`, :func:`clear_stop`), its ``check`` made again where it holds one
     (an earlier version's record, with none, gets none)."""
-    kept = {k: v for k, v in manifest.items() if k not in ("check", STOPPED, STOP_RESUMES)}
+    dropped = ("check", STOPPED, STOP_RESUMES, STOP_INPUT)
+    kept = {k: v for k, v in manifest.items() if k not in dropped}
     if stop is not None:
         kept[STOPPED] = stop.line
         if not stop.mend:
             kept[STOP_RESUMES] = True
+        elif stop.input:
+            kept[STOP_INPUT] = True
     ledger.write_manifest(with_check(kept) if "check" in manifest else kept)
 
 

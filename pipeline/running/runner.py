@@ -867,14 +867,14 @@ def _compute_and_finish(
     if start == "resume":
         stopped = output.clear_stop(plan)
         if stopped is not None:  # it meets it again unless it was mended (h85f); a stop
-            # that names nothing to mend (a lost scheduler) is said so (h86c)
+            # that names nothing to mend (a lost scheduler) is said so (h86c); one of the
+            # input's own data is met again, a mend of it (a changed input) then refused to a
+            # resume: `run --overwrite` after it (h86f)
             log.warning(
-                'the last run of %s stopped on "%s": %s',
+                'the last run of %s stopped on "%s": this run %s',
                 plan.output.location.join(plan.output.path),
                 stopped.line,
-                "unless that is mended, this run stops there again"
-                if stopped.mend
-                else "this run finishes it",
+                stopped.again(),
             )
     all_blocks = list(grid.iter_indices(plan.block_grid))
     done = _already_written(plan, start, all_blocks, options.progress)

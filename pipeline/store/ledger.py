@@ -88,18 +88,61 @@ STOPPED = "stopped"
 #: record written before it was kept (h86c: `plan`, `verify` and a resume had said "mend
 #: that" after every stop).
 STOP_RESUMES = "stopped_resumes"
+#: The optional field of the run record beside :data:`STOPPED`: ``true`` where that refusal
+#: is of the input's own data (an :class:`~pipeline.errors.InputError` whose field
+#: ``rewrites_input`` says so: a damaged input chunk, an element its decoding cannot hold;
+#: not a store that would not answer), whose mend changes the input, which a resume then
+#: refuses (its data changed since the run), so that `run --overwrite` starts over; absent
+#: otherwise, and in a record written before it was kept (h86f: `plan`, `verify` and a
+#: resume had said "mend that, then `run --resume` finishes it" of such a stop, which no mend
+#: could make true). An earlier release's reader ignores it, as it ignores
+#: :data:`STOP_RESUMES`.
+STOP_INPUT = "stopped_on_input"
+
+#: What a resume says of a stop whose mend changes the input (:attr:`Stop.input`): the one
+#: command that finishes the output once it is mended.
+_OVERWRITE_AFTER = "`run --overwrite` starts over (a resume refuses an input changed since)"
 
 
 @dataclass(frozen=True)
 class Stop:
     """The refusal the last run of an output stopped on, as its run record keeps it
-    (:data:`STOPPED`, :data:`STOP_RESUMES`)."""
+    (:data:`STOPPED`, :data:`STOP_RESUMES`, :data:`STOP_INPUT`), and the one place that says
+    which advice fits it (:meth:`advice`, :meth:`again`)."""
 
     line: str
     """its one line, as the run said it"""
     mend: bool
-    """whether that line names something to mend before `run --resume` finishes the output
-    (False where a resume alone finishes it)"""
+    """whether that line names something to mend before the output can be finished (False
+    where `run --resume` alone finishes it)"""
+    input: bool = False
+    """whether that mend changes the input (a refusal of the input's own data: a damaged
+    chunk, an element its decoding cannot hold), which a resume then refuses: `run
+    --overwrite` starts over once it is mended; False where a resume finishes it then"""
+
+    def advice(self) -> str:
+        """What finishes the output, in words that follow what is there (`plan`'s "output
+        now" row, `verify`'s line): "mend that, then `run --resume` finishes it", "mend
+        that, then `run --overwrite` starts over (...)" where the mend changes the input, or
+        "`run --resume` finishes it" where nothing is to be mended."""
+        if not self.mend:
+            return "`run --resume` finishes it"
+        if self.input:
+            return f"mend that, then {_OVERWRITE_AFTER}"
+        return "mend that, then `run --resume` finishes it"
+
+    def again(self) -> str:
+        """What a resume of the output, begun as it is, does about this stop, in words that
+        follow "this run" (its warning, `run --resume --dry-run`'s row): "stops there again
+        unless that is mended", "finishes it" where nothing is to be mended, or, where the
+        mend changes the input (which a resume refuses, so a resume that begins has the
+        input as it was), "stops there again: mend that, then `run --overwrite` starts over
+        (...)"."""
+        if not self.mend:
+            return "finishes it"
+        if self.input:
+            return f"stops there again (the input is as it was): mend that, then {_OVERWRITE_AFTER}"
+        return "stops there again unless that is mended"
 
 
 def stop_of(manifest: Mapping[str, Any] | None) -> Stop | None:
@@ -108,7 +151,8 @@ def stop_of(manifest: Mapping[str, Any] | None) -> Stop | None:
     line = (manifest or {}).get(STOPPED)
     if not isinstance(line, str) or not line:
         return None
-    return Stop(line, (manifest or {}).get(STOP_RESUMES) is not True)
+    mend = (manifest or {}).get(STOP_RESUMES) is not True
+    return Stop(line, mend, mend and (manifest or {}).get(STOP_INPUT) is True)
 
 
 #: A block's marker name, :meth:`Ledger._name`: its index along each axis, in ASCII digits,
