@@ -45,6 +45,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.faultkit import (
+    DIED_OF_SIGINT,
     STOPPED_GENERATIONS,
     cli_process,
     copy_store,
@@ -395,7 +396,7 @@ def test_a_run_stopped_on_a_cluster_that_stays_up_leaves_no_task_writing(tmp_pat
             _, err = proc.communicate(timeout=120)
         finally:
             kill_group(proc)
-        assert proc.returncode == 130, err
+        assert proc.returncode == DIED_OF_SIGINT, err
         lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
         assert lines == [
             "interrupted: the run's tasks are cancelled; `run --resume` finishes the output"

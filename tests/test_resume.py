@@ -49,6 +49,7 @@ from tests.faultkit import (
     run_python,
     set_aside,
     status,
+    stopped_status,
     stored_files,
     wait_for_markers,
     wait_gone,
@@ -1120,7 +1121,7 @@ def test_interrupt_closes_the_cluster_and_resume_completes(
     shutil.rmtree(work.output, ignore_errors=True)
     stopped = run_and_signal(work.config, work.output, sig, group=group, cwd=work.dir)
     assert stopped is not None, "the run finished before it was interrupted"
-    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.returncode == stopped_status(sig), stopped.stderr
     lines = [ln for ln in stopped.stderr.splitlines() if ln.strip()]
     assert lines == ["interrupted: the workers are stopped; `run --resume` finishes the output"], (
         stopped.stderr
