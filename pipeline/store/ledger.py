@@ -67,6 +67,7 @@ from pipeline.store.location import (
     Location,
     dangling_link_on,
     folders_made,
+    is_link_refusal,
     is_os_file,
     is_write_probe,
 )
@@ -522,12 +523,13 @@ class Ledger:
 
     def read_manifest(self) -> dict[str, Any] | None:
         """The run record (``run.json``), or None where there is none usable: absent, torn
-        by a crash, no JSON object, or no file (a named pipe: not read, :meth:`misshapen`
-        names it, and every start refuses it first)."""
+        by a crash, no JSON object, no file (a named pipe: not read), or a link to nothing
+        (its line had said to fetch it with ``git annex get``, of a record no one fetches:
+        h86e); :meth:`misshapen` names those two, and every start refuses them first."""
         try:
             raw = self.location.read(self._key("run.json"))
         except StoreError as e:
-            if is_not_a_file_refusal(e):
+            if is_not_a_file_refusal(e) or is_link_refusal(e):
                 return None
             raise
         if raw is None:
