@@ -737,13 +737,21 @@ def test_copies_of_a_marker_under_other_names_mark_nothing(work: Work, cli) -> N
     """h63d: the run record's ``done`` folder holding an editor's backup of a marker
     ('3.0~') and a file manager's copy ('3.0 copy'): the resume had stopped with a bare
     ValueError (an int() of '0~'), and `pipeline verify` named that resume as the fix. A name
-    that is no block's marks nothing: the resume finishes the output, NumPy's values."""
+    that is no block's marks nothing; it is a user's file, which the run's end had deleted
+    with no word (h86e): the resume refuses, naming both; moved out, it finishes the output,
+    NumPy's values."""
     work.restore_killed()
     skipped = markers(work.output)
     done = work.output / ".pipeline" / "done"
     name = sorted(marker_names(work.output))[0]
-    for copy in (f"{name}~", f"{name} copy"):
+    copies = (f"{name} copy", f"{name}~")
+    for copy in copies:
         shutil.copy(done / name, done / copy)
+    rc, _, err = cli("run", work.config, "--resume")
+    said = one_line_error(err)
+    assert rc == 1 and f"holds done/{copies[0]}, done/{copies[1]}, which the" in said, err
+    for copy in copies:
+        (done / copy).rename(work.dir / copy)
     rc, _, err = cli("run", work.config, "--resume")
     assert rc == 0, err
     assert f"resuming: {skipped} of {work.rows} blocks already written" in err, err

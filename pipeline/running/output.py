@@ -1585,7 +1585,7 @@ def _refuse_strangers(plan: Plan, where: str) -> None:
     anything is written: ``output``, ``status``, ``record`` (the folder), ``strangers``
     (their names in it)."""
     ledger = plan.sink.ledger
-    strangers = ledger.strangers() if ledger is not None else []
+    strangers = ledger.strangers(plan.block_grid) if ledger is not None else []
     if not strangers:
         return
     record = plan.output.location.join(_key(plan.output.path, RECORD))
