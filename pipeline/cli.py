@@ -1,7 +1,8 @@
 """The command line: ``python -m pipeline {run,generate,verify,plan,info,schema}``.
 
 Every known failure prints one line (``error: ...``) and exits 1; ``--debug`` shows the
-traceback. Ctrl-C stops the run, closes the cluster, leaves the output resumable, exits 130.
+traceback. Ctrl-C stops the run, closes the cluster, leaves the output resumable, and the
+program dies of SIGINT as Python does (a shell's ``$?`` 130; a script running it stops too).
 """
 
 from __future__ import annotations
@@ -438,12 +439,18 @@ def main(argv: list[str] | None = None) -> int:
                 raise KeyboardInterrupt
     if argv is None:
         _collect_again()  # where the command ended before its work began (info, a refusal)
-        _leave(status)
+        # stopped by a Ctrl-C: the program dies of SIGINT, as Python does on an uncaught
+        # KeyboardInterrupt, so that a shell running it in a script stops the script too
+        # (bash goes on after a child that exits 130: h86e); $? is 130 all the same
+        _leave(status, signal.SIGINT if status == 130 and waiting.by_sigint() else None)
     return status
 
 
-def _leave(status: int) -> NoReturn:
-    """End the program, its command done, without the interpreter's teardown.
+def _leave(status: int, died_of: int | None = None) -> NoReturn:
+    """End the program, its command done, without the interpreter's teardown: with exit
+    status ``status``, or killed by the signal ``died_of`` (its default action restored and
+    the signal sent to this process, as Python ends itself on an uncaught
+    ``KeyboardInterrupt``; exit status ``status`` should the signal not end it).
 
     By now everything the command opened is closed (the cluster, the output, the lock). What
     Python does at exit runs as usual: other threads are joined as at exit (idle executor
@@ -459,6 +466,11 @@ def _leave(status: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed pipe: nothing more can be said
             stream.flush()
+    if died_of is not None:
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(died_of, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {died_of})
+            os.kill(os.getpid(), died_of)
     os._exit(status)
 
 

@@ -444,7 +444,7 @@ class Interrupted(KeyboardInterrupt):
     workers stopped). A ``KeyboardInterrupt``, so what catches Ctrl-C in
     a notebook or script catches it; not a :class:`PipelineError` (nothing is wrong with the
     config or data). ``str()`` is one line saying so; the command line prints its own and
-    exits 130."""
+    ends with status 130 (the program dies of a SIGINT that stopped it, as Python does)."""
 
     def __init__(
         self,

@@ -37,6 +37,18 @@ def env() -> dict[str, str]:
     return e
 
 
+#: The returncode of ``python -m pipeline`` (the program, not a caller's ``main``) stopped by a
+#: Ctrl-C (SIGINT): after its line and its orderly stop it dies of SIGINT, as Python does on an
+#: uncaught ``KeyboardInterrupt``, so that a shell's ``$?`` is 130 and a script running it stops.
+DIED_OF_SIGINT = -signal.SIGINT
+
+
+def stopped_status(sig: int) -> int:
+    """The returncode of ``python -m pipeline`` stopped by the signal ``sig``: death by SIGINT
+    (:data:`DIED_OF_SIGINT`), or exit status 130 after a SIGTERM."""
+    return DIED_OF_SIGINT if sig == signal.SIGINT else 130
+
+
 def run_python(
     argv: list[str | Path], cwd: Path, environ: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:

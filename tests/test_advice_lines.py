@@ -18,6 +18,7 @@ import yaml
 from pipeline.cli import main
 from tests.conftest import STAGES, read_array, reference
 from tests.faultkit import (
+    DIED_OF_SIGINT,
     cli_process,
     end_process,
     many_blocks_input,
@@ -75,7 +76,7 @@ def test_the_ctrl_c_line_of_a_run_whose_input_changed_names_what_run_takes(
             _, err = proc.communicate(timeout=300)
         finally:
             end_process(proc)
-        if n >= 0 and proc.returncode == 130:
+        if n >= 0 and proc.returncode == DIED_OF_SIGINT:
             break
         rows *= 4
     else:

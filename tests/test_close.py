@@ -27,7 +27,15 @@ import zarr
 from pipeline import cli
 from pipeline.running.cluster import is_exiting
 from tests.conftest import STAGES
-from tests.faultkit import env, expected, many_blocks_input, pid_gone, run_python, status
+from tests.faultkit import (
+    DIED_OF_SIGINT,
+    env,
+    expected,
+    many_blocks_input,
+    pid_gone,
+    run_python,
+    status,
+)
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/proc/self/stat"), reason="reads the kernel's /proc (Linux)"
@@ -212,7 +220,8 @@ def dask_teardown(worker):
 
 def test_a_ctrl_c_while_the_workers_stop_says_the_output_is_complete(tmp_path) -> None:
     """The run's line after Ctrl-C says what its output holds: here complete (it used to say
-    that ``run --resume`` finishes it), with exit status 130, the output equal to NumPy's."""
+    that ``run --resume`` finishes it), dead of the SIGINT (a shell's 130), the output equal
+    to NumPy's."""
     x = many_blocks_input(tmp_path / "in.zarr", 24)
     out = tmp_path / "out.zarr"
     cfg = {
@@ -228,7 +237,7 @@ def test_a_ctrl_c_while_the_workers_stop_says_the_output_is_complete(tmp_path) -
     environ = env() | {"DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([str(preload)])}
     r = run_python(["-m", "pipeline", "run", "run.yaml", "--progress", "none"], tmp_path, environ)
     assert (tmp_path / "ctrl_c_at_close.py.sent").exists(), r.stderr
-    assert r.returncode == 130, r.stderr
+    assert r.returncode == DIED_OF_SIGINT, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("interrupted while the workers stopped: "), lines
     assert str(out) in lines[0] and lines[0].endswith(" is complete"), lines

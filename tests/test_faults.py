@@ -45,6 +45,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.faultkit import (
+    DIED_OF_SIGINT,
     STOPPED_GENERATIONS,
     cli_process,
     copy_store,
@@ -395,7 +396,7 @@ def test_a_run_stopped_on_a_cluster_that_stays_up_leaves_no_task_writing(tmp_pat
             _, err = proc.communicate(timeout=120)
         finally:
             kill_group(proc)
-        assert proc.returncode == 130, err
+        assert proc.returncode == DIED_OF_SIGINT, err
         lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
         assert lines == [
             "interrupted: the run's tasks are cancelled; `run --resume` finishes the output"
@@ -4507,7 +4508,18 @@ def test_a_users_file_in_the_run_record_folder_is_refused_never_deleted(
     assert (killed.d / "my-notes.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("path", ["aside/notes.txt", "done/notes.txt", "done/mine/notes.txt"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "aside/notes.txt",
+        "done/notes.txt",
+        "done/mine/notes.txt",
+        "done/8.14.bak",
+        "done/1.2x",
+        "done/3",
+        "done/0.1",
+    ],
+)
 def test_a_users_file_below_the_run_record_s_own_folders_is_refused_never_deleted(
     killed: Killed, cli, path: str
 ) -> None:
@@ -4516,7 +4528,10 @@ def test_a_users_file_below_the_run_record_s_own_folders_is_refused_never_delete
     in one): every start had passed it (the check looked at the record's own entries alone)
     and the run's end, or `run --overwrite`, deleted it with that folder. Every start refuses
     in one line naming it by its path in the record, before anything is written; moved out,
-    the resume completes the output."""
+    the resume completes the output. h86e: so is a file in ``done`` whose name only begins
+    as a marker (``8.14.bak``, ``1.2x``), or is one of another grid (``3`` of this 2-D
+    output, ``0.1`` past its one column of blocks): the run's end had deleted it with no
+    word, taken for a copy of a marker."""
     killed.restore()
     record = killed.out / ".pipeline"
     (record / path).parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import zarr
 
 from pipeline.errors import OutputError
 from tests.conftest import record_of, reference, write_config
-from tests.faultkit import one_line_error, refused
+from tests.faultkit import DIED_OF_SIGINT, one_line_error, refused
 from tests.httpkit import serving
 
 ROWS, COLS, CHUNK = 64, 256, 8
@@ -165,7 +165,7 @@ def test_ctrl_c_of_a_run_of_an_unstamped_input_says_to_start_over(tmp_path: Path
             break
         rows *= 4
     assert stopped is not None, "every run ended before the signal"
-    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.returncode == DIED_OF_SIGINT, stopped.stderr
     assert (
         "no change stamps" in stopped.stderr and "`run --overwrite` starts over" in stopped.stderr
     )

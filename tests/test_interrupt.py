@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,7 @@ import yaml
 from pipeline.running import cluster
 from tests.conftest import STAGES, make_array, read_array, reference
 from tests.faultkit import (
+    DIED_OF_SIGINT,
     assert_same_stores,
     cpu_cluster_plan,
     env,
@@ -33,6 +35,7 @@ from tests.faultkit import (
     paused_process,
     run_python,
     status,
+    stopped_status,
     wait_for_markers,
 )
 from tests.terminal import Watched, at_terminal, pipeline_args, spawn, start, wait_until
@@ -77,8 +80,9 @@ def _at(moment: str, w: Watched, out: Path) -> None:
 
 
 def _assert_stopped(w: Watched, rc: int, err: str, line: str = INTERRUPTED) -> None:
-    """Exit status 130, the one line ``line``, and no process of the run left."""
-    assert rc == 130, err
+    """Dead of the SIGINT (a shell's 130), the one line ``line``, and no process of the run
+    left."""
+    assert rc == DIED_OF_SIGINT, err
     assert _lines(err) == [line], err
     assert w.workers(), "no worker process was seen"
     left = w.left_running()
@@ -113,6 +117,34 @@ def test_ctrl_c_stops_the_run_at_any_moment(work, moment: str, presses: int) -> 
     else:
         assert status(out) == "incomplete"
         assert 0 < markers(out) < ROWS
+
+
+def test_ctrl_c_stops_the_shell_script_that_runs_the_command(work) -> None:
+    """Ctrl-C (SIGINT to the process group) while a bash script's ``pipeline run`` computes:
+    the run's one line and orderly stop, then the script stops too, its next command not run.
+    The command used to exit 130, and bash, which goes on after a child that exits rather
+    than dies of the SIGINT, ran the script's next line (h86e); it now dies of the SIGINT,
+    as Python does on an uncaught ``KeyboardInterrupt``."""
+    d, cfg = work
+    out = d / "out.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    second = d / "second-started"
+    second.unlink(missing_ok=True)
+    command = shlex.join(pipeline_args("run", cfg, "--overwrite", "--progress", "none"))
+    script = d / "script.sh"
+    script.write_text(f"{command}\ntouch {shlex.quote(str(second))}\n")
+    w = spawn(["bash", str(script)], cwd=d)
+    try:
+        _at("compute", w, out)
+        w.interrupt()
+        rc, err = w.finish()
+    finally:
+        w.close()
+    assert _lines(err) == [INTERRUPTED], err
+    assert rc == DIED_OF_SIGINT, err  # bash itself died of it
+    assert not second.exists(), "the script's next command ran after the Ctrl-C"
+    assert not w.left_running(), "left running after the interrupt"
+    assert status(out) == "incomplete"
 
 
 #: ``python SCRIPT DIR ARGS...``: the command line ``pipeline ARGS...`` whose scheduler holds
@@ -196,7 +228,7 @@ def test_workers_closed_with_a_heartbeat_in_flight_print_nothing(work) -> None:
             rc, err = w.finish()
         finally:
             w.close()
-        assert rc == 130, err
+        assert rc == DIED_OF_SIGINT, err
         assert not w.left_running(), "left running after the interrupt"
         assert not out.exists(), "stopped before any block: nothing may be left"
         if not verbose:
@@ -286,9 +318,10 @@ def test_a_ctrl_c_that_python_drops_still_stops_the_run(
     work, uninterrupted: Path, protocol: str, sig: int
 ) -> None:
     """A Ctrl-C (or SIGTERM) whose ``KeyboardInterrupt`` lands where Python drops exceptions
-    (a garbage collector callback on the main thread) still stops the run: 130, its one line,
-    no process left, the output resumable to the bytes of an uninterrupted run. The run used
-    to go on to its end and exit 0, deaf to any later Ctrl-C (the first had set them ignored).
+    (a garbage collector callback on the main thread) still stops the run (dead of the SIGINT;
+    130 after SIGTERM), its one line, no process left, the output resumable to the bytes of an
+    uninterrupted run. The run used to go on to its end and exit 0, deaf to any later Ctrl-C
+    (the first had set them ignored).
     ``inproc``: a run on threads of its own process (``running/threads.py``)."""
     d, cfg = work
     out = d / "out.zarr"
@@ -313,7 +346,7 @@ def test_a_ctrl_c_that_python_drops_still_stops_the_run(
     assert (d / "dropped").read_text().startswith("KeyboardInterrupt in <function"), (
         "the interrupt did not land in the callback"
     )
-    assert rc == 130, err
+    assert rc == stopped_status(sig), err
     assert _lines(err) == [INTERRUPTED], err
     assert not w.left_running(), "left running after the interrupt"
     assert status(out) == "incomplete"

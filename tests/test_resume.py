@@ -49,6 +49,7 @@ from tests.faultkit import (
     run_python,
     set_aside,
     status,
+    stopped_status,
     stored_files,
     wait_for_markers,
     wait_gone,
@@ -765,13 +766,21 @@ def test_copies_of_a_marker_under_other_names_mark_nothing(work: Work, cli) -> N
     """h63d: the run record's ``done`` folder holding an editor's backup of a marker
     ('3.0~') and a file manager's copy ('3.0 copy'): the resume had stopped with a bare
     ValueError (an int() of '0~'), and `pipeline verify` named that resume as the fix. A name
-    that is no block's marks nothing: the resume finishes the output, NumPy's values."""
+    that is no block's marks nothing; it is a user's file, which the run's end had deleted
+    with no word (h86e): the resume refuses, naming both; moved out, it finishes the output,
+    NumPy's values."""
     work.restore_killed()
     skipped = markers(work.output)
     done = work.output / ".pipeline" / "done"
     name = sorted(marker_names(work.output))[0]
-    for copy in (f"{name}~", f"{name} copy"):
+    copies = (f"{name} copy", f"{name}~")
+    for copy in copies:
         shutil.copy(done / name, done / copy)
+    rc, _, err = cli("run", work.config, "--resume")
+    said = one_line_error(err)
+    assert rc == 1 and f"holds done/{copies[0]}, done/{copies[1]}, which the" in said, err
+    for copy in copies:
+        (done / copy).rename(work.dir / copy)
     rc, _, err = cli("run", work.config, "--resume")
     assert rc == 0, err
     assert f"resuming: {skipped} of {work.rows} blocks already written" in err, err
@@ -874,6 +883,67 @@ def test_every_part_of_a_run_record_of_another_kind_is_named(work: Work, cli) ->
         shutil.rmtree(work.output / key)
     rc, _, err = cli("run", work.config, "--progress", "none", "--overwrite")
     assert rc == 0, err
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("part", "kind", "then"),
+    [
+        (".pipeline/run.json", "file", "`run --resume` finishes it"),
+        (".pipeline", "folder", "`run --resume` finishes it"),
+        (".pipeline/run.json", "nothing", "`run --overwrite` starts over"),
+    ],
+    ids=["run.json-a-link", "record-a-link", "run.json-a-link-to-nothing"],
+)
+def test_a_run_record_behind_a_link_is_named_with_a_fix_that_works(
+    work: Work, cli, tmp_path: Path, part: str, kind: str, then: str
+) -> None:
+    """h86e: the killed output's ``run.json``, or its run record (``.pipeline``), a link to
+    the one its run wrote, kept elsewhere: `run`, `plan` and `verify` said to remove the
+    link, then `run --resume` finishes it, which then refused, the run record gone. They
+    name replacing the link by what it links to, which that resume then finishes to NumPy's
+    values. A link to nothing (``run.json``) had been named as content never fetched
+    (`git annex get`): it is the record part that is a link to nothing, whose removal leaves
+    `run --overwrite`, which then writes NumPy's values."""
+    work.restore_killed()
+    link = work.output / part
+    kept = tmp_path / "kept"
+    if kind == "nothing":
+        link.unlink()
+        snapshot = file_states(work.output)  # (which reads through links)
+        link.symlink_to(tmp_path / "nowhere")
+    else:
+        link.rename(kept)
+        link.symlink_to(kept, target_is_directory=kind == "folder")
+        snapshot = file_states(work.output)
+    there = "a link to nothing" if kind == "nothing" else f"a link to {kept}"
+    fix = (
+        f"remove {link} yourself"
+        if kind == "nothing"
+        else f"replace the link {link} by the {kind} it links to"
+    )
+    line = (
+        f"the run record of {work.output} is damaged: {part} is {there} where the run keeps "
+        f"a {'folder' if part == '.pipeline' else 'file'}, which no run writes over, even "
+        f"with --overwrite: {fix}, then {then}"
+    )
+    rc, out, err = cli("verify", work.config)
+    assert rc == 1 and line in one_line_error(err), out + err
+    rc, out, err = cli("plan", work.config)
+    assert rc == 1 and line in out, out + err
+    for flags in ((), ("--resume",), ("--overwrite",)):
+        rc, _, err = cli("run", work.config, "--progress", "none", *flags)
+        assert rc == 1 and one_line_error(err) == f"error: {line}", err
+    if kind == "nothing":
+        link.unlink()
+    assert file_states(work.output) == snapshot  # none wrote anything
+    if kind != "nothing":  # what the line says: the link replaced by what it links to
+        link.unlink()
+        kept.rename(link)
+    flag = "--overwrite" if kind == "nothing" else "--resume"
+    rc, _, err = cli("run", work.config, "--progress", "none", flag)
+    assert rc == 0, err
+    assert status(work.output) == "complete"
     assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
 
 
@@ -1149,7 +1219,7 @@ def test_interrupt_closes_the_cluster_and_resume_completes(
     shutil.rmtree(work.output, ignore_errors=True)
     stopped = run_and_signal(work.config, work.output, sig, group=group, cwd=work.dir)
     assert stopped is not None, "the run finished before it was interrupted"
-    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.returncode == stopped_status(sig), stopped.stderr
     lines = [ln for ln in stopped.stderr.splitlines() if ln.strip()]
     assert lines == ["interrupted: the workers are stopped; `run --resume` finishes the output"], (
         stopped.stderr

@@ -4552,7 +4552,13 @@ def test_an_s3_output_replaced_keeps_no_old_object_and_no_record(tmp_path, cli, 
 #: one beside its lock, one under ``aside/`` (a local store's folder of what a replacement
 #: set aside, which nothing makes on an object store) and one under ``done/`` that names no
 #: block.
-_USER_RECORD_OBJECTS = (".pipeline/notes.txt", ".pipeline/aside/x", ".pipeline/done/mine.txt")
+_USER_RECORD_OBJECTS = (
+    ".pipeline/notes.txt",
+    ".pipeline/aside/x",
+    ".pipeline/done/mine.txt",
+    ".pipeline/done/3",  # one index of a 2-D output's block (h86e)
+    ".pipeline/done/99.0",  # past its grid of blocks
+)
 
 
 def _s3_record_job(tmp_path: Path, bucket: Any, seed: int) -> tuple[Any, Any, str, str, Any, Path]:
@@ -4586,8 +4592,8 @@ def test_a_user_s_object_in_an_s3_run_record_is_refused_before_anything_is_writt
     rc, _, err = cli("run", cfg, "--progress", "none", *([flag] if flag else []))
     assert rc == 1, err
     line = one_line_error(err)
-    for key in _USER_RECORD_OBJECTS:
-        assert key.removeprefix(".pipeline/") in line, line
+    named = sorted(key.removeprefix(".pipeline/") for key in _USER_RECORD_OBJECTS)
+    assert f"holds {', '.join(named[:3])} and {len(named) - 3} more, which" in line, line
     assert f"{out}/.pipeline" in line and "move them elsewhere" in line, line
     fs.invalidate_cache()
     assert {k: fs.cat_file(k) for k in fs.find(out[5:])} == before

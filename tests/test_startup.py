@@ -38,6 +38,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.faultkit import (
+    DIED_OF_SIGINT,
     cpu_cluster_plan,
     env,
     expected,
@@ -686,8 +687,8 @@ def _rows_config(d: Path, rows: int) -> tuple[Path, np.ndarray]:
 
 
 def test_ctrl_c_stops_a_threads_run_which_resume_finishes(tmp_path: Path, cli) -> None:
-    """Ctrl-C (SIGINT to the process group) while the threads compute: the one line, exit
-    130, no process was ever started, the output incomplete; ``--resume`` completes it."""
+    """Ctrl-C (SIGINT to the process group) while the threads compute: the one line, dead of
+    the SIGINT, no process was ever started, the output incomplete; ``--resume`` completes it."""
     out = tmp_path / "out.zarr"
     for rows in (400, 1600, 6400):  # a larger input where the run outpaced the interrupt
         shutil.rmtree(out, ignore_errors=True)
@@ -707,7 +708,7 @@ def test_ctrl_c_stops_a_threads_run_which_resume_finishes(tmp_path: Path, cli) -
         break
     else:
         pytest.fail("every run ended before it could be interrupted")
-    assert rc == 130, err
+    assert rc == DIED_OF_SIGINT, err
     assert [ln for ln in err.splitlines() if ln.strip()] == [INTERRUPTED], err
     assert not w.workers(), "a CPU run this small starts no worker process"
     assert status(out) == "incomplete" and 0 < markers(out) < rows

@@ -44,6 +44,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.faultkit import (
+    DIED_OF_SIGINT,
     chunk_files,
     cli_process,
     copy_store,
@@ -858,7 +859,7 @@ def _generated(store: Path) -> dict[str, Any]:
 
 def test_an_interrupted_generate_leaves_an_input_marked_unfinished(tmp_path: Path, cli) -> None:
     u = _interrupt_generate(tmp_path)
-    assert u.returncode == 130, u.stderr
+    assert u.returncode == DIED_OF_SIGINT, u.stderr
     line = [ln for ln in u.stderr.splitlines() if ln.strip()]
     assert len(line) == 1 and line[0].startswith("interrupted:"), u.stderr
     # the fix is to generate again, not to resume a run
@@ -891,7 +892,9 @@ def test_an_interrupted_generate_leaves_an_input_marked_unfinished(tmp_path: Pat
 
 def test_run_with_when_missing_generates_an_unfinished_input_again(tmp_path: Path, cli) -> None:
     u = _interrupt_generate(tmp_path, generate={"when_missing": True})
-    assert u.returncode == 130 and _generated(u.input)["status"] == "incomplete", u.stderr
+    assert u.returncode == DIED_OF_SIGINT and _generated(u.input)["status"] == "incomplete", (
+        u.stderr
+    )
     rc, out, err = cli("plan", u.config)
     assert rc == 0, err
     assert "the input is unfinished (an interrupted generate): `run` generates it" in out
@@ -942,7 +945,7 @@ def test_ctrl_c_while_run_generates_its_input_points_at_generate(tmp_path: Path,
     """``run`` with ``when_missing`` stopped while it generates: no output exists, so the line
     points at generating the input again, not at ``run --resume``."""
     u = _interrupt_generate(tmp_path, command="run", generate={"when_missing": True})
-    assert u.returncode == 130, u.stderr
+    assert u.returncode == DIED_OF_SIGINT, u.stderr
     lines = [ln for ln in u.stderr.splitlines() if ln.startswith("interrupted")]
     assert len(lines) == 1 and f"`pipeline generate {u.config}`" in lines[0], u.stderr
     assert _generated(u.input)["status"] == "incomplete"

@@ -38,7 +38,7 @@ import zarr
 
 import pipeline
 from pipeline.config import parse_config
-from pipeline.errors import ChunkError, ConfigError, InputError, OutputError
+from pipeline.errors import ChunkError, ConfigError, InputError, OutputError, PipelineError
 from pipeline.ops.cf import NAN_FILL_TEXT, PACKING_ATTRIBUTES
 from pipeline.ops.stages import Interval, apply_chain, plan_chain
 from pipeline.store.location import WRITE_PROBE
@@ -4849,6 +4849,30 @@ def test_a_carried_coordinates_damaged_shard_names_its_inner_chunk(tmp_path: Pat
             "(or delete it, and it reads as the fill value), or set output.array: '' to write "
             "the variable alone, without its coordinates"
         )
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("coord", ["x", "lon"])
+def test_a_carried_coordinates_chunk_that_is_a_named_pipe_is_named_as_any_key(
+    tmp_path: Path, coord: str
+) -> None:
+    """h86e: an input coordinate's chunk that is a named pipe (FIFO): the line said "is
+    damaged: StoreError: ..." (the exception's class name inside it). It is the line of any
+    key that is no file (:func:`pipeline.store.local_files.not_a_file_refusal`), nothing
+    written; the plan does not wait on the pipe (each call ends: a hang fails the test's
+    timeout)."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 3, coord_encoding={"chunks": (20,)})
+    key = f"{coord}/c/1"
+    (src / key).unlink()
+    os.mkfifo(src / key)
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(PipelineError) as info:
+            call(config(tmp_path))
+        line = str(info.value)
+        assert line.startswith(f"{key!r} of {src} is a named pipe (FIFO), not a file"), line
+        assert "StoreError" not in line and "damaged" not in line, line
+        assert len(line.splitlines()) == 1, line
     assert not (tmp_path / "out.zarr").exists()
 
 

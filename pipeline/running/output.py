@@ -1577,9 +1577,21 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
     said = some_said([f"{key} is {there} where the run keeps {kept}" for key, there, kept in found])
     paths = [plan.output.location.join(_key(plan.output.path, key)) for key, _, _ in found]
     which = "which no run writes over" if len(found) == 1 else "none of which a run writes over"
+    # a link that leads to the run's record (run.json, or .pipeline holding one) is replaced
+    # by what it links to, not removed: its removal took the record with it, and the
+    # `run --resume` named then was refused, "its run record ... is gone" (h86e); what `run`
+    # does next is as it reads the record now, through the link (_once_removed)
+    linked = [_links_to_record(path, key) for path, (key, _, _) in zip(paths, found, strict=True)]
+    removed = [path for path, kind in zip(paths, linked, strict=True) if kind is None]
+    fixes = [f"remove {some_shown(removed)} yourself"] if removed else []
+    fixes += [  # one at most: the record (.pipeline) or its run.json, not both
+        f"replace the link {path} by the {kind} it links to"
+        for path, kind in zip(paths, linked, strict=True)
+        if kind is not None
+    ]
     raise OutputError(
         f"the run record of {name_shown(where)} is damaged: {said}, "
-        f"{which}, even with --overwrite: remove {some_shown(paths)} yourself, "
+        f"{which}, even with --overwrite: {' and '.join(fixes)}, "
         "then "
         f"{_once_removed(plan)}",
         output=where,
@@ -1587,6 +1599,22 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
         record=paths[0],
         records=paths,
     )
+
+
+def _links_to_record(path: str, key: str) -> str | None:
+    """What the local ``path``, the part ``key`` of a run record that
+    :meth:`Ledger.misshapen` names ('.pipeline', '.pipeline/run.json'), links to where it is
+    a link that leads to the run's ``run.json`` ('file': ``run.json`` a link to a file;
+    'folder': the record itself a link to a folder holding one); else None. Replacing such
+    a link by what it links to keeps the record; removing it loses the record, and a resume
+    with it."""
+    if not os.path.islink(path):
+        return None
+    if key.endswith("/run.json"):
+        return "file" if os.path.isfile(path) else None
+    if "/" not in key and os.path.isfile(os.path.join(path, "run.json")):
+        return "folder"
+    return None
 
 
 def _refuse_strangers(plan: Plan, where: str) -> None:
@@ -1600,7 +1628,7 @@ def _refuse_strangers(plan: Plan, where: str) -> None:
     anything is written: ``output``, ``status``, ``record`` (the folder), ``strangers``
     (their names in it)."""
     ledger = plan.sink.ledger
-    strangers = ledger.strangers() if ledger is not None else []
+    strangers = ledger.strangers(plan.block_grid) if ledger is not None else []
     if not strangers:
         return
     record = plan.output.location.join(_key(plan.output.path, RECORD))

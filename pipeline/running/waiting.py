@@ -113,6 +113,10 @@ def _pause(seconds: float) -> None:
 #: interrupt).
 _interrupt = "none"
 
+#: The signal that began the command's interrupt (its first: ``signal.SIGINT`` or
+#: ``signal.SIGTERM``), None where none came; set and cleared with :data:`_interrupt`.
+_signal: int | None = None
+
 #: True while the command line puts its caller's handlers back (:func:`pipeline.cli.main`
 #: given its arguments by a caller in Python): :func:`on_signal` then leaves its interrupt
 #: pending, for the command line to raise once they are back, and raises nothing (its
@@ -128,9 +132,11 @@ def on_signal(signum: int, frame: Any) -> None:
     step bounded by a timeout) is not cut short: that would leave workers running and print
     tracebacks (``Exception ignored in atexit callback``). While the command line puts its
     caller's handlers back (:data:`handing_back`), only pending."""
-    global _interrupt
+    global _interrupt, _signal
     if _interrupt == "taken":
         return
+    if _interrupt == "none":
+        _signal = signum
     _interrupt = "pending"
     if handing_back:
         return
@@ -158,9 +164,16 @@ def raise_pending() -> None:
 def reset() -> None:
     """No interrupt: the state at the start and the end of a command (a later command, or a
     caller's ``pipeline.run``, in the same process starts afresh)."""
-    global _interrupt, handing_back
+    global _interrupt, _signal, handing_back
     _interrupt = "none"
+    _signal = None
     handing_back = False
+
+
+def by_sigint() -> bool:
+    """Whether the command's interrupt began with a SIGINT (a Ctrl-C) that :func:`on_signal`
+    received: not a SIGTERM, nor a ``KeyboardInterrupt`` raised by other code."""
+    return _signal == signal.SIGINT and _interrupt != "none"
 
 
 def pending() -> bool:

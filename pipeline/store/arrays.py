@@ -2546,7 +2546,9 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
     damaged; a store that does not answer, or a codec not installed here, is no damage (None:
     whatever reads the array next says so). For the arrays a Dataset output carries beside
     the variable (coordinates, bounds, grid mappings: 0-d ones too), which xarray reads whole.
-    Raises the InputError of :func:`open_zarr_array`."""
+    Raises the InputError of :func:`open_zarr_array`, and the StoreError of a local unit
+    that is no file (:func:`~pipeline.store.local_files.not_a_file_refusal`: a named pipe,
+    not read) or a link to nothing (:func:`~pipeline.store.location.link_refusal`)."""
     arr = open_zarr_array(location, path)
     meta: Any = arr.metadata
     if 0 in arr.shape:
@@ -2592,6 +2594,10 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
                     where = codecs.inner_chunk(int(c), unit, fmt.chunk.shape)
                     raise shards.Damaged(f"{e} ({where})", e.problem, int(c), e.sizes) from None
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+            if is_not_a_file_refusal(e) or is_link_refusal(e):
+                # a key that is no file, or a link to nothing: its own line, as every such
+                # key's; it had been "is damaged: StoreError: ..." (h86e)
+                raise
             return _unit_damage(key, e, location, arr)
     return None
 

@@ -67,6 +67,7 @@ from pipeline.store.location import (
     Location,
     dangling_link_on,
     folders_made,
+    is_link_refusal,
     is_os_file,
     is_write_probe,
 )
@@ -162,8 +163,23 @@ _BLOCK_NAME = re.compile(r"[0-9]+(\.[0-9]+)*")
 #: name it will have: ``.run.json.tmp-PID-TID``.
 _TEMPORARY = re.compile(r"\.(.+)\.tmp-[0-9]+-[0-9]+")
 
-#: A marker's name, or a copy's (``3.0~``, ``3.0 copy``), at the start of a name in ``done``.
-_MARKER_COPY = re.compile(r"[0-9]+(\.[0-9]+)*(?![0-9])")
+
+def _marker_name(name: str, grid: Shape | None) -> bool:
+    """Whether ``name``, in the record's ``done`` folder, is exactly a block's marker as
+    :meth:`Ledger._name` writes it ('3.0': no sign, no leading zero), of a grid of blocks
+    ``grid`` (as many indices as its axes, each inside it; None: any such name). A name that
+    only begins as one ('8.14.bak', '1.2x', or '3' and '99.99' of a 2-D grid of 10 x 10) is a
+    user's, which the run never deletes: it had been taken for a copy of a marker and
+    deleted with the record at the run's end, with no word (h86e)."""
+    if not _BLOCK_NAME.fullmatch(name):
+        return False
+    index = name.split(".")
+    if any(i != str(int(i)) for i in index):  # '03.0': no name the run writes
+        return False
+    if grid is None:
+        return True
+    return len(index) == len(grid) and all(int(i) < n for i, n in zip(index, grid, strict=True))
+
 
 #: A folder a replacement set aside its files in (:meth:`Folder.set_aside`: ``uuid4().hex``).
 _ASIDE_NAME = re.compile(r"[0-9a-f]{32}")
@@ -445,15 +461,16 @@ class Ledger:
         temporary = _TEMPORARY.fullmatch(name)
         return (temporary.group(1) if temporary else name) in (self.LOCK, *self.OWN)
 
-    def strangers(self) -> list[str]:
+    def strangers(self, grid: Shape | None = None) -> list[str]:
         """The entries of the run record's folder (``.pipeline``) that are not the run's
         (:meth:`_own`): a user's notes put there, another program's files; sorted (files an
         operating system writes into any folder, a ``.DS_Store``, are none). Every run ends
         by deleting that folder, and ``--overwrite`` had deleted them with it, with no word
         (h84b). Below ``done`` and ``aside`` too, which are deleted whole (h85a: a user's
         ``aside/notes.txt`` had gone with them), by their paths in the record
-        (:meth:`_strangers_in`: ``done`` holds markers, and copies of them, which mark
-        nothing; ``aside`` a replacement's folders); [] where there is no record, or it is no folder
+        (:meth:`_strangers_in`: ``done`` holds markers, each exactly a block's of ``grid``,
+        the output's grid of blocks, where given: :func:`_marker_name`; ``aside`` a
+        replacement's folders); [] where there is no record, or it is no folder
         (:meth:`misshapen`), or it cannot be listed (a store that refuses to: the run meets
         that where it lists the record, and says it there). On an object store, every key
         under the record that is not the run's (:meth:`_own_object`), by its key below it
@@ -465,7 +482,7 @@ class Ledger:
                 return [
                     k
                     for k in self._record_objects()
-                    if not (self._own_object(k) or _os_or_probe(k))
+                    if not (self._own_object(k, grid) or _os_or_probe(k))
                 ]
             names = self.location.entries(self._key())
         except Exception:
@@ -475,14 +492,15 @@ class Ledger:
         # user's ``aside/notes.txt`` had gone with them, unrefused (h85a)
         for folder in self.OWN_FOLDERS:
             if folder in names:
-                found += [f"{folder}/{n}" for n in self._strangers_in(folder)]
+                found += [f"{folder}/{n}" for n in self._strangers_in(folder, grid)]
         return sorted(found)
 
-    def _strangers_in(self, folder: str) -> list[str]:
+    def _strangers_in(self, folder: str, grid: Shape | None = None) -> list[str]:
         """The entries of the record's own ``folder`` ('done' or 'aside') that the run did not
-        write: in ``done``, anything but a marker (a file named as a block's,
-        :data:`_BLOCK_NAME`, or one being written) or a copy of one (an editor's ``3.0~``,
-        a file manager's ``3.0 copy``: they mark nothing, and are the run's to delete); in
+        write: in ``done``, anything but a marker (a file named exactly as a block's of
+        ``grid``, :func:`_marker_name`, or one being written): a copy of one under another
+        name (an editor's ``3.0~``, a file manager's ``3.0 copy``) marks nothing, and is no
+        more the run's to delete than ``8.14.bak`` (h86e); in
         ``aside``, anything but a folder a replacement made
         (:meth:`~pipeline.store.location.Folder.set_aside`: a uuid's 32 hex digits, which
         holds what it moved there). [] where it cannot be listed (nor is a
@@ -492,7 +510,7 @@ class Ledger:
         except Exception:
             return []
         if folder == "done":
-            return [n for n in names if not _MARKER_COPY.match(_unwritten(n))]
+            return [n for n in names if not _marker_name(_unwritten(n), grid)]
         return [n for n in names if not _ASIDE_NAME.fullmatch(n)]
 
     def _record_objects(self) -> list[str]:
@@ -501,16 +519,17 @@ class Ledger:
         below = len(self._key()) + 1
         return sorted(k[below:] for k in self.location.file_sizes(self._key()))
 
-    def _own_object(self, key: str) -> bool:
+    def _own_object(self, key: str, grid: Shape | None = None) -> bool:
         """Whether ``key``, below the run record of an object store, is one the run writes
         there: its lock, ``run.json`` (:meth:`_own`'s names of files) or a block's marker
-        (``done/3.0``). Nothing is set aside on an object store (``aside/`` is a local
-        folder's), and a marker is a block's name directly in ``done/``: what else is under
-        the record is another's, which no run deletes."""
+        (``done/3.0``, of ``grid`` where given: :func:`_marker_name`). Nothing is set
+        aside on an object store (``aside/`` is a local folder's), and a marker is a block's
+        name directly in ``done/``: what else is under the record is another's, which no run
+        deletes."""
         top, _, below = key.partition("/")
         if not below:
             return top not in self.OWN_FOLDERS and self._own(top)
-        return top == "done" and _BLOCK_NAME.fullmatch(below) is not None
+        return top == "done" and _marker_name(below, grid)
 
     def recorded(self, blocks: list[Shape]) -> set[Shape]:
         """Of ``blocks``, those the run record marks written: a marker of this record's
@@ -595,12 +614,13 @@ class Ledger:
 
     def read_manifest(self) -> dict[str, Any] | None:
         """The run record (``run.json``), or None where there is none usable: absent, torn
-        by a crash, no JSON object, or no file (a named pipe: not read, :meth:`misshapen`
-        names it, and every start refuses it first)."""
+        by a crash, no JSON object, no file (a named pipe: not read), or a link to nothing
+        (its line had said to fetch it with ``git annex get``, of a record no one fetches:
+        h86e); :meth:`misshapen` names those two, and every start refuses them first."""
         try:
             raw = self.location.read(self._key("run.json"))
         except StoreError as e:
-            if is_not_a_file_refusal(e):
+            if is_not_a_file_refusal(e) or is_link_refusal(e):
                 return None
             raise
         if raw is None:
