@@ -726,3 +726,49 @@ def test_a_run_begun_with_sigint_ignored_is_not_stopped_by_it(tmp_path: Path) ->
         if completes:
             assert status(tmp_path / "out.zarr") == "complete"
             assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+#: A program that runs ``python -m pipeline ARGS`` (its ``__main__`` as ``runpy`` runs it for
+#: ``-m``) with a Ctrl-C landing while the command's modules load: an import hook raises the
+#: ``KeyboardInterrupt`` that Python's own SIGINT handler raises there, as the named module's
+#: import begins (a real signal sent that early lands at no point a test can choose).
+_CTRL_C_AT_IMPORT = """
+import runpy, sys
+
+AT = sys.argv[1]
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == AT:
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["pipeline", *sys.argv[2:]]
+runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module", ["pipeline._lazy", "pipeline.running.waiting"])
+def test_a_ctrl_c_while_the_commands_modules_load_says_one_line_and_dies_of_it(
+    tmp_path: Path, module: str
+) -> None:
+    """A Ctrl-C in the first tenth of a second of ``python -m pipeline run`` (its modules still
+    loading, before the command's handler is set) printed Python's traceback of the import it
+    cut short, not the pipeline's line (h86g). Now: ``interrupted: nothing was written`` alone
+    on stderr, nothing written, and the program dies of SIGINT as after any Ctrl-C of it (a
+    script running it stops too)."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "input": {"store": str(tmp_path / "in.zarr")},
+                "output": {"store": str(tmp_path / "out.zarr")},
+                "stages": STAGES,
+            }
+        )
+    )
+    got = run_python(["-c", _CTRL_C_AT_IMPORT, module, "run", cfg], cwd=tmp_path)
+    assert got.stderr.strip() == NOTHING_WRITTEN, got.stderr
+    assert got.returncode == DIED_OF_SIGINT, got
+    assert not (tmp_path / "out.zarr").exists()
