@@ -1370,8 +1370,8 @@ def _verdict(
             f"the output group holds {_member_said(config, name)}"
             + unopenable_others(res.group_unopenable)
             + f", {why}: xarray cannot open the group, nor the output in it; ",
-            f"{unopenable_fix(name, why)}, then verify again (a run of this output never "
-            "deletes nor edits it, even with --overwrite)",
+            f"{unopenable_fix(res.group_unopenable)}, then verify again (a run of this output "
+            "never deletes nor edits it, even with --overwrite)",
         )
     if res.coordinates_differ:
         return said(

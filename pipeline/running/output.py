@@ -1062,7 +1062,7 @@ def check_group_opens(plan: Plan, sizes: bool = True) -> None:
         f"cannot write {name_shown(where)}: its group holds {name!r} ({what}){more}, {why}, which "
         "makes the group unreadable to xarray (`xr.open_zarr` fails on it), so the output "
         "would be too; this run never deletes nor edits it, even with --overwrite: "
-        f"{datasets.unopenable_fix(name, why)}, then run again",
+        f"{datasets.unopenable_fix(found)}, then run again",
         output=where,
         array=name,
         status=output_state(plan),

@@ -983,16 +983,28 @@ def unopenable_arrays(
     return found
 
 
-def unopenable_fix(name: str, why: str) -> str:
-    """What to do about the array ``name`` of an output group that xarray cannot open, for
-    the reason ``why`` (:func:`unopenable_arrays`), in words. The pipeline never deletes nor
-    edits an array it did not write, so no command of it is the fix."""
+def unopenable_fix(found: Sequence[tuple[str, str]]) -> str:
+    """What to do about the arrays ``found`` (:func:`unopenable_arrays`' (name, why), the
+    first's reason deciding the words) of an output group that xarray cannot open, in words:
+    each of them named, as the line names them (:func:`unopenable_others`; the first alone
+    had been, and following that fix met the next refusal, h86g). The pipeline never deletes
+    nor edits an array it did not write, so no command of it is the fix."""
+    name, why = found[0]
     again = (
-        "write it again with dimension names (zarr-python's `dimension_names=`, or xarray)"
+        "dimension names (zarr-python's `dimension_names=`, or xarray)"
         if why.startswith("an array without dimension names")
-        else "write it again with dimensions of the same sizes"
+        else "dimensions of the same sizes"
     )
-    return f"remove {name!r} from the group (`del group[{name!r}]` in zarr-python), or {again}"
+    if len(found) == 1:
+        return (
+            f"remove {name!r} from the group (`del group[{name!r}]` in zarr-python), or write it "
+            f"again with {again}"
+        )
+    shown = some_shown([repr(n) for n, _ in found])
+    return (
+        f"remove each of {shown} from the group (`del group[{name!r}]` in zarr-python, and so "
+        f"on), or write them again with {again}"
+    )
 
 
 def unopenable_others(found: Sequence[tuple[str, str]]) -> str:
