@@ -9028,6 +9028,41 @@ def test_an_output_store_below_groups_not_there_yet_is_in_the_nearest_group(
         assert same_bits(opened["v"].values, want)
 
 
+def test_a_group_between_removed_after_the_run_is_written_again_by_a_resume(
+    tmp_path: Path,
+) -> None:
+    """An output at ``tree.zarr/a/b`` (the group ``a`` written by its run), then ``a``'s
+    ``zarr.json`` removed: verify names the stale consolidated copy and `run --resume` as its
+    fix, which wrote the root's copy again without ``a``, leaving the output out of it and of
+    ``xr.open_datatree``, and verify failing again (h86g). The resume writes ``a`` again,
+    then the copies: verify passes and the tree opens with the output's values."""
+    src, v = _grid_input(tmp_path)
+    tree = tmp_path / "tree.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"p": ("x", np.zeros(60))}, coords={"x": np.arange(60.0)}).to_zarr(
+            str(tree), mode="w"
+        )
+    cfg = {
+        "input": {"store": str(src), "array": "v"},
+        "output": {"store": str(tree / "a" / "b"), "array": "v"},
+        "stages": STAGES,
+        "cluster": _THREADS,
+    }
+    assert pipeline.run(cfg).status == "complete"
+    (tree / "a" / "zarr.json").unlink()
+    assert not pipeline.verify(cfg).ok
+    pipeline.run(cfg, resume=True)
+    assert json.loads((tree / "a" / "zarr.json").read_text())["node_type"] == "group"
+    assert pipeline.verify(cfg).ok
+    assert {"/", "/a", "/a/b"} <= set(_opens_as_a_tree(tree).groups)
+    with np.errstate(all="ignore"):
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), v.dtype), v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert same_bits(xr.open_zarr(str(tree), group="a/b")["v"].values, want)
+
+
 def test_a_plain_folder_of_the_users_between_a_group_and_the_output_is_left_as_it_is(
     tmp_path: Path,
 ) -> None:

@@ -3110,6 +3110,11 @@ def _consolidate(
     readers with the old shape and dtype). ``store``: the output's store as
     ``Ledger.held_store`` reaches it, through its folder held open, so that zarr-python's
     writes by a path go into it wherever it is moved (None: by its path)."""
+    # the groups between the store and a group enclosing it, as a first run writes them
+    # (_create), written again where one was removed since: a resume, or one of a complete
+    # output, had written the enclosing group's copy without the output, and verify's advice
+    # (`run --resume`) never ended (h86g)
+    arrays.write_groups_between(plan.output.location)
     parent = plan.output.path.rpartition("/")[0]
     location = store or plan.output.location
     zarr_store = location.zarr_store(read_only=False)
