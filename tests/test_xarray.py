@@ -8774,6 +8774,23 @@ def _tree_input(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
     return src, tree, v
 
 
+def _refused_as_misaligned(cfg: dict[str, Any], tree: Path) -> list[str]:
+    """The lines of ``cfg``'s run, plain and with --overwrite, each refused (OutputError) in
+    one line naming the group ``tree`` and its dimension ``x`` as not aligned for
+    ``xr.open_datatree``, nothing in ``tree`` written."""
+    before = file_states(tree)
+    lines = []
+    for overwrite in (None, True):
+        with pytest.raises(OutputError) as info:
+            pipeline.run(cfg, overwrite=overwrite)
+        e = info.value
+        assert (e.group, e.dimension) == (str(tree), "x"), e
+        assert "xr.open_datatree" in str(e) and len(str(e).splitlines()) == 1, e
+        lines.append(str(e))
+    assert file_states(tree) == before
+    return lines
+
+
 @pytest.mark.parametrize("where", ["group", "store"])
 def test_an_output_below_a_datatree_group_of_other_coordinates_is_refused(
     tmp_path: Path, where: str
@@ -8804,15 +8821,8 @@ def test_an_output_below_a_datatree_group_of_other_coordinates_is_refused(
             xr.DataTree.from_dict({"/": root, "/a": xr.Dataset({"w": ("x", x)})}).to_zarr(
                 str(tree), mode="w"
             )
-        before = file_states(tree)
-        for overwrite in (None, True):
-            with pytest.raises(OutputError) as info:
-                pipeline.run(cfg, overwrite=overwrite)
-            e = info.value
-            assert (e.group, e.dimension) == (str(tree), "x"), e
-            assert said in str(e) and "xr.open_datatree" in str(e), e
-            assert len(str(e).splitlines()) == 1, e
-        assert file_states(tree) == before
+        for line in _refused_as_misaligned(cfg, tree):
+            assert said in line, line
     shutil.rmtree(tree)
     root = xr.Dataset(coords={"x": np.arange(4.0) + 100})
     with warnings.catch_warnings():
@@ -8965,6 +8975,17 @@ def _grid_input(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return src, v
 
 
+def _parent_of_x(tree: Path, size: int, consolidated: bool = True) -> None:
+    """An xarray Dataset at ``tree`` (replacing what is there) of one variable ``p`` along
+    ``x`` of ``size`` elements, with its coordinate 0, 1, ...: the group an output is
+    written below."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"p": ("x", np.zeros(size))}, coords={"x": np.arange(float(size))}).to_zarr(
+            str(tree), mode="w", consolidated=consolidated
+        )
+
+
 @pytest.mark.parametrize("below", ["a/b", "a/b/c"])
 @pytest.mark.parametrize("consolidated", [True, False], ids=["consolidated", "unconsolidated"])
 def test_an_output_store_below_groups_not_there_yet_is_in_the_nearest_group(
@@ -8987,26 +9008,11 @@ def test_an_output_store_below_groups_not_there_yet_is_in_the_nearest_group(
         "stages": STAGES,
         "cluster": _THREADS,
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        xr.Dataset({"p": ("x", np.zeros(10))}, coords={"x": np.arange(10.0)}).to_zarr(
-            str(tree), mode="w", consolidated=consolidated
-        )
-    before = file_states(tree)
-    for overwrite in (None, True):
-        with pytest.raises(OutputError) as info:
-            pipeline.run(cfg, overwrite=overwrite)
-        e = info.value
-        assert (e.group, e.dimension) == (str(tree), "x"), e
-        assert "10 elements" in str(e) and "above it" in str(e), e
-        assert str(e).endswith(f"choose an output.store outside {tree}"), e
-        assert "xr.open_datatree" in str(e) and len(str(e).splitlines()) == 1, e
-    assert file_states(tree) == before
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        xr.Dataset({"p": ("x", np.zeros(60))}, coords={"x": np.arange(60.0)}).to_zarr(
-            str(tree), mode="w", consolidated=consolidated
-        )
+    _parent_of_x(tree, 10, consolidated)
+    for line in _refused_as_misaligned(cfg, tree):
+        assert "10 elements" in line and "above it" in line, line
+        assert line.endswith(f"choose an output.store outside {tree}"), line
+    _parent_of_x(tree, 60, consolidated)
     assert pipeline.run(cfg).status == "complete"
     parts = below.split("/")
     groups = {"/" + "/".join(parts[:depth]) for depth in range(1, len(parts) + 1)}
@@ -9038,11 +9044,7 @@ def test_a_group_between_removed_after_the_run_is_written_again_by_a_resume(
     then the copies: verify passes and the tree opens with the output's values."""
     src, v = _grid_input(tmp_path)
     tree = tmp_path / "tree.zarr"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        xr.Dataset({"p": ("x", np.zeros(60))}, coords={"x": np.arange(60.0)}).to_zarr(
-            str(tree), mode="w"
-        )
+    _parent_of_x(tree, 60)
     cfg = {
         "input": {"store": str(src), "array": "v"},
         "output": {"store": str(tree / "a" / "b"), "array": "v"},
@@ -9073,11 +9075,7 @@ def test_a_plain_folder_of_the_users_between_a_group_and_the_output_is_left_as_i
     is written at the path asked, opened by it (h86d's climb passed through any folder)."""
     src, v = _grid_input(tmp_path)
     tree = tmp_path / "tree.zarr"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        xr.Dataset({"p": ("x", np.zeros(10))}, coords={"x": np.arange(10.0)}).to_zarr(
-            str(tree), mode="w"
-        )
+    _parent_of_x(tree, 10)
     (tree / "mine").mkdir()
     (tree / "mine" / "notes.txt").write_text("mine")
     cfg = {
