@@ -4538,10 +4538,7 @@ def test_a_users_file_below_the_run_record_s_own_folders_is_refused_never_delete
     (record / path).write_text("mine")
     named = path.rpartition("/")[0] if path.count("/") > 1 else path
     before = _tree(killed.out)
-    # a marker's exact name of another grid is a user's to a resume alone: another start
-    # takes it for an earlier layout's marker (test_an_overwrite_with_other_blocks_...)
-    other_grid = path in ("done/3", "done/0.1")
-    for flag in ("--resume",) if other_grid else ("--overwrite", "--resume", ""):
+    for flag in ("--overwrite", "--resume", ""):
         args = [a for a in (flag,) if a]
         rc, _, err = cli("run", killed.cfg, *args, "--progress", "none")
         line = one_line_error(err)
@@ -4556,27 +4553,6 @@ def test_a_users_file_below_the_run_record_s_own_folders_is_refused_never_delete
     assert rc == 0, err
     assert status(killed.out) == "complete" and not record.exists()
     assert kept.exists()
-
-
-def test_an_overwrite_with_other_blocks_takes_the_earlier_layouts_markers_for_its_own(
-    killed: Killed, cli
-) -> None:
-    """The interrupted output's markers (one per row of its one-row blocks) are the
-    pipeline's, whatever layout the config now plans: `run --overwrite` with blocks of 100
-    rows (a grid of 4) deletes them and starts over, where h86e's exact-marker rule, told by
-    the new grid, had refused ``done/4.0`` and on as files "the pipeline did not write"; the
-    output is NumPy's."""
-    killed.restore()
-    done = killed.out / ".pipeline" / "done"
-    assert any(int(n.split(".")[0]) >= 4 for n in os.listdir(done))  # past the new grid
-    doc = yaml.safe_load(killed.cfg.read_text())
-    doc["chunking"]["block"] = [100, COLS]
-    cfg = killed.d / "blocks-of-100.yaml"
-    cfg.write_text(yaml.safe_dump(doc))
-    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
-    assert rc == 0, err
-    assert status(killed.out) == "complete"
-    assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
 
 
 @pytest.mark.parametrize("to", ["input chunk", "nothing"])

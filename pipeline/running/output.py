@@ -1470,7 +1470,7 @@ def _decide_start(
     check_parents(plan)
     ledger = plan.sink.ledger
     if record:
-        _refuse_damaged_record(plan, where, resume)
+        _refuse_damaged_record(plan, where)
     if ledger is not None:
         holder = None if locked else ledger.holder()
         if holder is not None:
@@ -1559,7 +1559,7 @@ def _decide_start(
         raise _named_or_refused(plan, state, e) from None
 
 
-def _refuse_damaged_record(plan: Plan, where: str, resume: bool = False) -> None:
+def _refuse_damaged_record(plan: Plan, where: str) -> None:
     """Refuse every start (plain, ``--resume``, ``--overwrite``) at an output whose run
     record has a part of another kind than the run keeps there (:meth:`Ledger.misshapen`: a
     file where its ``done`` folder goes, a folder where a marker, its lock or ``run.json``
@@ -1567,12 +1567,11 @@ def _refuse_damaged_record(plan: Plan, where: str, resume: bool = False) -> None
     (:func:`_once_removed`). Each had met the file system's NotADirectoryError or
     IsADirectoryError ("mend what is at that path"), ``run --resume`` once it had computed a
     block, ``--overwrite`` too where the lock or ``run.json`` was a folder, while
-    ``verify``, ``plan`` and a plain ``run`` said `run --resume` finishes it (h65a).
-    ``resume``: the start is a resume (its strangers told by the grid of its blocks)."""
+    ``verify``, ``plan`` and a plain ``run`` said `run --resume` finishes it (h65a)."""
     ledger = plan.sink.ledger
     found = ledger.misshapen() if ledger is not None else []
     if not found:
-        _refuse_strangers(plan, where, resume)
+        _refuse_strangers(plan, where)
         return
     # every part (three, then how many more): the first alone had been named (h85b)
     said = some_said([f"{key} is {there} where the run keeps {kept}" for key, there, kept in found])
@@ -1618,7 +1617,7 @@ def _links_to_record(path: str, key: str) -> str | None:
     return None
 
 
-def _refuse_strangers(plan: Plan, where: str, resume: bool = False) -> None:
+def _refuse_strangers(plan: Plan, where: str) -> None:
     """Refuse every start (plain, ``--resume``, ``--overwrite``) at an output whose run
     record's folder (``.pipeline``) holds what the pipeline did not write there
     (:meth:`Ledger.strangers`: a user's notes): that folder is the pipeline's bookkeeping,
@@ -1627,14 +1626,9 @@ def _refuse_strangers(plan: Plan, where: str, resume: bool = False) -> None:
     (:meth:`Ledger.clear`). Named (all of them, three by name), with the fix:
     move them out, and what ``run`` does then (:func:`_once_removed`). OutputError before
     anything is written: ``output``, ``status``, ``record`` (the folder), ``strangers``
-    (their names in it). A marker is told by the grid of the resume's blocks (the layout
-    the record's run began: ``done/3`` of a 2-D output is a user's), by its name alone for
-    another start: markers of an earlier layout, past the grid that a changed config plans
-    now, are the pipeline's, which ``--overwrite`` deletes (they had been refused as a
-    user's, h86e's rule)."""
+    (their names in it)."""
     ledger = plan.sink.ledger
-    grid = plan.block_grid if resume else None
-    strangers = ledger.strangers(grid) if ledger is not None else []
+    strangers = ledger.strangers(plan.block_grid) if ledger is not None else []
     if not strangers:
         return
     record = plan.output.location.join(_key(plan.output.path, RECORD))
