@@ -2877,7 +2877,7 @@ def _create(plan: Plan, store: Location, folder: Folder | None = None) -> Aside:
     # brk59: left stale), by how many groups up; and those a stopped run here had dropped
     outside = _enclosing_consolidated(plan)
     outside_had = sorted({*outside, *_enclosing_before(ledger.read_manifest())})
-    ledger.clear_done()
+    ledger.clear_done(plan.block_grid)
     ledger.clear_aside()  # an earlier run's, stopped before it was deleted
     # one time for both records of the run (h60c: each had taken the clock, a second apart
     # where a second began between them)
@@ -3187,7 +3187,7 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     with plan.sink.ledger.held_store() as (folder, store):
         _mark_complete(plan, whole, compute_seconds, folder, store)
     try:
-        plan.sink.ledger.clear()
+        plan.sink.ledger.clear(plan.block_grid)
     except OutputError as e:  # every byte is written and the output says so: only a leftover
         log.warning("the output is complete, but its run record stays: %s", e)
 
@@ -3323,7 +3323,7 @@ def drop_leftover_record(plan: Plan) -> None:
         ledger.give_up()  # a lock that stays is said in a warning
         return
     try:
-        ledger.clear()  # its line says the lock stays where it does
+        ledger.clear(plan.block_grid)  # its line says the lock stays where it does
     except Exception as e:  # the output is whole either way: a leftover is only untidy
         log.warning("the output is complete, but its run record stays: %s", e)
 

@@ -582,16 +582,17 @@ class Ledger:
         self.held_record["id"] = self.record_id() or ""
         self._forget()  # what an earlier run in this process knew of its markers
 
-    def clear_done(self) -> None:
+    def clear_done(self, grid: Shape | None = None) -> None:
         """Forget every finished block (a fresh start): on an object store by deleting its
-        markers alone (a block's name directly in ``done/``, from one listing), never the
-        prefix, which may hold a user's objects (h85b)."""
+        markers alone (a block's name directly in ``done/``, of ``grid`` where given:
+        :func:`_marker_name`, from one listing), never the prefix, which may hold a user's
+        objects (h85b; h86e: ``done/3`` of a 2-D output is one)."""
         if self.location.is_local:
             self.location.delete(self._key("done"), recursive=True)
             return
         names = self.location.list(self._key("done"))
         self.location.delete_files(
-            [self._key("done", n) for n in names if _BLOCK_NAME.fullmatch(n)],
+            [self._key("done", n) for n in names if _marker_name(n, grid)],
             folders=[self._key("done")],
         )
 
@@ -655,8 +656,10 @@ class Ledger:
             d = up
         return made
 
-    def clear(self) -> None:
-        """Remove the whole record (the run finished); releases the lock, also where part of
+    def clear(self, grid: Shape | None = None) -> None:
+        """Remove the whole record (the run finished; ``grid``: its grid of blocks, whose
+        markers alone are its own on an object store, :meth:`_remove_objects`); releases the
+        lock, also where part of
         the record could not be removed (:class:`~pipeline.errors.OutputError`, raised; its
         line says the lock stays, and how to remove it, where that was refused too:
         :meth:`stays`). A refused delete of a marker or of ``run.json`` (credentials that
@@ -664,7 +667,7 @@ class Ledger:
         and the next run found it."""
         self._forget()
         try:
-            self._remove_record()
+            self._remove_record(grid)
         except BaseException as e:
             self.give_up(e)  # the lock, if the record's delete left it (the rest stays)
             raise
@@ -682,7 +685,7 @@ class Ledger:
         finally:
             self._close_lock()
 
-    def _remove_record(self) -> None:
+    def _remove_record(self, grid: Shape | None = None) -> None:
         """Delete the whole record, the lock last. Where this process holds the local lock:
         never where the file at the lock's path is no longer the one it holds (the store
         moved away: the record there is another's); all but the
@@ -701,7 +704,7 @@ class Ledger:
         path = self.location.join(self._key(self.LOCK))
         if not self.location.is_local:
             self._check_object(0.0)  # never another run's record, that took the lock since
-            self._remove_objects()
+            self._remove_objects(grid)
             return
         held = _HELD.get(path)
         if held is None:
@@ -720,16 +723,18 @@ class Ledger:
             finally:
                 os.close(record.fd)
 
-    def _remove_objects(self) -> None:
+    def _remove_objects(self, grid: Shape | None = None) -> None:
         """:meth:`_remove_record` on an object store: the run's own keys under the record
         (:meth:`_own_object`: its markers, ``run.json``) and files an operating system
         writes, from one listing (one LIST per 1000 keys), then its lock; a user's object
         there (:meth:`strangers`, which every start refuses, or one put there while the run
-        wrote) stays, where the whole prefix had been deleted with no word (h85b)."""
+        wrote) stays, where the whole prefix had been deleted with no word (h85b); a name in
+        ``done/`` that is no marker of ``grid`` (the run's blocks, where given) too (h86e: a
+        user's ``done/3`` of a 2-D output had been taken for a marker and deleted)."""
         own = [
             self._key(k)
             for k in self._record_objects()
-            if k != self.LOCK and (self._own_object(k) or is_os_file(k.rpartition("/")[2]))
+            if k != self.LOCK and (self._own_object(k, grid) or is_os_file(k.rpartition("/")[2]))
         ]
         self.location.delete_files(own)
         self.location.delete_files([self._key(self.LOCK)], folders=[self._key("done"), self._key()])
