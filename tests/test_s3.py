@@ -4649,9 +4649,14 @@ def test_an_s3_overwrite_with_other_blocks_takes_the_earlier_layouts_markers_for
     one = {"workers": 1, "threads_per_worker": 1, "dashboard": ""}
     small, whole = (
         write_config(
-            tmp_path, tmp_path / "in.zarr", "", name=name, output=output,
-            chunking={"block": [rows, 9]}, cluster=one,
-        )  # fmt: skip
+            tmp_path,
+            tmp_path / "in.zarr",
+            "",
+            name=name,
+            output=output,
+            chunking={"block": [rows, 9]},
+            cluster=one,
+        )
         for name, rows in (("small.yaml", 2), ("whole.yaml", 12))
     )
     with _held_at_third(tmp_path, _HELD_AT_COMPLETE_MARK, "run", str(small)) as (proc, _):
