@@ -4555,6 +4555,73 @@ def test_a_users_file_below_the_run_record_s_own_folders_is_refused_never_delete
     assert kept.exists()
 
 
+def _other_blocks_config(killed: Killed) -> Path:
+    """The config of ``killed`` with blocks of 100 rows: a grid of 4 x 1, where the killed
+    run's was 400 x 1 (its markers ``done/4.0`` and on are past it)."""
+    doc = yaml.safe_load(killed.cfg.read_text())
+    doc["chunking"]["block"] = [100, COLS]
+    cfg = killed.d / "blocks-of-100.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    return cfg
+
+
+def test_an_overwrite_with_other_blocks_takes_the_earlier_layouts_markers_for_its_own(
+    killed: Killed, cli
+) -> None:
+    """The interrupted output's markers (one per row of its one-row blocks, a grid of
+    400 x 1 that its run record says) are the pipeline's, though the config now plans
+    blocks of 100 rows (a grid of 4 x 1): `run --overwrite` deletes them and starts over,
+    where h86e's exact-marker rule, told by the new grid alone, had refused ``done/4.0`` and
+    on as files "the pipeline did not write" (h87b). The output is NumPy's, and no record
+    stays. A user's file named as a marker past both grids (``done/400.0``, ``done/0.1``)
+    is still a user's: refused, never deleted."""
+    killed.restore()
+    record = killed.out / ".pipeline"
+    assert json.loads((record / "run.json").read_text())["block_grid"] == [400, 1]
+    assert any(int(n.split(".")[0]) >= 4 for n in os.listdir(record / "done"))  # past 4 x 1
+    cfg = _other_blocks_config(killed)
+    for name in ("400.0", "0.1"):
+        (record / "done" / name).write_text("mine")
+    before = _tree(killed.out)
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and f"{record} holds done/0.1, done/400.0, which the" in line, line
+    assert _tree(killed.out) == before
+    for name in ("400.0", "0.1"):
+        (record / "done" / name).rename(killed.d / f"kept-{name}")
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert status(killed.out) == "complete" and not record.exists()
+    assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
+    assert all((killed.d / f"kept-{name}").read_text() == "mine" for name in ("400.0", "0.1"))
+
+
+def test_an_earlier_versions_record_without_its_grid_keeps_the_planned_grid_alone(
+    killed: Killed, cli
+) -> None:
+    """A run record of an earlier version, which says no grid of blocks (``block_grid``
+    dropped, its ``check`` taken again as that version wrote it): a start tells its markers
+    by the grid now planned alone, as before h87b, so `run --overwrite` with blocks of 100
+    rows refuses the earlier layout's ``done/4.0`` and on, naming them and the fix, before
+    anything is written; the resume that the line names finishes it."""
+    from pipeline.planning.plan import with_check
+
+    killed.restore()
+    record = killed.out / ".pipeline"
+    doc = json.loads((record / "run.json").read_text())
+    del doc["block_grid"], doc["check"]
+    (record / "run.json").write_text(json.dumps(with_check(doc)))
+    before = _tree(killed.out)
+    rc, _, err = cli("run", _other_blocks_config(killed), "--overwrite", "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and f"the run record folder {record} holds done/" in line, line
+    assert "which the pipeline did not write" in line, line
+    assert _tree(killed.out) == before
+    rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert status(killed.out) == "complete" and not record.exists()
+
+
 @pytest.mark.parametrize("to", ["input chunk", "nothing"])
 def test_a_resume_over_an_output_holding_a_link_to_a_file_is_refused(
     killed: Killed, cli, to: str

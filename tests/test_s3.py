@@ -4629,3 +4629,55 @@ def test_an_s3_run_s_end_deletes_its_own_record_keys_alone(tmp_path, cli, bucket
     rc, _, err = cli("run", cfg, "--progress", "none", "--overwrite")
     # each named, three by name then how many more (h86c), sorted: notes.txt is of the more
     assert rc == 1 and "holds aside/x, done/3, done/99.0 and 2 more" in one_line_error(err), err
+
+
+def test_an_s3_overwrite_with_other_blocks_takes_the_earlier_layouts_markers_for_its_own(
+    tmp_path, cli, bucket
+) -> None:
+    """An S3 output whose run was killed (SIGKILL) once every block was written, just before
+    it marked the output complete: blocks of 2 rows, a grid of 6 x 1, which its run record
+    says, and their markers ``done/0.0`` to ``done/5.0``. With the config now planning one
+    block of 12 rows (a grid of 1 x 1), `run --overwrite` takes that earlier layout's
+    markers for the pipeline's (h87b): they had been refused as objects "the pipeline did
+    not write", and the start's and the end's deletes, told by the new grid alone, had kept
+    them, refused at the next start. A user's object named as a marker past both grids
+    (``done/6.0``) is still a user's: refused before anything is written. Moved out, the
+    overwrite writes the output, NumPy's bit for bit, and no key of the record stays."""
+    fs, x, url, out, options, _ = _s3_record_job(tmp_path, bucket, 10)
+    make_array(tmp_path / "in.zarr", x, (2, 9))  # a chunk per block of 2 rows
+    output = {"store": out, "storage_options": options}
+    one = {"workers": 1, "threads_per_worker": 1, "dashboard": ""}
+    small, whole = (
+        write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            "",
+            name=name,
+            output=output,
+            chunking={"block": [rows, 9]},
+            cluster=one,
+        )
+        for name, rows in (("small.yaml", 2), ("whole.yaml", 12))
+    )
+    with _held_at_third(tmp_path, _HELD_AT_COMPLETE_MARK, "run", str(small)) as (proc, _):
+        kill_group(proc)  # the run and whatever it started
+        proc.wait(30)
+    record = f"{out[5:]}/.pipeline"
+    fs.invalidate_cache()
+    assert json.loads(fs.cat_file(f"{record}/run.json"))["block_grid"] == [6, 1]
+    markers = sorted(k.rpartition("/")[2] for k in fs.find(f"{record}/done"))
+    assert markers == [f"{i}.0" for i in range(6)], markers  # 1.0 and on: past 1 x 1
+    fs.pipe_file(f"{record}/done/6.0", b"mine")
+    before = {k: fs.cat_file(k) for k in fs.find(out[5:])}
+    rc, _, err = cli("run", whole, "--overwrite", "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and f"{out}/.pipeline holds done/6.0, which the pipeline" in line, line
+    fs.invalidate_cache()
+    assert {k: fs.cat_file(k) for k in fs.find(out[5:])} == before
+    fs.mv(f"{record}/done/6.0", f"{url[5:]}/kept/6.0")
+    rc, _, err = cli("run", whole, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert _zarr_s3(out, options)[...].tobytes() == reference(x).tobytes()
+    fs.invalidate_cache()
+    assert not any(".pipeline" in k for k in fs.find(out[5:]))
+    assert fs.cat_file(f"{url[5:]}/kept/6.0") == b"mine"

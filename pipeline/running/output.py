@@ -2909,7 +2909,7 @@ def _create(plan: Plan, store: Location, folder: Folder | None = None) -> Aside:
     # only a person could clear it: helper-39)
     # naming the record its markers carry: a marker of another run's record, written into
     # this one after its lock was taken over, marks nothing of this run's (h83f)
-    manifest = ledger.new_record(manifest)
+    manifest = ledger.new_record(manifest, plan.block_grid)
     ledger.write_manifest(with_check(manifest))
     # what of the output shares its inodes with other files, the input's among them (h72c)
     unlinked = _hard_linked(o.location.join(o.path)) if o.location.is_local else set()

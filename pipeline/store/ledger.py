@@ -99,6 +99,14 @@ STOP_RESUMES = "stopped_resumes"
 #: could make true). An earlier release's reader ignores it, as it ignores
 #: :data:`STOP_RESUMES`.
 STOP_INPUT = "stopped_on_input"
+#: The field of the run record (``run.json``) holding the grid of blocks its run wrote
+#: markers of (how many blocks along each axis, :meth:`Ledger.new_record`): a later start
+#: whose config plans other blocks takes the markers of that grid as the pipeline's too
+#: (:meth:`Ledger.own_grids`), where they had been refused as files the pipeline did not
+#: write, and kept on an object store by its deletes (h87b). Absent in a record written
+#: before it was kept: the grid now planned alone then. An earlier release's reader ignores
+#: it (an unknown field, covered by the record's ``check``).
+BLOCK_GRID = "block_grid"
 
 #: What a resume says of a stop whose mend changes the input (:attr:`Stop.input`): the one
 #: command that finishes the output once it is mended.
@@ -164,21 +172,37 @@ _BLOCK_NAME = re.compile(r"[0-9]+(\.[0-9]+)*")
 _TEMPORARY = re.compile(r"\.(.+)\.tmp-[0-9]+-[0-9]+")
 
 
-def _marker_name(name: str, grid: Shape | None) -> bool:
+def _marker_name(name: str, grids: Sequence[Shape] | None) -> bool:
     """Whether ``name``, in the record's ``done`` folder, is exactly a block's marker as
-    :meth:`Ledger._name` writes it ('3.0': no sign, no leading zero), of a grid of blocks
-    ``grid`` (as many indices as its axes, each inside it; None: any such name). A name that
-    only begins as one ('8.14.bak', '1.2x', or '3' and '99.99' of a 2-D grid of 10 x 10) is a
-    user's, which the run never deletes: it had been taken for a copy of a marker and
-    deleted with the record at the run's end, with no word (h86e)."""
+    :meth:`Ledger._name` writes it ('3.0': no sign, no leading zero), of one of the grids of
+    blocks ``grids`` (as many indices as its axes, each inside it; None: any such name;
+    :meth:`Ledger.own_grids`: the grid planned now and the one the record was written with).
+    A name that only begins as one ('8.14.bak', '1.2x', or '3' and '99.99' of a 2-D grid of
+    10 x 10) is a user's, which the run never deletes: it had been taken for a copy of a
+    marker and deleted with the record at the run's end, with no word (h86e)."""
     if not _BLOCK_NAME.fullmatch(name):
         return False
     index = name.split(".")
     if any(i != str(int(i)) for i in index):  # '03.0': no name the run writes
         return False
-    if grid is None:
+    if grids is None:
         return True
-    return len(index) == len(grid) and all(int(i) < n for i, n in zip(index, grid, strict=True))
+    return any(
+        len(index) == len(grid) and all(int(i) < n for i, n in zip(index, grid, strict=True))
+        for grid in grids
+    )
+
+
+def grid_of(value: Any) -> Shape | None:
+    """The grid of blocks a run record's :data:`BLOCK_GRID` field says (a list of whole
+    numbers, one per axis: at most 32), or None where it says
+    none that is one (absent: an earlier version's record; anything else: not the run's
+    writing, which names no marker)."""
+    if not isinstance(value, list) or len(value) > 32:
+        return None
+    if not all(type(n) is int and n >= 0 for n in value):
+        return None
+    return tuple(value)
 
 
 #: A folder a replacement set aside its files in (:meth:`Folder.set_aside`: ``uuid4().hex``).
@@ -476,13 +500,16 @@ class Ledger:
         under the record that is not the run's (:meth:`_own_object`), by its key below it
         (``aside/x``), from one listing (one LIST per 1000 keys): a run's end there deletes
         its own keys alone, and had deleted the whole prefix, a user's objects with it
-        (h85b)."""
+        (h85b). The markers of the grid the record was written with are the run's too
+        (:meth:`own_grids`: h87b, an ``--overwrite`` whose config changed the blocks had
+        been refused the earlier layout's)."""
         try:
+            grids = self.own_grids(grid)
             if not self.location.is_local:
                 return [
                     k
                     for k in self._record_objects()
-                    if not (self._own_object(k, grid) or _os_or_probe(k))
+                    if not (self._own_object(k, grids) or _os_or_probe(k))
                 ]
             names = self.location.entries(self._key())
         except Exception:
@@ -492,13 +519,13 @@ class Ledger:
         # user's ``aside/notes.txt`` had gone with them, unrefused (h85a)
         for folder in self.OWN_FOLDERS:
             if folder in names:
-                found += [f"{folder}/{n}" for n in self._strangers_in(folder, grid)]
+                found += [f"{folder}/{n}" for n in self._strangers_in(folder, grids)]
         return sorted(found)
 
-    def _strangers_in(self, folder: str, grid: Shape | None = None) -> list[str]:
+    def _strangers_in(self, folder: str, grids: Sequence[Shape] | None = None) -> list[str]:
         """The entries of the record's own ``folder`` ('done' or 'aside') that the run did not
-        write: in ``done``, anything but a marker (a file named exactly as a block's of
-        ``grid``, :func:`_marker_name`, or one being written): a copy of one under another
+        write: in ``done``, anything but a marker (a file named exactly as a block's of one
+        of ``grids``, :func:`_marker_name`, or one being written): a copy of one under another
         name (an editor's ``3.0~``, a file manager's ``3.0 copy``) marks nothing, and is no
         more the run's to delete than ``8.14.bak`` (h86e); in
         ``aside``, anything but a folder a replacement made
@@ -510,7 +537,7 @@ class Ledger:
         except Exception:
             return []
         if folder == "done":
-            return [n for n in names if not _marker_name(_unwritten(n), grid)]
+            return [n for n in names if not _marker_name(_unwritten(n), grids)]
         return [n for n in names if not _ASIDE_NAME.fullmatch(n)]
 
     def _record_objects(self) -> list[str]:
@@ -519,17 +546,34 @@ class Ledger:
         below = len(self._key()) + 1
         return sorted(k[below:] for k in self.location.file_sizes(self._key()))
 
-    def _own_object(self, key: str, grid: Shape | None = None) -> bool:
+    def _own_object(self, key: str, grids: Sequence[Shape] | None = None) -> bool:
         """Whether ``key``, below the run record of an object store, is one the run writes
         there: its lock, ``run.json`` (:meth:`_own`'s names of files) or a block's marker
-        (``done/3.0``, of ``grid`` where given: :func:`_marker_name`). Nothing is set
+        (``done/3.0``, of one of ``grids`` where given: :func:`_marker_name`). Nothing is set
         aside on an object store (``aside/`` is a local folder's), and a marker is a block's
         name directly in ``done/``: what else is under the record is another's, which no run
         deletes."""
         top, _, below = key.partition("/")
         if not below:
             return top not in self.OWN_FOLDERS and self._own(top)
-        return top == "done" and _marker_name(below, grid)
+        return top == "done" and _marker_name(below, grids)
+
+    def own_grids(self, grid: Shape | None) -> list[Shape] | None:
+        """The grids of blocks whose markers in this record are the run's: ``grid`` (the one
+        planned now) and the one the run record says it was written with
+        (:data:`BLOCK_GRID`, :func:`grid_of`), where that is another (a config that changed
+        the blocks since: h87b, its markers past ``grid`` had been refused at every start as
+        a user's, and kept on an object store by the deletes of the start and the end);
+        ``[grid]`` alone where the record says none (an earlier version's, or none there, or
+        none readable); None where ``grid`` is None (any marker's name, :func:`_marker_name`).
+        One read of ``run.json``."""
+        if grid is None:
+            return None
+        try:
+            recorded = grid_of((self.read_manifest() or {}).get(BLOCK_GRID))
+        except Exception:  # what cannot be read says no grid: the planned one alone
+            recorded = None
+        return [grid] if recorded is None or recorded == tuple(grid) else [grid, recorded]
 
     def recorded(self, blocks: list[Shape]) -> set[Shape]:
         """Of ``blocks``, those the run record marks written: a marker of this record's
@@ -568,10 +612,13 @@ class Ledger:
         an earlier release's record)."""
         return stop_of(self.read_manifest())
 
-    def new_record(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def new_record(self, manifest: dict[str, Any], grid: Shape | None = None) -> dict[str, Any]:
         """``manifest``, a fresh start's run record, naming its ``record``: this holder's
-        token, which its markers carry (:meth:`adopt` takes it)."""
-        return {**manifest, RECORD_ID: self.token}
+        token, which its markers carry (:meth:`adopt` takes it), and ``grid``, the grid of
+        blocks its markers are of, where given (:data:`BLOCK_GRID`: a later start whose
+        config plans other blocks knows them for the run's, :meth:`own_grids`)."""
+        grids = {BLOCK_GRID: list(grid)} if grid is not None else {}
+        return {**manifest, RECORD_ID: self.token, **grids}
 
     def adopt(self) -> None:
         """Take the run record's ``record`` (:meth:`record_id`, read now) as the one this
@@ -590,9 +637,10 @@ class Ledger:
         if self.location.is_local:
             self.location.delete(self._key("done"), recursive=True)
             return
+        grids = self.own_grids(grid)  # and the record's, before the listing (h87b)
         names = self.location.list(self._key("done"))
         self.location.delete_files(
-            [self._key("done", n) for n in names if _marker_name(n, grid)],
+            [self._key("done", n) for n in names if _marker_name(n, grids)],
             folders=[self._key("done")],
         )
 
@@ -730,11 +778,13 @@ class Ledger:
         there (:meth:`strangers`, which every start refuses, or one put there while the run
         wrote) stays, where the whole prefix had been deleted with no word (h85b); a name in
         ``done/`` that is no marker of ``grid`` (the run's blocks, where given) too (h86e: a
-        user's ``done/3`` of a 2-D output had been taken for a marker and deleted)."""
+        user's ``done/3`` of a 2-D output had been taken for a marker and deleted); those of
+        the grid ``run.json`` says are the run's too (:meth:`own_grids`, h87b)."""
+        grids = self.own_grids(grid)
         own = [
             self._key(k)
             for k in self._record_objects()
-            if k != self.LOCK and (self._own_object(k, grid) or is_os_file(k.rpartition("/")[2]))
+            if k != self.LOCK and (self._own_object(k, grids) or is_os_file(k.rpartition("/")[2]))
         ]
         self.location.delete_files(own)
         self.location.delete_files([self._key(self.LOCK)], folders=[self._key("done"), self._key()])
