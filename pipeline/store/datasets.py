@@ -906,6 +906,35 @@ def group_arrays(store: Any, group: str, listed: bool = False) -> dict[str, Any]
         return {}
 
 
+def tree_arrays(store: Any, skip: str = "", most: int = 3) -> tuple[list[str], list[str]]:
+    """The arrays of at least one dimension of the Zarr hierarchy at the root of ``store``
+    (each group as its own listing holds it, not a consolidated copy, which may be stale),
+    breadth first and by name, the array at ``skip`` and what is below it left out (the
+    output itself): (the paths of the first ``most`` that have dimension names,
+    :func:`dimension_names`: xarray's content, which ``xr.open_datatree`` of the hierarchy
+    opens; those of the first ``most`` that have none, on which it fails for every group).
+    A group that cannot be read is passed over."""
+    import zarr
+
+    named: list[str] = []
+    unnamed: list[str] = []
+    below = [""]
+    while below and (len(named) < most or not unnamed):
+        path = below.pop(0)
+        try:
+            with _quiet():
+                g = zarr.open_group(store=store, path=path or None, mode="r", use_consolidated=False)
+                keys = sorted(g.group_keys())
+        except Exception:
+            continue
+        for name, arr in group_arrays(store, path, listed=True).items():
+            key = _key(path, name)
+            if key != skip and arr.ndim > 0:
+                (unnamed if dimension_names(arr) is None else named).append(key)
+        below += [k for k in (_key(path, k) for k in keys) if k != skip]
+    return named[:most], unnamed[:most]
+
+
 def bounded_by(store: Any, var: Variable) -> list[tuple[str, dict[str, Any]]]:
     """(name, attributes) of each array of the group of ``var`` (as ``xr.open_zarr`` reads
     them: through the consolidated copy where there is one) whose ``bounds`` attribute names
