@@ -9517,3 +9517,36 @@ def test_plan_and_dry_run_give_the_runs_warning_of_an_output_a_v2_group_does_not
         assert said == [ran, ran], (said, ran)
     assert warned("plan", cfg) == [] and warned("run", cfg, "--dry-run", "--resume") == []
     assert warned("run", cfg, "--dry-run", "--overwrite") == ran
+
+
+@pytest.mark.parametrize(("store", "array"), [("tree.zarr/a/b", ""), ("tree.zarr", "g/b")])
+def test_an_array_alone_of_another_size_below_an_xarray_tree_s_group_is_refused(
+    tmp_path: Path, cli, store: str, array: str
+) -> None:
+    """An array alone with the dimension name ``x`` (zarr-python's ``dimension_names``) of 5
+    elements, written below the root of a tree whose ``x`` has 6: written, exit 0, and
+    ``xr.open_datatree`` of the tree then failed ("not aligned with its parents"); only a
+    Dataset output had been held to the groups above it. Refused by plan and run in one
+    line naming the group, the dimension and a fix that works (an output.store outside the
+    tree), nothing written; one of 6 elements is written there, and the tree opens."""
+    _, tree = _plain_and_tree(tmp_path)
+    named = tmp_path / "named.zarr"
+    cfg = tmp_path / "run.yaml"
+    out = {"store": str(tmp_path / store), "array": array}
+    run = {"input": {"store": str(named)}, "output": out, "stages": STAGES, "cluster": _THREADS}
+    cfg.write_text(yaml.safe_dump(run))
+    make_array(named, np.ones(5, np.float32), (5,), dimension_names=["x"])
+    before = file_states(tree)
+    for args in (("plan", cfg), ("run", cfg, "--progress", "none")):
+        rc, _, err = cli(*args)
+        assert rc == 1, err
+        line = one_line_error(err)
+        assert f"the group {tree} above it has the dimension 'x' of 6 elements" in line, line
+        assert line.endswith(f"choose an output.store outside {tree}"), line
+        assert file_states(tree) == before
+    elsewhere = {**run, "output": {"store": str(tmp_path / "elsewhere.zarr"), "array": array}}
+    assert pipeline.run(elsewhere).status == "complete"  # as the line says
+    make_array(named, np.ones(6, np.float32), (6,), dimension_names=["x"])
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert set(_opens_as_a_tree(tree).groups) == {"/", "/a" if array == "" else "/g"}

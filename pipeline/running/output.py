@@ -1137,11 +1137,11 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
 
 
 def _outside(plan: Plan, group: str) -> str:
-    """The fix of an array alone that a group's readers would fail on (:func:`_refuse_closing_a_dataset`,
-    :func:`_refuse_breaking_a_tree`): an output.store outside the whole xarray tree that lists
-    it (:func:`_listing_tree`; a group of its own in that tree, which the line had said, is
-    still in it: ``xr.open_datatree`` failed on the tree all the same, h86g), else outside
-    ``group`` (a URL)."""
+    """The fix of an array alone that a group's readers would fail on
+    (:func:`_refuse_closing_a_dataset`): an output.store outside the whole xarray tree that
+    lists it (:func:`_listing_tree`; a group of its own in that tree, which the line had
+    said, is still in it: ``xr.open_datatree`` failed on the tree all the same, h86g), else
+    outside ``group`` (a URL)."""
     found = _listing_tree(plan)
     top = found[0].url if found is not None else group
     return f"an output.store outside {name_shown(top.rstrip('/'))}"
@@ -1184,13 +1184,19 @@ def _refuse_breaking_a_tree(plan: Plan, resume: bool = False) -> None:
     the tree. With ``resume``, ``run --resume``'s refusal of an incomplete such output (begun
     before this check): remove it, then run it there. A hierarchy without xarray content (a
     plain Zarr group) is written into as before. Fields ``output``, ``group`` (the tree's
-    top, a URL), ``arrays`` (some of its arrays that have dimension names)."""
-    if plan.carried.frame or plan.carried.dimension_names is not None or not plan.output.shape:
+    top, a URL), ``arrays`` (some of its arrays that have dimension names). One with
+    dimension names is refused where its group would not be aligned with those above it
+    (:func:`_refuse_misaligned_alone`)."""
+    dims = plan.carried.dimension_names
+    if plan.carried.frame or not plan.output.shape:
         return
     found = _listing_tree(plan)
     if found is None:
         return
     holder, within = found
+    if dims is not None:
+        _refuse_misaligned_alone(plan, holder, within, resume)
+        return
     try:
         store = holder.zarr_store(read_only=True)
         named, unnamed = datasets.tree_arrays(store, skip=within)
@@ -1218,6 +1224,51 @@ def _refuse_breaking_a_tree(plan: Plan, resume: bool = False) -> None:
             f"output.store outside {name_shown(top)}"
         )
     raise OutputError(line, output=where, group=top, arrays=named)
+
+
+def _refuse_misaligned_alone(plan: Plan, top: Location, within: str, resume: bool) -> None:
+    """Refuse (OutputError, before anything is written) an array alone with dimension names
+    at the path ``within`` of the xarray tree ``top`` (:func:`_listing_tree`) whose group
+    would not be aligned with the groups above it (a dimension of another size than the
+    nearest that has it: :func:`pipeline.store.datasets.misaligned_sizes`): written, exit 0,
+    ``xr.open_datatree`` of the tree then failed on every group ("not aligned with its
+    parents"; a Dataset output was refused so, an array alone was not). Its own group's
+    arrays are :func:`_refuse_closing_a_dataset`'s. Fields ``output``, ``group``,
+    ``dimension``."""
+    dims = plan.carried.dimension_names or ()
+    if not all(isinstance(d, str) for d in dims):
+        return  # partial names: no variable of xarray's to align
+    parts = within.split("/")
+    try:
+        store = top.zarr_store(read_only=True)
+    except Exception:  # no hierarchy there to read
+        return
+    ancestors = [
+        (store, "/".join(parts[:depth]), top.join("/".join(parts[:depth])))
+        for depth in range(len(parts) - 2, -1, -1)
+    ]
+    wanted = {str(d): n for d, n in zip(dims, plan.output.shape, strict=True)}
+    found = datasets.misaligned_sizes(wanted, ancestors)
+    if found is None:
+        return
+    label, dim, why = found
+    where = plan.output.location.join(plan.output.path)
+    tree = top.url.rstrip("/")
+    fix = f"choose an output.store outside {name_shown(tree)}"
+    if resume:
+        fix = (
+            f"remove {name_shown(where)} (an unfinished output of this pipeline) yourself, then "
+            f"run it into an output.store outside {name_shown(tree)}"
+        )
+    raise OutputError(
+        f"{'cannot resume' if resume else 'cannot write'} {name_shown(where)}: the group "
+        f"{name_shown(label.rstrip('/'))} above it {why}, and xr.open_datatree of "
+        f"{name_shown(tree)} would fail on every group (one not aligned with those above it), "
+        f"even with --overwrite; {fix}",
+        output=where,
+        group=label.rstrip("/"),
+        dimension=dim,
+    )
 
 
 def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:

@@ -470,6 +470,30 @@ def misaligned_descendant(
     return None
 
 
+def misaligned_sizes(
+    wanted: dict[str, int], ancestors: list[tuple[Any, str, str]]
+) -> tuple[str, str, str] | None:
+    """Where an array alone (no coordinates of its own) of the dimensions ``wanted`` (name:
+    size), in a group below each of ``ancestors`` ((store, group path, label), nearest
+    first), would not be aligned with them, as ``xr.open_datatree`` requires: each dimension
+    sized by the nearest group that has it (a variable's, with a coordinate or without), as
+    :func:`misaligned_ancestor` holds a Dataset output: (the group's label, the dimension,
+    how it differs), or None where every one agrees."""
+    sized: set[str] = set()
+    for store, group, label in ancestors:
+        sizes = _aligned_by(store, group)[0]
+        for d in sorted(wanted):
+            if d in sizes and d not in sized:
+                sized.add(d)
+                if sizes[d] != wanted[d]:
+                    return (
+                        label,
+                        d,
+                        f"has the dimension {d!r} of {sizes[d]} elements, the output's {wanted[d]}",
+                    )
+    return None
+
+
 def misaligned_ancestor(
     src_store: Any, var: Variable, ancestors: list[tuple[Any, str, str]]
 ) -> tuple[str, str, str] | None:
@@ -923,7 +947,9 @@ def tree_arrays(store: Any, skip: str = "", most: int = 3) -> tuple[list[str], l
         path = below.pop(0)
         try:
             with _quiet():
-                g = zarr.open_group(store=store, path=path or None, mode="r", use_consolidated=False)
+                g = zarr.open_group(
+                    store=store, path=path or None, mode="r", use_consolidated=False
+                )
                 keys = sorted(g.group_keys())
         except Exception:
             continue
