@@ -9550,3 +9550,28 @@ def test_an_array_alone_of_another_size_below_an_xarray_tree_s_group_is_refused(
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 0, err
     assert set(_opens_as_a_tree(tree).groups) == {"/", "/a" if array == "" else "/g"}
+
+
+def test_an_xarray_tree_named_as_the_output_names_a_new_array_in_it_only_where_one_fits(
+    tmp_path: Path, cli
+) -> None:
+    """``output.store: tree.zarr`` (a group) is refused as no array; its fix "name a new array
+    in it" led a plain array (no dimension names) to the next refusal (it would close the
+    tree, h86g): for it that fix is not named; for an array with dimension names it is, and
+    following it writes the array, the tree opening."""
+    plain, tree = _plain_and_tree(tmp_path)
+    named = tmp_path / "named.zarr"
+    make_array(named, np.ones((4, 5), np.float32), (4, 5), dimension_names=["r", "c"])
+    cfg = tmp_path / "run.yaml"
+    for src, fits in ((plain, False), (named, True)):
+        run = {"input": {"store": str(src)}, "output": {"store": str(tree)}, "stages": STAGES}
+        cfg.write_text(yaml.safe_dump({**run, "cluster": _THREADS}))
+        rc, _, err = cli("run", cfg, "--progress", "none")
+        line = one_line_error(err)
+        assert rc == 1 and "is a Zarr group" in line, line
+        assert ("name a new array in it" in line) is fits, line
+        assert "choose another output.store" in line, line
+    cfg.write_text(yaml.safe_dump({**run, "output": {"store": str(tree), "array": "b"}}))
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert "b" in _opens_as_a_tree(tree).to_dataset().data_vars

@@ -1226,6 +1226,21 @@ def _refuse_breaking_a_tree(plan: Plan, resume: bool = False) -> None:
     raise OutputError(line, output=where, group=top, arrays=named)
 
 
+def _closes_a_tree(plan: Plan) -> bool:
+    """Whether the output, an array alone without dimension names
+    (:func:`_refuse_breaking_a_tree`), named as a new array in the group at the output's
+    path (which is a group), would be refused there: the hierarchy of that group holds
+    arrays with dimension names and none without."""
+    if plan.carried.frame or plan.carried.dimension_names is not None or not plan.output.shape:
+        return False
+    loc, path = plan.output.location, plan.output.path.strip("/")
+    try:
+        named, unnamed = datasets.tree_arrays(loc.zarr_store(read_only=True), group=path)
+    except Exception:  # nothing to read there
+        return False
+    return bool(named) and not unnamed
+
+
 def _refuse_misaligned_alone(plan: Plan, top: Location, within: str, resume: bool) -> None:
     """Refuse (OutputError, before anything is written) an array alone with dimension names
     at the path ``within`` of the xarray tree ``top`` (:func:`_listing_tree`) whose group
@@ -1626,12 +1641,16 @@ def _decide_start(
     if state == "group":
         loc, path = plan.output.location, plan.output.path
         some = members_words(loc, path.strip("/"), group_members(loc, path))
+        # an array without dimension names named in an xarray tree is refused there too (h86g)
+        inside = (
+            ""
+            if _closes_a_tree(plan)
+            else "name a new array in it (output.array: <group>/<name>), "
+        )
         raise OutputError(
             f"{name_shown(where)} is a Zarr group that holds {some}, not an array; the pipeline "
-            "never "
-            "replaces a group, even with --overwrite: name a new array in it "
-            "(output.array: <group>/<name>), choose another output.store, or remove it "
-            "yourself",
+            f"never replaces a group, even with --overwrite: {inside}choose another "
+            "output.store, or remove it yourself",
             output=where,
             status=state,
         )

@@ -930,19 +930,21 @@ def group_arrays(store: Any, group: str, listed: bool = False) -> dict[str, Any]
         return {}
 
 
-def tree_arrays(store: Any, skip: str = "", most: int = 3) -> tuple[list[str], list[str]]:
-    """The arrays of at least one dimension of the Zarr hierarchy at the root of ``store``
-    (each group as its own listing holds it, not a consolidated copy, which may be stale),
-    breadth first and by name, the array at ``skip`` and what is below it left out (the
-    output itself): (the paths of the first ``most`` that have dimension names,
-    :func:`dimension_names`: xarray's content, which ``xr.open_datatree`` of the hierarchy
-    opens; those of the first ``most`` that have none, on which it fails for every group).
-    A group that cannot be read is passed over."""
+def tree_arrays(
+    store: Any, skip: str = "", most: int = 3, group: str = ""
+) -> tuple[list[str], list[str]]:
+    """The arrays of at least one dimension of the Zarr hierarchy at ``group`` of ``store``
+    ('' for its root; paths from the root; each group as its own listing holds it, not a
+    consolidated copy, which may be stale), breadth first and by name, the array at
+    ``skip`` and what is below it left out (the output itself): (the paths of the first
+    ``most`` that have dimension names, :func:`dimension_names`: xarray's content, which
+    ``xr.open_datatree`` of the hierarchy opens; those of the first ``most`` that have
+    none, on which it fails for every group). A group that cannot be read is passed over."""
     import zarr
 
     named: list[str] = []
     unnamed: list[str] = []
-    below = [""]
+    below = [group]
     while below and (len(named) < most or not unnamed):
         path = below.pop(0)
         try:
