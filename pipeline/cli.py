@@ -1012,7 +1012,22 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
     print_rows(plan_rows, f"plan of {name_shown(args.config)} (nothing computed, nothing written)")
     if refused is not None:
         raise refused
+    _warn_as_the_run(p, config.output.overwrite if opts is None else opts.overwrite)
     return 0
+
+
+def _warn_as_the_run(plan: Any, overwrite: bool | None) -> None:
+    """The warning the run of ``plan`` gives where it writes the output (all but a complete
+    one it leaves as it is: ``overwrite`` not set), said by ``plan`` and ``run --dry-run``
+    too: an output written where a Zarr v2 group's readers do not list it
+    (:func:`pipeline.running.output.unlisted_by_v2_group`; h86g: only the run said it)."""
+    from pipeline.running import output
+
+    if not overwrite and output.output_state(plan) == "complete":
+        return  # the run writes nothing, and says nothing
+    unlisted = output.unlisted_by_v2_group(plan)
+    if unlisted is not None:
+        log.warning("%s", unlisted)
 
 
 def _interval_seconds(text: str) -> float:

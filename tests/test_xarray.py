@@ -8566,7 +8566,9 @@ def test_an_array_alone_that_would_close_a_dataset_group_to_xarray_is_refused(
         with pytest.raises(OutputError) as info:
             pipeline.run(alone, overwrite=overwrite)
         line = str(info.value)
-        assert "\n" not in line and f"the group {out}" in line and "output.array" in line, line
+        assert "\n" not in line and f"the group {out}" in line, line
+        # a group of its own (output.array: 'g/a'), which it had named, is in the same tree
+        assert line.endswith(f"choose an output.store outside {out}"), line
         assert ("no dimension names" if dims is None else "'y' has 41 elements") in line, line
         assert file_states(out) == before
     assert list(open_dataset(out).data_vars) == ["t"]
@@ -9392,3 +9394,184 @@ def test_a_stale_consolidated_copy_names_every_member_it_misstates(
     assert rc == 1 and "is stale: " in line, line
     assert "scale_factor of 'y'" in line and "scale_factor of 'x'" in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+def _plain_and_tree(tmp_path: Path, zarr_format: int = 3) -> tuple[Path, Path]:
+    """``plain.zarr``, an array of zarr-python's ``create_array`` (no dimension names), and
+    ``tree.zarr``, a Dataset ``p(x=6)`` with its coordinate ``x`` as xarray writes it."""
+    plain = tmp_path / "plain.zarr"
+    a = zarr.create_array(str(plain), shape=(4, 5), chunks=(4, 5), dtype="f4")
+    a[:] = np.arange(20, dtype="f4").reshape(4, 5)
+    tree = tmp_path / "tree.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"p": ("x", np.zeros(6))}, coords={"x": np.arange(6.0)}).to_zarr(
+            str(tree), mode="w", zarr_format=zarr_format
+        )
+    return plain, tree
+
+
+@pytest.mark.parametrize(
+    ("store", "array"),
+    [
+        ("tree.zarr/a/b", ""),  # below a group made between (h86g)
+        ("tree.zarr/a", ""),  # at the root of a store that is a member of the tree
+        ("tree.zarr", "g/b"),  # a group of its own: the fix the line below had named (h86g)
+        ("tree.zarr", "b"),  # beside the Dataset
+    ],
+)
+def test_an_array_without_dimension_names_is_refused_inside_an_xarray_tree(
+    tmp_path: Path, cli, store: str, array: str
+) -> None:
+    """A plain array (no dimension names) written into an xarray tree, below one of its
+    groups or beside its Dataset: it had been written, exit 0, no word (below a group), and
+    ``xr.open_datatree`` of the tree then failed ("missing the dimension_names"); the
+    refusal beside a Dataset named a group of its own in the tree, which broke it the same
+    way. Now plan and run refuse it in one line before anything is written, naming the tree
+    and a fix that works: an output.store outside it, which then opens."""
+    plain, tree = _plain_and_tree(tmp_path)
+    cfg = tmp_path / "run.yaml"
+    out = {"store": str(tmp_path / store), "array": array}
+    cfg.write_text(
+        yaml.safe_dump(
+            {"input": {"store": str(plain)}, "output": out, "stages": STAGES, "cluster": _THREADS}
+        )
+    )
+    before = file_states(tree)
+    for args in (("plan", cfg), ("run", cfg, "--progress", "none")):
+        rc, _, err = cli(*args)
+        assert rc == 1, err
+        line = one_line_error(err)
+        assert "no dimension names" in line and str(tree) in line, line
+        assert line.endswith(f"output.store outside {tree}"), line
+        assert "output.array" not in line, line
+        assert file_states(tree) == before
+    assert set(_opens_as_a_tree(tree).groups) == {"/"}
+    out = {"store": str(tmp_path / "elsewhere.zarr"), "array": array}  # as the line says
+    cfg.write_text(
+        yaml.safe_dump(
+            {"input": {"store": str(plain)}, "output": out, "stages": STAGES, "cluster": _THREADS}
+        )
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert set(_opens_as_a_tree(tree).groups) == {"/"}
+
+
+def test_an_array_without_dimension_names_is_written_below_a_plain_group_or_a_v2_tree(
+    tmp_path: Path,
+) -> None:
+    """A plain array (no dimension names) below a Zarr group with no xarray content (no member
+    has dimension names), and below a Zarr v2 xarray tree (whose readers do not list the v3
+    output: the tree still opens), is written as before."""
+    plain, tree = _plain_and_tree(tmp_path, zarr_format=2)
+    group = tmp_path / "group.zarr"
+    zarr.create_array(str(group / "q"), shape=(3,), chunks=(3,), dtype="i4")[:] = 1
+    zarr.open_group(str(group), mode="a")  # the root group
+    for where in (group / "a" / "b", tree / "a" / "b"):
+        cfg = {
+            "input": {"store": str(plain)},
+            "output": {"store": str(where)},
+            "stages": STAGES,
+            "cluster": _THREADS,
+        }
+        assert pipeline.run(cfg).status == "complete"
+    assert set(_opens_as_a_tree(tree).groups) == {"/", "/a"}
+    with np.errstate(all="ignore"):
+        want = apply_chain(
+            plan_chain(parse_config(cfg).stage_specs(), np.dtype("f4")),
+            zarr.open_array(str(plain))[:],
+        )
+    assert same_bits(zarr.open_array(str(group / "a" / "b"))[:], want)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_plan_and_dry_run_give_the_runs_warning_of_an_output_a_v2_group_does_not_list(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """``plan`` and ``run --dry-run`` of an output store below a Zarr v2 group said nothing of
+    what the run then warned (its v2 readers do not list the output, h86g): they give the
+    run's own warning line, as the run does; below a v3 group none of them gives one, nor do
+    they for a complete output the run leaves as it is. The input has dimension names, which
+    a v3 tree takes."""
+    _, tree = _plain_and_tree(tmp_path, zarr_format=zarr_format)
+    plain = tmp_path / "named.zarr"  # dimension names of its own: no tree refuses it
+    make_array(plain, np.ones((4, 5), np.float32), (4, 5), dimension_names=["r", "c"])
+    cfg = tmp_path / "run.yaml"
+    out = {"store": str(tree / "a" / "b")}
+    cfg.write_text(
+        yaml.safe_dump({"input": {"store": str(plain)}, "output": out, "stages": STAGES})
+    )
+
+    def warned(*args: Any) -> list[str]:
+        rc, _, err = cli(*args)
+        assert rc == 0, err
+        return [w for w in err.splitlines() if w.startswith("warning:")]
+
+    said = [warned(*a) for a in (("plan", cfg), ("run", cfg, "--dry-run"))]
+    ran = warned("run", cfg, "--progress", "none")
+    if zarr_format == 3:
+        assert said == [[], []] and ran == [], (said, ran)
+    else:
+        assert len(ran) == 1 and "inside the Zarr v2 group" in ran[0], ran
+        assert said == [ran, ran], (said, ran)
+    assert warned("plan", cfg) == [] and warned("run", cfg, "--dry-run", "--resume") == []
+    assert warned("run", cfg, "--dry-run", "--overwrite") == ran
+
+
+@pytest.mark.parametrize(("store", "array"), [("tree.zarr/a/b", ""), ("tree.zarr", "g/b")])
+def test_an_array_alone_of_another_size_below_an_xarray_tree_s_group_is_refused(
+    tmp_path: Path, cli, store: str, array: str
+) -> None:
+    """An array alone with the dimension name ``x`` (zarr-python's ``dimension_names``) of 5
+    elements, written below the root of a tree whose ``x`` has 6: written, exit 0, and
+    ``xr.open_datatree`` of the tree then failed ("not aligned with its parents"); only a
+    Dataset output had been held to the groups above it. Refused by plan and run in one
+    line naming the group, the dimension and a fix that works (an output.store outside the
+    tree), nothing written; one of 6 elements is written there, and the tree opens."""
+    _, tree = _plain_and_tree(tmp_path)
+    named = tmp_path / "named.zarr"
+    cfg = tmp_path / "run.yaml"
+    out = {"store": str(tmp_path / store), "array": array}
+    run = {"input": {"store": str(named)}, "output": out, "stages": STAGES, "cluster": _THREADS}
+    cfg.write_text(yaml.safe_dump(run))
+    make_array(named, np.ones(5, np.float32), (5,), dimension_names=["x"])
+    before = file_states(tree)
+    for args in (("plan", cfg), ("run", cfg, "--progress", "none")):
+        rc, _, err = cli(*args)
+        assert rc == 1, err
+        line = one_line_error(err)
+        assert f"the group {tree} above it has the dimension 'x' of 6 elements" in line, line
+        assert line.endswith(f"choose an output.store outside {tree}"), line
+        assert file_states(tree) == before
+    elsewhere = {**run, "output": {"store": str(tmp_path / "elsewhere.zarr"), "array": array}}
+    assert pipeline.run(elsewhere).status == "complete"  # as the line says
+    make_array(named, np.ones(6, np.float32), (6,), dimension_names=["x"])
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert set(_opens_as_a_tree(tree).groups) == {"/", "/a" if array == "" else "/g"}
+
+
+def test_an_xarray_tree_named_as_the_output_names_a_new_array_in_it_only_where_one_fits(
+    tmp_path: Path, cli
+) -> None:
+    """``output.store: tree.zarr`` (a group) is refused as no array; its fix "name a new array
+    in it" led a plain array (no dimension names) to the next refusal (it would close the
+    tree, h86g): for it that fix is not named; for an array with dimension names it is, and
+    following it writes the array, the tree opening."""
+    plain, tree = _plain_and_tree(tmp_path)
+    named = tmp_path / "named.zarr"
+    make_array(named, np.ones((4, 5), np.float32), (4, 5), dimension_names=["r", "c"])
+    cfg = tmp_path / "run.yaml"
+    for src, fits in ((plain, False), (named, True)):
+        run = {"input": {"store": str(src)}, "output": {"store": str(tree)}, "stages": STAGES}
+        cfg.write_text(yaml.safe_dump({**run, "cluster": _THREADS}))
+        rc, _, err = cli("run", cfg, "--progress", "none")
+        line = one_line_error(err)
+        assert rc == 1 and "is a Zarr group" in line, line
+        assert ("name a new array in it" in line) is fits, line
+        assert "choose another output.store" in line, line
+    cfg.write_text(yaml.safe_dump({**run, "output": {"store": str(tree), "array": "b"}}))
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert "b" in _opens_as_a_tree(tree).to_dataset().data_vars

@@ -922,6 +922,7 @@ def check_frame_fits(plan: Plan) -> None:
     group, variable = output_group(plan), plan.carried.variable
     _refuse_replacing_a_reference(plan)
     _refuse_closing_a_dataset(plan)
+    _refuse_breaking_a_tree(plan)
     if group is None or variable is None:
         return
     _refuse_misaligning_a_tree(plan)
@@ -1123,19 +1124,166 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
             f"an xarray Dataset of {some}, and {why}: xarray does not open the group (nor "
             "those variables) while it is there, finished or not, and no run writes it there, "
             f"even with --overwrite; remove {name_shown(where)} (an unfinished output of this "
-            "pipeline) "
-            "yourself, then run it into another output.store, or a group of its own "
-            "(output.array: '<group>/<name>')"
+            f"pipeline) yourself, then run it into {_outside(plan, holder.join(group))}"
         )
     else:
         line = (
             f"cannot write {name_shown(where)}: it is an array alone in the group "
             f"{holder.shown(group)}, an "
             f"xarray Dataset of {some}, and {why}: xarray would no longer open the group (nor "
-            "those variables), even with --overwrite; choose another output.store, or a group "
-            "of its own (output.array: '<group>/<name>')"
+            f"those variables), even with --overwrite; choose {_outside(plan, holder.join(group))}"
         )
     raise OutputError(line, output=where, group=holder.join(group), arrays=listed[:3])
+
+
+def _outside(plan: Plan, group: str) -> str:
+    """The fix of an array alone that a group's readers would fail on
+    (:func:`_refuse_closing_a_dataset`): an output.store outside the whole xarray tree that
+    lists it (:func:`_listing_tree`; a group of its own in that tree, which the line had
+    said, is still in it: ``xr.open_datatree`` failed on the tree all the same, h86g), else
+    outside ``group`` (a URL)."""
+    found = _listing_tree(plan)
+    top = found[0].url if found is not None else group
+    return f"an output.store outside {name_shown(top.rstrip('/'))}"
+
+
+def _listing_tree(plan: Plan) -> tuple[Location, str] | None:
+    """The outermost Zarr group whose hierarchy lists the output array, which
+    ``xr.open_datatree`` of it opens: (its location, the output's path from it). The output
+    store's root where the output is at a path in it and the root is a group, and each
+    group enclosing the store (:func:`pipeline.store.arrays.enclosing_groups`) up to the first
+    Zarr v2 one (whose readers do not list the v3 output below it:
+    :func:`unlisted_by_v2_group`); None where no group lists it."""
+    loc, path = plan.output.location, plan.output.path.strip("/")
+    top = None
+    if path and arrays.node_type(loc, "") == "group":
+        if not loc.exists("zarr.json"):
+            return None  # a v2 store: its readers list no v3 output (refused elsewhere)
+        top = (loc, path)
+    try:
+        enclosing = arrays.enclosing_groups(loc)
+    except OSError:  # nothing known above the store
+        enclosing = []
+    for holder, tail in enclosing:
+        if not holder.exists("zarr.json"):
+            break
+        top = (holder, f"{tail}/{path}" if path else tail)
+    return top
+
+
+def _refuse_breaking_a_tree(plan: Plan, resume: bool = False) -> None:
+    """Refuse (OutputError, before anything is written) an output array of at least one
+    dimension written alone (no Dataset variable) without dimension names (its input has
+    none), into an xarray tree: a hierarchy (:func:`_listing_tree`: the output below a group
+    of its store, ``output.array: 'g/b'``, or below a group enclosing it, ``output.store:
+    tree.zarr/a/b``) of which some array has dimension names (xarray's content) and none of
+    at least one dimension has none (a tree ``xr.open_datatree`` opens now). It had been
+    written, exit 0, and ``xr.open_datatree`` of the tree then failed on every group,
+    "missing the dimension_names" (h86g); so did a group of its own in that tree, which the
+    refusal of an array alone beside a Dataset suggested. The fix: an output.store outside
+    the tree. With ``resume``, ``run --resume``'s refusal of an incomplete such output (begun
+    before this check): remove it, then run it there. A hierarchy without xarray content (a
+    plain Zarr group) is written into as before. Fields ``output``, ``group`` (the tree's
+    top, a URL), ``arrays`` (some of its arrays that have dimension names). One with
+    dimension names is refused where its group would not be aligned with those above it
+    (:func:`_refuse_misaligned_alone`)."""
+    dims = plan.carried.dimension_names
+    if plan.carried.frame or not plan.output.shape:
+        return
+    found = _listing_tree(plan)
+    if found is None:
+        return
+    holder, within = found
+    if dims is not None:
+        _refuse_misaligned_alone(plan, holder, within, resume)
+        return
+    try:
+        store = holder.zarr_store(read_only=True)
+        named, unnamed = datasets.tree_arrays(store, skip=within)
+    except Exception:  # no hierarchy there to read
+        return
+    if not named or unnamed:
+        return  # no xarray content, or a tree xarray does not open already
+    where = plan.output.location.join(plan.output.path)
+    top = holder.url.rstrip("/")
+    some = ", ".join(repr(n) for n in named) + (", ..." if len(named) >= 3 else "")
+    why = (
+        f"it has no dimension names (its input has none), and it would be inside "
+        f"the xarray tree {name_shown(top)} (arrays with dimension names: {some}), whose "
+        "xr.open_datatree fails on every group while an array there has none"
+    )
+    if resume:
+        line = (
+            f"cannot resume {name_shown(where)}: {why}, finished or not; remove "
+            f"{name_shown(where)} (an unfinished output of this pipeline) yourself, then run "
+            f"it into an output.store outside {name_shown(top)}"
+        )
+    else:
+        line = (
+            f"cannot write {name_shown(where)}: {why}, even with --overwrite; choose an "
+            f"output.store outside {name_shown(top)}"
+        )
+    raise OutputError(line, output=where, group=top, arrays=named)
+
+
+def _closes_a_tree(plan: Plan) -> bool:
+    """Whether the output, an array alone without dimension names
+    (:func:`_refuse_breaking_a_tree`), named as a new array in the group at the output's
+    path (which is a group), would be refused there: the hierarchy of that group holds
+    arrays with dimension names and none without."""
+    if plan.carried.frame or plan.carried.dimension_names is not None or not plan.output.shape:
+        return False
+    loc, path = plan.output.location, plan.output.path.strip("/")
+    try:
+        named, unnamed = datasets.tree_arrays(loc.zarr_store(read_only=True), group=path)
+    except Exception:  # nothing to read there
+        return False
+    return bool(named) and not unnamed
+
+
+def _refuse_misaligned_alone(plan: Plan, top: Location, within: str, resume: bool) -> None:
+    """Refuse (OutputError, before anything is written) an array alone with dimension names
+    at the path ``within`` of the xarray tree ``top`` (:func:`_listing_tree`) whose group
+    would not be aligned with the groups above it (a dimension of another size than the
+    nearest that has it: :func:`pipeline.store.datasets.misaligned_sizes`): written, exit 0,
+    ``xr.open_datatree`` of the tree then failed on every group ("not aligned with its
+    parents"; a Dataset output was refused so, an array alone was not). Its own group's
+    arrays are :func:`_refuse_closing_a_dataset`'s. Fields ``output``, ``group``,
+    ``dimension``."""
+    dims = plan.carried.dimension_names or ()
+    if not all(isinstance(d, str) for d in dims):
+        return  # partial names: no variable of xarray's to align
+    parts = within.split("/")
+    try:
+        store = top.zarr_store(read_only=True)
+    except Exception:  # no hierarchy there to read
+        return
+    ancestors = [
+        (store, "/".join(parts[:depth]), top.join("/".join(parts[:depth])))
+        for depth in range(len(parts) - 2, -1, -1)
+    ]
+    wanted = {str(d): n for d, n in zip(dims, plan.output.shape, strict=True)}
+    found = datasets.misaligned_sizes(wanted, ancestors)
+    if found is None:
+        return
+    label, dim, why = found
+    where = plan.output.location.join(plan.output.path)
+    tree = top.url.rstrip("/")
+    fix = f"choose an output.store outside {name_shown(tree)}"
+    if resume:
+        fix = (
+            f"remove {name_shown(where)} (an unfinished output of this pipeline) yourself, then "
+            f"run it into an output.store outside {name_shown(tree)}"
+        )
+    raise OutputError(
+        f"{'cannot resume' if resume else 'cannot write'} {name_shown(where)}: the group "
+        f"{name_shown(label.rstrip('/'))} above it {why}, and xr.open_datatree of "
+        f"{name_shown(tree)} would fail on every group (one not aligned with those above it), "
+        f"even with --overwrite; {fix}",
+        output=where,
+        group=label.rstrip("/"),
+        dimension=dim,
+    )
 
 
 def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:
@@ -1493,12 +1641,16 @@ def _decide_start(
     if state == "group":
         loc, path = plan.output.location, plan.output.path
         some = members_words(loc, path.strip("/"), group_members(loc, path))
+        # an array without dimension names named in an xarray tree is refused there too (h86g)
+        inside = (
+            ""
+            if _closes_a_tree(plan)
+            else "name a new array in it (output.array: <group>/<name>), "
+        )
         raise OutputError(
             f"{name_shown(where)} is a Zarr group that holds {some}, not an array; the pipeline "
-            "never "
-            "replaces a group, even with --overwrite: name a new array in it "
-            "(output.array: <group>/<name>), choose another output.store, or remove it "
-            "yourself",
+            f"never replaces a group, even with --overwrite: {inside}choose another "
+            "output.store, or remove it yourself",
             output=where,
             status=state,
         )
@@ -1840,6 +1992,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
     # an array alone begun in a Dataset's group by a run before this check (ddc6267) would be
     # finished there, closing the group to xarray: refused as a fresh start is
     _refuse_closing_a_dataset(plan, resume=True)
+    _refuse_breaking_a_tree(plan, resume=True)
     # a group above or below gained a dimension of another size since: refused as a first
     # run is (h86d: the resume finished it, and xr.open_datatree then failed on the store)
     _refuse_misaligning_a_tree(plan, resume=True)

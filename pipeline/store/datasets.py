@@ -470,6 +470,30 @@ def misaligned_descendant(
     return None
 
 
+def misaligned_sizes(
+    wanted: dict[str, int], ancestors: list[tuple[Any, str, str]]
+) -> tuple[str, str, str] | None:
+    """Where an array alone (no coordinates of its own) of the dimensions ``wanted`` (name:
+    size), in a group below each of ``ancestors`` ((store, group path, label), nearest
+    first), would not be aligned with them, as ``xr.open_datatree`` requires: each dimension
+    sized by the nearest group that has it (a variable's, with a coordinate or without), as
+    :func:`misaligned_ancestor` holds a Dataset output: (the group's label, the dimension,
+    how it differs), or None where every one agrees."""
+    sized: set[str] = set()
+    for store, group, label in ancestors:
+        sizes = _aligned_by(store, group)[0]
+        for d in sorted(wanted):
+            if d in sizes and d not in sized:
+                sized.add(d)
+                if sizes[d] != wanted[d]:
+                    return (
+                        label,
+                        d,
+                        f"has the dimension {d!r} of {sizes[d]} elements, the output's {wanted[d]}",
+                    )
+    return None
+
+
 def misaligned_ancestor(
     src_store: Any, var: Variable, ancestors: list[tuple[Any, str, str]]
 ) -> tuple[str, str, str] | None:
@@ -904,6 +928,39 @@ def group_arrays(store: Any, group: str, listed: bool = False) -> dict[str, Any]
         return dict(readable_arrays(found)[0])
     except Exception:
         return {}
+
+
+def tree_arrays(
+    store: Any, skip: str = "", most: int = 3, group: str = ""
+) -> tuple[list[str], list[str]]:
+    """The arrays of at least one dimension of the Zarr hierarchy at ``group`` of ``store``
+    ('' for its root; paths from the root; each group as its own listing holds it, not a
+    consolidated copy, which may be stale), breadth first and by name, the array at
+    ``skip`` and what is below it left out (the output itself): (the paths of the first
+    ``most`` that have dimension names, :func:`dimension_names`: xarray's content, which
+    ``xr.open_datatree`` of the hierarchy opens; those of the first ``most`` that have
+    none, on which it fails for every group). A group that cannot be read is passed over."""
+    import zarr
+
+    named: list[str] = []
+    unnamed: list[str] = []
+    below = [group]
+    while below and (len(named) < most or not unnamed):
+        path = below.pop(0)
+        try:
+            with _quiet():
+                g = zarr.open_group(
+                    store=store, path=path or None, mode="r", use_consolidated=False
+                )
+                keys = sorted(g.group_keys())
+        except Exception:
+            continue
+        for name, arr in group_arrays(store, path, listed=True).items():
+            key = _key(path, name)
+            if key != skip and arr.ndim > 0:
+                (unnamed if dimension_names(arr) is None else named).append(key)
+        below += [k for k in (_key(path, k) for k in keys) if k != skip]
+    return named[:most], unnamed[:most]
 
 
 def bounded_by(store: Any, var: Variable) -> list[tuple[str, dict[str, Any]]]:
