@@ -22,6 +22,13 @@ if sys.argv[:1] == ["-m"]:  # `python -m pipeline`, this package being found: it
         module (importing ``pipeline.shadowing`` would run this file again, and fail the
         same): the module is loaded from its file alone, as it imports no module of the
         package's; where that fails too, the error is said as Python says it."""
+        if issubclass(failure[0], KeyboardInterrupt) and "pipeline.cli" not in sys.modules:
+            # a Ctrl-C while this package's own modules load, before ``__main__``'s handler of
+            # one while the command's load: its line (nothing is begun), not the traceback;
+            # Python then dies of the SIGINT, as after any Ctrl-C of the command (h87a)
+            sys.stderr.write("interrupted: nothing was written\n")
+            sys.stderr.flush()
+            return
         if "pipeline" in sys.modules:
             from pipeline.shadowing import excepthook
 

@@ -743,18 +743,21 @@ class CtrlC:
             raise KeyboardInterrupt
 
 sys.meta_path.insert(0, CtrlC())
-sys.argv = ["pipeline", *sys.argv[2:]]
+sys.argv = ["-m", *sys.argv[2:]]  # as Python's -m has it while the package is found
 runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.mark.parametrize("module", ["pipeline._lazy", "pipeline.running.waiting"])
+@pytest.mark.parametrize(
+    "module", ["pipeline.errors", "pipeline._lazy", "pipeline.running.waiting"]
+)
 def test_a_ctrl_c_while_the_commands_modules_load_says_one_line_and_dies_of_it(
     tmp_path: Path, module: str
 ) -> None:
     """A Ctrl-C in the first tenth of a second of ``python -m pipeline run`` (its modules still
     loading, before the command's handler is set) printed Python's traceback of the import it
-    cut short, not the pipeline's line (h86g). Now: ``interrupted: nothing was written`` alone
+    cut short, not the pipeline's line (h86g; and in the package's own imports, before
+    ``__main__`` runs: ``pipeline.errors``, h87a). Now: ``interrupted: nothing was written`` alone
     on stderr, nothing written, and the program dies of SIGINT as after any Ctrl-C of it (a
     script running it stops too)."""
     make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
