@@ -34,6 +34,7 @@ from pipeline.errors import (
     names_shown,
     shell_word,
     single_line,
+    some_said,
     wrong_library,
 )
 from pipeline.running import waiting
@@ -1338,6 +1339,18 @@ def _verdict(
                 Stop(res.stopped, res.stopped_mend, res.stopped_input).advice(),
             )
         return said(f"the output is {res.status}: it was not finished; ", told)
+    if res.record_refused:  # every run refuses it until it is mended: that refusal (h86g:
+        # a complete output whose .pipeline was a link to a user's folder passed)
+        return said(
+            "",
+            _run_says(
+                args,
+                config,
+                ("--resume",),
+                f"the output's run record is not as the run keeps it "
+                f"({some_said(list(res.record_refused))}), which every run refuses: mend it",
+            ),
+        )
     if res.record_edited is not None:  # nothing it says is taken (h55b)
         return said(
             "the output's record of the run that made it (its `pipeline` attribute) "
@@ -1428,6 +1441,19 @@ def _verdict(
             f"recomputed (as {calls} does)",
         )
 
+    if res.groups_missing:  # its run wrote them; removed since (h86g: verify passed)
+        from pipeline.running.output import groups_gone_said
+
+        one = len(res.groups_missing) == 1
+        return said(
+            f"{groups_gone_said(list(res.groups_missing))}; ",
+            _run_says(
+                args,
+                config,
+                ("--resume",),
+                f"`run --resume` writes {'it' if one else 'them'} again, nothing recomputed",
+            ),
+        )
     if res.consolidated_stale:
         more = len(res.consolidated_stale) - 1
         return said(

@@ -188,11 +188,16 @@ def test_a_file_where_a_complete_outputs_run_record_goes_is_named_by_every_comma
             assert rc == 1 and one_line_error(err) == f"error: {said}", err
         rc, out, err = cli("plan", done.config)
         assert rc == 1 and plan_rows(out)["output now"] == f"complete; {said}", out + err
+        # verify had passed it (h86g): the run's refusal, after the table
+        rc, out, err = cli("verify", done.config)
+        assert rc == 1 and one_line_error(err) == f"error: {said}", out + err
         assert file_states(done.output) == before
     finally:
         stray.unlink()
     rc, _, err = cli("run", done.config, "--resume")
     assert rc == 0 and "already complete; nothing to do" in err, err
+    rc, out, err = cli("verify", done.config)
+    assert rc == 0, out + err
 
 
 @pytest.mark.parametrize("target", ["itself", "elsewhere"])
@@ -221,14 +226,57 @@ def test_a_link_where_a_complete_outputs_run_record_goes_is_named_by_every_comma
             assert rc == 1 and one_line_error(err) == f"error: {said}", err
         rc, out, err = cli("plan", done.config)
         assert rc == 1 and plan_rows(out)["output now"] == f"complete; {said}", out + err
+        # verify had passed it, a link to a user's folder too (h86g): the run's refusal
+        rc, out, err = cli("verify", done.config)
+        assert rc == 1 and one_line_error(err) == f"error: {said}", out + err
         assert file_states(done.output) == before
         assert file_states(behind) == behind_before
     finally:
         link.unlink()
+    rc, out, err = cli("verify", done.config)
+    assert rc == 0, out + err
     rc, _, err = cli("run", done.config, "--resume")
     assert rc == 0 and "already complete; nothing to do" in err, err
     rc, out, err = cli("plan", done.config)
     assert rc == 0 and plan_rows(out)["output now"] == "complete: `run --overwrite` replaces it"
+
+
+def test_a_users_file_in_a_complete_outputs_run_record_folder_fails_verify_as_runs_refuse_it(
+    done: Done, cli
+) -> None:
+    """h86g's kind: a file of the user's in a complete output's ``.pipeline`` folder, which
+    every run refuses (it deletes that folder): verify had passed the output, exit 0. It
+    fails it in the run's own line (the table first), the API's result not ok, its advice
+    that line; nothing written. Moved out, verify passes and a resume finds nothing to do."""
+    import pipeline
+
+    record = done.output / ".pipeline"
+    record.mkdir()
+    (record / "notes.txt").write_text("mine")
+    before = file_states(done.output)
+    said = (
+        f"the run record folder {record} holds notes.txt, which the pipeline did not write: "
+        "that folder is the pipeline's own bookkeeping (its lock, run.json, done/, aside/), "
+        "which a run deletes as it ends or starts over: move it elsewhere yourself, then it is "
+        "complete (`run --overwrite` replaces it)"
+    )
+    try:
+        for flags in (("--resume",), ()):
+            rc, _, err = cli("run", done.config, "--progress", "none", *flags)
+            assert rc == 1 and one_line_error(err) == f"error: {said}", err
+        rc, out, err = cli("verify", done.config, "--all")
+        assert rc == 1 and one_line_error(err) == f"error: {said}", out + err
+        assert "output status  complete" in out, out
+        result = pipeline.verify(str(done.config))
+        assert not result.ok and result.record_refused == (".pipeline/notes.txt",), result
+        assert result.advice is not None and "move it elsewhere yourself" in result.advice
+        assert file_states(done.output) == before
+    finally:
+        shutil.rmtree(record)
+    rc, out, err = cli("verify", done.config)
+    assert rc == 0, out + err
+    rc, _, err = cli("run", done.config, "--resume")
+    assert rc == 0 and "already complete; nothing to do" in err, err
 
 
 def test_resume_of_a_current_complete_output_that_cannot_be_written_does_nothing(

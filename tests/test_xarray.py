@@ -9067,6 +9067,116 @@ def test_a_group_between_removed_after_the_run_is_written_again_by_a_resume(
         assert same_bits(xr.open_zarr(str(tree), group="a/b")["v"].values, want)
 
 
+@pytest.mark.parametrize("below", ["a/b", "a/b/c"])
+def test_a_group_between_removed_from_an_unconsolidated_tree_fails_verify_and_a_resume_mends_it(
+    tmp_path: Path, cli, below: str
+) -> None:
+    """h86g (d): an output at ``tree.zarr/a/b`` (or ``a/b/c``) of an unconsolidated tree, its
+    groups between removed after the run: verify passed, exit 0, while
+    ``xr.open_datatree`` saw the root alone (87b2b88 mended the consolidated tree, whose
+    stale copy verify named). verify fails it in one line naming the groups gone and `run
+    --resume`, which plan and a plain run name too; that resume writes them again, nothing
+    recomputed: verify passes and the tree opens with the output's values."""
+    src, v = _grid_input(tmp_path)
+    tree = tmp_path / "tree.zarr"
+    _parent_of_x(tree, 60, consolidated=False)
+    cfg = {
+        "input": {"store": str(src), "array": "v"},
+        "output": {"store": str(tree / below), "array": "v"},
+        "stages": STAGES,
+        "cluster": _THREADS,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert pipeline.run(cfg).status == "complete"
+    parts = below.split("/")[:-1]
+    between = [tree / "/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+    for folder in between:
+        (folder / "zarr.json").unlink()
+    assert set(_opens_as_a_tree(tree).groups) == {"/"}
+    chunks = {k: f for k, f in file_states(tree / below).items() if "/c/" in k}
+    assert chunks, file_states(tree / below)
+    one = len(between) == 1
+    gone = (
+        f"{'the group' if one else 'the groups'} {', '.join(map(str, between))} that "
+        f"{'holds' if one else 'hold'} the output's store {'is' if one else 'are'} gone (no "
+        "Zarr metadata there: removed since the run), so readers of the groups above "
+        "(`xr.open_datatree`) do not reach the output"
+    )
+    again = f"`run --resume` writes {'it' if one else 'them'} again, nothing recomputed"
+    rc, out, err = cli("verify", path)
+    assert rc == 1 and one_line_error(err) == f"error: {gone}; {again}", out + err
+    result = pipeline.verify(cfg)
+    assert not result.ok and result.groups_missing == tuple(map(str, between)), result
+    rc, out, err = cli("plan", path)
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert rc == 0 and now.endswith(f"output now   complete, but {gone}: {again}"), out
+    rc, _, err = cli("run", path, "--progress", "none")
+    assert rc == 1 and f"is complete, made from this config and input, but {gone}" in err, err
+    rc, _, err = cli("run", path, "--resume")
+    assert rc == 0 and "is already complete; the group that holds it written again" in err, err
+    for folder in between:
+        assert json.loads((folder / "zarr.json").read_text())["node_type"] == "group"
+    # nothing recomputed: the chunk files as they were (the metadata consolidated again)
+    assert {k: f for k, f in file_states(tree / below).items() if "/c/" in k} == chunks
+    rc, out, err = cli("verify", path)
+    assert rc == 0, out + err
+    groups = {"/" + "/".join(below.split("/")[:d]) for d in range(1, len(below.split("/")) + 1)}
+    assert set(_opens_as_a_tree(tree).groups) == {"/", *groups}
+    with np.errstate(all="ignore"):
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), v.dtype), v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert same_bits(xr.open_zarr(str(tree), group=below)["v"].values, want)
+
+
+@pytest.mark.parametrize("when", ["first-run", "resume"])
+def test_a_group_between_in_a_folder_that_cannot_be_written_is_refused_in_the_outputs_line(
+    tmp_path: Path, cli, when: str
+) -> None:
+    """h86e/h86d (e): the folder ``tree.zarr/a`` of the group between, holding only the way
+    down (``b``, the output's store), that cannot be written: the run had passed the file
+    system's PermissionError through ("a store answered PermissionError: ... .zarr.json.tmp-
+    ..."), the output's folder half made. Refused before anything is written in the line
+    of an output folder that cannot be written, naming ``a``; `verify` of a complete output
+    whose ``a`` is gone names it too (its `run --resume` is refused so). Writable again, the
+    run (or the resume) writes the group."""
+    src, _ = _grid_input(tmp_path)
+    tree = tmp_path / "tree.zarr"
+    _parent_of_x(tree, 60, consolidated=False)
+    cfg = {
+        "input": {"store": str(src), "array": "v"},
+        "output": {"store": str(tree / "a" / "b"), "array": "v"},
+        "stages": STAGES,
+        "cluster": _THREADS,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    folder = tree / "a"
+    if when == "resume":
+        assert pipeline.run(cfg).status == "complete"
+        (folder / "zarr.json").unlink()
+    else:
+        (folder / "b").mkdir(parents=True)
+    line = (
+        f"error: cannot write the output at {tree / 'a' / 'b'}: {folder} is not a writable "
+        "directory; choose another output.store or fix its permissions"
+    )
+    before = file_states(tree)
+    with read_only_folder(folder):
+        flags = ("--resume",) if when == "resume" else ()
+        rc, _, err = cli("run", path, "--progress", "none", *flags)
+        assert rc == 1 and one_line_error(err) == line, err
+        if when == "resume":
+            rc, out, err = cli("verify", path)
+            assert rc == 1 and one_line_error(err).endswith(line[len("error: ") :]), out + err
+        assert file_states(tree) == before
+    flags = ("--resume",) if when == "resume" else ()
+    rc, _, err = cli("run", path, "--progress", "none", *flags)
+    assert rc == 0, err
+    assert json.loads((folder / "zarr.json").read_text())["node_type"] == "group"
+
+
 def test_a_plain_folder_of_the_users_between_a_group_and_the_output_is_left_as_it_is(
     tmp_path: Path,
 ) -> None:

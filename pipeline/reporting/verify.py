@@ -210,6 +210,20 @@ class VerifyResult:
     group's attributes are the user's), but not an edit that runs keep: ``run --overwrite``
     carries them from the input again; verify notes them as removed (it had said "differs
     (edited since)" of an attribute that was gone)"""
+    record_refused: tuple[str, ...] = ()
+    """the parts of the output's run record folder (``.pipeline``) that every run refuses at
+    its start, each in a few words: one of another kind than the run keeps there
+    (:meth:`~pipeline.store.ledger.Ledger.misshapen`: ``.pipeline is a link to /data/mine``,
+    a file), or an entry the pipeline did not write there
+    (:meth:`~pipeline.store.ledger.Ledger.strangers`: ``.pipeline/notes.txt``). Every run,
+    ``--resume`` and ``--overwrite`` too, refuses the output until it is mended, and verify
+    had passed it (h86g); () where there is none"""
+    groups_missing: tuple[str, ...] = ()
+    """the folders between the group enclosing the output's store and that store that are
+    no Zarr group now (:func:`pipeline.store.arrays.groups_between_missing`: its run wrote
+    them, removed since, or an earlier version wrote none), as URLs: readers of the enclosing
+    group (``xr.open_datatree``) do not reach the output. ``run --resume`` writes them again,
+    nothing recomputed; () where there is none"""
     input_formats: str | None = None
     """where the input array has both Zarr v3 and v2 metadata (zarr-python 3 and 2 both wrote
     at its path): which one the input is read from, in words for a note
@@ -307,6 +321,8 @@ class VerifyResult:
             and (self.files_modified is None or self.checked == self.total)
             and not self.consolidated_stale
             and not self.consolidated_missing
+            and not self.record_refused
+            and not self.groups_missing
             and (self.input_unchecked is None or self.checked == self.total)
         )
 
@@ -576,6 +592,8 @@ def verify(
         consolidated_missing=missing,
         group_attributes_edited=edited,
         group_attributes_removed=removed,
+        record_refused=_record_refused(loc_out, out_path, block_grid),
+        groups_missing=tuple(arrays.groups_between_missing(loc_out)),
         input_formats=formats,
         input_notes=reading + kept.notes + _walk_notes(info_in, now),
         input_unchecked=None if changed else now.unstamped,
@@ -591,6 +609,19 @@ def verify(
         why = arrays.mark_after_units(loc_out, out_path, dst, every, listed)
         result = dataclasses.replace(result, files_marked=why is None, files_unmarked=why)
     return result
+
+
+def _record_refused(location: Location, path: str, block_grid: tuple[int, ...]) -> tuple[str, ...]:
+    """The parts of the output's run record that every run's start refuses (the checks of
+    :func:`pipeline.running.output.decide_start` that read the record folder: its parts of
+    another kind than the run keeps, :meth:`Ledger.misshapen`, then, where there are none,
+    the entries it did not write, :meth:`Ledger.strangers` of the output's ``block_grid``),
+    each in a few words (:attr:`VerifyResult.record_refused`)."""
+    ledger = Ledger(location, path)
+    found = ledger.misshapen()
+    if found:
+        return tuple(f"{key} is {there}" for key, there, _ in found)
+    return tuple(f"{RECORD}/{name}" for name in ledger.strangers(block_grid))
 
 
 def _walk_notes(info: arrays.ArrayInfo, store: StoreIdentity) -> tuple[str, ...]:

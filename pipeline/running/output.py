@@ -337,30 +337,47 @@ def check_writable(loc: Location) -> None:
             if parent == probe:
                 break
             probe = parent
-        if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-            line = (
-                f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is not a "
-                "writable directory; "
-                f"choose another {side}.store or fix its permissions"
-            )
-            if not os.path.isdir(probe):  # permissions would not mend it (had been said)
-                # what it is: a named pipe, a socket, a link to a file had each been called
-                # "a file" (h85a)
-                what = path_words(probe) or "a file"
-                fix = (
-                    f"choose another {side}.store"
-                    if what == "a file"
-                    else f"remove it yourself, or choose another {side}.store"
-                )
-                line = (
-                    f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is "
-                    f"{what}, not a directory, and the pipeline never replaces it; {fix}"
-                )
-            if side == "input":
-                raise InputError(line, input=loc.url, directory=probe)
-            raise OutputError(line, output=loc.url, directory=probe)
+        probes = [probe]
+        if side == "output":  # and each folder there of the groups between that the run
+            # writes (arrays.write_groups_between): its refused write had passed the file
+            # system's PermissionError through, the output's files half made (h86d)
+            probes += [
+                url
+                for url in arrays.groups_between_missing(loc)
+                if os.path.lexists(url) and url not in probes
+            ]
+        for probe in probes:
+            _refuse_unwritable(loc, side, probe)
         return
     loc.writable_probe()
+
+
+def _refuse_unwritable(loc: Location, side: str, probe: str) -> None:
+    """:func:`check_writable`'s refusal of the local folder ``probe``, where the run writes
+    (the store's own folder or the nearest one above it that exists, or a group between the
+    output's store and its enclosing group), where it is no directory that can be written."""
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        line = (
+            f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is not a "
+            "writable directory; "
+            f"choose another {side}.store or fix its permissions"
+        )
+        if not os.path.isdir(probe):  # permissions would not mend it (had been said)
+            # what it is: a named pipe, a socket, a link to a file had each been called
+            # "a file" (h85a)
+            what = path_words(probe) or "a file"
+            fix = (
+                f"choose another {side}.store"
+                if what == "a file"
+                else f"remove it yourself, or choose another {side}.store"
+            )
+            line = (
+                f"cannot write the {side} at {name_shown(loc.url)}: {name_shown(probe)} is "
+                f"{what}, not a directory, and the pipeline never replaces it; {fix}"
+            )
+        if side == "input":
+            raise InputError(line, input=loc.url, directory=probe)
+        raise OutputError(line, output=loc.url, directory=probe)
 
 
 def output_state(plan: Plan) -> str:
@@ -1597,7 +1614,12 @@ def _done_as_it_is(plan: Plan) -> bool:
     """Whether ``run --resume`` finds the output complete and writes nothing there."""
     try:
         done = decide_start(plan, resume=True) == "done"
-        return done and not copies_to_write(plan) and not record_to_rewrite(plan)
+        return (
+            done
+            and not copies_to_write(plan)
+            and not record_to_rewrite(plan)
+            and not groups_to_write(plan)
+        )
     except Exception:  # a refusal, or what cannot be looked at (under a file): not done
         return False
 
@@ -2204,6 +2226,32 @@ def copies_to_write(plan: Plan) -> list[str]:
     return found
 
 
+def groups_to_write(plan: Plan) -> list[str]:
+    """The folders between the group enclosing the output's store and that store that hold
+    no Zarr group's metadata now (:func:`pipeline.store.arrays.groups_between_missing`, as
+    URLs): a group its run wrote and that was removed since (or that an earlier version never
+    wrote), so that readers of the enclosing group (``xr.open_datatree``) do not reach the
+    output, and ``verify`` fails it. ``run --resume`` of a complete output writes them again
+    (:func:`write_again`), nothing recomputed; a run's end writes them too. Reads only; []
+    where none is missing or what is above cannot be read (decided and named elsewhere)."""
+    try:
+        return arrays.groups_between_missing(plan.output.location)
+    except Exception:
+        return []
+
+
+def groups_gone_said(groups: list[str]) -> str:
+    """:func:`groups_to_write`'s folders as one clause (three named, then how many more):
+    ``the group /data/tree.zarr/a that holds the output's store is gone (...)``."""
+    one = len(groups) == 1
+    return (
+        f"{'the group' if one else 'the groups'} {some_shown(groups)} that "
+        f"{'holds' if one else 'hold'} the output's store {'is' if one else 'are'} gone (no "
+        "Zarr metadata there: removed since the run), so readers of the groups above "
+        "(`xr.open_datatree`) do not reach the output"
+    )
+
+
 def copies_said(copies: list[str]) -> str:
     """:func:`copies_to_write`'s words as one clause: the first, and how many more."""
     more = len(copies) - 1
@@ -2261,16 +2309,25 @@ def _writable(plan: Plan) -> bool:
     return True
 
 
-def written_again(copies: list[str], record: bool, planned: bool = False) -> str:
+def written_again(
+    copies: list[str], record: bool, planned: bool = False, groups: list[str] | None = None
+) -> str:
     """What :func:`write_again` writes of a complete output, in words: its run record as JSON
-    text (``record``: :func:`record_to_rewrite`), its consolidated metadata (``copies``:
+    text (``record``: :func:`record_to_rewrite`), the groups between its enclosing group and
+    its store (``groups``: :func:`groups_to_write`), its consolidated metadata (``copies``:
     :func:`copies_to_write`); as done (``its ... written again``), or, ``planned``, as what
     the run does (``writes its ... again``: ``run --dry-run``'s row)."""
+    groups = groups or []
     said = {
         "its run record": (
             record,
             " as JSON text (an earlier version wrote it as a mapping, which xarray's "
             "to_netcdf cannot write)",
+        ),
+        "the group that holds it": (
+            bool(groups),
+            f" ({some_shown(groups)}: removed since, and readers of the groups above reach the "
+            "output only through it)",
         ),
         "its consolidated metadata": (bool(copies), f" ({copies_said(copies)})" if copies else ""),
     }
@@ -2380,6 +2437,19 @@ def _exists(plan: Plan, state: str, where: str, declined: bool = False) -> Outpu
         edited = _complete_edited(plan)
         if edited is not None:  # the edit named (verify fails it), with the same fix
             return edited
+        groups = _complete_groups(plan)
+        if groups:  # verify fails them too (h87d): `run --resume` writes them again
+            took, refusals = run_accepts(plan, ("--resume",))
+            if took is None and refusals:
+                return refusals[0]
+            return OutputError(
+                f"{name_shown(where)} is complete, made from this config and input, but "
+                f"{groups_gone_said(groups)}: `run --resume` writes "
+                f"{'it' if len(groups) == 1 else 'them'} again, nothing recomputed",
+                output=where,
+                status=state,
+                changed=["groups"],
+            )
         copies = _complete_copies(plan)
         if copies:  # verify fails them too: `run --resume` writes them again
             took, refusals = run_accepts(plan, ("--resume",))
@@ -2440,6 +2510,17 @@ def _complete_copies(plan: Plan) -> list[str]:
     if stale_parts(recorded, resumed, whole=True):
         return []
     return copies_to_write(resumed)
+
+
+def _complete_groups(plan: Plan) -> list[str]:
+    """:func:`groups_to_write` of a complete output made from this config and input (as
+    ``run --resume`` plans it, :func:`resumed_plan`), [] where it is stale, whose refusal
+    says so first."""
+    recorded = recorded_run(plan)
+    resumed = as_recorded(plan, recorded.get("identity"))
+    if stale_parts(recorded, resumed, whole=True):
+        return []
+    return groups_to_write(resumed)
 
 
 def _calls(plan: Plan) -> str:
@@ -2651,6 +2732,12 @@ def _output_now(plan: Plan, state: str) -> str:
                 f"complete, but not what the run wrote ({edits_said(edits)}: edited or "
                 "removed since): `run --overwrite` writes it again"
             )
+        groups = _complete_groups(plan)
+        if groups:
+            return (
+                f"complete, but {groups_gone_said(groups)}: `run --resume` writes "
+                f"{'it' if len(groups) == 1 else 'them'} again, nothing recomputed"
+            )
         copies = _complete_copies(plan)
         if copies:
             return (
@@ -2716,10 +2803,12 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
         there = _stopped_there(stopped)
     if start == "done":
         copies, record = copies_to_write(plan), record_to_rewrite(plan)
-        if copies or record:
+        groups = groups_to_write(plan)
+        if copies or record or groups:
             return (
                 f"{there}: this run finds it complete, made from this config and input, and "
-                f"{written_again(copies, record, planned=True)}: nothing else to do"
+                f"{written_again(copies, record, planned=True, groups=groups)}: nothing else "
+                "to do"
             )
         return (
             f"{there}: this run finds it complete, made from this config and input: nothing to do"
@@ -3025,7 +3114,7 @@ def _create(plan: Plan, store: Location, folder: Folder | None = None) -> Aside:
     had = list(dict.fromkeys([*above, *_consolidated_before(ledger.read_manifest(), parent)]))
     # the groups between the store and a group enclosing it are written first (h86d:
     # `output.store: out.zarr/a/b` wrote no `a`, and out.zarr's readers never listed it)
-    arrays.write_groups_between(plan.output.location)
+    _write_groups_between(plan)
     # the groups enclosing the store with copies that list it (output.store: out.zarr/sub,
     # brk59: left stale), by how many groups up; and those a stopped run here had dropped
     outside = _enclosing_consolidated(plan)
@@ -3267,7 +3356,7 @@ def _consolidate(
     # (_create), written again where one was removed since: a resume, or one of a complete
     # output, had written the enclosing group's copy without the output, and verify's advice
     # (`run --resume`) never ended (h86g)
-    arrays.write_groups_between(plan.output.location)
+    _write_groups_between(plan)
     parent = plan.output.path.rpartition("/")[0]
     location = store or plan.output.location
     zarr_store = location.zarr_store(read_only=False)
@@ -3289,6 +3378,20 @@ def _consolidate(
                 if refused is None:
                     raise
                 raise refused from None
+
+
+def _write_groups_between(plan: Plan) -> None:
+    """:func:`pipeline.store.arrays.write_groups_between` of the output's store, a write the
+    store refuses (a folder that cannot be written: :func:`check_writable` refuses a local
+    one before the run writes anything; an object store's prefix) said in the line of the
+    output's own refused writes (:meth:`~pipeline.store.location.Location.write_refused`),
+    not the file system's bare PermissionError (h86d)."""
+    try:
+        arrays.write_groups_between(plan.output.location)
+    except OSError as e:
+        if storage_failure(e) is None:
+            raise
+        raise plan.output.location.write_refused(e) from None
 
 
 def _enclosing_refused(

@@ -469,14 +469,15 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
             # stale or gone copies, an earlier version's record, the rest as the run wrote it:
             # written again, no data
             copies, record = output.copies_to_write(plan), output.record_to_rewrite(plan)
-            if copies or record:
+            groups = output.groups_to_write(plan)
+            if copies or record or groups:
                 output.write_again(plan)
                 _progress_line(
                     options.progress,
                     logging.WARNING,
                     "%s is already complete; %s: nothing else to do",
                     plan.output.location.join(plan.output.path),
-                    output.written_again(copies, record),
+                    output.written_again(copies, record, groups=groups),
                 )
             else:
                 _progress_line(

@@ -3484,28 +3484,49 @@ def _only_the_way_down(folder: Location, name: str) -> bool:
         return False
 
 
-def write_groups_between(location: Location) -> list[str]:
-    """Write a Zarr group's metadata (no attributes) into each folder between the store's
-    root and the groups enclosing it (:func:`enclosing_groups`) that holds none, in the
-    format of the group above it (v3 ``zarr.json``, v2 ``.zgroup``): what the store holds is
-    then a member of each, which their readers (``xr.open_datatree``, their consolidated
-    metadata) list, as zarr-python writes the groups between for an array at a nested path
-    (h86d: ``output.store: out.zarr/a/b`` wrote no ``a``, and ``out.zarr``'s readers did
-    not see the output). The folders written, as URLs; [] where none was missing."""
-    written: list[str] = []
+def groups_between_missing(location: Location) -> list[str]:
+    """The folders between the store's root and the groups enclosing it
+    (:func:`enclosing_groups`) that hold no Zarr metadata, nearest the enclosing group first,
+    as URLs: what :func:`write_groups_between` writes (a first run's, or a group its run
+    wrote and that was removed since: readers of the enclosing group, ``xr.open_datatree``,
+    do not reach the store through it). [] where none is missing. Reads only."""
+    return [holder.join(folder) for holder, folder, _ in _groups_between(location)]
+
+
+def _groups_between(location: Location) -> list[tuple[Location, str, bool]]:
+    """Each folder between the store and a group enclosing it that holds no Zarr metadata:
+    (the nearest enclosing group above it, the folder's path in it, whether that group is
+    v3), once each."""
+    found: dict[str, tuple[Location, str, bool]] = {}
     for holder, tail in enclosing_groups(location):
         v3 = holder.exists("zarr.json")
         parts = tail.split("/")[:-1]
         for depth in range(1, len(parts) + 1):
             folder = "/".join(parts[:depth])
-            if node_type(holder, folder) != "none":
-                continue
-            if v3:
-                doc = {"zarr_format": 3, "node_type": "group", "attributes": {}}
-                holder.write(f"{folder}/zarr.json", [json.dumps(doc).encode()], atomic=True)
-            else:
-                holder.write(f"{folder}/.zgroup", [b'{"zarr_format": 2}'], atomic=True)
-            written.append(holder.join(folder))
+            url = holder.join(folder)
+            if url not in found and node_type(holder, folder) == "none":
+                found[url] = (holder, folder, v3)
+    return list(found.values())
+
+
+def write_groups_between(location: Location) -> list[str]:
+    """Write a Zarr group's metadata (no attributes) into each folder between the store's
+    root and the groups enclosing it (:func:`enclosing_groups`) that holds none
+    (:func:`groups_between_missing`), in the format of the group above it (v3 ``zarr.json``,
+    v2 ``.zgroup``): what the store holds is then a member of each, which their readers
+    (``xr.open_datatree``, their consolidated metadata) list, as zarr-python writes the
+    groups between for an array at a nested path (h86d: ``output.store: out.zarr/a/b`` wrote
+    no ``a``, and ``out.zarr``'s readers did not see the output). The folders written, as
+    URLs; [] where none was missing. The store's answer to a refused write (an ``OSError``:
+    a folder that cannot be written) is raised, for the caller to name."""
+    written: list[str] = []
+    for holder, folder, v3 in _groups_between(location):
+        if v3:
+            doc = {"zarr_format": 3, "node_type": "group", "attributes": {}}
+            holder.write(f"{folder}/zarr.json", [json.dumps(doc).encode()], atomic=True)
+        else:
+            holder.write(f"{folder}/.zgroup", [b'{"zarr_format": 2}'], atomic=True)
+        written.append(holder.join(folder))
     return written
 
 

@@ -1168,9 +1168,16 @@ class Location:
         except Exception as e:
             with contextlib.suppress(Exception):
                 self.delete(probe)
-            if self.setting == "input":
-                raise InputError(_unwritable(self, e), input=self.url) from None
-            raise OutputError(_unwritable(self, e), output=self.url) from None
+            raise self.write_refused(e) from None
+
+    def write_refused(self, e: BaseException) -> PipelineError:
+        """The error of a write into this store that it refused with ``e`` (the store's answer:
+        a PermissionError, an HTTP 403), in one line naming the store, its answer and the
+        fix (its permissions or credentials, or another store): OutputError (``output``), or
+        InputError (``input``) for the input's store, which ``generate`` writes."""
+        if self.setting == "input":
+            return InputError(_unwritable(self, e), input=self.url)
+        return OutputError(_unwritable(self, e), output=self.url)
 
 
 def config_stores(config: Any) -> list[Location]:
