@@ -930,6 +930,87 @@ def test_an_array_alone_keeps_its_attributes_and_dimension_names(
     assert kept == {"units": "m"}
 
 
+#: CF attributes that state facts about a variable's values, with the values (in [-1, 1]) of
+#: the Dataset of the tests below: the stages make them up to 50.
+VALUE_FACTS = {
+    "valid_range": [-1.0, 1.0],
+    "valid_min": -1.0,
+    "valid_max": 1.0,
+    "actual_range": [-1.0, 1.0],
+    "flag_values": [-1.0, 1.0],
+    "flag_meanings": "low high",
+}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_attributes_stating_facts_about_the_values_are_not_carried(
+    tmp_path: Path, cli: Any, zarr_format: int
+) -> None:
+    """A variable with ``valid_range: [-1, 1]`` (and the other range and flag attributes),
+    run through multiply 5, square, add: the output had kept them while its values reach 50,
+    so readers that apply a valid range (netCDF4-python, netCDF-Java) masked most of it
+    (h87f). They are left out, the run says so in one note naming them, units and long_name
+    are carried, a coordinate (whose values are not computed) keeps its own valid_range,
+    xarray opens the output with every value the chain gives, and verify passes."""
+    v = np.linspace(-1.0, 1.0, 48).reshape(6, 8)
+    ds = xr.Dataset(
+        {"v": (("y", "x"), v, {"units": "m", "long_name": "height", **VALUE_FACTS})},
+        coords={"x": ("x", np.arange(8.0), {"units": "km", "valid_range": [0.0, 7.0]})},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input={"array": "v"})))
+    rc, out, err = cli("run", cfg)
+    assert rc == 0, err
+    said = [
+        line
+        for line in (out + err).splitlines()
+        if "are not carried to the output" in line and line.startswith("note:")
+    ]
+    assert len(said) == 1, out + err  # once, at the start (the summary's row repeats it)
+    for key in VALUE_FACTS:
+        assert key in said[0], key
+    assert "the stages change" in said[0] and "units" in said[0]
+    raw = zarr.open_array(str(tmp_path / "out.zarr"), path="v", mode="r")
+    kept = {k: a for k, a in raw.attrs.items() if k not in ("pipeline", "_FillValue")}
+    assert kept == {"units": "m", "long_name": "height"}
+    got = open_dataset(tmp_path / "out.zarr")
+    assert got["x"].attrs == {"units": "km", "valid_range": [0.0, 7.0]}
+    want = (v * 5) ** 2 * 2
+    assert not np.isnan(got["v"].values).any()
+    assert np.array_equal(got["v"].values, want)
+    with warnings.catch_warnings():  # decode_cf of the stored variables masks nothing either
+        warnings.simplefilter("ignore")
+        stored = xr.open_zarr(str(tmp_path / "out.zarr"), decode_cf=False)
+    decoded = xr.decode_cf(stored)["v"].values
+    assert np.array_equal(decoded, want)
+    rc, out, err = cli("verify", cfg)
+    assert rc == 0, out + err
+
+
+def test_an_array_alone_leaves_out_its_valid_range_with_a_note(
+    tmp_path: Path, backend_client: tuple[str, Any]
+) -> None:
+    """An array written by zarr-python, no Dataset's variable, with ``valid_range``: the
+    output carries its units, not its range, and the plan's notes say which it left out."""
+    backend, client = backend_client
+    x = np.linspace(-1.0, 1.0, 40, dtype=np.float32).reshape(4, 10)
+    attrs = {"units": "m", "valid_range": [-1.0, 1.0], "valid_max": 1.0}
+    make_array(tmp_path / "in.zarr", x, (2, 10), attributes=attrs)
+    cfg = config(tmp_path, backend, input={"array": ""})
+    notes = [n for n in pipeline.plan(cfg).notes if "not carried to the output" in n]
+    assert len(notes) == 1 and "valid_max=1.0, valid_range=[-1.0, 1.0]" in notes[0], notes
+    summary = pipeline.run(cfg, client=client)
+    assert any("valid_range" in n for n in summary.notes), summary.notes
+    raw = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    kept = dict(raw.attrs)
+    assert record_of({"pipeline": kept.pop("pipeline")})["status"] == "complete"
+    assert kept == {"units": "m"}
+    assert np.array_equal(raw[...], (x * 5) ** 2 * 2)
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_partial_dimension_names_are_kept_as_given(tmp_path: Path, cli, zarr_format: int) -> None:
     """An array with names for some dimensions only (v3 ``dimension_names`` (None, "x"), or a

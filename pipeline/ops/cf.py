@@ -24,6 +24,24 @@ from typing import Any
 
 import numpy as np
 
+#: Attributes that state facts about a variable's values: the range of valid values (CF 1.11
+#: section 2.5.1, ``valid_min``, ``valid_max``, ``valid_range``: netCDF4-python's and
+#: netCDF-Java's readers mask every value outside it; xarray 2025.6 does not, but lists them
+#: among the CF attributes it hands over, ``xarray.convert``), the range they hold (CF 1.11
+#: Appendix A, ``actual_range``), and the values that are flags (CF 1.11 section 3.5,
+#: ``flag_values``, ``flag_masks`` and the ``flag_meanings`` that name them, which cf-xarray
+#: compares values with). The stages change the values (every config has one), so the output
+#: carries none of them: a computed value 5 times the input's would be masked as out of
+#: ``valid_range: [-1, 1]`` (h87f). Units and descriptions (``units``, ``long_name``, ...) are
+#: carried: the pipeline does not guess what the stages make of them.
+RANGE_ATTRIBUTES = ("valid_min", "valid_max", "valid_range", "actual_range")
+VALUE_ATTRIBUTES = (
+    *RANGE_ATTRIBUTES,
+    "flag_values",
+    "flag_masks",
+    "flag_meanings",
+)
+
 #: Attributes that describe how a variable is packed, which stored values mean "missing", or
 #: the range of its values: once its values are decoded (or changed by the stages) they no
 #: longer describe it.
@@ -32,10 +50,7 @@ PACKING_ATTRIBUTES = (
     "add_offset",
     "_FillValue",
     "missing_value",
-    "valid_min",
-    "valid_max",
-    "valid_range",
-    "actual_range",
+    *RANGE_ATTRIBUTES,  # a packed variable's ranges are of its stored values (CF 8.1)
     "_Unsigned",
 )
 

@@ -18,6 +18,7 @@ from pipeline.errors import ChunkError, ConfigError, InputError, PlanError, name
 from pipeline.ops import stages
 from pipeline.ops.cf import (
     PACKING_ATTRIBUTES,
+    VALUE_ATTRIBUTES,
     Unheld,
     Unpacking,
     UnreadableFill,
@@ -47,7 +48,17 @@ from pipeline.store.location import Location, url_unsafe
 #: with ``dtype: bool`` reads as True/False: helper-41). netCDF-C's records of the input's
 #: layout (``_nczarr_attr``, ...: :func:`pipeline.store.datasets.without_netcdf_records`) are
 #: not carried either, whatever the input's format.
-NOT_CARRIED = (*PACKING_ATTRIBUTES, "_ARRAY_DIMENSIONS", RUN_RECORD, GENERATED, "dtype")
+#: The attributes that state facts about the values (:data:`~pipeline.ops.cf.VALUE_ATTRIBUTES`:
+#: valid and actual ranges, flags) are left out because the stages change the values, the
+#: plan saying so in a note (:func:`value_attributes_note`).
+NOT_CARRIED = (
+    *PACKING_ATTRIBUTES,
+    *VALUE_ATTRIBUTES,
+    "_ARRAY_DIMENSIONS",
+    RUN_RECORD,
+    GENERATED,
+    "dtype",
+)
 
 
 @dataclass(frozen=True)
@@ -196,6 +207,8 @@ def carried(
         # xarray takes from the listing (CI: the v3 case had been refused by that line)
         refuse_ambiguous_bounds(loc, store, variable)
         _check_frame_reads(loc, store, variable)
+    left_out = value_attributes_note(loc.join(path), arr.attrs)
+    notes += [left_out] if left_out else []
     dropped: tuple[str, ...] = NOT_CARRIED
     if arr.metadata.zarr_format == 3:  # no names there, as xarray reads it: an attribute
         dropped = tuple(k for k in NOT_CARRIED if k != "_ARRAY_DIMENSIONS")
@@ -214,6 +227,30 @@ def carried(
         frame=frame,
         notes=tuple(notes),
         dimension_names=datasets.dimension_names(arr),
+    )
+
+
+def value_attributes_note(where: str, attrs: Any) -> str | None:
+    """The plan's note naming the attributes of the input variable at ``where`` (its
+    attributes ``attrs``, a mapping) that state facts about its values
+    (:data:`~pipeline.ops.cf.VALUE_ATTRIBUTES`: ``valid_range``, ``actual_range``, flags, ...)
+    and that the output does not carry, since the stages change the values (a reader that
+    applies an input's ``valid_range: [-1, 1]`` would mask most of values 5 times larger);
+    None where it has none of them."""
+    named = [k for k in VALUE_ATTRIBUTES if k in attrs]
+    if not named:
+        return None
+    said = ", ".join(f"{k}={attrs[k]!r}" for k in named)
+    which = (
+        "is not carried to the output: it states"
+        if len(named) == 1
+        else ("are not carried to the output: they state")
+    )
+    return (
+        f"the input {name_shown(where)}'s {said} {which} facts "
+        "about the input's values, which the stages change (readers that apply a valid range "
+        "would mask computed values outside it); its other attributes (units, long_name, ...) "
+        "are carried as they are: add your own for the computed values"
     )
 
 
