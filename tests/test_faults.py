@@ -2426,6 +2426,44 @@ def test_a_plain_run_over_another_configs_interrupted_output_says_no_resume_it_d
     assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
 
 
+def test_an_output_whose_zarr_json_was_removed_is_known_by_its_run_record(
+    killed: Killed, cli
+) -> None:
+    """h87e: ``rm out.zarr/zarr.json``. Of an interrupted output, whose run record is there,
+    every command names the remains and `run --overwrite` starts over (NumPy's values); of a
+    complete one, whose record a complete run keeps no more, nothing says whose chunks they
+    are: every command names the chunks whose metadata is gone, and nothing is deleted (the
+    line had said only "other files (c), not a Zarr array or group")."""
+    killed.restore()
+    (killed.out / "zarr.json").unlink()
+    assert (killed.out / ".pipeline" / "run.json").is_file()
+    for args in ((), ("--resume",)):
+        rc, _, err = cli("run", killed.cfg, *args, "--progress", "none")
+        line = one_line_error(err)
+        assert rc == 1 and f"{killed.out} holds the remains of an output" in line, line
+        assert "`run --overwrite` starts over" in line, line
+    rc, _, err = cli("run", killed.cfg, "--overwrite", "--progress", "none")
+    assert rc == 0 and status(killed.out) == "complete", err
+    assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
+    assert not (killed.out / ".pipeline").exists()  # a complete run keeps no record
+    (killed.out / "zarr.json").unlink()
+    before = stored_files(killed.out)
+    said = (
+        f"{killed.out} is a directory that holds other files (c), chunks of an array whose "
+        "metadata (zarr.json) is gone, and no run record there says this pipeline wrote them"
+    )
+    runs = [("run", killed.cfg, *flags, "--progress", "none") for flags in ((), ("--resume",))]
+    for args in (
+        *runs,
+        ("run", killed.cfg, "--overwrite", "--progress", "none"),
+        ("verify", killed.cfg),
+    ):
+        rc, _, err = cli(*args)
+        line = one_line_error(err)
+        assert rc == 1 and said in line, line
+    assert stored_files(killed.out) == before
+
+
 def test_a_resume_over_a_chunk_folder_linked_into_the_input_is_refused(killed: Killed, cli) -> None:
     """An interrupted output whose ``c`` is a symbolic link into the input's store (``rm -rf
     out.zarr/c && ln -s in.zarr/c out.zarr/c``): ``run --resume`` wrote the output's chunks

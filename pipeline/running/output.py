@@ -1691,6 +1691,13 @@ def _decide_start(
         what = (
             f"its {meta[0]} is not readable Zarr metadata" if meta else "not a Zarr array or group"
         )
+        if not meta and "c" in listed:  # an array's chunk folder whose metadata is gone
+            # (h87e: `rm out.zarr/zarr.json` of a complete output, whose run record a complete
+            # run keeps no more: nothing says whose chunks they are, so they stay the user's)
+            what = (
+                "chunks of an array whose metadata (zarr.json) is gone, and no run record there "
+                "says this pipeline wrote them"
+            )
         raise OutputError(
             f"{name_shown(folder)} is a directory that holds other files ({some}), {what}; the "
             "pipeline never deletes it, even with --overwrite: choose another output.store or "
