@@ -2387,6 +2387,83 @@ def _outside_c(files: dict[str, bytes]) -> dict[str, bytes]:
     return {k: v for k, v in files.items() if not k.startswith("c" + os.sep)}
 
 
+def test_a_plain_run_over_another_configs_interrupted_output_says_no_resume_it_did_not_ask(
+    killed: Killed, cli
+) -> None:
+    """h87e: after Ctrl-C, the config edited (``factor: 5`` -> ``6``) and a plain ``run`` of
+    it: the line had said "cannot resume ...: the stages changed ...; resume with the same
+    config and input", a resume the user had not asked for. It says the output holds an
+    interrupted run of another config, what changed, and both fixes; `run --resume`'s own
+    line is as it was; nothing written. Each fix then works: the first config's resume
+    finishes it, NumPy's values."""
+    killed.restore()
+    stages = [{**STAGES[0], "factor": 6}, *STAGES[1:]]
+    other = _blocks_config(killed.d, name="factor6.yaml", stages=stages)
+    before = stored_files(killed.out)
+    rc, _, err = cli("run", other, "--progress", "none")
+    line = one_line_error(err).removeprefix("error: ")
+    assert rc == 1 and line.startswith(
+        f"{killed.out} holds an interrupted run of another config: the stages changed (were "
+        "multiply(factor=5) "
+    ), line
+    assert "multiply(factor=6)" in line and "cannot resume" not in line, line
+    assert line.endswith(
+        "since that run; `run --resume` with that run's config and input resumes it, or "
+        "`run --overwrite` starts over"
+    ), line
+    e = refused("run", other)
+    assert isinstance(e, OutputError), e
+    assert (e.output, e.status, e.changed) == (str(killed.out), "incomplete", ["stages"]), e
+    rc, _, err = cli("run", other, "--resume", "--progress", "none")  # its own line, as it was
+    line = one_line_error(err)
+    assert rc == 1 and f"cannot resume {killed.out}: the stages changed" in line, line
+    assert line.endswith(
+        "resume with the same config and input, or `run --overwrite` to start over"
+    )
+    assert stored_files(killed.out) == before
+    rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
+    assert rc == 0 and status(killed.out) == "complete", err
+    assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
+
+
+def test_an_output_whose_zarr_json_was_removed_is_known_by_its_run_record(
+    killed: Killed, cli
+) -> None:
+    """h87e: ``rm out.zarr/zarr.json``. Of an interrupted output, whose run record is there,
+    every command names the remains and `run --overwrite` starts over (NumPy's values); of a
+    complete one, whose record a complete run keeps no more, nothing says whose chunks they
+    are: every command names the chunks whose metadata is gone, and nothing is deleted (the
+    line had said only "other files (c), not a Zarr array or group")."""
+    killed.restore()
+    (killed.out / "zarr.json").unlink()
+    assert (killed.out / ".pipeline" / "run.json").is_file()
+    for args in ((), ("--resume",)):
+        rc, _, err = cli("run", killed.cfg, *args, "--progress", "none")
+        line = one_line_error(err)
+        assert rc == 1 and f"{killed.out} holds the remains of an output" in line, line
+        assert "`run --overwrite` starts over" in line, line
+    rc, _, err = cli("run", killed.cfg, "--overwrite", "--progress", "none")
+    assert rc == 0 and status(killed.out) == "complete", err
+    assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
+    assert not (killed.out / ".pipeline").exists()  # a complete run keeps no record
+    (killed.out / "zarr.json").unlink()
+    before = stored_files(killed.out)
+    said = (
+        f"{killed.out} is a directory that holds other files (c), chunks of an array whose "
+        "metadata (zarr.json) is gone, and no run record there says this pipeline wrote them"
+    )
+    runs = [("run", killed.cfg, *flags, "--progress", "none") for flags in ((), ("--resume",))]
+    for args in (
+        *runs,
+        ("run", killed.cfg, "--overwrite", "--progress", "none"),
+        ("verify", killed.cfg),
+    ):
+        rc, _, err = cli(*args)
+        line = one_line_error(err)
+        assert rc == 1 and said in line, line
+    assert stored_files(killed.out) == before
+
+
 def test_a_resume_over_a_chunk_folder_linked_into_the_input_is_refused(killed: Killed, cli) -> None:
     """An interrupted output whose ``c`` is a symbolic link into the input's store (``rm -rf
     out.zarr/c && ln -s in.zarr/c out.zarr/c``): ``run --resume`` wrote the output's chunks

@@ -632,6 +632,17 @@ def test_a_resume_over_an_output_file_hard_linked_to_the_inputs_is_refused(
     assert err.count("\n") == 1, err
     assert f"{ours} is a hard link to the input's file {theirs}" in err, err
     assert "`run --overwrite` starts over" in err, err
+    # a plain run, which asked no resume, is told what `run --resume` refuses, not "cannot
+    # resume" (h87e), with the same fields
+    rc, _, err = cli("run", cfg)
+    line = one_line_error(err).removeprefix("error: ")
+    assert rc == 1 and "cannot resume" not in line, line
+    assert line.startswith(
+        f"{output} is incomplete (an interrupted run), and `run --resume` refuses it: {ours} is "
+        f"a hard link to the input's file {theirs}"
+    ), line
+    e = refused("run", cfg)
+    assert isinstance(e, OutputError) and (e.relation, e.link) == ("hard linked", str(ours)), e
     assert markers(output) == skipped and ours.stat().st_nlink == 2
     # a second such file: each named (h86c: the first alone had been, with a count)
     row2 = next(r for r in range(rows) if r != row and f"{r}.0" not in marker_names(output))

@@ -1713,6 +1713,13 @@ def _decide_start(
         what = (
             f"its {meta[0]} is not readable Zarr metadata" if meta else "not a Zarr array or group"
         )
+        if not meta and "c" in listed:  # an array's chunk folder whose metadata is gone
+            # (h87e: `rm out.zarr/zarr.json` of a complete output, whose run record a complete
+            # run keeps no more: nothing says whose chunks they are, so they stay the user's)
+            what = (
+                "chunks of an array whose metadata (zarr.json) is gone, and no run record there "
+                "says this pipeline wrote them"
+            )
         raise OutputError(
             f"{name_shown(folder)} is a directory that holds other files ({some}), {what}; the "
             "pipeline never deletes it, even with --overwrite: choose another output.store or "
@@ -1928,10 +1935,27 @@ def _refuse_input_hard_links(plan: Plan, where: str, state: str) -> None:
     )
 
 
-def _resume_start(plan: Plan, state: str, where: str) -> str:
+def _as_not_asked(refusal: OutputError, where: str) -> OutputError:
+    """``run --resume``'s refusal of the incomplete output at ``where``, worded for a run that
+    asked no resume (a plain ``run``, whose line had begun "cannot resume", h87e): the output
+    is an interrupted run, which ``run --resume`` refuses, and why; the same fields."""
+    text, lead = str(refusal), f"cannot resume {name_shown(where)}: "
+    if not text.startswith(lead):
+        return refusal
+    return OutputError(
+        f"{name_shown(where)} is incomplete (an interrupted run), and `run --resume` refuses "
+        f"it: {text.removeprefix(lead)}",
+        **refusal.data,
+    )
+
+
+def _resume_start(plan: Plan, state: str, where: str, asked: bool = True) -> str:
     """'done' for a complete output this plan makes, 'resume' for an incomplete one whose run
     record says this plan made it; else an OutputError naming what changed, or why there is
-    nothing to resume."""
+    nothing to resume. ``asked``: the run asked to resume (``run --resume``); else the
+    refusal of a config or input changed since the interrupted run names the run there as
+    another config's (or input's), and that the same resumes it (h87e: a plain run had been
+    told "cannot resume", a resume it had not asked for)."""
     if state == "complete":
         changed = stale_parts(recorded_run(plan), plan, whole=True)
         if changed:
@@ -1982,6 +2006,26 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
     changed = stale_parts(manifest, plan, whole=False)
     if changed:
         rewritten = {"input.data", "input.metadata"} & {part for part, _ in changed}
+        if not asked:
+            other = (
+                "another config"
+                if not any(p.startswith("input") for p, _ in changed)
+                else "another config or input"
+            )
+            raise OutputError(
+                f"{name_shown(where)} holds an interrupted run of {other}: {said(changed)} "
+                "since that run; "
+                + (
+                    "a resume reads the input as that run did, and a file restored or "
+                    "rewritten since is another: `run --overwrite` starts over"
+                    if rewritten
+                    else "`run --resume` with that run's config and input resumes it, or "
+                    "`run --overwrite` starts over"
+                ),
+                output=where,
+                status=state,
+                changed=[part for part, _ in changed],
+            )
         raise OutputError(
             f"cannot resume {name_shown(where)}: {said(changed)} since the interrupted run; "
             # files rewritten are never the same input again, a chunk restored as a damaged
@@ -2416,9 +2460,9 @@ def _exists(plan: Plan, state: str, where: str, declined: bool = False) -> Outpu
     elsewhere = "" if declined else ", or choose another output.store"  # said by KEPT_ADVICE
     if state == "incomplete":
         try:
-            _resume_start(resumed_plan(plan), state, where)
+            _resume_start(resumed_plan(plan), state, where, asked=False)
         except OutputError as e:
-            return e
+            return _as_not_asked(e, where)
         return OutputError(
             f"{name_shown(where)} is incomplete (an interrupted run): `run --resume` finishes it, "
             "`run --overwrite` starts over",
