@@ -526,6 +526,20 @@ def _collect_again() -> None:
 
 
 def _main(argv: list[str] | None) -> int:
+    try:
+        parsed = _arguments(argv)
+    except KeyboardInterrupt:  # while the arguments were read, before the command's own
+        # handlers (argparse imports modules as it goes): nothing is begun, so its line, not
+        # Python's traceback (h87g: a Ctrl-C 0.11 s after start)
+        waiting.take()
+        _failed("interrupted: nothing was written")
+        return 130
+    return _command(parsed)
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace | int:
+    """The command's arguments, parsed and checked, its logging set; or the exit status of a
+    usage error already said (2)."""
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -537,6 +551,15 @@ def _main(argv: list[str] | None) -> int:
         return 2
     args.program = argv is None and _started_for_the_command()  # its age is the command's
     _setup_logging(args)
+    return args
+
+
+def _command(parsed: argparse.Namespace | int) -> int:
+    """The command of the arguments ``parsed`` (:func:`_arguments`) run, its exit status:
+    every error and interrupt said in its one line."""
+    if isinstance(parsed, int):
+        return parsed
+    args = parsed
     _ERRORS_SAID.clear()
     try:
         status = _dispatch(args)

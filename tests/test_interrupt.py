@@ -729,18 +729,19 @@ def test_a_run_begun_with_sigint_ignored_is_not_stopped_by_it(tmp_path: Path) ->
 
 
 #: A program that runs ``python -m pipeline ARGS`` (its ``__main__`` as ``runpy`` runs it for
-#: ``-m``) with a Ctrl-C landing while the command's modules load: an import hook raises the
-#: ``KeyboardInterrupt`` that Python's own SIGINT handler raises there, as the named module's
-#: import begins (a real signal sent that early lands at no point a test can choose).
+#: ``-m``) with a Ctrl-C landing while the command's modules load: an import hook sends the
+#: process a real SIGINT as the named module's import begins (sent from outside that early, it
+#: lands at no point a test can choose), which Python's handler, or the command's once set,
+#: turns into a ``KeyboardInterrupt`` there.
 _CTRL_C_AT_IMPORT = """
-import runpy, sys
+import os, runpy, signal, sys
 
 AT = sys.argv[1]
 
 class CtrlC:
     def find_spec(self, name, path=None, target=None):
         if name == AT:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
 
 sys.meta_path.insert(0, CtrlC())
 sys.argv = ["-m", *sys.argv[2:]]  # as Python's -m has it while the package is found
@@ -749,7 +750,7 @@ runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
 
 
 @pytest.mark.parametrize(
-    "module", ["pipeline.errors", "pipeline._lazy", "pipeline.running.waiting"]
+    "module", ["pipeline.errors", "pipeline._lazy", "pipeline.running.waiting", "shutil"]
 )
 def test_a_ctrl_c_while_the_commands_modules_load_says_one_line_and_dies_of_it(
     tmp_path: Path, module: str
@@ -757,9 +758,10 @@ def test_a_ctrl_c_while_the_commands_modules_load_says_one_line_and_dies_of_it(
     """A Ctrl-C in the first tenth of a second of ``python -m pipeline run`` (its modules still
     loading, before the command's handler is set) printed Python's traceback of the import it
     cut short, not the pipeline's line (h86g; and in the package's own imports, before
-    ``__main__`` runs: ``pipeline.errors``, h87a). Now: ``interrupted: nothing was written`` alone
-    on stderr, nothing written, and the program dies of SIGINT as after any Ctrl-C of it (a
-    script running it stops too)."""
+    ``__main__`` runs: ``pipeline.errors``, h87a; and as the arguments are read, the command's
+    handler set, where argparse imports ``shutil``: h87g). Now: ``interrupted: nothing was
+    written`` alone on stderr, nothing written, and the program dies of SIGINT as after any
+    Ctrl-C of it (a script running it stops too)."""
     make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
     cfg = tmp_path / "run.yaml"
     cfg.write_text(
