@@ -9743,6 +9743,43 @@ def test_an_array_alone_of_another_size_below_an_xarray_tree_s_group_is_refused(
     assert set(_opens_as_a_tree(tree).groups) == {"/", "/a" if array == "" else "/g"}
 
 
+@pytest.mark.parametrize(("store", "array"), [("tree.zarr/a", "w"), ("tree.zarr", "a/w")])
+def test_an_array_alone_of_another_size_above_an_xarray_tree_s_group_is_refused(
+    tmp_path: Path, cli, store: str, array: str
+) -> None:
+    """An array alone with the dimension names ``y, x`` (x of 5) written into the group ``a``
+    of a tree whose group ``a/b/c`` below it has ``x`` of 3 (a Dataset's variable, no
+    coordinate): written, exit 0, and ``xr.open_datatree`` of the tree then failed ("not
+    aligned with its parents"; h87g: only the groups above had been checked). Refused by plan
+    and run in one line naming the group below, the dimension and a fix that works, nothing
+    written; one whose x has 3 elements is written there, and the tree opens."""
+    tree = tmp_path / "tree.zarr"
+    below = xr.Dataset({"t": (("y", "x"), np.zeros((2, 3)))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.DataTree.from_dict({"/": xr.Dataset(), "/a/b/c": below}).to_zarr(str(tree))
+    named = tmp_path / "named.zarr"
+    cfg = tmp_path / "run.yaml"
+    out = {"store": str(tmp_path / store), "array": array}
+    run = {"input": {"store": str(named)}, "output": out, "stages": STAGES, "cluster": _THREADS}
+    cfg.write_text(yaml.safe_dump(run))
+    make_array(named, np.ones((2, 5), np.float32), (2, 5), dimension_names=["y", "x"])
+    before = file_states(tree)
+    for args in (("plan", cfg), ("run", cfg, "--progress", "none")):
+        rc, _, err = cli(*args)
+        assert rc == 1, err
+        line = one_line_error(err)
+        assert f"the group {tree}/a/b/c below it has the dimension 'x' of 3 elements" in line
+        assert line.endswith(f"choose an output.store outside {tree}"), line
+        assert file_states(tree) == before
+    elsewhere = {**run, "output": {"store": str(tmp_path / "elsewhere.zarr"), "array": "w"}}
+    assert pipeline.run(elsewhere).status == "complete"  # as the line says
+    make_array(named, np.ones((2, 3), np.float32), (2, 3), dimension_names=["y", "x"])
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert "w" in _opens_as_a_tree(tree)["a"].to_dataset().data_vars
+
+
 def test_an_xarray_tree_named_as_the_output_names_a_new_array_in_it_only_where_one_fits(
     tmp_path: Path, cli
 ) -> None:

@@ -1264,9 +1264,10 @@ def _refuse_misaligned_alone(plan: Plan, top: Location, within: str, resume: boo
     would not be aligned with the groups above it (a dimension of another size than the
     nearest that has it: :func:`pipeline.store.datasets.misaligned_sizes`): written, exit 0,
     ``xr.open_datatree`` of the tree then failed on every group ("not aligned with its
-    parents"; a Dataset output was refused so, an array alone was not). Its own group's
-    arrays are :func:`_refuse_closing_a_dataset`'s. Fields ``output``, ``group``,
-    ``dimension``."""
+    parents"; a Dataset output was refused so, an array alone was not), or would leave a
+    group below its own not aligned with it (:func:`pipeline.store.datasets.
+    misaligned_sizes_below`, h87g). Its own group's arrays are
+    :func:`_refuse_closing_a_dataset`'s. Fields ``output``, ``group``, ``dimension``."""
     dims = plan.carried.dimension_names or ()
     if not all(isinstance(d, str) for d in dims):
         return  # partial names: no variable of xarray's to align
@@ -1281,6 +1282,12 @@ def _refuse_misaligned_alone(plan: Plan, top: Location, within: str, resume: boo
     ]
     wanted = {str(d): n for d, n in zip(dims, plan.output.shape, strict=True)}
     found = datasets.misaligned_sizes(wanted, ancestors)
+    side = "above"
+    if found is None:  # and the groups below its own (h87g: a group of x 32 below one of 64)
+        found = datasets.misaligned_sizes_below(wanted, store, "/".join(parts[:-1]))
+        if found is not None:  # a path in the tree: named as the groups above are
+            found = (top.join(found[0]), *found[1:])
+        side = "below"
     if found is None:
         return
     label, dim, why = found
@@ -1294,7 +1301,7 @@ def _refuse_misaligned_alone(plan: Plan, top: Location, within: str, resume: boo
         )
     raise OutputError(
         f"{'cannot resume' if resume else 'cannot write'} {name_shown(where)}: the group "
-        f"{name_shown(label.rstrip('/'))} above it {why}, and xr.open_datatree of "
+        f"{name_shown(label.rstrip('/'))} {side} it {why}, and xr.open_datatree of "
         f"{name_shown(tree)} would fail on every group (one not aligned with those above it), "
         f"even with --overwrite; {fix}",
         output=where,

@@ -16,7 +16,7 @@ import contextlib
 import json
 import re
 import warnings
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -429,10 +429,39 @@ def misaligned_descendant(
     of its variables, with a coordinate or without, or its own coordinate there of other values
     than the one the output carries, where no group between them has a coordinate of that
     dimension (which it is aligned with already); None where every one agrees."""
+    own: list[dict[str, Any]] = []  # the output's own indexes, read at the first need
+
+    def own_index(d: str) -> Any:
+        """The output's own coordinate of ``d`` as xarray indexes it (None: none)."""
+        if d not in var.coords:
+            return None
+        if not own:
+            own.append(_indexes(src_store, var.group))
+        return own[0].get(d)
+
+    # its variable's dimensions and its coordinates'
+    return _misaligned_below(dict(var.sizes), own_index, store, group)
+
+
+def misaligned_sizes_below(
+    wanted: dict[str, int], store: Any, group: str
+) -> tuple[str, str, str] | None:
+    """Where an array alone (no coordinates of its own) of the dimensions ``wanted`` (name:
+    size), written into the group ``group`` of ``store``, would leave a group below it not
+    aligned with it, as :func:`misaligned_descendant` holds a Dataset output (h87g: an array
+    of x 64 above a group of x 32 was written, exit 0, and ``xr.open_datatree`` then failed,
+    "not aligned with its parents"): (that group's path, the dimension, how it differs), or
+    None where every one agrees."""
+    return _misaligned_below(wanted, lambda d: None, store, group)
+
+
+def _misaligned_below(
+    wanted: dict[str, int], own_index: Callable[[str], Any], store: Any, group: str
+) -> tuple[str, str, str] | None:
+    """:func:`misaligned_descendant`'s walk for an output of the dimensions ``wanted``,
+    whose own coordinate of a dimension is ``own_index(d)`` (None: none)."""
     import zarr
 
-    wanted = dict(var.sizes)  # its variable's dimensions and its coordinates'
-    own: dict[str, Any] | None = None
     try:
         with _quiet():
             top = zarr.open_group(store=store, path=group or None, mode="r")
@@ -449,10 +478,9 @@ def misaligned_descendant(
                     d,
                     f"has the dimension {d!r} of {sizes[d]} elements, the output's {wanted[d]}",
                 )
-            if d in indexes and d in var.coords:
-                if own is None:
-                    own = _indexes(src_store, var.group)
-                if d in own and not own[d].equals(indexes[d]):
+            if d in indexes:
+                mine = own_index(d)
+                if mine is not None and not mine.equals(indexes[d]):
                     return (
                         path,
                         d,
