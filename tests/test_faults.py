@@ -4699,6 +4699,27 @@ def test_an_earlier_versions_record_without_its_grid_keeps_the_planned_grid_alon
     assert status(killed.out) == "complete" and not record.exists()
 
 
+def test_a_grid_said_by_a_record_without_its_check_is_not_taken(killed: Killed, cli) -> None:
+    """A run record whose ``check`` was removed and whose ``block_grid`` was made larger
+    (1000 x 1 for the run's 400 x 1): its grid is not taken (every record that says one was
+    written with its check), so a user's ``done/500.0``, past the grids the run planned, is
+    refused at `run --overwrite` with blocks of 100 rows, never deleted (h87g: it was taken
+    for a marker of the edited grid and deleted, exit 0)."""
+    killed.restore()
+    record = killed.out / ".pipeline"
+    doc = json.loads((record / "run.json").read_text())
+    del doc["check"]
+    doc["block_grid"] = [1000, 1]
+    (record / "run.json").write_text(json.dumps(doc))
+    (record / "done" / "500.0").write_text("mine")
+    before = _tree(killed.out)
+    rc, _, err = cli("run", _other_blocks_config(killed), "--overwrite", "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and "which the pipeline did not write" in line, line
+    assert _tree(killed.out) == before
+    assert (record / "done" / "500.0").read_text() == "mine"
+
+
 @pytest.mark.parametrize("to", ["input chunk", "nothing"])
 def test_a_resume_over_an_output_holding_a_link_to_a_file_is_refused(
     killed: Killed, cli, to: str

@@ -566,11 +566,16 @@ class Ledger:
         a user's, and kept on an object store by the deletes of the start and the end);
         ``[grid]`` alone where the record says none (an earlier version's, or none there, or
         none readable); None where ``grid`` is None (any marker's name, :func:`_marker_name`).
-        One read of ``run.json``."""
+        One read of ``run.json``. A record without its ``check`` says none either: every
+        record that says a grid was written with one, so its removal is an edit, which the
+        starts' check of the record (``check_records_whole``) sees only where it is there
+        (h87g: ``check`` removed and the grid made larger, a user's ``done/500.0`` was taken
+        for a marker and deleted)."""
         if grid is None:
             return None
         try:
-            recorded = grid_of((self.read_manifest() or {}).get(BLOCK_GRID))
+            manifest = self.read_manifest() or {}
+            recorded = grid_of(manifest.get(BLOCK_GRID)) if "check" in manifest else None
         except Exception:  # what cannot be read says no grid: the planned one alone
             recorded = None
         return [grid] if recorded is None or recorded == tuple(grid) else [grid, recorded]
