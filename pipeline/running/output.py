@@ -1099,8 +1099,9 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
     (:func:`enclosing_group`). A group without other arrays, or one xarray cannot open
     already, is written into as before. With ``resume``, of an incomplete output there (begun
     by a run before this check), ``run --resume``'s refusal, before any block: finished, it
-    would keep the group closed (the line says to remove it). Fields ``output``, ``group``,
-    ``arrays`` (the group's, at most three)."""
+    would keep the group closed (the line says to remove it). The line names
+    ``output.dimension_names`` as a fix where the reason is the names (h88b). Fields
+    ``output``, ``group``, ``arrays`` (the group's, at most three)."""
     if plan.carried.frame:
         return
     found = enclosing_group(plan)
@@ -1134,6 +1135,16 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
     where = plan.output.location.join(plan.output.path)
     listed = sorted(others)
     some = ", ".join(repr(n) for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
+    # names of its own, or other names than the config's, are a fix too (h88b)
+    names = fix = ""
+    if dims is None:
+        names = (
+            f"output.dimension_names (one name per dimension, such as {_names_example(len(shape))})"
+        )
+        fix = f"name its dimensions with {names}, or "
+    elif plan.config.output.dimension_names is not None:
+        names = "other output.dimension_names"
+        fix = f"give {names}, or "
     if resume:  # its unfinished remains close the group now: they go, then it runs elsewhere
         line = (
             f"cannot resume {name_shown(where)}: it is an array alone in the group "
@@ -1141,14 +1152,16 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
             f"an xarray Dataset of {some}, and {why}: xarray does not open the group (nor "
             "those variables) while it is there, finished or not, and no run writes it there, "
             f"even with --overwrite; remove {name_shown(where)} (an unfinished output of this "
-            f"pipeline) yourself, then run it into {_outside(plan, holder.join(group))}"
+            f"pipeline) yourself, then run it {f'again with {names}, or ' if names else ''}"
+            f"into {_outside(plan, holder.join(group))}"
         )
     else:
         line = (
             f"cannot write {name_shown(where)}: it is an array alone in the group "
             f"{holder.shown(group)}, an "
             f"xarray Dataset of {some}, and {why}: xarray would no longer open the group (nor "
-            f"those variables), even with --overwrite; choose {_outside(plan, holder.join(group))}"
+            f"those variables), even with --overwrite; {fix}choose "
+            f"{_outside(plan, holder.join(group))}"
         )
     raise OutputError(line, output=where, group=holder.join(group), arrays=listed[:3])
 
@@ -3926,6 +3939,7 @@ _NAMED = {
     "unit",
     "encode_on",
     "host_share",
+    "dimension_names",
 }
 
 
@@ -4015,6 +4029,15 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
                 "encode_on",
                 f"frames would be encoded on the {new['encode_on']}, not the "
                 f"{old.get('encode_on')} (the bytes would differ)",
+            )
+        )
+    if old.get("dimension_names") != new.get("dimension_names"):  # output.dimension_names
+        was, now = old.get("dimension_names"), new.get("dimension_names")
+        parts.append(
+            (
+                "output.dimension_names",
+                f"output.dimension_names changed (was {was or 'not given'}, now "
+                f"{now or 'not given'}: the output's dimension names would differ)",
             )
         )
     if old.get("host_share"):  # cluster.host_encode_share, which this version no longer has
