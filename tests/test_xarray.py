@@ -8651,6 +8651,8 @@ def test_an_array_alone_that_would_close_a_dataset_group_to_xarray_is_refused(
         # a group of its own (output.array: 'g/a'), which it had named, is in the same tree
         assert line.endswith(f"choose an output.store outside {out}"), line
         assert ("no dimension names" if dims is None else "'y' has 41 elements") in line, line
+        # names of its own are the other fix of an array without (h88b)
+        assert ("name its dimensions with output.dimension_names" in line) is (dims is None)
         assert file_states(out) == before
     assert list(open_dataset(out).data_vars) == ["t"]
     make_array(tmp_path / "a.zarr", x[:ROWS], (10, COLS), dimension_names=["y", "x"])
@@ -9889,6 +9891,15 @@ def test_output_dimension_names_that_cannot_name_the_output_are_refused_in_one_l
             line = one_line_error(err)
             assert rc == 1 and "output.dimension_names" in line and said in line, (names, line)
             assert not out.exists(), (names, args)
+    # an input the run generates first is held to its shape before it is generated
+    made = {
+        "store": str(tmp_path / "gen.zarr"),
+        "generate": {"shape": [8, 6], "when_missing": True},
+    }
+    run = {"input": made, "output": {"store": str(out), "dimension_names": ["a"]}}
+    with pytest.raises(ConfigError, match="gives 1 name, but the output has 2 dimensions"):
+        pipeline.run({**run, "stages": STAGES, "cluster": _THREADS})
+    assert not out.exists() and not (tmp_path / "gen.zarr").exists()
     alone = {"store": str(out), "array": "", "dimension_names": ["t"]}
     run = {"input": {"store": str(tree), "array": "p"}, "output": alone, "stages": STAGES}
     assert pipeline.run({**run, "cluster": _THREADS}).status == "complete"

@@ -153,7 +153,10 @@ def carried(
     output Dataset it cannot write (field ``key``); PlanError where ``memory_available`` (bytes
     of this machine's memory free, 0: not checked) cannot hold the arrays carried beside the
     variable, which xarray reads whole (:func:`_check_frame_fits`)."""
-    if arr is None:  # generated first: planned again once it is there
+    if arr is None:  # generated first (input.generate): no dimension names of its own
+        made = config.input.generate
+        if made is not None:
+            _check_dimension_names(config, tuple(made.shape), None, output_path)
         return Carried(dimension_names=config.output.dimension_names)
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     path = config.input.array.strip("/")
