@@ -8651,6 +8651,8 @@ def test_an_array_alone_that_would_close_a_dataset_group_to_xarray_is_refused(
         # a group of its own (output.array: 'g/a'), which it had named, is in the same tree
         assert line.endswith(f"choose an output.store outside {out}"), line
         assert ("no dimension names" if dims is None else "'y' has 41 elements") in line, line
+        # names of its own are the other fix of an array without (h88b)
+        assert ("name its dimensions with output.dimension_names" in line) is (dims is None)
         assert file_states(out) == before
     assert list(open_dataset(out).data_vars) == ["t"]
     make_array(tmp_path / "a.zarr", x[:ROWS], (10, COLS), dimension_names=["y", "x"])
@@ -8698,6 +8700,8 @@ def test_an_array_alone_begun_in_a_dataset_group_is_not_resumed_there(
     assert f"in the group {out}, an xarray Dataset of" in line, line
     why = "no dimension names" if dims is None else f"'y' has {rows} elements"
     assert why in line and f"remove {out / 'a'}" in line, line
+    names = "run it again with output.dimension_names (one name per dimension, such as "
+    assert (names in line) is (dims is None), line  # the names, a fix of its own (h88b)
     with pytest.raises(OutputError) as info:
         pipeline.run(cfg, resume=True)
     assert (info.value.output, info.value.group) == (str(out / "a"), str(out))
@@ -9619,7 +9623,9 @@ def test_an_array_without_dimension_names_is_refused_inside_an_xarray_tree(
     ``xr.open_datatree`` of the tree then failed ("missing the dimension_names"); the
     refusal beside a Dataset named a group of its own in the tree, which broke it the same
     way. Now plan and run refuse it in one line before anything is written, naming the tree
-    and a fix that works: an output.store outside it, which then opens."""
+    and two fixes that work: an output.store outside it, which then opens, and names for its
+    dimensions (``output.dimension_names``, h88b), with which it is written there and
+    ``xr.open_datatree`` opens the tree with them."""
     plain, tree = _plain_and_tree(tmp_path)
     cfg = tmp_path / "run.yaml"
     out = {"store": str(tmp_path / store), "array": array}
@@ -9634,7 +9640,9 @@ def test_an_array_without_dimension_names_is_refused_inside_an_xarray_tree(
         assert rc == 1, err
         line = one_line_error(err)
         assert "no dimension names" in line and str(tree) in line, line
-        assert line.endswith(f"output.store outside {tree}"), line
+        assert line.endswith(f"or choose an output.store outside {tree}"), line
+        assert "name its dimensions with output.dimension_names (one name per dimension, " in line
+        assert "such as ['dim_0', 'dim_1'])" in line, line
         assert "output.array" not in line, line
         assert file_states(tree) == before
     assert set(_opens_as_a_tree(tree).groups) == {"/"}
@@ -9647,6 +9655,21 @@ def test_an_array_without_dimension_names_is_refused_inside_an_xarray_tree(
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 0, err
     assert set(_opens_as_a_tree(tree).groups) == {"/"}
+    # the other fix the line says: names for its dimensions, written where it was refused
+    out = {"store": str(tmp_path / store), "array": array, "dimension_names": ["r", "c"]}
+    cfg.write_text(
+        yaml.safe_dump(
+            {"input": {"store": str(plain)}, "output": out, "stages": STAGES, "cluster": _THREADS}
+        )
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    within = "/".join(p for p in (store.removeprefix("tree.zarr").strip("/"), array) if p)
+    assert zarr.open_array(str(tree), path=within).metadata.dimension_names == ("r", "c")
+    opened = _opens_as_a_tree(tree)
+    assert opened[within].dims == ("r", "c") and opened[within].shape == (4, 5)
+    rc, _, err = cli("verify", cfg)
+    assert rc == 0, err
 
 
 def test_an_array_without_dimension_names_is_written_below_a_plain_group_or_a_v2_tree(
@@ -9785,21 +9808,153 @@ def test_an_xarray_tree_named_as_the_output_names_a_new_array_in_it_only_where_o
 ) -> None:
     """``output.store: tree.zarr`` (a group) is refused as no array; its fix "name a new array
     in it" led a plain array (no dimension names) to the next refusal (it would close the
-    tree, h86g): for it that fix is not named; for an array with dimension names it is, and
-    following it writes the array, the tree opening."""
+    tree, h86g): for it that fix is named with ``output.dimension_names`` (h88b), which
+    following writes it there; for an array with dimension names it is named alone, and
+    following it writes the array, the tree opening. An empty group of the tree named as the
+    output (``g``, holding the group ``h``) is held to the whole tree, as the refusal is (its
+    own hierarchy alone had been walked, and the fix named without the names, which the
+    refusal then refused)."""
     plain, tree = _plain_and_tree(tmp_path)
+    zarr.open_group(str(tree), mode="a").create_group("g/h")  # a group that holds a group
     named = tmp_path / "named.zarr"
     make_array(named, np.ones((4, 5), np.float32), (4, 5), dimension_names=["r", "c"])
     cfg = tmp_path / "run.yaml"
-    for src, fits in ((plain, False), (named, True)):
-        run = {"input": {"store": str(src)}, "output": {"store": str(tree)}, "stages": STAGES}
+    for src, store, plain_array in (
+        (plain, tree, True),
+        (plain, tree / "g", True),
+        (named, tree, False),
+        (named, tree / "g", False),
+    ):
+        run = {"input": {"store": str(src)}, "output": {"store": str(store)}, "stages": STAGES}
         cfg.write_text(yaml.safe_dump({**run, "cluster": _THREADS}))
         rc, _, err = cli("run", cfg, "--progress", "none")
         line = one_line_error(err)
         assert rc == 1 and "is a Zarr group" in line, line
-        assert ("name a new array in it" in line) is fits, line
+        assert "name a new array in it (output.array: <group>/<name>)" in line, line
+        with_names = "<group>/<name>) with output.dimension_names (one name per dimension, such"
+        assert (with_names in line) is plain_array, line
         assert "choose another output.store" in line, line
+        if plain_array:  # as the line says: a new array, with names
+            out = {"store": str(store), "array": "q", "dimension_names": ["y", "x2"]}
+            cfg.write_text(yaml.safe_dump({**run, "output": out, "cluster": _THREADS}))
+            rc, _, err = cli("run", cfg, "--progress", "none")
+            assert rc == 0, err
     cfg.write_text(yaml.safe_dump({**run, "output": {"store": str(tree), "array": "b"}}))
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 0, err
-    assert "b" in _opens_as_a_tree(tree).to_dataset().data_vars
+    opened = _opens_as_a_tree(tree)
+    assert {"b", "q"} <= set(opened.to_dataset().data_vars)
+    assert opened["q"].dims == ("y", "x2") and opened["g"]["q"].dims == ("y", "x2")
+
+
+def test_output_dimension_names_that_cannot_name_the_output_are_refused_in_one_line(
+    tmp_path: Path, cli
+) -> None:
+    """``output.dimension_names`` (h88b) in another number than the output's dimensions, with
+    a name twice or empty, or for a Dataset variable output (whose dimensions are its input
+    variable's, on which its coordinates are written) is refused by plan and run in one line
+    naming the key and the fix, before anything is written; for that Dataset variable
+    written alone (``output.array: ''``) the names are written in place of the input's."""
+    plain, tree = _plain_and_tree(tmp_path)
+    cfg = tmp_path / "run.yaml"
+    out = tmp_path / "out.zarr"
+    cases = [
+        (
+            plain,
+            "",
+            ["r"],
+            "gives 1 name, but the output has 2 dimensions ([4, 5]): give one "
+            "name per dimension, such as ['dim_0', 'dim_1']",
+        ),
+        (plain, "", ["r", "c", "d"], "gives 3 names, but the output has 2 dimensions"),
+        (plain, "", ["r", "r"], "names the dimension 'r' more than once"),
+        (plain, "", ["r", " "], "holds an empty name"),
+        (
+            tree,
+            "p",
+            ["t"],
+            "names the dimensions of an output written as the variable 'p' of a "
+            "Dataset, whose dimensions are its input's ['x']",
+        ),
+    ]
+    for src, array, names, said in cases:
+        given = {"store": str(out), "dimension_names": names}
+        run = {
+            "input": {"store": str(src), "array": array},
+            "output": given,
+            "stages": STAGES,
+            "cluster": _THREADS,
+        }
+        cfg.write_text(yaml.safe_dump(run))
+        for args in (("plan", cfg), ("run", cfg, "--progress", "none")):
+            rc, _, err = cli(*args)
+            line = one_line_error(err)
+            assert rc == 1 and "output.dimension_names" in line and said in line, (names, line)
+            assert not out.exists(), (names, args)
+    # an input the run generates first is held to its shape before it is generated
+    made = {
+        "store": str(tmp_path / "gen.zarr"),
+        "generate": {"shape": [8, 6], "when_missing": True},
+    }
+    run = {"input": made, "output": {"store": str(out), "dimension_names": ["a"]}}
+    with pytest.raises(ConfigError, match="gives 1 name, but the output has 2 dimensions"):
+        pipeline.run({**run, "stages": STAGES, "cluster": _THREADS})
+    assert not out.exists() and not (tmp_path / "gen.zarr").exists()
+    alone = {"store": str(out), "array": "", "dimension_names": ["t"]}
+    run = {"input": {"store": str(tree), "array": "p"}, "output": alone, "stages": STAGES}
+    assert pipeline.run({**run, "cluster": _THREADS}).status == "complete"
+    assert zarr.open_array(str(out)).metadata.dimension_names == ("t",)
+
+
+def test_a_resume_with_other_output_dimension_names_is_refused_as_a_changed_config(
+    tmp_path: Path,
+) -> None:
+    """``output.dimension_names`` is in the run's identity (h88b): a resume with other names,
+    or without them, is refused as a changed config, naming the names, and nothing of the
+    output changes; the same names find it complete."""
+    plain, _ = _plain_and_tree(tmp_path)
+    out = tmp_path / "out.zarr"
+    run = {"input": {"store": str(plain)}, "stages": STAGES, "cluster": _THREADS}
+    given = {**run, "output": {"store": str(out), "dimension_names": ["r", "c"]}}
+    assert pipeline.run(given).status == "complete"
+    before = file_states(out)
+    for names, said in (
+        (["u", "v"], "output.dimension_names changed (was ['r', 'c'], now ['u', 'v']"),
+        (None, "output.dimension_names changed (was ['r', 'c'], now not given"),
+    ):
+        other = (
+            {"store": str(out)} if names is None else {"store": str(out), "dimension_names": names}
+        )
+        with pytest.raises(OutputError) as e:
+            pipeline.run({**run, "output": other}, resume=True)
+        assert said in str(e.value) and len(str(e.value).splitlines()) == 1, e.value
+        assert file_states(out) == before
+    assert pipeline.run(given, resume=True).status == "complete (nothing to do)"
+    assert zarr.open_array(str(out)).metadata.dimension_names == ("r", "c")
+
+
+def test_output_dimension_names_misaligned_with_an_xarray_tree_name_both_fixes(
+    tmp_path: Path, cli
+) -> None:
+    """Names given as ``output.dimension_names`` are held to the tree's alignment as an
+    input's are (:func:`_refuse_misaligned_alone`): ``x`` of 5 below a root whose ``x`` has
+    6 is refused in one line that names other names as a fix too; other names write it."""
+    _, tree = _plain_and_tree(tmp_path)
+    five = tmp_path / "five.zarr"
+    zarr.create_array(str(five), shape=(5,), chunks=(5,), dtype="f4")[:] = 1
+    cfg = tmp_path / "run.yaml"
+    out = {"store": str(tree / "a" / "b"), "dimension_names": ["x"]}
+    run = {"input": {"store": str(five)}, "output": out, "stages": STAGES, "cluster": _THREADS}
+    cfg.write_text(yaml.safe_dump(run))
+    before = file_states(tree)
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and f"the group {tree} above it has the dimension 'x' of 6" in line, line
+    assert line.endswith(
+        f"give other output.dimension_names, or choose an output.store outside {tree}"
+    ), line
+    assert file_states(tree) == before
+    cfg.write_text(yaml.safe_dump({**run, "output": {**out, "dimension_names": ["w"]}}))
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert _opens_as_a_tree(tree)["a/b"].dims == ("w",)

@@ -294,7 +294,7 @@ def _merged_into(held: Any, value: Any) -> Any:
 
 #: The keys whose value is a list (of numbers, or the stages): a set given for one is
 #: refused (:meth:`Model._no_set`).
-_LISTS = ("shape", "chunks", "shards", "block", "gpus", "stages")
+_LISTS = ("shape", "chunks", "shards", "block", "gpus", "stages", "dimension_names")
 
 
 class Model(BaseModel):
@@ -1058,6 +1058,35 @@ class OutputConfig(Model):
         description="replace an existing output (also --overwrite; --no-overwrite, or "
         "overwrite=False in pipeline.run, says no to it for one run)",
     )
+    dimension_names: tuple[str, ...] | None = Field(
+        None,
+        description="names of the output array's dimensions, one per axis, each once (Zarr "
+        "v3 dimension_names, which xarray reads), for an array written alone: in place of its "
+        "input's (needed to write an input without names into a tree of xarray's); omitted: "
+        "the input's. Refused for a Dataset variable, whose dimensions are the input's",
+    )
+
+    @field_validator("dimension_names")
+    @classmethod
+    def _names_each_once(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """Refuse an empty name (``''``, spaces alone: no name xarray shows) and a name given
+        twice (xarray holds one size per dimension name, and an array with a repeated one
+        opens to no variable). ValueError."""
+        if v is None:
+            return v
+        blank = [n for n in v if not n.strip()]
+        if blank:
+            raise ValueError(
+                f"{list(v)} holds an empty name ({blank[0]!r}): give each dimension a name, "
+                "such as ['y', 'x']"
+            )
+        twice = sorted({n for n in v if v.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"{list(v)} names the dimension {twice[0]!r} more than once: give each "
+                "dimension its own name"
+            )
+        return v
 
     @field_validator("array", mode="before")
     @classmethod
@@ -1077,8 +1106,9 @@ class OutputConfig(Model):
     def _without_null_array(self, handler: SerializerFunctionWrapHandler) -> Any:
         """The section as data (``model_dump``, the summary's config) leaves ``array`` out
         where it is None, as it was written, so that the data makes the same section again
-        (a null ``array`` is refused: :meth:`_array_given`)."""
-        return without_null(handler(self), "array")
+        (a null ``array`` is refused: :meth:`_array_given`); ``dimension_names`` too, so that
+        a config written before it has the same data."""
+        return without_null(without_null(handler(self), "array"), "dimension_names")
 
 
 class ChunkingConfig(Model):

@@ -239,8 +239,9 @@ class Plan:
     @functools.cached_property
     def identity(self) -> dict[str, Any]:
         """What must not change between a run and its resume: input (where, and its metadata
-        and files), output (where, codec), stages, layout, and where frames are encoded (the
-        GPU and CPU encoders write different bytes). Paths are resolved, so the same store
+        and files), output (where, codec, the dimension names ``output.dimension_names``
+        gives), stages, layout, and where frames are encoded (the GPU and CPU encoders write
+        different bytes). Paths are resolved, so the same store
         spelled another way (relative, ``file://``) is the same run. Taken once per plan."""
         c = self.config
         ident = {
@@ -261,6 +262,8 @@ class Plan:
         }
         if self.source.unpacking is not None:  # only then: other runs' fingerprints stay
             ident["unpack"] = self.source.unpacking.describe()
+        if c.output.dimension_names is not None:  # only then: other runs' fingerprints stay
+            ident["dimension_names"] = list(c.output.dimension_names)
         frame = self._frame_identity()
         if frame is not None:  # only then: other runs' fingerprints stay
             ident["coordinates"] = frame

@@ -120,12 +120,21 @@ def _raw_text(raw_below: float | None) -> str:
 
 
 def _variable_rows(plan: Plan) -> list[tuple[str, str]]:
-    """What the output carries of an xarray variable, and how packed values are decoded."""
+    """What the output carries of an xarray variable (its dimension names, or those
+    ``output.dimension_names`` gives in their place), and how packed values are decoded."""
     k = plan.carried
     rows = []
+    given = plan.config.output.dimension_names
+    if given is not None and k.variable is None:
+        rows.append(("dimensions", f"{names_shown(given)} (output.dimension_names)"))
     if k.variable is not None:
         v = k.variable
         text = f"dimensions {names_shown(v.dims)}; its attributes carried over"
+        if given is not None:  # an array alone: the config's names, not the input's
+            text = (
+                f"dimensions {names_shown(given)} (output.dimension_names, in place of the "
+                f"input's {names_shown(v.dims)}); its attributes carried over"
+            )
         if k.frame:
             coords = names_shown(v.coords) or "none"
             text += (

@@ -153,8 +153,11 @@ def carried(
     output Dataset it cannot write (field ``key``); PlanError where ``memory_available`` (bytes
     of this machine's memory free, 0: not checked) cannot hold the arrays carried beside the
     variable, which xarray reads whole (:func:`_check_frame_fits`)."""
-    if arr is None:
-        return Carried()
+    if arr is None:  # generated first (input.generate): no dimension names of its own
+        made = config.input.generate
+        if made is not None:
+            _check_dimension_names(config, tuple(made.shape), None, output_path)
+        return Carried(dimension_names=config.output.dimension_names)
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     path = config.input.array.strip("/")
     _refuse_damaged_nczarr(loc, path, arr)
@@ -169,6 +172,7 @@ def carried(
     if variable is not None and variable.unreadable:
         variable = _unreadable_group(loc, variable, output_path)
     frame = variable is not None and bool(variable.name) and bool(output_path)
+    _check_dimension_names(config, arr.shape, variable if frame else None, output_path)
     if frame:
         assert variable is not None
         _check_names_over_http(loc, store, variable)
@@ -226,8 +230,42 @@ def carried(
         unpacking=unpack,
         frame=frame,
         notes=tuple(notes),
-        dimension_names=datasets.dimension_names(arr),
+        dimension_names=config.output.dimension_names or datasets.dimension_names(arr),
     )
+
+
+def _check_dimension_names(
+    config: Config, shape: tuple[int, ...], variable: Variable | None, output_path: str
+) -> None:
+    """Refuse (ConfigError, fields ``key`` ``output.dimension_names``, ``value``) names given
+    as ``output.dimension_names`` where the output is written as the Dataset variable
+    ``variable`` (its dimensions are the input variable's, which its coordinates are
+    aligned on: ``output.array: ''`` writes it alone), or in another number than the
+    output's dimensions (``shape``, the input's: the stages keep it), before anything is
+    written. Nothing where none are given."""
+    names = config.output.dimension_names
+    if names is None:
+        return
+    if variable is not None:
+        raise ConfigError(
+            f"output.dimension_names {list(names)} names the dimensions of an output written "
+            f"as the variable {output_path!r} of a Dataset, whose dimensions are its input's "
+            f"{list(variable.dims)} (its coordinates are written on them): leave "
+            "output.dimension_names out, or set output.array: '' to write the array alone",
+            key="output.dimension_names",
+            value=list(names),
+        )
+    if len(names) != len(shape):
+        n = len(shape)
+        example = [f"dim_{i}" for i in range(n)]
+        raise ConfigError(
+            f"output.dimension_names {list(names)} gives {len(names)} "
+            f"{'name' if len(names) == 1 else 'names'}, but the output has {n} "
+            f"{'dimension' if n == 1 else 'dimensions'} ({list(shape)}): give one name per "
+            f"dimension, such as {example}",
+            key="output.dimension_names",
+            value=list(names),
+        )
 
 
 def value_attributes_note(where: str, attrs: Any) -> str | None:

@@ -1099,8 +1099,9 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
     (:func:`enclosing_group`). A group without other arrays, or one xarray cannot open
     already, is written into as before. With ``resume``, of an incomplete output there (begun
     by a run before this check), ``run --resume``'s refusal, before any block: finished, it
-    would keep the group closed (the line says to remove it). Fields ``output``, ``group``,
-    ``arrays`` (the group's, at most three)."""
+    would keep the group closed (the line says to remove it). The line names
+    ``output.dimension_names`` as a fix where the reason is the names (h88b). Fields
+    ``output``, ``group``, ``arrays`` (the group's, at most three)."""
     if plan.carried.frame:
         return
     found = enclosing_group(plan)
@@ -1134,6 +1135,16 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
     where = plan.output.location.join(plan.output.path)
     listed = sorted(others)
     some = ", ".join(repr(n) for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
+    # names of its own, or other names than the config's, are a fix too (h88b)
+    names = fix = ""
+    if dims is None:
+        names = (
+            f"output.dimension_names (one name per dimension, such as {_names_example(len(shape))})"
+        )
+        fix = f"name its dimensions with {names}, or "
+    elif plan.config.output.dimension_names is not None:
+        names = "other output.dimension_names"
+        fix = f"give {names}, or "
     if resume:  # its unfinished remains close the group now: they go, then it runs elsewhere
         line = (
             f"cannot resume {name_shown(where)}: it is an array alone in the group "
@@ -1141,14 +1152,16 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
             f"an xarray Dataset of {some}, and {why}: xarray does not open the group (nor "
             "those variables) while it is there, finished or not, and no run writes it there, "
             f"even with --overwrite; remove {name_shown(where)} (an unfinished output of this "
-            f"pipeline) yourself, then run it into {_outside(plan, holder.join(group))}"
+            f"pipeline) yourself, then run it {f'again with {names}, or ' if names else ''}"
+            f"into {_outside(plan, holder.join(group))}"
         )
     else:
         line = (
             f"cannot write {name_shown(where)}: it is an array alone in the group "
             f"{holder.shown(group)}, an "
             f"xarray Dataset of {some}, and {why}: xarray would no longer open the group (nor "
-            f"those variables), even with --overwrite; choose {_outside(plan, holder.join(group))}"
+            f"those variables), even with --overwrite; {fix}choose "
+            f"{_outside(plan, holder.join(group))}"
         )
     raise OutputError(line, output=where, group=holder.join(group), arrays=listed[:3])
 
@@ -1171,7 +1184,11 @@ def _listing_tree(plan: Plan) -> tuple[Location, str] | None:
     group enclosing the store (:func:`pipeline.store.arrays.enclosing_groups`) up to the first
     Zarr v2 one (whose readers do not list the v3 output below it:
     :func:`unlisted_by_v2_group`); None where no group lists it."""
-    loc, path = plan.output.location, plan.output.path.strip("/")
+    return _tree_listing(plan.output.location, plan.output.path.strip("/"))
+
+
+def _tree_listing(loc: Location, path: str) -> tuple[Location, str] | None:
+    """:func:`_listing_tree` of an array at ``path`` of the store ``loc``."""
     top = None
     if path and arrays.node_type(loc, "") == "group":
         if not loc.exists("zarr.json"):
@@ -1197,8 +1214,9 @@ def _refuse_breaking_a_tree(plan: Plan, resume: bool = False) -> None:
     at least one dimension has none (a tree ``xr.open_datatree`` opens now). It had been
     written, exit 0, and ``xr.open_datatree`` of the tree then failed on every group,
     "missing the dimension_names" (h86g); so did a group of its own in that tree, which the
-    refusal of an array alone beside a Dataset suggested. The fix: an output.store outside
-    the tree. With ``resume``, ``run --resume``'s refusal of an incomplete such output (begun
+    refusal of an array alone beside a Dataset suggested. The fixes: names for its
+    dimensions (``output.dimension_names``, h88b), or an output.store outside the tree. With
+    ``resume``, ``run --resume``'s refusal of an incomplete such output (begun
     before this check): remove it, then run it there. A hierarchy without xarray content (a
     plain Zarr group) is written into as before. Fields ``output``, ``group`` (the tree's
     top, a URL), ``arrays`` (some of its arrays that have dimension names). One with
@@ -1229,30 +1247,45 @@ def _refuse_breaking_a_tree(plan: Plan, resume: bool = False) -> None:
         f"the xarray tree {name_shown(top)} (arrays with dimension names: {some}), whose "
         "xr.open_datatree fails on every group while an array there has none"
     )
+    names = _names_example(len(plan.output.shape))
     if resume:
         line = (
             f"cannot resume {name_shown(where)}: {why}, finished or not; remove "
             f"{name_shown(where)} (an unfinished output of this pipeline) yourself, then run "
-            f"it into an output.store outside {name_shown(top)}"
+            f"it again with output.dimension_names (one name per dimension, such as {names}), "
+            f"or into an output.store outside {name_shown(top)}"
         )
     else:
         line = (
-            f"cannot write {name_shown(where)}: {why}, even with --overwrite; choose an "
-            f"output.store outside {name_shown(top)}"
+            f"cannot write {name_shown(where)}: {why}, even with --overwrite; name its "
+            f"dimensions with output.dimension_names (one name per dimension, such as "
+            f"{names}), or choose an output.store outside {name_shown(top)}"
         )
     raise OutputError(line, output=where, group=top, arrays=named)
+
+
+def _names_example(n: int) -> str:
+    """An ``output.dimension_names`` of ``n`` names, as a refusal's example of the fix."""
+    return str([f"dim_{i}" for i in range(n)])
 
 
 def _closes_a_tree(plan: Plan) -> bool:
     """Whether the output, an array alone without dimension names
     (:func:`_refuse_breaking_a_tree`), named as a new array in the group at the output's
-    path (which is a group), would be refused there: the hierarchy of that group holds
-    arrays with dimension names and none without."""
+    path (which is a group), would be refused there by that rule: the tree that would list
+    it (:func:`_tree_listing`, from the outermost Zarr v3 group, as the refusal walks it;
+    that group's own had been walked, h88b) holds arrays with dimension names and none
+    without."""
     if plan.carried.frame or plan.carried.dimension_names is not None or not plan.output.shape:
         return False
     loc, path = plan.output.location, plan.output.path.strip("/")
+    # a name no member has: the whole tree is walked, nothing in it left out
+    found = _tree_listing(loc, f"{path}/\0new" if path else "\0new")
+    if found is None:
+        return False
+    holder, within = found
     try:
-        named, unnamed = datasets.tree_arrays(loc.zarr_store(read_only=True), group=path)
+        named, unnamed = datasets.tree_arrays(holder.zarr_store(read_only=True), skip=within)
     except Exception:  # nothing to read there
         return False
     return bool(named) and not unnamed
@@ -1294,6 +1327,8 @@ def _refuse_misaligned_alone(plan: Plan, top: Location, within: str, resume: boo
     where = plan.output.location.join(plan.output.path)
     tree = top.url.rstrip("/")
     fix = f"choose an output.store outside {name_shown(tree)}"
+    if plan.config.output.dimension_names is not None:  # the names are the config's (h88b)
+        fix = f"give other output.dimension_names, or {fix}"
     if resume:
         fix = (
             f"remove {name_shown(where)} (an unfinished output of this pipeline) yourself, then "
@@ -1670,12 +1705,15 @@ def _decide_start(
     if state == "group":
         loc, path = plan.output.location, plan.output.path
         some = members_words(loc, path.strip("/"), group_members(loc, path))
-        # an array without dimension names named in an xarray tree is refused there too (h86g)
-        inside = (
-            ""
-            if _closes_a_tree(plan)
-            else "name a new array in it (output.array: <group>/<name>), "
-        )
+        # an array without dimension names named in an xarray tree is refused there too
+        # (h86g) unless output.dimension_names names them (h88b)
+        inside = "name a new array in it (output.array: <group>/<name>), "
+        if _closes_a_tree(plan):
+            inside = (
+                "name a new array in it (output.array: <group>/<name>) with "
+                "output.dimension_names (one name per dimension, such as "
+                f"{_names_example(len(plan.output.shape))}: its tree is xarray's), "
+            )
         raise OutputError(
             f"{name_shown(where)} is a Zarr group that holds {some}, not an array; the pipeline "
             f"never replaces a group, even with --overwrite: {inside}choose another "
@@ -3901,6 +3939,7 @@ _NAMED = {
     "unit",
     "encode_on",
     "host_share",
+    "dimension_names",
 }
 
 
@@ -3990,6 +4029,15 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
                 "encode_on",
                 f"frames would be encoded on the {new['encode_on']}, not the "
                 f"{old.get('encode_on')} (the bytes would differ)",
+            )
+        )
+    if old.get("dimension_names") != new.get("dimension_names"):  # output.dimension_names
+        was, now = old.get("dimension_names"), new.get("dimension_names")
+        parts.append(
+            (
+                "output.dimension_names",
+                f"output.dimension_names changed (was {was or 'not given'}, now "
+                f"{now or 'not given'}: the output's dimension names would differ)",
             )
         )
     if old.get("host_share"):  # cluster.host_encode_share, which this version no longer has
