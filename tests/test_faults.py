@@ -869,6 +869,7 @@ def test_an_input_rewritten_during_a_run_leaves_the_output_incomplete(tmp_path: 
     assert m.proc.returncode == 1, m.stderr
     line = one_line_error(m.stderr)
     assert "changed while this run read it" in line and "`run --overwrite`" in line, m.stderr
+    assert "file c/0/0 (" in line and "modification time" in line, line  # what changed, named
     assert status(m.out) == "incomplete"
     e = refused("run", m.cfg, "--resume")
     assert isinstance(e, OutputError) and e.changed == ["input.data"], e
@@ -926,7 +927,9 @@ def test_an_input_rewritten_in_place_during_a_run_is_found_among_hard_links(
 
     m = _while_a_run_writes(tmp_path, backup_and_rewrite)
     assert m.proc.returncode == 1, m.stderr
-    assert "changed while this run read it" in one_line_error(m.stderr), m.stderr
+    line = one_line_error(m.stderr)
+    assert "changed while this run read it" in line, m.stderr
+    assert "file c/0/0 (status-change time)" in line, line  # its time put back: ctime alone
     assert status(m.out) == "incomplete"
 
 

@@ -310,6 +310,19 @@ class Plan:
             and self._frame_identity() == self.identity.get("coordinates")
         )
 
+    def input_changes(self) -> str:
+        """What differs in the input between :attr:`identity` and now, in words that follow
+        "changed while this run read it: " (for a line that names the change, not only that
+        there is one): its metadata, a file gone, added or of another size or times (named,
+        some of them, for a local store), the coordinates or group attributes the output
+        carries; "its files' stamps" where the store keeps no per-file record
+        (:attr:`StoreIdentity.files` is None). "" where nothing differs."""
+        fresh = _input_identity(self.input)
+        said = identity_changes(self._input_store, fresh)
+        if self._frame_identity() != self.identity.get("coordinates"):
+            said.append("the coordinates or group attributes the output carries")
+        return "; ".join(said)
+
     def input_relinked(self, unlinked: set[tuple[int, int]]) -> bool:
         """Where the local input's files now differ from what :attr:`identity` took only by
         the links to them that this run deleted, ``unlinked`` (device, inode) (an output that
@@ -557,6 +570,39 @@ def only_relinked(
         if now[:4] != (dev, ino, size, mtime) or (dev, ino) not in unlinked or now[5] >= links:
             return False
     return True
+
+
+def identity_changes(before: StoreIdentity, after: StoreIdentity) -> list[str]:
+    """The differences of ``after`` from ``before`` (the same array's store, taken twice), in
+    words: "its metadata", then for a local store each file gone, new or restamped (some of
+    them named, by path below the array, with the stamp that differs: size, modification
+    time, status-change time: the stamps the identity's digest takes), else "its files'
+    sizes" or "its files' stamps". [] where the identities are equal."""
+    said = []
+    if before.identity[0] != after.identity[0]:
+        said.append("its metadata")
+    if before.files is not None and after.files is not None:
+        fields = ("size", "modification time", "status-change time")
+        changed = []
+        for name in sorted(before.files.keys() | after.files.keys()):
+            was, now = before.files.get(name), after.files.get(name)
+            if was is None:
+                changed.append(f"{name} (new)")
+            elif now is None:
+                changed.append(f"{name} (gone)")
+            elif was[:2] != now[:2]:
+                changed.append(f"{name} (another file)")
+            elif was[2:5] != now[2:5]:
+                which = [f for f, a, b in zip(fields, was[2:5], now[2:5], strict=True) if a != b]
+                changed.append(f"{name} ({', '.join(which)})")
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            said.append("file " + ", ".join(changed[:3]) + more)
+    elif before.identity[1] != after.identity[1]:
+        said.append("its files' sizes")
+    elif before.identity[2:] != after.identity[2:]:
+        said.append("its files' stamps")
+    return said
 
 
 def identify_store(location: Location, path: str) -> StoreIdentity:

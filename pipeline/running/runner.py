@@ -1007,12 +1007,13 @@ def _check_input_unchanged(plan: Plan) -> None:
                 plan.input_unstamped,
             )
         return
+    found = plan.input_changes()  # named: a line that says only "changed" cannot be checked
     raise InputError(
         f"the input {name_shown(where)} changed while this run read it (its metadata or files, or "
-        "the "
-        "coordinates the output carries, were rewritten by another program), so the output "
-        "may mix both: it stays incomplete; `run --overwrite` computes it again from the "
-        "input as it is now",
+        "the coordinates the output carries, were rewritten by another program"
+        + (f": {found}" if found else "")
+        + "), so the output may mix both: it stays incomplete; `run --overwrite` computes it "
+        "again from the input as it is now",
         input=where,
         changed=["input.data"],
     )
