@@ -1442,6 +1442,15 @@ def _verdict(
             "not a compared block shows it; ",
             _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
         )
+    from pipeline.store.datasets import earlier_release_alone
+
+    if res.metadata_differs and earlier_release_alone(res.metadata_differs):
+        return said(  # no edit: an earlier release's output (h88d)
+            "the output's metadata is not what this release of the pipeline writes ("
+            + "; ".join(res.metadata_differs)
+            + "): no edit since the run; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
     if res.metadata_differs:
         more = len(res.metadata_differs) - 1
         return said(

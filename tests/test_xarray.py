@@ -990,6 +990,57 @@ def test_attributes_stating_facts_about_the_values_are_not_carried(
     assert rc == 0, out + err
 
 
+def test_an_output_an_earlier_release_wrote_with_the_value_attributes_is_said_so(
+    tmp_path: Path, cli: Any
+) -> None:
+    """An output written by an earlier release, which carried the input's ``flag_values``,
+    ``valid_range`` and the other :data:`VALUE_FACTS` (h87f leaves them out): made here as
+    that release wrote it, the current run's output with them added to its metadata by
+    zarr-python. `verify`, `run --resume` and `plan` had called it "edited since the run";
+    each now says an earlier release of the pipeline wrote them, no edit, and names `run
+    --overwrite`, which writes it as this release does, then verify passes. With another
+    attribute edited too, that is still said to be an edit (h88d)."""
+    v = np.linspace(-1.0, 1.0, 48).reshape(6, 8)
+    ds = xr.Dataset({"v": (("y", "x"), v, {"units": "m", **VALUE_FACTS})})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), mode="w")
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input={"array": "v"})))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    zarr.open_array(str(tmp_path / "out.zarr"), path="v", mode="r+").attrs.update(VALUE_FACTS)
+
+    def _error_line(err: str) -> str:  # the run's note of the attributes left out besides
+        lines = [line for line in err.splitlines() if not line.startswith("note:")]
+        assert len(lines) == 1, err
+        return lines[0]
+
+    earlier = "which an earlier release of the pipeline wrote and this one leaves out"
+    rc, out, err = cli("verify", cfg)
+    line = _error_line(err)
+    assert rc == 1 and earlier in line and "no edit since the run" in line, out + err
+    assert "edited since" not in line and "`run --overwrite` writes it again" in line, line
+    rc, _, err = cli("run", cfg, "--resume")
+    line = _error_line(err)
+    assert rc == 1 and earlier in line and "not as this release of the pipeline" in line, line
+    assert "edited" not in line and "`run --overwrite` writes it again" in line, line
+    rc, out, err = cli("plan", cfg)
+    assert rc == 0 and "complete, but not as this release of the pipeline writes it" in out
+    assert earlier in out and "edited" not in out, out
+    raw = zarr.open_array(str(tmp_path / "out.zarr"), path="v", mode="r+")
+    raw.attrs.update({"units": "km"})  # and an edit beside them: said as one
+    rc, out, err = cli("verify", cfg)
+    line = _error_line(err)
+    assert rc == 1 and "its units attribute; and 1 more" in line and "edited since" in line
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 0, err
+    kept = zarr.open_array(str(tmp_path / "out.zarr"), path="v", mode="r").attrs
+    assert not set(kept) & set(VALUE_FACTS) and kept["units"] == "m"
+    rc, out, err = cli("verify", cfg)
+    assert rc == 0, out + err
+
+
 def test_an_array_alone_leaves_out_its_valid_range_with_a_note(
     tmp_path: Path, backend_client: tuple[str, Any]
 ) -> None:

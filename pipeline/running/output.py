@@ -2468,8 +2468,15 @@ def check_metadata_kept(plan: Plan, state: str = "incomplete") -> None:
     if not found:  # a stale copy alone: a plain run writes it again (copies_to_write)
         return
     where = plan.output.location.join(plan.output.path)
+    earlier = datasets.earlier_release_alone(words for _, words in found)
     if state == "complete" and all(part == "modified" for part, _ in found):
         said = f"{name_shown(where)} is complete, but {modified_said(found)}"
+    elif earlier:  # no edit: an earlier release's output (h88d)
+        said = (
+            f"{name_shown(where)} is {state}, but not as this release of the pipeline "
+            f"writes it ({edits_said(found)}): no edit since the run, but a resume never "
+            "rewrites it: `run --overwrite` writes it again"
+        )
     elif state == "complete":
         said = (
             f"{name_shown(where)} is complete, but it is not what the run wrote "
@@ -2816,6 +2823,11 @@ def _output_now(plan: Plan, state: str) -> str:
         edits = [e for e in edits if e[0] != "consolidated"]  # `run --resume` writes those
         if edits and all(part == "modified" for part, _ in edits):
             return f"complete, but {modified_said(edits)}"
+        if edits and datasets.earlier_release_alone(words for _, words in edits):
+            return (
+                "complete, but not as this release of the pipeline writes it "
+                f"({edits_said(edits)}): `run --overwrite` writes it again"
+            )
         if edits:  # as `run --resume` refuses it (verify fails it): not "replaces it"
             return (
                 f"complete, but not what the run wrote ({edits_said(edits)}: edited or "

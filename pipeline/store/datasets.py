@@ -2712,6 +2712,21 @@ def consolidate_words(calls: Iterable[str], setting: str = "output") -> str:
     return said
 
 
+#: The words of :func:`own_metadata_differs` naming the attributes of the input's values
+#: (:data:`~pipeline.ops.cf.VALUE_ATTRIBUTES`: ``flag_values``, ``valid_range``, ...) that
+#: an earlier release of the pipeline carried into the output and this one leaves out
+#: (h87f): an output it wrote holds them, which is no edit since (h88d).
+EARLIER_RELEASE_WROTE = "which an earlier release of the pipeline wrote"
+
+
+def earlier_release_alone(words: Iterable[str]) -> bool:
+    """Whether every difference of ``words`` (:func:`own_metadata_differs`' words, or
+    clauses of them joined by '; ') is one an earlier release of the pipeline wrote
+    (:data:`EARLIER_RELEASE_WROTE`), none an edit; False where there are none."""
+    said = [w for words_ in words for w in words_.split("; ")]
+    return bool(said) and all(EARLIER_RELEASE_WROTE in w for w in said)
+
+
 def own_metadata_differs(
     arr: Any,
     attrs: dict[str, Any],
@@ -2732,11 +2747,22 @@ def own_metadata_differs(
     never rewrites them, and would mark the output complete with the edit in it)."""
     import numpy as np
 
+    from pipeline.ops.cf import VALUE_ATTRIBUTES
+
     found: list[str] = []
     own = {k: v for k, v in dict(arr.attrs).items() if k != RUN_RECORD}
     keys = differing_values(own, attrs)
+    # those an earlier release carried from the input, which this one leaves out (h88d)
+    earlier = [k for k in keys if k in VALUE_ATTRIBUTES and k in own and k not in attrs]
+    keys = [k for k in keys if k not in earlier]
     if keys:
         found.append(f"its {names_shown(keys)} attribute{'s' if len(keys) > 1 else ''}")
+    if earlier:
+        found.append(
+            f"its {names_shown(earlier)} attribute{'s' if len(earlier) > 1 else ''}, "
+            f"{EARLIER_RELEASE_WROTE} and this one leaves out, as they describe the "
+            "input's values, not the computed ones"
+        )
     names = getattr(arr.metadata, "dimension_names", None)
     if (tuple(names) if names is not None else None) != dimension_names:
         found.append(
