@@ -4681,3 +4681,45 @@ def test_an_s3_overwrite_with_other_blocks_takes_the_earlier_layouts_markers_for
     fs.invalidate_cache()
     assert not any(".pipeline" in k for k in fs.find(out[5:]))
     assert fs.cat_file(f"{url[5:]}/kept/6.0") == b"mine"
+
+
+def test_verify_of_an_output_in_a_group_whose_folder_between_fails_names_the_server(
+    tmp_path, cli, bucket
+) -> None:
+    """An output store inside a Zarr group (``g.zarr/a/out.zarr``) whose group between
+    (``a``) answers HTTP 500 when verify looks for its metadata: the look
+    (``arrays.groups_between_missing``) had been unguarded; verify ends in the line that names
+    the server's failure and its fix, as its other reads of the store do, never a traceback."""
+    url, options = bucket
+    x = np.arange(600, dtype=np.float32).reshape(30, 20)
+    zarr.create_array(
+        store=zarr_store(f"{url}/in.zarr", options, read_only=False),
+        shape=x.shape, dtype=x.dtype, chunks=(10, 20),
+    )[...] = x  # fmt: skip
+    zarr.open_group(zarr_store(f"{url}/g.zarr", options, read_only=False), mode="w")
+    cfg = write_config(
+        tmp_path, "", "",
+        input={"store": f"{url}/in.zarr", "storage_options": options},
+        output={"store": f"{url}/g.zarr/a/out.zarr", "storage_options": options},
+    )  # fmt: skip
+    rc, out, err = cli("run", cfg)
+    assert rc == 0, out + err
+    rc, out, err = cli("verify", cfg)
+    assert rc == 0, out + err
+    with _failing_s3(options["endpoint_url"], ("g.zarr/a/zarr.json",)) as proxy:
+        through = {
+            **options,
+            "endpoint_url": proxy,
+            "config_kwargs": {"retries": {"total_max_attempts": 1}},
+        }
+        cfg = write_config(
+            tmp_path, "", "",
+            input={"store": f"{url}/in.zarr", "storage_options": options},
+            output={"store": f"{url}/g.zarr/a/out.zarr", "storage_options": through},
+        )  # fmt: skip
+        rc, out, err = cli("verify", cfg)
+    assert rc == 1, out + err
+    line = one_line_error(err)  # it had said "a store answered ...", naming no store
+    assert line.startswith(f"error: cannot read output store {url}/g.zarr/a: "), line
+    assert re.search(r"\(S3 (Head|Get)Object answered HTTP 500( InternalError)?\)", line), line
+    assert "make the store reachable (the server answering again)" in line, line

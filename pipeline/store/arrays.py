@@ -3459,7 +3459,7 @@ def enclosing_groups(location: Location) -> list[tuple[Location, str]]:
             kind = node_type(holder, "")
         except OSError as e:  # refused: nothing is known above a prefix granted alone
             if not refused_access(e):
-                raise
+                raise _looked_around(e, holder, "") from None
             break
         if kind == "none" and not _only_the_way_down(holder, name):
             break  # a plain folder of the user's, holding more: no group metadata goes in it
@@ -3499,14 +3499,34 @@ def _groups_between(location: Location) -> list[tuple[Location, str, bool]]:
     v3), once each."""
     found: dict[str, tuple[Location, str, bool]] = {}
     for holder, tail in enclosing_groups(location):
-        v3 = holder.exists("zarr.json")
+        try:
+            v3 = holder.exists("zarr.json")
+        except Exception as e:
+            raise _looked_around(e, holder, "") from None
         parts = tail.split("/")[:-1]
         for depth in range(1, len(parts) + 1):
             folder = "/".join(parts[:depth])
             url = holder.join(folder)
-            if url not in found and node_type(holder, folder) == "none":
+            if url in found:
+                continue
+            try:
+                kind = node_type(holder, folder)
+            except Exception as e:
+                raise _looked_around(e, holder, folder) from None
+            if kind == "none":
                 found[url] = (holder, folder, v3)
     return list(found.values())
+
+
+def _looked_around(e: Exception, holder: Location, folder: str) -> Exception:
+    """The error for ``e``, raised where :func:`enclosing_groups` or :func:`_groups_between`
+    read the metadata of ``folder`` of the group ``holder`` above the store: a store's
+    answer (HTTP 500, a PermissionError, a lost connection: :func:`storage_failure`) as the
+    one line of :func:`unreadable_store` that names the group's URL, the answer and the
+    fix (verify's and run's line for their other reads of the store; it had passed up as the
+    library's error, a line naming no store, h88c); ``e`` itself for anything else."""
+    failure = storage_failure(e)
+    return e if failure is None else unreadable_store(holder, folder, failure)
 
 
 def write_groups_between(location: Location) -> list[str]:
