@@ -929,7 +929,7 @@ def test_an_input_rewritten_in_place_during_a_run_is_found_among_hard_links(
     assert m.proc.returncode == 1, m.stderr
     line = one_line_error(m.stderr)
     assert "changed while this run read it" in line, m.stderr
-    assert "file c/0/0 (status-change time)" in line, line  # its time put back: ctime alone
+    assert "files c/0/0 (status-change time)" in line, line  # cp -al: every ctime
     assert status(m.out) == "incomplete"
 
 

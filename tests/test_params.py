@@ -423,6 +423,7 @@ def test_what_codec_none_cannot_do_is_refused(tmp_path, section, codec, words) -
         ("output.chunks", "output: {store: out.zarr, chunks: !!set {4, 8}}", 2),
         ("input.generate.shape", "input: {store: in.zarr, generate: {shape: !!set {8, 4}}}", 1),
         ("cluster.gpus", "cluster: {gpus: !!set {1, 0}}", 4),
+        ("output.dimension_names", "output: {store: out.zarr, dimension_names: !!set {y, x}}", 2),
     ],
 )
 def test_a_set_is_refused_where_a_list_is_meant(tmp_path, key, yaml_text, line) -> None:
@@ -442,7 +443,8 @@ def test_a_set_is_refused_where_a_list_is_meant(tmp_path, key, yaml_text, line) 
         load_config(p)
     said = str(e.value)
     assert said.startswith(f"{p}:{line}: {key}: must not be a set"), said
-    assert "write one, such as [4, 8]" in said and "\n" not in said
+    example = "['y', 'x']" if key == "output.dimension_names" else "[4, 8]"  # h88e
+    assert f"write one, such as {example}" in said and "\n" not in said
     with pytest.raises(ConfigError) as e:
         pipeline.Config(
             input={"store": "in.zarr"},

@@ -752,22 +752,22 @@ def test_a_run_record_damaged_is_not_called_gone(work: Work, cli, record: str) -
     assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
 
 
-def test_an_output_an_earlier_release_began_with_flag_attributes_is_said_so(
+def test_flag_attributes_the_input_lacks_added_to_an_interrupted_output_are_an_edit(
     work: Work, cli
 ) -> None:
-    """An interrupted output that an earlier release began, which carried ``flag_values``
-    and ``flag_meanings`` (h87f leaves them out): made as it wrote them, by zarr-python on
-    the killed output. The resume had called it "edited since"; it says an earlier release
-    of the pipeline wrote them, no edit, and names `run --overwrite`, which starts over and
-    ends with NumPy's values and none of them (h88d)."""
+    """``flag_values`` and ``flag_meanings`` added by hand to an interrupted output whose
+    input holds none: an earlier release carried such attributes from the input only, so
+    these are an edit, said so ("edited or removed since"), never credited to an earlier
+    release (h88e: the line had said "no edit since the run"); `run --overwrite` starts
+    over and ends with NumPy's values and none of them."""
     work.restore_killed()
     flags = {"flag_values": [0, 1], "flag_meanings": "low high"}
     zarr.open_array(str(work.output), mode="r+").attrs.update(flags)
     rc, _, err = cli("run", work.config, "--resume")
     said = one_line_error(err)
-    assert rc == 1 and "is incomplete, but not as this release of the pipeline" in said, err
-    assert "flag_meanings, flag_values attributes, which an earlier release" in said, said
-    assert "edited" not in said and "`run --overwrite` writes it again" in said, said
+    assert rc == 1 and said.startswith("error: cannot resume"), err
+    assert "edited or removed since" in said and "earlier release" not in said, said
+    assert "`run --overwrite` starts over" in said, said
     rc, _, err = cli("run", work.config, "--overwrite")
     assert rc == 0, err
     assert not set(zarr.open_array(str(work.output), mode="r").attrs) & set(flags)

@@ -999,7 +999,8 @@ def test_an_output_an_earlier_release_wrote_with_the_value_attributes_is_said_so
     zarr-python. `verify`, `run --resume` and `plan` had called it "edited since the run";
     each now says an earlier release of the pipeline wrote them, no edit, and names `run
     --overwrite`, which writes it as this release does, then verify passes. With another
-    attribute edited too, that is still said to be an edit (h88d)."""
+    attribute edited too, that is still said to be an edit (h88d); so is a value attribute
+    that is not the input's (h88e: any had been credited to an earlier release)."""
     v = np.linspace(-1.0, 1.0, 48).reshape(6, 8)
     ds = xr.Dataset({"v": (("y", "x"), v, {"units": "m", **VALUE_FACTS})})
     with warnings.catch_warnings():
@@ -1029,7 +1030,12 @@ def test_an_output_an_earlier_release_wrote_with_the_value_attributes_is_said_so
     assert rc == 0 and "complete, but not as this release of the pipeline writes it" in out
     assert earlier in out and "edited" not in out, out
     raw = zarr.open_array(str(tmp_path / "out.zarr"), path="v", mode="r+")
-    raw.attrs.update({"units": "km"})  # and an edit beside them: said as one
+    raw.attrs.update({"valid_range": [-2.0, 2.0]})  # not the input's: an edit (h88e)
+    rc, out, err = cli("verify", cfg)
+    line = _error_line(err)
+    assert rc == 1 and "its valid_range attribute" in line and "edited since" in line, line
+    raw.attrs.update({"valid_range": VALUE_FACTS["valid_range"], "units": "km"})
+    # and an edit beside them: said as one
     rc, out, err = cli("verify", cfg)
     line = _error_line(err)
     assert rc == 1 and "its units attribute; and 1 more" in line and "edited since" in line
@@ -9920,6 +9926,7 @@ def test_output_dimension_names_that_cannot_name_the_output_are_refused_in_one_l
         (plain, "", ["r", "c", "d"], "gives 3 names, but the output has 2 dimensions"),
         (plain, "", ["r", "r"], "names the dimension 'r' more than once"),
         (plain, "", ["r", " "], "holds an empty name"),
+        (plain, "", [], "is empty: give one name per dimension"),  # h88e: [] had passed
         (
             tree,
             "p",
@@ -9958,11 +9965,12 @@ def test_output_dimension_names_that_cannot_name_the_output_are_refused_in_one_l
 
 
 def test_a_resume_with_other_output_dimension_names_is_refused_as_a_changed_config(
-    tmp_path: Path,
+    tmp_path: Path, cli
 ) -> None:
     """``output.dimension_names`` is in the run's identity (h88b): a resume with other names,
     or without them, is refused as a changed config, naming the names, and nothing of the
-    output changes; the same names find it complete."""
+    output changes; the same names find it complete. `verify` with other names says the
+    output is another config's, naming both (h88e: it had said "edited since the run")."""
     plain, _ = _plain_and_tree(tmp_path)
     out = tmp_path / "out.zarr"
     run = {"input": {"store": str(plain)}, "stages": STAGES, "cluster": _THREADS}
@@ -9982,6 +9990,44 @@ def test_a_resume_with_other_output_dimension_names_is_refused_as_a_changed_conf
         assert file_states(out) == before
     assert pipeline.run(given, resume=True).status == "complete (nothing to do)"
     assert zarr.open_array(str(out)).metadata.dimension_names == ("r", "c")
+    cfg = tmp_path / "other.yaml"
+    cfg.write_text(
+        yaml.safe_dump({**run, "output": {"store": str(out), "dimension_names": ["u", "v"]}})
+    )
+    rc, out_text, err = cli("verify", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "edited" not in line, out_text + err
+    assert (
+        "the dimension names ['r', 'c'] (this config's output.dimension_names: ['u', 'v'])" in line
+    )
+    assert "another config's output" in line, line
+
+
+def test_output_dimension_names_equal_to_the_input_s_are_the_run_without_them(
+    tmp_path: Path,
+) -> None:
+    """``output.dimension_names`` equal to the input's own names writes the output a run
+    without them writes: a resume of either with the other finds it complete (h88e: it had
+    been refused, "output.dimension_names changed ... the output's dimension names would
+    differ"); other names are still refused."""
+    named = tmp_path / "named.zarr"
+    arr = zarr.create_array(
+        str(named), shape=(4, 5), chunks=(2, 5), dtype="f4", dimension_names=("y", "x")
+    )
+    arr[:] = np.arange(20, dtype="f4").reshape(4, 5)
+    out = tmp_path / "out.zarr"
+    run = {"input": {"store": str(named)}, "stages": STAGES, "cluster": _THREADS}
+    plain = {**run, "output": {"store": str(out)}}
+    same = {**run, "output": {"store": str(out), "dimension_names": ["y", "x"]}}
+    assert pipeline.run(plain).status == "complete"
+    assert pipeline.run(same, resume=True).status == "complete (nothing to do)"
+    assert pipeline.run(same, overwrite=True).status == "complete"
+    assert pipeline.run(plain, resume=True).status == "complete (nothing to do)"
+    assert zarr.open_array(str(out)).metadata.dimension_names == ("y", "x")
+    with pytest.raises(OutputError, match=r"output\.dimension_names changed"):
+        pipeline.run(
+            {**run, "output": {"store": str(out), "dimension_names": ["a", "b"]}}, resume=True
+        )
 
 
 def test_output_dimension_names_misaligned_with_an_xarray_tree_name_both_fixes(

@@ -308,7 +308,7 @@ class Model(BaseModel):
 
     @field_validator(*_LISTS, mode="before", check_fields=False)
     @classmethod
-    def _no_set(cls, v: Any) -> Any:
+    def _no_set(cls, v: Any, info: ValidationInfo) -> Any:
         """Refuse a set (YAML's ``!!set {4, 8}``, a Python ``{4, 8}``) for a key that takes
         a list (:data:`_LISTS`): pydantic takes one as a list in its own order, so
         ``chunking: {block: !!set {4, 8}}`` had run with the block [8, 4] (and a generated
@@ -317,7 +317,8 @@ class Model(BaseModel):
         if isinstance(v, (set, frozenset)):
             raise ValueError(
                 "must not be a set (YAML's !!set, or a Python set), whose items have no order "
-                "and no repeats: where a list is meant, write one, such as [4, 8]"
+                "and no repeats: where a list is meant, write one, such as "
+                + ("['y', 'x']" if info.field_name == "dimension_names" else "[4, 8]")
             )
         return v
 
@@ -1069,11 +1070,16 @@ class OutputConfig(Model):
     @field_validator("dimension_names")
     @classmethod
     def _names_each_once(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        """Refuse an empty name (``''``, spaces alone: no name xarray shows) and a name given
-        twice (xarray holds one size per dimension name, and an array with a repeated one
-        opens to no variable). ValueError."""
+        """Refuse an empty list, an empty name (``''``, spaces alone: no name xarray shows)
+        and a name given twice (xarray holds one size per dimension name, and an array with a
+        repeated one opens to no variable). ValueError."""
         if v is None:
             return v
+        if not v:  # a 0-d output has no dimension to name (h88e: [] had passed)
+            raise ValueError(
+                "is empty: give one name per dimension of the output, or leave it out for "
+                "the input's"
+            )
         blank = [n for n in v if not n.strip()]
         if blank:
             raise ValueError(

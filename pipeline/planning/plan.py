@@ -262,8 +262,8 @@ class Plan:
         }
         if self.source.unpacking is not None:  # only then: other runs' fingerprints stay
             ident["unpack"] = self.source.unpacking.describe()
-        if c.output.dimension_names is not None:  # only then: other runs' fingerprints stay
-            ident["dimension_names"] = list(c.output.dimension_names)
+        if self.carried.names_given:  # only then: other runs' fingerprints stay
+            ident["dimension_names"] = list(self.carried.dimension_names or ())
         frame = self._frame_identity()
         if frame is not None:  # only then: other runs' fingerprints stay
             ident["coordinates"] = frame
@@ -597,7 +597,9 @@ def identity_changes(before: StoreIdentity, after: StoreIdentity) -> list[str]:
                 changed.append(f"{name} ({', '.join(which)})")
         if changed:
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-            said.append("file " + ", ".join(changed[:3]) + more)
+            said.append(
+                ("file " if len(changed) == 1 else "files ") + ", ".join(changed[:3]) + more
+            )
     elif before.identity[1] != after.identity[1]:
         said.append("its files' sizes")
     elif before.identity[2:] != after.identity[2:]:

@@ -79,6 +79,15 @@ class Carried:
     root of its store)"""
     notes: tuple[str, ...] = field(default=(), compare=False)
     """what the plan says besides (attributes a stale consolidated copy holds otherwise)"""
+    left_out: dict[str, Any] = field(default_factory=dict, compare=False)
+    """the input's attributes that state facts about its values
+    (:data:`~pipeline.ops.cf.VALUE_ATTRIBUTES`), which the output does not carry: an
+    earlier release carried them, so an output holding these, equal, is that release's,
+    not edited (:func:`pipeline.store.datasets.own_metadata_differs`)"""
+    names_given: bool = False
+    """``output.dimension_names`` gives names other than the input's (the run's identity
+    holds them then: names equal to the input's write the output a run without them
+    writes, and a resume of either takes the other, h88e)"""
     dimension_names: tuple[str | None, ...] | None = None
     """the output's dimension names: the input's as given, some perhaps None (an array with
     names for some of its dimensions only keeps them, and, in a group, is a variable of a
@@ -157,7 +166,8 @@ def carried(
         made = config.input.generate
         if made is not None:
             _check_dimension_names(config, tuple(made.shape), None, output_path)
-        return Carried(dimension_names=config.output.dimension_names)
+        given = config.output.dimension_names
+        return Carried(dimension_names=given, names_given=given is not None)
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     path = config.input.array.strip("/")
     _refuse_damaged_nczarr(loc, path, arr)
@@ -211,6 +221,7 @@ def carried(
         # xarray takes from the listing (CI: the v3 case had been refused by that line)
         refuse_ambiguous_bounds(loc, store, variable)
         _check_frame_reads(loc, store, variable)
+    own = datasets.dimension_names(arr)
     left_out = value_attributes_note(loc.join(path), arr.attrs)
     notes += [left_out] if left_out else []
     dropped: tuple[str, ...] = NOT_CARRIED
@@ -230,7 +241,9 @@ def carried(
         unpacking=unpack,
         frame=frame,
         notes=tuple(notes),
-        dimension_names=config.output.dimension_names or datasets.dimension_names(arr),
+        left_out={k: arr.attrs[k] for k in VALUE_ATTRIBUTES if k in arr.attrs},
+        dimension_names=config.output.dimension_names or own,
+        names_given=config.output.dimension_names not in (None, own),
     )
 
 

@@ -442,7 +442,7 @@ def verify(
                 f"rewritten), and this config makes {makes} of it now; `run --overwrite` "
                 "computes it from the input as it is now"
             )
-        elif (made_with := _made_with(made, chain, unpack)) is not None:
+        elif (made_with := _made_with(made, chain, unpack, kept)) is not None:
             # its record says another config's stages made it, as `run --resume` says (h57f:
             # "is it the same config?", naming no command, where a config of the same dtype
             # was told `run --overwrite`)
@@ -566,7 +566,7 @@ def verify(
         replaced=_metadata_stamp(loc_out, out_path) != before,
         record_edited=edited_record,
         made_from=_made_from(made, input_place(loc_in, config.input.array.strip("/"))),
-        made_with=_made_with(made, chain, unpack),
+        made_with=_made_with(made, chain, unpack, kept),
         input_changed=changed,
         input_changes=changes,
         carried_since=since,
@@ -779,12 +779,14 @@ def _made_by_this(record: Any, shape: tuple[int, ...], dtype: np.dtype, chain: A
     )
 
 
-def _made_with(record: Any, chain: Any, unpack: Any) -> str | None:
+def _made_with(record: Any, chain: Any, unpack: Any, kept: Carried) -> str | None:
     """What the output's ``record`` says computed its values (its identity's ``stages``, and
-    ``unpack``: how a packed input's stored elements were decoded), where that is not this
-    config's ``chain`` and ``unpack`` (:func:`pipeline.planning.variable.values_chain`,
-    :func:`~pipeline.planning.variable.decoding`), in a few words; None where they are, or
-    the record says nothing of them."""
+    ``unpack``: how a packed input's stored elements were decoded) or named its dimensions
+    (``dimension_names``: ``output.dimension_names`` other than the input's), where that is
+    not this config's ``chain``, ``unpack`` and ``kept`` (:func:`pipeline.planning.variable.
+    values_chain`, :func:`~pipeline.planning.variable.decoding`, :class:`Carried`), in a few
+    words; None where they are, or the record says nothing of them. Names another config
+    gave are its, not an edit of the output (h88e: verify had said "edited since")."""
     identity = _identity(record)
     recorded = identity.get("stages")
     if not isinstance(recorded, list):
@@ -800,6 +802,13 @@ def _made_with(record: Any, chain: Any, unpack: Any) -> str | None:
         return (
             f"{identity.get('unpack') or 'no unpacking'} of the stored values "
             f"(this config's: {unpack_now or 'no unpacking'})"
+        )
+    names_now = list(kept.dimension_names or ()) if kept.names_given else None
+    if identity.get("dimension_names") != names_now:
+        was = identity.get("dimension_names")
+        return (
+            f"the dimension names {was or 'of its input'} (this config's "
+            f"output.dimension_names: {names_now or 'not given'})"
         )
     return None
 
@@ -820,7 +829,11 @@ def _metadata_differs(
         text = output_fill_attribute(np.dtype(dst.dtype), kept.frame)
         if text is not None:
             attrs["_FillValue"] = text
-    return tuple(datasets.own_metadata_differs(dst, attrs, kept.dimension_names, fill, said))
+    return tuple(
+        datasets.own_metadata_differs(
+            dst, attrs, kept.dimension_names, fill, said, left_out=kept.left_out
+        )
+    )
 
 
 def _wrote_fill(

@@ -1145,6 +1145,9 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
     elif plan.config.output.dimension_names is not None:
         names = "other output.dimension_names"
         fix = f"give {names}, or "
+    else:  # the input's names clash: others are a fix too (h88e)
+        names = "output.dimension_names other than its input's"
+        fix = f"give {names}, or "
     if resume:  # its unfinished remains close the group now: they go, then it runs elsewhere
         line = (
             f"cannot resume {name_shown(where)}: it is an array alone in the group "
@@ -1326,13 +1329,15 @@ def _refuse_misaligned_alone(plan: Plan, top: Location, within: str, resume: boo
     label, dim, why = found
     where = plan.output.location.join(plan.output.path)
     tree = top.url.rstrip("/")
-    fix = f"choose an output.store outside {name_shown(tree)}"
-    if plan.config.output.dimension_names is not None:  # the names are the config's (h88b)
-        fix = f"give other output.dimension_names, or {fix}"
+    # other names are a fix too, where the input's are the ones that clash (h88e)
+    names = "other output.dimension_names"
+    if plan.config.output.dimension_names is None:
+        names = "output.dimension_names other than its input's"
+    fix = f"give {names}, or choose an output.store outside {name_shown(tree)}"
     if resume:
         fix = (
             f"remove {name_shown(where)} (an unfinished output of this pipeline) yourself, then "
-            f"run it into an output.store outside {name_shown(tree)}"
+            f"run it again with {names}, or into an output.store outside {name_shown(tree)}"
         )
     raise OutputError(
         f"{'cannot resume' if resume else 'cannot write'} {name_shown(where)}: the group "
@@ -2233,6 +2238,7 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
         plan.carried.dimension_names,
         recorded_fill(plan),
         arrays.stored_fill_said(o.location, o.path),
+        left_out=plan.carried.left_out,
     )
     if own:
         found.append(("metadata", "; ".join(own)))
@@ -2471,11 +2477,17 @@ def check_metadata_kept(plan: Plan, state: str = "incomplete") -> None:
     earlier = datasets.earlier_release_alone(words for _, words in found)
     if state == "complete" and all(part == "modified" for part, _ in found):
         said = f"{name_shown(where)} is complete, but {modified_said(found)}"
-    elif earlier:  # no edit: an earlier release's output (h88d)
+    elif earlier and state == "complete":  # no edit: an earlier release's output (h88d)
         said = (
-            f"{name_shown(where)} is {state}, but not as this release of the pipeline "
+            f"{name_shown(where)} is complete, but not as this release of the pipeline "
+            f"writes it ({edits_said(found)}): no edit since the run; `run --overwrite` "
+            "writes it again"
+        )
+    elif earlier:
+        said = (
+            f"cannot resume {name_shown(where)}: it is not as this release of the pipeline "
             f"writes it ({edits_said(found)}): no edit since the run, but a resume never "
-            "rewrites it: `run --overwrite` writes it again"
+            "rewrites its metadata: `run --overwrite` starts over"
         )
     elif state == "complete":
         said = (

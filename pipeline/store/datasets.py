@@ -2733,6 +2733,7 @@ def own_metadata_differs(
     dimension_names: tuple[str | None, ...] | None,
     fill: Any = None,
     said: Any = None,
+    left_out: dict[str, Any] | None = None,
 ) -> list[str]:
     """What the own metadata of the output array ``arr`` holds otherwise than a run writes it,
     each in a few words: its attributes (besides the pipeline's record) against ``attrs``
@@ -2742,26 +2743,38 @@ def own_metadata_differs(
     wrote that, ``fill_value``; None: zero, which earlier versions wrote), bit for bit, a
     NaN's payload by ``said``, the document's ``fill_value`` as written
     (:func:`pipeline.store.arrays.fills_agree`, :func:`~pipeline.store.arrays.stored_fill_said`;
-    None: any NaN). [] where all agree. What
+    None: any NaN); ``left_out``: the input's value attributes this release does not carry
+    (:attr:`pipeline.planning.variable.Carried.left_out`), which an output holding them equal
+    had from an earlier release (said so, not as an edit). [] where all agree. What
     ``verify`` checks of a complete output, and ``run --resume`` of an incomplete one (which
     never rewrites them, and would mark the output complete with the edit in it)."""
     import numpy as np
 
     from pipeline.ops.cf import VALUE_ATTRIBUTES
 
+    left_out = left_out or {}
     found: list[str] = []
     own = {k: v for k, v in dict(arr.attrs).items() if k != RUN_RECORD}
     keys = differing_values(own, attrs)
     # those an earlier release carried from the input, which this one leaves out (h88d)
-    earlier = [k for k in keys if k in VALUE_ATTRIBUTES and k in own and k not in attrs]
+    earlier = [  # as the input holds them: one added by hand, or edited, is an edit (h88e)
+        k
+        for k in keys
+        if k in VALUE_ATTRIBUTES
+        and k in own
+        and k not in attrs
+        and k in left_out
+        and not differing_values({k: own[k]}, {k: left_out[k]})
+    ]
     keys = [k for k in keys if k not in earlier]
     if keys:
         found.append(f"its {names_shown(keys)} attribute{'s' if len(keys) > 1 else ''}")
     if earlier:
         found.append(
             f"its {names_shown(earlier)} attribute{'s' if len(earlier) > 1 else ''}, "
-            f"{EARLIER_RELEASE_WROTE} and this one leaves out, as they describe the "
-            "input's values, not the computed ones"
+            f"{EARLIER_RELEASE_WROTE} and this one leaves out, as "
+            f"{'they describe' if len(earlier) > 1 else 'it describes'} the input's values, "
+            "not the computed ones"
         )
     names = getattr(arr.metadata, "dimension_names", None)
     if (tuple(names) if names is not None else None) != dimension_names:
